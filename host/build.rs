@@ -1,0 +1,101 @@
+//! Builds the policy components in `plugin/` for wasm32-wasip2, so that the
+//! default policy can be embedded in the binary and the others are ready for
+//! the tests. Installs the wasm32-wasip2 target when it is missing: rustup
+//! does not do so by itself where RUSTUP_AUTO_INSTALL=0.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TARGET: &str = "wasm32-wasip2";
+/// The policy crates, by package name; each builds `<name with _>.wasm`.
+const POLICIES: &[&str] = &[
+    "keyhost-policy-default",
+    "keyhost-policy-strict",
+    "keyhost-policy-hostile",
+];
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let workspace = manifest_dir.parent().expect("host/ sits in the workspace").to_path_buf();
+    for watched in ["plugin", "wit", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", workspace.join(watched).display());
+    }
+
+    ensure_target();
+    let built = build_policies(&workspace);
+
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo")).join("policies");
+    std::fs::create_dir_all(&out_dir).expect("create OUT_DIR/policies");
+    for package in POLICIES {
+        let file = format!("{}.wasm", package.replace('-', "_"));
+        std::fs::copy(built.join(&file), out_dir.join(&file))
+            .unwrap_or_else(|e| panic!("copy {file} from {}: {e}", built.display()));
+    }
+    println!("cargo:rustc-env=KEYHOST_POLICY_DIR={}", out_dir.display());
+}
+
+fn rustc() -> String {
+    env::var("RUSTC").unwrap_or_else(|_| "rustc".into())
+}
+
+/// Adds the wasm32-wasip2 target with rustup when the sysroot lacks it.
+fn ensure_target() {
+    let output = Command::new(rustc())
+        .args(["--print", "target-libdir", "--target", TARGET])
+        .output()
+        .expect("run rustc --print target-libdir");
+    let libdir = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    if output.status.success() && Path::new(&libdir).is_dir() {
+        return;
+    }
+    println!("cargo:warning=installing the {TARGET} target with rustup");
+    let mut rustup = Command::new("rustup");
+    rustup.args(["target", "add", TARGET]);
+    if let Ok(toolchain) = env::var("RUSTUP_TOOLCHAIN") {
+        rustup.args(["--toolchain", &toolchain]);
+    }
+    let status = rustup.status().unwrap_or_else(|e| {
+        panic!("the {TARGET} target is missing and rustup could not be run ({e}); install it with `rustup target add {TARGET}`")
+    });
+    assert!(status.success(), "`rustup target add {TARGET}` failed");
+}
+
+/// Runs cargo for the policy crates into their own target dir and returns
+/// the folder holding the built components.
+fn build_policies(workspace: &Path) -> PathBuf {
+    let target_dir = workspace.join("target").join("policies");
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .arg("build")
+        .arg("--release")
+        .args(["--target", TARGET])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .arg("--manifest-path")
+        .arg(workspace.join("Cargo.toml"));
+    for package in POLICIES {
+        command.args(["-p", package]);
+    }
+    // Settings meant for the host build must not leak into the wasm build.
+    for name in [
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_PRIMARY_PACKAGE",
+    ] {
+        command.env_remove(name);
+    }
+    let output = command.output().expect("run cargo for the policy components");
+    if !output.status.success() {
+        panic!(
+            "building the policy components failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    target_dir.join(TARGET).join("release")
+}

@@ -1,0 +1,178 @@
+//! The check pipeline, in this order: the secret's format and checksum, its
+//! SHA-256, the lookup with a constant-time comparison, then the policy.
+
+use serde::Serialize;
+
+use crate::iam::{IdentityKind, KeyKind};
+use crate::key_format;
+use crate::policy::PolicySlot;
+use crate::policy::bindings::{self as wit, Decision, DenyCode};
+use crate::registry::{Identity, KeyIndex, KeyRecord, Registry};
+use crate::time::Timestamp;
+
+/// What the caller presents along with the key.
+#[derive(Clone, Debug, Default)]
+pub struct CheckRequest {
+    pub service: Option<String>,
+    pub scope: Option<String>,
+    pub source_ip: Option<String>,
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub attributes: Vec<(String, String)>,
+    pub now: Option<Timestamp>,
+}
+
+/// The key a decision is about.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct KeyRef {
+    pub key_id: String,
+    pub owner: String,
+    pub kind: KeyKind,
+}
+
+/// The outcome of a check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Allow {
+        key: KeyRef,
+        info: Vec<(String, String)>,
+    },
+    Deny {
+        code: DenyCode,
+        reason: String,
+        key: Option<KeyRef>,
+    },
+}
+
+impl Verdict {
+    fn deny(code: DenyCode, reason: impl Into<String>, key: Option<KeyRef>) -> Verdict {
+        Verdict::Deny {
+            code,
+            reason: reason.into(),
+            key,
+        }
+    }
+
+    pub fn is_allow(&self) -> bool {
+        matches!(self, Verdict::Allow { .. })
+    }
+
+    pub fn key(&self) -> Option<&KeyRef> {
+        match self {
+            Verdict::Allow { key, .. } => Some(key),
+            Verdict::Deny { key, .. } => key.as_ref(),
+        }
+    }
+
+    /// The stable code of a denial; `None` for an allow.
+    pub fn code(&self) -> Option<&'static str> {
+        match self {
+            Verdict::Allow { .. } => None,
+            Verdict::Deny { code, .. } => Some(code.as_str()),
+        }
+    }
+
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Verdict::Allow { .. } => None,
+            Verdict::Deny { reason, .. } => Some(reason),
+        }
+    }
+}
+
+/// A registry loaded for checking, with its hash index.
+pub struct Checker {
+    pub registry: Registry,
+    index: KeyIndex,
+}
+
+impl Checker {
+    pub fn new(registry: Registry) -> Checker {
+        let index = KeyIndex::build(&registry);
+        Checker { registry, index }
+    }
+
+    /// Checks `presented` for `request` through `policy`.
+    pub fn check(&self, policy: &mut PolicySlot, presented: &str, request: &CheckRequest) -> Verdict {
+        let now = request.now.unwrap_or_else(Timestamp::now);
+        if let Err(malformed) = key_format::parse(&self.registry.prefix, presented) {
+            return Verdict::deny(DenyCode::Malformed, malformed.to_string(), None);
+        }
+        let hash = key_format::hash(presented);
+        let Some(found) = self.index.find(&hash) else {
+            return Verdict::deny(DenyCode::NotFound, "no key matches this secret", None);
+        };
+        let key = &self.registry.keys[found.key];
+        let key_ref = KeyRef {
+            key_id: key.id.clone(),
+            owner: key.owner.to_string(),
+            kind: key.kind,
+        };
+        if found.retired_until.is_some_and(|until| now >= until) {
+            return Verdict::deny(
+                DenyCode::NotFound,
+                "this secret was rotated out and its grace period is over",
+                Some(key_ref),
+            );
+        }
+        let Some(identity) = self.registry.identity(&key.owner) else {
+            return Verdict::deny(DenyCode::NotFound, "the key's identity no longer exists", Some(key_ref));
+        };
+        let decision = policy.validate(
+            &wit_key(key),
+            &wit_identity(identity),
+            &wit_request(request, now),
+        );
+        match decision {
+            Ok(Decision::Allow(info)) => Verdict::Allow { key: key_ref, info },
+            Ok(Decision::Deny(deny)) => Verdict::deny(deny.code, deny.message, Some(key_ref)),
+            Err(fault) => Verdict::deny(DenyCode::PolicyError, fault.to_string(), Some(key_ref)),
+        }
+    }
+}
+
+fn wit_key(key: &KeyRecord) -> wit::KeyRecord {
+    wit::KeyRecord {
+        id: key.id.clone(),
+        name: key.name.clone(),
+        kind: match key.kind {
+            KeyKind::User => wit::KeyKind::User,
+            KeyKind::ServiceId => wit::KeyKind::ServiceId,
+            KeyKind::ClassicInfrastructure => wit::KeyKind::ClassicInfrastructure,
+            KeyKind::ServiceSpecific => wit::KeyKind::ServiceSpecific,
+        },
+        owner: key.owner.to_string(),
+        service: key.service.clone(),
+        scopes: key.scopes.clone(),
+        allowed_ips: key.allowed_ips.clone(),
+        created_at: key.created_at.0,
+        expires_at: key.expires_at.map(|t| t.0),
+        disabled: key.disabled,
+        leaked: key.leaked,
+        locked: key.locked,
+    }
+}
+
+fn wit_identity(identity: &Identity) -> wit::Identity {
+    wit::Identity {
+        iam_id: identity.iam_id.to_string(),
+        kind: match identity.kind() {
+            IdentityKind::User => wit::IdentityKind::User,
+            IdentityKind::ServiceId => wit::IdentityKind::ServiceId,
+        },
+        owner: identity.owner.as_ref().map(|o| o.to_string()),
+        scopes: identity.scopes.clone(),
+    }
+}
+
+fn wit_request(request: &CheckRequest, now: Timestamp) -> wit::Request {
+    wit::Request {
+        service: request.service.clone(),
+        scope: request.scope.clone(),
+        source_ip: request.source_ip.clone(),
+        method: request.method.clone(),
+        path: request.path.clone(),
+        attributes: request.attributes.clone(),
+        now: now.0,
+    }
+}

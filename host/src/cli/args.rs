@@ -1,0 +1,234 @@
+//! The command line, as clap parses it. DESIGN.md's CLI contract.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::iam::{IamId, KeyKind};
+use crate::registry::LeakAction;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "keyhost",
+    version,
+    about = "API keys in a TOML registry, checked by a WebAssembly policy",
+    long_about = "keyhost manages API keys in a TOML registry and checks them. The decision on a \
+                  presented key is made by a policy compiled to a WebAssembly component; the \
+                  default policy is built in, and --policy FILE.wasm swaps it.\n\n\
+                  Exit codes: 0 success or allow; 1 denied or refused by a rule; 2 error."
+)]
+pub struct Cli {
+    /// The registry file.
+    #[arg(long, global = true, env = "KEYHOST_REGISTRY", default_value = "keys.toml")]
+    pub registry: PathBuf,
+
+    /// Print exactly one JSON object on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create an empty registry (mode 0600); refuses to overwrite one.
+    Init(InitArgs),
+    /// Add, list or remove users and service IDs.
+    #[command(subcommand)]
+    Identity(IdentityCommand),
+    /// Create a key and print its secret, once.
+    Create(CreateArgs),
+    /// List keys (never secrets or hashes).
+    List(ListArgs),
+    /// Show one key (never its secret or hash).
+    Show(KeyIdArgs),
+    /// Lock a key against change and deletion; it still authenticates.
+    Lock(ActorKeyArgs),
+    /// Unlock a locked key.
+    Unlock(ActorKeyArgs),
+    /// Disable a key: it stops authenticating until enabled.
+    Disable(ActorKeyArgs),
+    /// Enable a disabled key.
+    Enable(ActorKeyArgs),
+    /// Delete a key.
+    Delete(ActorKeyArgs),
+    /// Give a key a new secret and print it, once.
+    Rotate(RotateArgs),
+    /// Change a key's name, description, scopes, expiry or allowed IPs.
+    Update(UpdateArgs),
+    /// Check a key read from stdin or KEYHOST_KEY (never from the command line).
+    Check(CheckArgs),
+    /// Find keys in files (or stdin) by prefix and checksum.
+    Scan(ScanArgs),
+    /// Run a walkthrough on a throwaway registry: create keys, check them.
+    Demo,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The first part of every secret of this registry (lowercase letters and digits).
+    #[arg(long, default_value = crate::registry::DEFAULT_PREFIX)]
+    pub prefix: String,
+    /// What marking a key as leaked does.
+    #[arg(long, value_enum, default_value = "none")]
+    pub action_when_leaked: LeakAction,
+    /// The most keys one identity may hold.
+    #[arg(long, default_value_t = crate::registry::DEFAULT_MAX_KEYS_PER_IDENTITY)]
+    pub max_keys_per_identity: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IdentityCommand {
+    /// Add a user (user:NAME) or a service ID (service-id:NAME --owner user:NAME).
+    Add {
+        /// user:NAME or service-id:NAME.
+        iam_id: IamId,
+        /// The user who owns a service ID.
+        #[arg(long)]
+        owner: Option<IamId>,
+        /// A scope (access right) of the identity; repeat for more.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+    },
+    /// List identities.
+    List,
+    /// Remove an identity and delete its keys.
+    Remove {
+        /// user:NAME or service-id:NAME.
+        iam_id: IamId,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The user creating the key: the key's owner, or the owner of the service ID.
+    #[arg(long = "as")]
+    pub actor: IamId,
+    /// A name for the key.
+    #[arg(long)]
+    pub name: String,
+    /// The kind of key (default: user for a user, service-id for a service ID).
+    #[arg(long, value_enum)]
+    pub kind: Option<KeyKind>,
+    /// Create the key for this service ID (or user) instead of the actor.
+    #[arg(long = "for")]
+    pub for_identity: Option<IamId>,
+    /// The one service a service-specific key is bound to.
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Narrow the identity's scopes to these; repeat for more.
+    #[arg(long = "scope")]
+    pub scopes: Vec<String>,
+    /// Expiry: a duration (30s, 15m, 24h, 90d) or an RFC 3339 time.
+    #[arg(long)]
+    pub expires: Option<String>,
+    /// Allow only these source addresses (CIDR); repeat for more.
+    #[arg(long = "allow-ip")]
+    pub allowed_ips: Vec<String>,
+    /// A description.
+    #[arg(long, default_value = "")]
+    pub description: String,
+    /// Lock the key at creation.
+    #[arg(long)]
+    pub lock: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only the keys of this identity.
+    #[arg(long)]
+    pub owner: Option<IamId>,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyIdArgs {
+    /// The key's id (kid_...).
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ActorKeyArgs {
+    /// The key's id (kid_...).
+    pub id: String,
+    /// The user acting: the key's owner.
+    #[arg(long = "as")]
+    pub actor: IamId,
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    pub key: ActorKeyArgs,
+    /// How long the old secret keeps working (30s, 15m, 24h); without it the old secret stops at once.
+    #[arg(long)]
+    pub grace: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    #[command(flatten)]
+    pub key: ActorKeyArgs,
+    /// A new name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A new description.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Replace the key's scopes with these; repeat for more.
+    #[arg(long = "scope", conflicts_with = "all_scopes")]
+    pub scopes: Vec<String>,
+    /// Give the key all of its identity's scopes.
+    #[arg(long)]
+    pub all_scopes: bool,
+    /// A new expiry (30s, 15m, 24h, 90d, RFC 3339), or `never`.
+    #[arg(long)]
+    pub expires: Option<String>,
+    /// Replace the allowed addresses with these CIDRs; repeat for more.
+    #[arg(long = "allow-ip", conflicts_with = "any_ip")]
+    pub allowed_ips: Vec<String>,
+    /// Allow any source address.
+    #[arg(long)]
+    pub any_ip: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The service the key is presented to.
+    #[arg(long)]
+    pub service: Option<String>,
+    /// The scope the request needs.
+    #[arg(long)]
+    pub scope: Option<String>,
+    /// The caller's IP address.
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// The HTTP method of the original request.
+    #[arg(long)]
+    pub method: Option<String>,
+    /// The path of the original request.
+    #[arg(long)]
+    pub path: Option<String>,
+    /// An extra attribute for the policy, NAME=VALUE; repeat for more.
+    #[arg(long = "attr", value_parser = parse_attribute)]
+    pub attributes: Vec<(String, String)>,
+    /// A policy component to use instead of the built-in default.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Files or folders to scan; stdin when none is given.
+    pub paths: Vec<PathBuf>,
+    /// Mark each key found as leaked and apply the registry's action_when_leaked.
+    #[arg(long)]
+    pub mark_leaked: bool,
+}
+
+fn parse_attribute(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not NAME=VALUE"))?;
+    Ok((name.to_string(), value.to_string()))
+}

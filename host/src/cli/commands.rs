@@ -1,0 +1,329 @@
+//! One function per command. Each reads or updates the registry through
+//! the library and returns a [`Report`]; none prints by itself.
+
+use std::io::{IsTerminal, Read};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde_json::json;
+
+use super::args::{
+    ActorKeyArgs, CheckArgs, Cli, Command, CreateArgs, IdentityCommand, InitArgs, ListArgs,
+    RotateArgs, ScanArgs, UpdateArgs,
+};
+use super::input::read_presented_key;
+use super::{EXIT_DENIED, Report};
+use crate::check::{CheckRequest, Checker, Verdict};
+use crate::key_format::{self, Secret};
+use crate::lifecycle::{self, KeyChanges, NewIdentity, NewKey, StateChange};
+use crate::policy::{CompiledCache, PolicyEngine, PolicySlot, SandboxLimits};
+use crate::registry::{KeyRecord, Registry, RegistryFile};
+use crate::scan::Scanner;
+use crate::time::{self, Timestamp};
+use crate::views::{IdentityView, KeyView};
+
+pub fn run(cli: Cli) -> Result<Report> {
+    let file = RegistryFile::new(&cli.registry);
+    let now = Timestamp::now();
+    match cli.command {
+        Command::Init(args) => init(&file, args),
+        Command::Identity(command) => identity(&file, command, now),
+        Command::Create(args) => create(&file, args, now),
+        Command::List(args) => list(&file, args, now),
+        Command::Show(args) => show(&file, &args.id, now),
+        Command::Lock(args) => change_state(&file, args, StateChange::Lock, now),
+        Command::Unlock(args) => change_state(&file, args, StateChange::Unlock, now),
+        Command::Disable(args) => change_state(&file, args, StateChange::Disable, now),
+        Command::Enable(args) => change_state(&file, args, StateChange::Enable, now),
+        Command::Delete(args) => delete(&file, args),
+        Command::Rotate(args) => rotate(&file, args, now),
+        Command::Update(args) => update(&file, args, now),
+        Command::Check(args) => check(&file, args, now),
+        Command::Scan(args) => scan(&file, args, now),
+        Command::Demo => crate::demo::run(),
+    }
+}
+
+fn init(file: &RegistryFile, args: InitArgs) -> Result<Report> {
+    key_format::validate_prefix(&args.prefix).map_err(|e| anyhow::anyhow!("--prefix: {e}"))?;
+    let mut registry = Registry::new(&args.prefix);
+    registry.action_when_leaked = args.action_when_leaked;
+    registry.max_keys_per_identity = args.max_keys_per_identity;
+    file.create(&registry)?;
+    let path = file.path().display().to_string();
+    Ok(Report::new(
+        json!({ "registry": path, "prefix": registry.prefix, "revision": registry.revision }),
+        format!("created registry {path} (prefix {})", registry.prefix),
+    ))
+}
+
+fn identity(file: &RegistryFile, command: IdentityCommand, now: Timestamp) -> Result<Report> {
+    match command {
+        IdentityCommand::Add { iam_id, owner, scopes } => {
+            let new = NewIdentity { iam_id, owner, scopes };
+            let (identity, revision) =
+                file.update(|registry| lifecycle::add_identity(registry, new, now))?;
+            let view = IdentityView::of(&identity);
+            let text = format!("added {} {}", view.kind, view.iam_id);
+            Ok(Report::new(json!({ "identity": view, "revision": revision }), text))
+        }
+        IdentityCommand::List => {
+            let registry = file.load()?;
+            let views: Vec<IdentityView> = registry.identities.iter().map(IdentityView::of).collect();
+            let text = views
+                .iter()
+                .map(|v| {
+                    let owner = v.owner.as_deref().map(|o| format!(" owner={o}")).unwrap_or_default();
+                    format!("{:<32} {:<10}{owner} scopes={}", v.iam_id, v.kind, v.scopes.join(","))
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            Ok(Report::new(json!({ "identities": views, "revision": registry.revision }), text))
+        }
+        IdentityCommand::Remove { iam_id } => {
+            let (deleted, revision) = file.update(|registry| lifecycle::remove_identity(registry, &iam_id))?;
+            let text = format!("removed {iam_id} and {} key(s)", deleted.len());
+            Ok(Report::new(
+                json!({ "removed": iam_id.to_string(), "deleted_keys": deleted, "revision": revision }),
+                text,
+            ))
+        }
+    }
+}
+
+fn create(file: &RegistryFile, args: CreateArgs, now: Timestamp) -> Result<Report> {
+    let expires_at = args
+        .expires
+        .as_deref()
+        .map(|text| time::parse_when(text, now).map_err(|e| anyhow::anyhow!("--expires: {e}")))
+        .transpose()?;
+    let new = NewKey {
+        for_identity: args.for_identity,
+        name: args.name,
+        kind: args.kind,
+        service: args.service,
+        scopes: args.scopes,
+        expires_at,
+        allowed_ips: args.allowed_ips,
+        description: args.description,
+        lock: args.lock,
+    };
+    let ((record, secret), revision) =
+        file.update(|registry| lifecycle::create_key(registry, &args.actor, new, now))?;
+    Ok(secret_report("created", &record, &secret, revision, now))
+}
+
+/// The one report that carries a secret: after create or rotate.
+fn secret_report(verb: &str, record: &KeyRecord, secret: &Secret, revision: u64, now: Timestamp) -> Report {
+    let view = KeyView::of(record, now);
+    Report::new(
+        json!({
+            "id": record.id,
+            "key": secret.expose(),
+            "kind": record.kind,
+            "owner": record.owner.to_string(),
+            "record": view,
+            "revision": revision,
+        }),
+        secret.expose(),
+    )
+    .with_note(format!(
+        "{verb} {} key {} for {}. This is the only time the secret is shown; keyhost keeps only its SHA-256.",
+        record.kind, record.id, record.owner
+    ))
+}
+
+fn list(file: &RegistryFile, args: ListArgs, now: Timestamp) -> Result<Report> {
+    let registry = file.load()?;
+    let views: Vec<KeyView> = registry
+        .keys
+        .iter()
+        .filter(|key| args.owner.as_ref().is_none_or(|owner| &key.owner == owner))
+        .map(|key| KeyView::of(key, now))
+        .collect();
+    let text = views.iter().map(KeyView::summary).collect::<Vec<_>>().join("\n");
+    Ok(Report::new(json!({ "keys": views, "revision": registry.revision }), text))
+}
+
+fn show(file: &RegistryFile, id: &str, now: Timestamp) -> Result<Report> {
+    let registry = file.load()?;
+    let key = registry
+        .key(id)
+        .with_context(|| format!("unknown key id {id} in registry {}", file.path().display()))?;
+    let view = KeyView::of(key, now);
+    let text = view.details();
+    Ok(Report::new(json!({ "key": view, "revision": registry.revision }), text))
+}
+
+fn key_report(verb: &str, record: &KeyRecord, revision: u64, now: Timestamp) -> Report {
+    let view = KeyView::of(record, now);
+    let text = format!("{verb} {} ({})", record.id, view.state);
+    Report::new(json!({ "key": view, "revision": revision }), text)
+}
+
+fn change_state(file: &RegistryFile, args: ActorKeyArgs, change: StateChange, now: Timestamp) -> Result<Report> {
+    let (record, revision) =
+        file.update(|registry| lifecycle::change_state(registry, &args.id, &args.actor, change, now))?;
+    let verb = match change {
+        StateChange::Lock => "locked",
+        StateChange::Unlock => "unlocked",
+        StateChange::Disable => "disabled",
+        StateChange::Enable => "enabled",
+    };
+    Ok(key_report(verb, &record, revision, now))
+}
+
+fn delete(file: &RegistryFile, args: ActorKeyArgs) -> Result<Report> {
+    let (record, revision) = file.update(|registry| lifecycle::delete_key(registry, &args.id, &args.actor))?;
+    Ok(Report::new(
+        json!({ "deleted": record.id, "revision": revision }),
+        format!("deleted {}", record.id),
+    ))
+}
+
+fn rotate(file: &RegistryFile, args: RotateArgs, now: Timestamp) -> Result<Report> {
+    let grace = args
+        .grace
+        .as_deref()
+        .map(|text| time::parse_duration(text).map_err(|e| anyhow::anyhow!("--grace: {e}")))
+        .transpose()?;
+    let ((record, secret), revision) = file
+        .update(|registry| lifecycle::rotate_key(registry, &args.key.id, &args.key.actor, grace, now))?;
+    Ok(secret_report("rotated", &record, &secret, revision, now))
+}
+
+fn update(file: &RegistryFile, args: UpdateArgs, now: Timestamp) -> Result<Report> {
+    let expires_at = match args.expires.as_deref() {
+        None => None,
+        Some("never") => Some(None),
+        Some(text) => Some(Some(
+            time::parse_when(text, now).map_err(|e| anyhow::anyhow!("--expires: {e}"))?,
+        )),
+    };
+    let changes = KeyChanges {
+        name: args.name,
+        description: args.description,
+        scopes: if args.all_scopes {
+            Some(Vec::new())
+        } else {
+            Some(args.scopes).filter(|s| !s.is_empty())
+        },
+        expires_at,
+        allowed_ips: if args.any_ip {
+            Some(Vec::new())
+        } else {
+            Some(args.allowed_ips).filter(|ips| !ips.is_empty())
+        },
+    };
+    let (record, revision) =
+        file.update(|registry| lifecycle::update_key(registry, &args.key.id, &args.key.actor, changes, now))?;
+    Ok(key_report("updated", &record, revision, now))
+}
+
+fn check(file: &RegistryFile, args: CheckArgs, now: Timestamp) -> Result<Report> {
+    let presented = read_presented_key()?;
+    let registry = file.load()?;
+    let engine = PolicyEngine::new(CompiledCache::from_env(), SandboxLimits::default())?;
+    let policy = match &args.policy {
+        Some(path) => engine.load_file(path)?,
+        None => engine.load_default()?,
+    };
+    let revision = registry.revision;
+    let mut slot = PolicySlot::new(policy, registry.policy.config_pairs());
+    let checker = Checker::new(registry);
+    let request = CheckRequest {
+        service: args.service,
+        scope: args.scope,
+        source_ip: args.ip,
+        method: args.method,
+        path: args.path,
+        attributes: args.attributes,
+        now: Some(now),
+    };
+    let verdict = checker.check(&mut slot, &presented, &request);
+    Ok(verdict_report(&verdict, revision))
+}
+
+fn verdict_report(verdict: &Verdict, revision: u64) -> Report {
+    let key = verdict.key();
+    let json = json!({
+        "decision": if verdict.is_allow() { "allow" } else { "deny" },
+        "code": verdict.code(),
+        "reason": verdict.reason(),
+        "key_id": key.map(|k| &k.key_id),
+        "owner": key.map(|k| &k.owner),
+        "kind": key.map(|k| k.kind),
+        "revision": revision,
+    });
+    match verdict {
+        Verdict::Allow { key, .. } => Report::new(json, format!("allow {} {}", key.key_id, key.owner)),
+        Verdict::Deny { code, reason, .. } => Report::new(json, format!("deny {}", code.as_str()))
+            .with_note(format!("reason: {reason}"))
+            .with_exit(EXIT_DENIED),
+    }
+}
+
+fn scan(file: &RegistryFile, args: ScanArgs, now: Timestamp) -> Result<Report> {
+    let registry = file.load()?;
+    let scanner = Scanner::new(&registry);
+    let findings = if args.paths.is_empty() {
+        let mut text = Vec::new();
+        std::io::stdin().lock().read_to_end(&mut text).context("cannot read stdin")?;
+        scanner.scan_text("<stdin>", &String::from_utf8_lossy(&text))
+    } else {
+        let show_progress = std::io::stderr().is_terminal();
+        let mut files = 0usize;
+        let mut progress = |_: &Path| {
+            files += 1;
+            if show_progress && files.is_multiple_of(500) {
+                eprint!("\rscanned {files} files");
+            }
+        };
+        let findings = scanner.scan_paths(&args.paths, &mut progress)?;
+        if show_progress && files >= 500 {
+            eprintln!("\rscanned {files} files");
+        }
+        findings
+    };
+    let mut revision = registry.revision;
+    let mut marked = Vec::new();
+    if args.mark_leaked {
+        let mut ids: Vec<String> = findings.iter().filter_map(|f| f.key_id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        if !ids.is_empty() {
+            let (actions, new_revision) = file.update(|registry| {
+                let mut actions = Vec::new();
+                for id in &ids {
+                    // A key deleted since the scan read the registry is skipped.
+                    if registry.key(id).is_some() {
+                        actions.push((id.clone(), lifecycle::mark_leaked(registry, id, now)?));
+                    }
+                }
+                Ok(actions)
+            })?;
+            revision = new_revision;
+            marked = actions;
+        }
+    }
+    let text = findings
+        .iter()
+        .map(|f| match &f.key_id {
+            Some(id) => format!("{}:{}: key {id} ({})", f.file, f.line, f.kind),
+            None => format!("{}:{}: a {} key that is not in this registry", f.file, f.line, f.kind),
+        })
+        .chain(marked.iter().map(|(id, action)| {
+            format!("marked {id} as leaked (action_when_leaked = {})", json!(action).as_str().unwrap_or(""))
+        }))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let marked_json: Vec<_> = marked
+        .iter()
+        .map(|(id, action)| json!({ "key_id": id, "action": action }))
+        .collect();
+    Ok(Report::new(
+        json!({ "findings": findings, "marked": marked_json, "revision": revision }),
+        text,
+    ))
+}
+

@@ -1,0 +1,106 @@
+//! The `keyhost` command: parses arguments, runs a command, prints its
+//! report as text or as one JSON object, and exits 0, 1 or 2.
+
+mod args;
+mod commands;
+mod input;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use serde_json::{Value, json};
+
+pub use args::Cli;
+
+use crate::lifecycle::Refused;
+
+/// Success, or an allow.
+pub const EXIT_OK: u8 = 0;
+/// A denial, or a refusal by a rule.
+pub const EXIT_DENIED: u8 = 1;
+/// An error: bad usage, a bad registry, an unknown id, a bad policy.
+pub const EXIT_ERROR: u8 = 2;
+
+/// What a command has to say.
+pub struct Report {
+    /// The `--json` output.
+    pub json: Value,
+    /// The text output, for stdout.
+    pub text: String,
+    /// A note for people, for stderr in text mode.
+    pub note: Option<String>,
+    pub exit: u8,
+}
+
+impl Report {
+    pub fn new(json: Value, text: impl Into<String>) -> Report {
+        Report {
+            json,
+            text: text.into(),
+            note: None,
+            exit: EXIT_OK,
+        }
+    }
+
+    pub fn with_note(mut self, note: impl Into<String>) -> Report {
+        self.note = Some(note.into());
+        self
+    }
+
+    pub fn with_exit(mut self, exit: u8) -> Report {
+        self.exit = exit;
+        self
+    }
+}
+
+/// Runs keyhost with the process's arguments.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let json = cli.json;
+    let report = commands::run(cli).unwrap_or_else(|error| error_report(&error));
+    let mut stdout = std::io::stdout().lock();
+    let printed = if json {
+        writeln!(stdout, "{}", report.json)
+    } else if report.text.is_empty() {
+        Ok(())
+    } else {
+        writeln!(stdout, "{}", report.text)
+    };
+    if let Some(note) = &report.note {
+        eprintln!("{note}");
+    }
+    if printed.is_err() {
+        return ExitCode::from(EXIT_ERROR);
+    }
+    ExitCode::from(report.exit)
+}
+
+/// Errors go to stderr; with `--json` they are also the one JSON object.
+fn error_report(error: &anyhow::Error) -> Report {
+    let refused = error.downcast_ref::<Refused>().is_some();
+    let (kind, exit) = if refused {
+        ("refused", EXIT_DENIED)
+    } else {
+        ("error", EXIT_ERROR)
+    };
+    let message = format!("{error:#}");
+    Report {
+        json: json!({ "error": { "kind": kind, "message": message } }),
+        text: String::new(),
+        note: Some(format!("keyhost: {kind}: {message}")),
+        exit,
+    }
+}
+
+/// Logs go to stderr; `KEYHOST_LOG` sets the filter (default `warn`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYHOST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,188 @@
+//! The secret's format: `PREFIX_TAG_RANDOMCHECK`.
+//!
+//! - `PREFIX` is the registry's prefix (lowercase letters and digits);
+//! - `TAG` names the key's kind (`usr`, `sid`, `cls`, `svc`);
+//! - `RANDOM` is 30 base62 characters from the OS RNG (about 178 bits);
+//! - `CHECK` is the CRC32 of everything before it, as 6 base62 characters.
+//!
+//! As in GitHub's token format, the checksum rejects a typo or a random
+//! string before any lookup, and lets `scan` find keys offline.
+
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::iam::KeyKind;
+
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+/// Characters of randomness in a secret.
+pub const RANDOM_LEN: usize = 30;
+/// Characters of checksum at the end of a secret.
+pub const CHECK_LEN: usize = 6;
+/// The longest prefix a registry may choose.
+pub const MAX_PREFIX_LEN: usize = 16;
+
+/// A freshly made secret. It is shown once and never stored; its memory is
+/// wiped when dropped.
+pub struct Secret(Zeroizing<String>);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Why a presented string is not a key of this registry. The reasons never
+/// quote the string itself.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Malformed {
+    #[error("the key does not start with this registry's prefix")]
+    WrongPrefix,
+    #[error("the key's kind tag is not one of usr, sid, cls, svc")]
+    UnknownTag,
+    #[error("the key has the wrong length or characters")]
+    BadBody,
+    #[error("the key's checksum does not match (a typo, or not a key)")]
+    BadChecksum,
+}
+
+/// Whether `prefix` may be a registry's prefix.
+pub fn validate_prefix(prefix: &str) -> Result<(), String> {
+    let ok = (1..=MAX_PREFIX_LEN).contains(&prefix.len())
+        && prefix.starts_with(|c: char| c.is_ascii_lowercase())
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "prefix {prefix:?} must be 1 to {MAX_PREFIX_LEN} lowercase letters or digits, starting with a letter"
+        ))
+    }
+}
+
+/// Makes a new secret for a key of `kind` in a registry with `prefix`.
+pub fn generate(prefix: &str, kind: KeyKind) -> Secret {
+    let mut text = String::with_capacity(prefix.len() + 5 + RANDOM_LEN + CHECK_LEN);
+    text.push_str(prefix);
+    text.push('_');
+    text.push_str(kind.tag());
+    text.push('_');
+    let mut filled = 0;
+    let mut pool = Zeroizing::new([0u8; 64]);
+    while filled < RANDOM_LEN {
+        getrandom::fill(pool.as_mut()).expect("the operating system's random number generator failed");
+        // Rejection sampling keeps every character equally likely: 248 is
+        // the largest multiple of 62 that fits in a byte.
+        for &byte in pool.iter().filter(|&&b| b < 248) {
+            if filled == RANDOM_LEN {
+                break;
+            }
+            text.push(BASE62[usize::from(byte % 62)] as char);
+            filled += 1;
+        }
+    }
+    let check = checksum(&text);
+    text.push_str(&check);
+    Secret(Zeroizing::new(text))
+}
+
+/// Checks a presented key's shape and checksum, and returns its kind.
+pub fn parse(prefix: &str, presented: &str) -> Result<KeyKind, Malformed> {
+    let rest = presented
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('_'))
+        .ok_or(Malformed::WrongPrefix)?;
+    let (tag, body) = rest.split_once('_').ok_or(Malformed::UnknownTag)?;
+    let kind = KeyKind::from_tag(tag).ok_or(Malformed::UnknownTag)?;
+    if body.len() != RANDOM_LEN + CHECK_LEN || !body.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(Malformed::BadBody);
+    }
+    let (signed, check) = presented.split_at(presented.len() - CHECK_LEN);
+    if checksum(signed) != check {
+        return Err(Malformed::BadChecksum);
+    }
+    Ok(kind)
+}
+
+/// CRC32 of `text`, as 6 base62 digits (62^6 > 2^32).
+fn checksum(text: &str) -> String {
+    let mut value = u64::from(crc32fast::hash(text.as_bytes()));
+    let mut digits = [b'0'; CHECK_LEN];
+    for slot in digits.iter_mut().rev() {
+        *slot = BASE62[(value % 62) as usize];
+        value /= 62;
+    }
+    String::from_utf8(digits.to_vec()).expect("base62 digits are ASCII")
+}
+
+/// The SHA-256 of a presented secret: the only form a registry stores.
+pub fn hash(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_parse() {
+        for kind in KeyKind::ALL {
+            let secret = generate("kh", kind);
+            assert_eq!(parse("kh", secret.expose()), Ok(kind));
+            assert_eq!(
+                secret.expose().len(),
+                "kh_".len() + 4 + RANDOM_LEN + CHECK_LEN
+            );
+        }
+    }
+
+    #[test]
+    fn every_single_character_change_is_caught() {
+        let secret = generate("kh", KeyKind::User);
+        let text = secret.expose();
+        for (i, original) in text.char_indices() {
+            for replacement in ['0', 'a', 'Z', '_'] {
+                if replacement == original {
+                    continue;
+                }
+                let mut changed = text.to_string();
+                changed.replace_range(i..i + 1, &replacement.to_string());
+                assert!(parse("kh", &changed).is_err(), "change at {i} went unnoticed");
+            }
+        }
+    }
+
+    #[test]
+    fn wrong_prefix_and_garbage_are_malformed() {
+        let secret = generate("kh", KeyKind::User);
+        assert_eq!(parse("other", secret.expose()), Err(Malformed::WrongPrefix));
+        assert_eq!(parse("kh", "kh_usr_short"), Err(Malformed::BadBody));
+        assert_eq!(parse("kh", "hello"), Err(Malformed::WrongPrefix));
+    }
+
+    #[test]
+    fn two_secrets_differ() {
+        let a = generate("kh", KeyKind::User);
+        let b = generate("kh", KeyKind::User);
+        assert_ne!(a.expose(), b.expose());
+    }
+
+    #[test]
+    fn prefixes() {
+        assert!(validate_prefix("kh").is_ok());
+        assert!(validate_prefix("acme2").is_ok());
+        assert!(validate_prefix("").is_err());
+        assert!(validate_prefix("Kh").is_err());
+        assert!(validate_prefix("k_h").is_err());
+        assert!(validate_prefix("2kh").is_err());
+    }
+}

@@ -1,0 +1,22 @@
+//! keyhost: API keys in a TOML registry, checked by a WebAssembly policy.
+//!
+//! - [`key_format`]: the secret's format and checksum;
+//! - [`registry`]: the registry's model, durable writes and hash index;
+//! - [`lifecycle`]: the ownership and state rules every caller meets;
+//! - [`policy`]: the wasmtime engine, sandbox and compiled-policy cache;
+//! - [`check`]: the check pipeline;
+//! - [`scan`]: finding leaked keys in text;
+//! - [`cli`]: the `keyhost` command.
+
+pub mod check;
+pub mod cli;
+pub mod demo;
+pub mod iam;
+pub mod key_format;
+pub mod lifecycle;
+pub mod net;
+pub mod policy;
+pub mod registry;
+pub mod scan;
+pub mod time;
+pub mod views;

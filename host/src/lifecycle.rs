@@ -1,0 +1,399 @@
+//! The rules of an API key's life, as IBM Cloud IAM sets them. The CLI and
+//! the HTTP management API both call these functions, so every caller meets
+//! the same rules.
+//!
+//! - Only a key's owner creates, changes or deletes it; a service ID's keys
+//!   belong to the user who owns the service ID.
+//! - A locked key cannot be changed, disabled or deleted until unlocked.
+//! - A user has at most one classic-infrastructure key at a time.
+//! - An identity holds at most `max_keys_per_identity` keys.
+//! - A key's scopes can only narrow its identity's.
+
+use std::time::Duration;
+
+use anyhow::{Result, anyhow, bail};
+
+use crate::iam::{IamId, IdentityKind, KeyKind};
+use crate::key_format::{self, Secret};
+use crate::net::normalize_cidrs;
+use crate::registry::{Identity, KeyRecord, LeakAction, Registry, RetiredSecret};
+use crate::time::Timestamp;
+
+/// A rule refused the operation. The CLI exits with 1, the HTTP API answers
+/// 403; nothing was written.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
+fn refuse<T>(message: impl Into<String>) -> Result<T> {
+    Err(Refused(message.into()).into())
+}
+
+/// An identity to add.
+#[derive(Clone, Debug)]
+pub struct NewIdentity {
+    pub iam_id: IamId,
+    pub owner: Option<IamId>,
+    pub scopes: Vec<String>,
+}
+
+pub fn add_identity(registry: &mut Registry, new: NewIdentity, now: Timestamp) -> Result<Identity> {
+    if registry.identity(&new.iam_id).is_some() {
+        return refuse(format!("identity {} already exists", new.iam_id));
+    }
+    match (new.iam_id.kind(), &new.owner) {
+        (IdentityKind::User, Some(_)) => bail!("a user cannot have an owner; --owner is for service IDs"),
+        (IdentityKind::ServiceId, None) => {
+            bail!("service ID {} needs an owner: add --owner user:NAME", new.iam_id)
+        }
+        (IdentityKind::ServiceId, Some(owner)) => {
+            if owner.kind() != IdentityKind::User || registry.identity(owner).is_none() {
+                bail!("owner {owner} is not a user of this registry (add it with `keyhost identity add {owner}`)");
+            }
+        }
+        (IdentityKind::User, None) => {}
+    }
+    let identity = Identity {
+        iam_id: new.iam_id,
+        owner: new.owner,
+        scopes: clean_scopes(new.scopes)?,
+        created_at: now,
+    };
+    registry.identities.push(identity.clone());
+    Ok(identity)
+}
+
+/// Removes an identity and deletes its keys; returns the deleted key ids.
+/// A user who still owns service IDs is refused: those go first.
+pub fn remove_identity(registry: &mut Registry, iam_id: &IamId) -> Result<Vec<String>> {
+    if registry.identity(iam_id).is_none() {
+        bail!("unknown identity {iam_id}");
+    }
+    let owned: Vec<String> = registry
+        .identities
+        .iter()
+        .filter(|identity| identity.owner.as_ref() == Some(iam_id))
+        .map(|identity| identity.iam_id.to_string())
+        .collect();
+    if !owned.is_empty() {
+        return refuse(format!(
+            "{iam_id} still owns service IDs ({}); remove them first",
+            owned.join(", ")
+        ));
+    }
+    if let Some(key) = registry.keys.iter().find(|k| &k.owner == iam_id && k.locked) {
+        return refuse(format!("key {} of {iam_id} is locked; unlock it first", key.id));
+    }
+    let deleted = registry
+        .keys
+        .iter()
+        .filter(|key| &key.owner == iam_id)
+        .map(|key| key.id.clone())
+        .collect();
+    registry.keys.retain(|key| &key.owner != iam_id);
+    registry.identities.retain(|identity| &identity.iam_id != iam_id);
+    Ok(deleted)
+}
+
+/// A key to create.
+#[derive(Clone, Debug, Default)]
+pub struct NewKey {
+    /// The identity the key is for; the actor's own when `None`.
+    pub for_identity: Option<IamId>,
+    pub name: String,
+    pub kind: Option<KeyKind>,
+    pub service: Option<String>,
+    pub scopes: Vec<String>,
+    pub expires_at: Option<Timestamp>,
+    pub allowed_ips: Vec<String>,
+    pub description: String,
+    pub lock: bool,
+}
+
+/// Creates a key as `actor`; returns the record and the secret, which is
+/// shown once and never stored.
+pub fn create_key(
+    registry: &mut Registry,
+    actor: &IamId,
+    new: NewKey,
+    now: Timestamp,
+) -> Result<(KeyRecord, Secret)> {
+    require_user(registry, actor)?;
+    let target = new.for_identity.clone().unwrap_or_else(|| actor.clone());
+    let identity = registry
+        .identity(&target)
+        .ok_or_else(|| anyhow!("unknown identity {target}"))?;
+    require_manager(identity, actor, "create keys for")?;
+    let kind = new.kind.unwrap_or_else(|| KeyKind::default_for(identity.kind()));
+    if !kind.fits(identity.kind()) {
+        bail!(
+            "a {kind} key cannot belong to a {} ({target}); use --kind {}",
+            identity.kind().as_str(),
+            KeyKind::default_for(identity.kind())
+        );
+    }
+    let service = match (kind, new.service) {
+        (KeyKind::ServiceSpecific, Some(service)) => Some(clean_name("service", &service)?),
+        (KeyKind::ServiceSpecific, None) => bail!("a service-specific key needs --service NAME"),
+        (_, Some(_)) => bail!("--service is only for --kind service-specific"),
+        (_, None) => None,
+    };
+    let scopes = narrowed_scopes(identity, new.scopes)?;
+    let count = registry.keys.iter().filter(|key| key.owner == target).count();
+    if count >= registry.max_keys_per_identity as usize {
+        return refuse(format!(
+            "{target} already has {count} keys, the most this registry allows (max_keys_per_identity = {})",
+            registry.max_keys_per_identity
+        ));
+    }
+    if kind == KeyKind::ClassicInfrastructure
+        && let Some(existing) = registry
+            .keys
+            .iter()
+            .find(|key| key.owner == target && key.kind == KeyKind::ClassicInfrastructure)
+    {
+        return refuse(format!(
+            "{target} already has a classic-infrastructure key ({}); a user may hold only one at a time",
+            existing.id
+        ));
+    }
+    let expires_at = check_expiry(new.expires_at, now)?;
+    let secret = key_format::generate(&registry.prefix, kind);
+    let record = KeyRecord {
+        id: new_key_id(),
+        name: clean_name("name", &new.name)?,
+        kind,
+        owner: target,
+        service,
+        description: new.description,
+        scopes,
+        allowed_ips: normalize_cidrs(&new.allowed_ips).map_err(|e| anyhow!("--allow-ip {e}"))?,
+        hash: hex::encode(key_format::hash(secret.expose())),
+        created_at: now,
+        updated_at: now,
+        expires_at,
+        locked: new.lock,
+        disabled: false,
+        leaked: false,
+        retired: Vec::new(),
+    };
+    registry.keys.push(record.clone());
+    Ok((record, secret))
+}
+
+/// The changes `update` may make; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct KeyChanges {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    /// `Some(None)` removes the expiry.
+    pub expires_at: Option<Option<Timestamp>>,
+    pub allowed_ips: Option<Vec<String>>,
+}
+
+/// A change of a key's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateChange {
+    Lock,
+    Unlock,
+    Disable,
+    Enable,
+}
+
+impl StateChange {
+    fn verb(self) -> &'static str {
+        match self {
+            StateChange::Lock => "lock",
+            StateChange::Unlock => "unlock",
+            StateChange::Disable => "disable",
+            StateChange::Enable => "enable",
+        }
+    }
+}
+
+/// The key `id`, if `actor` may change it, for an operation named `verb`.
+fn owned_key<'r>(registry: &'r mut Registry, id: &str, actor: &IamId, verb: &str) -> Result<&'r mut KeyRecord> {
+    require_user(registry, actor)?;
+    let key = registry.key(id).ok_or_else(|| anyhow!("unknown key id {id}"))?;
+    let identity = registry
+        .identity(&key.owner)
+        .ok_or_else(|| anyhow!("key {id} belongs to {}, which no longer exists", key.owner))?;
+    require_manager(identity, actor, verb)?;
+    Ok(registry.key_mut(id).expect("found above"))
+}
+
+fn refuse_if_locked(key: &KeyRecord, verb: &str) -> Result<()> {
+    if key.locked {
+        return refuse(format!("key {} is locked: unlock it before you {verb} it", key.id));
+    }
+    Ok(())
+}
+
+pub fn change_state(
+    registry: &mut Registry,
+    id: &str,
+    actor: &IamId,
+    change: StateChange,
+    now: Timestamp,
+) -> Result<KeyRecord> {
+    let key = owned_key(registry, id, actor, change.verb())?;
+    match change {
+        StateChange::Lock => key.locked = true,
+        StateChange::Unlock => key.locked = false,
+        StateChange::Disable => {
+            refuse_if_locked(key, "disable")?;
+            key.disabled = true;
+        }
+        StateChange::Enable => key.disabled = false,
+    }
+    key.updated_at = now;
+    Ok(key.clone())
+}
+
+pub fn delete_key(registry: &mut Registry, id: &str, actor: &IamId) -> Result<KeyRecord> {
+    let key = owned_key(registry, id, actor, "delete")?;
+    refuse_if_locked(key, "delete")?;
+    let removed = key.clone();
+    registry.keys.retain(|key| key.id != id);
+    Ok(removed)
+}
+
+pub fn update_key(
+    registry: &mut Registry,
+    id: &str,
+    actor: &IamId,
+    changes: KeyChanges,
+    now: Timestamp,
+) -> Result<KeyRecord> {
+    let owner = owned_key(registry, id, actor, "update")?.owner.clone();
+    let identity = registry.identity(&owner).expect("checked by owned_key").clone();
+    let key = registry.key_mut(id).expect("checked by owned_key");
+    refuse_if_locked(key, "update")?;
+    if let Some(name) = changes.name {
+        key.name = clean_name("name", &name)?;
+    }
+    if let Some(description) = changes.description {
+        key.description = description;
+    }
+    if let Some(scopes) = changes.scopes {
+        key.scopes = narrowed_scopes(&identity, scopes)?;
+    }
+    if let Some(expires_at) = changes.expires_at {
+        key.expires_at = check_expiry(expires_at, now)?;
+    }
+    if let Some(allowed_ips) = changes.allowed_ips {
+        key.allowed_ips = normalize_cidrs(&allowed_ips).map_err(|e| anyhow!("--allow-ip {e}"))?;
+    }
+    key.updated_at = now;
+    Ok(key.clone())
+}
+
+/// Gives the key a new secret. The old one keeps working for `grace`, or
+/// stops at once when there is none.
+pub fn rotate_key(
+    registry: &mut Registry,
+    id: &str,
+    actor: &IamId,
+    grace: Option<Duration>,
+    now: Timestamp,
+) -> Result<(KeyRecord, Secret)> {
+    let prefix = registry.prefix.clone();
+    let key = owned_key(registry, id, actor, "rotate")?;
+    refuse_if_locked(key, "rotate")?;
+    let secret = key_format::generate(&prefix, key.kind);
+    let old_hash = std::mem::replace(&mut key.hash, hex::encode(key_format::hash(secret.expose())));
+    key.retired.retain(|retired| retired.valid_until > now);
+    if let Some(grace) = grace.filter(|grace| !grace.is_zero()) {
+        key.retired.push(RetiredSecret {
+            hash: old_hash,
+            valid_until: now.plus(grace),
+        });
+    }
+    key.updated_at = now;
+    Ok((key.clone(), secret))
+}
+
+/// Marks a key as leaked and applies the registry's `action_when_leaked`.
+/// Returns the action taken.
+pub fn mark_leaked(registry: &mut Registry, id: &str, now: Timestamp) -> Result<LeakAction> {
+    let action = registry.action_when_leaked;
+    let key = registry.key_mut(id).ok_or_else(|| anyhow!("unknown key id {id}"))?;
+    key.leaked = true;
+    key.disabled |= action == LeakAction::Disable;
+    key.updated_at = now;
+    if action == LeakAction::Delete {
+        registry.keys.retain(|key| key.id != id);
+    }
+    Ok(action)
+}
+
+fn require_user(registry: &Registry, actor: &IamId) -> Result<()> {
+    if actor.kind() != IdentityKind::User {
+        return refuse(format!("{actor} cannot manage keys: only users act (--as user:NAME)"));
+    }
+    if registry.identity(actor).is_none() {
+        bail!("unknown identity {actor} (given with --as)");
+    }
+    Ok(())
+}
+
+fn require_manager(identity: &Identity, actor: &IamId, verb: &str) -> Result<()> {
+    let manager = identity.manager();
+    if manager != actor {
+        let whose = match identity.kind() {
+            IdentityKind::User => format!("{manager}"),
+            IdentityKind::ServiceId => format!("{manager}, the owner of {}", identity.iam_id),
+        };
+        return refuse(format!(
+            "only the owner of a key may {verb} it: keys of {} belong to {whose}, not {actor}",
+            identity.iam_id
+        ));
+    }
+    Ok(())
+}
+
+/// The key's scopes, which must all be the identity's own.
+fn narrowed_scopes(identity: &Identity, scopes: Vec<String>) -> Result<Vec<String>> {
+    let scopes = clean_scopes(scopes)?;
+    if let Some(extra) = scopes.iter().find(|scope| !identity.scopes.contains(scope)) {
+        return refuse(format!(
+            "a key cannot gain a scope its identity lacks: {} has no scope {extra:?} (it has: {})",
+            identity.iam_id,
+            identity.scopes.join(", ")
+        ));
+    }
+    Ok(scopes)
+}
+
+fn clean_scopes(scopes: Vec<String>) -> Result<Vec<String>> {
+    let mut cleaned: Vec<String> = Vec::with_capacity(scopes.len());
+    for scope in scopes {
+        let scope = clean_name("scope", &scope)?;
+        if !cleaned.contains(&scope) {
+            cleaned.push(scope);
+        }
+    }
+    Ok(cleaned)
+}
+
+fn clean_name(what: &str, text: &str) -> Result<String> {
+    let text = text.trim();
+    if text.is_empty() || text.len() > 256 || text.chars().any(char::is_control) {
+        bail!("{what} must be 1 to 256 printable characters");
+    }
+    Ok(text.to_string())
+}
+
+fn check_expiry(expires_at: Option<Timestamp>, now: Timestamp) -> Result<Option<Timestamp>> {
+    match expires_at {
+        Some(when) if when <= now => bail!("the expiry {when} is not in the future"),
+        other => Ok(other),
+    }
+}
+
+fn new_key_id() -> String {
+    let mut bytes = [0u8; 10];
+    getrandom::fill(&mut bytes).expect("the operating system's random number generator failed");
+    format!("kid_{}", hex::encode(bytes))
+}

@@ -1,0 +1,109 @@
+//! The compiled-policy cache. Compiling a component takes far longer than a
+//! check, so the native code is kept in the user's cache directory, keyed by
+//! the SHA-256 of the component and wasmtime's compatibility hash.
+//!
+//! An entry is `MAGIC`, the SHA-256 of the artifact, then the artifact. The
+//! digest is verified before wasmtime sees the bytes: a corrupt entry is
+//! recompiled, never trusted. Entries are written atomically.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+const MAGIC: &[u8; 8] = b"KHPOLC01";
+
+/// Where compiled policies are kept; `None` turns the cache off.
+#[derive(Clone, Debug)]
+pub struct CompiledCache {
+    dir: Option<PathBuf>,
+}
+
+impl CompiledCache {
+    /// `$KEYHOST_CACHE_DIR`, or `keyhost/` in the user's cache directory.
+    pub fn from_env() -> CompiledCache {
+        let dir = std::env::var_os("KEYHOST_CACHE_DIR")
+            .map(PathBuf::from)
+            .or_else(|| dirs::cache_dir().map(|dir| dir.join("keyhost")));
+        CompiledCache { dir }
+    }
+
+    pub fn disabled() -> CompiledCache {
+        CompiledCache { dir: None }
+    }
+
+    fn entry_path(&self, engine: &Engine, component_digest: &[u8; 32]) -> Option<PathBuf> {
+        let mut hasher = DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let name = format!("{}-{:016x}.cwasm", hex::encode(component_digest), hasher.finish());
+        self.dir.as_ref().map(|dir| dir.join("policies").join(name))
+    }
+
+    /// The compiled form of `wasm`, from the cache when a sound entry exists.
+    pub fn load_or_compile(&self, engine: &Engine, wasm: &[u8]) -> Result<Component> {
+        let digest: [u8; 32] = Sha256::digest(wasm).into();
+        let Some(path) = self.entry_path(engine, &digest) else {
+            return compile(engine, wasm);
+        };
+        if let Some(component) = read_entry(engine, &path) {
+            return Ok(component);
+        }
+        let component = compile(engine, wasm)?;
+        match write_entry(&path, &component) {
+            Ok(()) => tracing::debug!(path = %path.display(), "compiled policy stored in cache"),
+            Err(e) => tracing::warn!("cannot store the compiled policy in {}: {e:#}", path.display()),
+        }
+        Ok(component)
+    }
+}
+
+fn compile(engine: &Engine, wasm: &[u8]) -> Result<Component> {
+    Component::new(engine, wasm)
+        .map_err(anyhow::Error::from)
+        .context("the file is not a valid WebAssembly component")
+}
+
+fn read_entry(engine: &Engine, path: &Path) -> Option<Component> {
+    let bytes = std::fs::read(path).ok()?;
+    let artifact = bytes
+        .strip_prefix(MAGIC.as_slice())
+        .filter(|rest| rest.len() > 32)
+        .and_then(|rest| {
+            let (digest, artifact) = rest.split_at(32);
+            (Sha256::digest(artifact).as_slice() == digest).then_some(artifact)
+        });
+    let Some(artifact) = artifact else {
+        tracing::warn!(path = %path.display(), "compiled policy cache entry is corrupt; recompiling");
+        return None;
+    };
+    // SAFETY: the artifact's digest matches the one written with it, so these
+    // are the bytes `Component::serialize` produced for this engine's
+    // configuration (the entry's name carries the compatibility hash).
+    match unsafe { Component::deserialize(engine, artifact) } {
+        Ok(component) => {
+            tracing::debug!(path = %path.display(), "compiled policy loaded from cache");
+            Some(component)
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), "compiled policy cache entry refused ({e}); recompiling");
+            None
+        }
+    }
+}
+
+fn write_entry(path: &Path, component: &Component) -> Result<()> {
+    let artifact = component.serialize()?;
+    let dir = path.parent().expect("cache entries live in a folder");
+    std::fs::create_dir_all(dir)?;
+    let mut temp = tempfile::NamedTempFile::new_in(dir)?;
+    temp.write_all(MAGIC)?;
+    temp.write_all(&Sha256::digest(&artifact))?;
+    temp.write_all(&artifact)?;
+    temp.as_file().sync_all()?;
+    temp.persist(path)?;
+    Ok(())
+}

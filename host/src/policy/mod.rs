@@ -1,0 +1,242 @@
+//! The policy engine: one wasmtime engine with the component model, the
+//! sandbox a policy runs in, and compiled policies ready to instantiate.
+//!
+//! A [`Policy`] is compiled and pre-instantiated once; a [`PolicyInstance`]
+//! holds a store and is reused across checks until a call fails, after which
+//! [`PolicySlot`] replaces it.
+
+pub mod bindings;
+mod cache;
+mod sandbox;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, Store, Trap};
+
+pub use cache::CompiledCache;
+pub use sandbox::{Sandbox, SandboxLimits};
+
+use bindings::{Decision, Identity, KeyRecord, PolicyPre, Request};
+
+/// The default policy, built from `plugin/default` by the build script.
+pub const DEFAULT_POLICY: &[u8] =
+    include_bytes!(concat!(env!("KEYHOST_POLICY_DIR"), "/keyhost_policy_default.wasm"));
+
+/// How often the engine's epoch advances; the unit of call timeouts.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// One wasmtime engine and the linker that grants policies nothing.
+pub struct PolicyEngine {
+    engine: Engine,
+    linker: Linker<Sandbox>,
+    cache: CompiledCache,
+    limits: SandboxLimits,
+}
+
+impl PolicyEngine {
+    pub fn new(cache: CompiledCache, limits: SandboxLimits) -> Result<PolicyEngine> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        // Deep recursion traps instead of exhausting the host's stack.
+        config.max_wasm_stack(512 << 10);
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        // WASI interfaces that language runtimes import link, but the context
+        // behind them is empty (see sandbox.rs).
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        start_epoch_ticker(&engine);
+        Ok(PolicyEngine {
+            engine,
+            linker,
+            cache,
+            limits,
+        })
+    }
+
+    /// Loads the policy embedded in the binary.
+    pub fn load_default(&self) -> Result<Policy> {
+        self.load_bytes(DEFAULT_POLICY, "the built-in default policy")
+    }
+
+    /// Loads a policy component from a file.
+    pub fn load_file(&self, path: &Path) -> Result<Policy> {
+        let wasm = std::fs::read(path)
+            .with_context(|| format!("cannot read policy {}", path.display()))?;
+        self.load_bytes(&wasm, &path.display().to_string())
+    }
+
+    /// Compiles (or takes from the cache) and links a policy component.
+    pub fn load_bytes(&self, wasm: &[u8], label: &str) -> Result<Policy> {
+        let component = self
+            .cache
+            .load_or_compile(&self.engine, wasm)
+            .with_context(|| format!("cannot load policy {label}"))?;
+        self.link(component, label)
+    }
+
+    fn link(&self, component: Component, label: &str) -> Result<Policy> {
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(anyhow::Error::from).with_context(|| {
+            format!("policy {label} needs an import keyhost does not provide")
+        })?;
+        let pre = PolicyPre::new(instance_pre).map_err(anyhow::Error::from).with_context(|| {
+            format!("policy {label} does not export the keyhost:policy world (configure, validate)")
+        })?;
+        Ok(Policy {
+            inner: Arc::new(PolicyInner {
+                engine: self.engine.clone(),
+                pre,
+                limits: self.limits,
+                label: label.to_string(),
+            }),
+        })
+    }
+}
+
+/// Advances the epoch on a background thread for as long as the engine lives.
+fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("keyhost-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawn the epoch thread");
+}
+
+/// A compiled, linked policy. Cheap to clone.
+#[derive(Clone)]
+pub struct Policy {
+    inner: Arc<PolicyInner>,
+}
+
+struct PolicyInner {
+    engine: Engine,
+    pre: PolicyPre<Sandbox>,
+    limits: SandboxLimits,
+    label: String,
+}
+
+/// Why a call into a policy failed. The check fails closed on any of them.
+#[derive(Debug, thiserror::Error)]
+#[error("policy {label}: {reason}")]
+pub struct PolicyFault {
+    pub label: String,
+    pub reason: String,
+}
+
+impl Policy {
+    pub fn label(&self) -> &str {
+        &self.inner.label
+    }
+
+    /// A fresh instance, configured with `config`.
+    pub fn instantiate(&self, config: &[(String, String)]) -> Result<PolicyInstance, PolicyFault> {
+        let inner = &self.inner;
+        let mut store = Store::new(&inner.engine, Sandbox::new(&inner.limits));
+        store.limiter(|sandbox| &mut sandbox.limits);
+        let ticks = (inner.limits.call_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        store.set_epoch_deadline(ticks);
+        let bindings = inner
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| self.fault(e, "instantiation"))?;
+        store.set_epoch_deadline(ticks);
+        match bindings.call_configure(&mut store, config) {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => {
+                return Err(PolicyFault {
+                    label: inner.label.clone(),
+                    reason: format!("refused its configuration: {message}"),
+                });
+            }
+            Err(e) => return Err(self.fault(e, "configure")),
+        }
+        Ok(PolicyInstance {
+            policy: self.clone(),
+            store,
+            bindings,
+            ticks,
+        })
+    }
+
+    fn fault(&self, error: wasmtime::Error, during: &str) -> PolicyFault {
+        let reason = match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => format!("{during} ran out of time"),
+            Some(Trap::StackOverflow) => format!("{during} overflowed its stack"),
+            Some(trap) => format!("{during} trapped: {trap}"),
+            None => format!("{during} failed: {error:#}"),
+        };
+        PolicyFault {
+            label: self.inner.label.clone(),
+            reason,
+        }
+    }
+}
+
+/// A live instance of a policy with its own store.
+pub struct PolicyInstance {
+    policy: Policy,
+    store: Store<Sandbox>,
+    bindings: bindings::Policy,
+    ticks: u64,
+}
+
+impl PolicyInstance {
+    /// Asks the policy for a decision. After an `Err` the instance must not
+    /// be used again: a trapped component instance cannot be re-entered.
+    pub fn validate(
+        &mut self,
+        key: &KeyRecord,
+        identity: &Identity,
+        request: &Request,
+    ) -> Result<Decision, PolicyFault> {
+        self.store.set_epoch_deadline(self.ticks);
+        self.bindings
+            .call_validate(&mut self.store, key, identity, request)
+            .map_err(|e| self.policy.fault(e, "validate"))
+    }
+}
+
+/// A policy with its configuration and, once used, an instance. An instance
+/// that failed is dropped and the next call makes a new one.
+pub struct PolicySlot {
+    policy: Policy,
+    config: Vec<(String, String)>,
+    instance: Option<PolicyInstance>,
+}
+
+impl PolicySlot {
+    pub fn new(policy: Policy, config: Vec<(String, String)>) -> PolicySlot {
+        PolicySlot {
+            policy,
+            config,
+            instance: None,
+        }
+    }
+
+    pub fn validate(
+        &mut self,
+        key: &KeyRecord,
+        identity: &Identity,
+        request: &Request,
+    ) -> Result<Decision, PolicyFault> {
+        let instance = match &mut self.instance {
+            Some(instance) => instance,
+            empty => empty.insert(self.policy.instantiate(&self.config)?),
+        };
+        let result = instance.validate(key, identity, request);
+        if result.is_err() {
+            self.instance = None;
+        }
+        result
+    }
+}

@@ -1,0 +1,164 @@
+//! Reading and durably writing the registry file.
+//!
+//! A write takes an exclusive lock on `PATH.lock`, reads the current file,
+//! applies the change, writes a temporary file in the same directory, fsyncs
+//! it, renames it over the registry and fsyncs the directory. Readers never
+//! lock: a rename is atomic, so they see the old file or the new one.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use super::Registry;
+
+/// The 1-based line of the first line of `text` containing `needle`.
+pub fn line_of(text: &str, needle: &str) -> Option<usize> {
+    text.lines().position(|line| line.contains(needle)).map(|i| i + 1)
+}
+
+/// A registry file on disk.
+#[derive(Clone, Debug)]
+pub struct RegistryFile {
+    path: PathBuf,
+}
+
+impl RegistryFile {
+    pub fn new(path: impl Into<PathBuf>) -> RegistryFile {
+        RegistryFile { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock_path(&self) -> PathBuf {
+        let mut name = self.path.as_os_str().to_owned();
+        name.push(".lock");
+        PathBuf::from(name)
+    }
+
+    fn directory(&self) -> &Path {
+        match self.path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        }
+    }
+
+    /// Reads and checks the registry.
+    pub fn load(&self) -> Result<Registry> {
+        let shown = self.path.display();
+        let bytes = match fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                bail!("registry {shown} does not exist (create one with `keyhost init`)")
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot read registry {shown}")),
+        };
+        let text = std::str::from_utf8(&bytes).map_err(|e| {
+            let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+            anyhow::anyhow!("registry {shown}: line {line}: the file is not valid UTF-8")
+        })?;
+        let registry: Registry = toml::from_str(text)
+            .map_err(|e| anyhow::anyhow!("registry {shown}: {}", describe_toml_error(text, &e)))?;
+        registry
+            .check_consistency(text)
+            .with_context(|| format!("registry {shown}"))?;
+        Ok(registry)
+    }
+
+    /// Creates a new registry; refuses to replace an existing file.
+    pub fn create(&self, registry: &Registry) -> Result<()> {
+        let _lock = self.lock()?;
+        let temp = self.write_temp(registry)?;
+        temp.persist_noclobber(&self.path).map_err(|e| {
+            if e.error.kind() == ErrorKind::AlreadyExists {
+                anyhow::anyhow!("registry {} already exists; keyhost will not overwrite it", self.path.display())
+            } else {
+                anyhow::Error::new(e.error).context(format!("cannot create registry {}", self.path.display()))
+            }
+        })?;
+        self.sync_directory()
+    }
+
+    /// Applies `change` to the current registry under the write lock and
+    /// saves the result with a bumped revision. Nothing is written when
+    /// `change` fails.
+    pub fn update<T>(&self, change: impl FnOnce(&mut Registry) -> Result<T>) -> Result<(T, u64)> {
+        let _lock = self.lock()?;
+        self.refuse_symlink()?;
+        let mut registry = self.load()?;
+        let value = change(&mut registry)?;
+        registry.revision += 1;
+        let temp = self.write_temp(&registry)?;
+        temp.persist(&self.path)
+            .map_err(|e| anyhow::Error::new(e.error))
+            .with_context(|| format!("cannot replace registry {}", self.path.display()))?;
+        self.sync_directory()?;
+        Ok((value, registry.revision))
+    }
+
+    /// A rename would replace the link, not the file it points to, so a
+    /// registry reached through a symbolic link is refused for writing.
+    fn refuse_symlink(&self) -> Result<()> {
+        if let Ok(meta) = fs::symlink_metadata(&self.path)
+            && meta.file_type().is_symlink()
+        {
+            bail!(
+                "registry {} is a symbolic link; keyhost writes only to a real file (point --registry at the file itself)",
+                self.path.display()
+            );
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> Result<File> {
+        let path = self.lock_path();
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot open lock file {}", path.display()))?;
+        file.lock()
+            .with_context(|| format!("cannot lock {}", path.display()))?;
+        Ok(file)
+    }
+
+    fn write_temp(&self, registry: &Registry) -> Result<tempfile::NamedTempFile> {
+        let text = toml::to_string(registry).context("cannot serialize the registry")?;
+        // tempfile creates the file with mode 0600 in the registry's directory.
+        let mut temp = tempfile::Builder::new()
+            .prefix(".keyhost-")
+            .suffix(".tmp")
+            .tempfile_in(self.directory())
+            .with_context(|| format!("cannot create a temporary file in {}", self.directory().display()))?;
+        temp.write_all(text.as_bytes())?;
+        temp.as_file().sync_all().context("cannot fsync the new registry")?;
+        Ok(temp)
+    }
+
+    fn sync_directory(&self) -> Result<()> {
+        File::open(self.directory())
+            .and_then(|dir| dir.sync_all())
+            .with_context(|| format!("cannot fsync directory {}", self.directory().display()))
+    }
+}
+
+/// toml's message already names the line and column and quotes the line.
+fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
+    let message = error.to_string();
+    if message.contains("line") {
+        return message.trim_end().to_string();
+    }
+    match error.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: {}", message.trim_end())
+        }
+        None => message.trim_end().to_string(),
+    }
+}

@@ -1,0 +1,72 @@
+//! Finds a key by the SHA-256 of a presented secret.
+//!
+//! The map is keyed by the first 8 bytes of the hash; the full 32 bytes are
+//! then compared in constant time, so how long a lookup takes says nothing
+//! about how close a guess came.
+
+use std::collections::HashMap;
+
+use subtle::ConstantTimeEq;
+
+use super::Registry;
+use crate::time::Timestamp;
+
+/// What a presented hash matched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Found {
+    /// Index into `Registry::keys`.
+    pub key: usize,
+    /// Set when the hash is a rotated-out secret that is valid until then.
+    pub retired_until: Option<Timestamp>,
+}
+
+struct Entry {
+    hash: [u8; 32],
+    found: Found,
+}
+
+/// An index of every current and retired secret hash of a registry.
+#[derive(Default)]
+pub struct KeyIndex {
+    by_prefix: HashMap<u64, Vec<Entry>>,
+}
+
+fn prefix_of(hash: &[u8; 32]) -> u64 {
+    u64::from_le_bytes(hash[..8].try_into().expect("8 bytes"))
+}
+
+fn decode(hex_hash: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex_hash, &mut out).ok()?;
+    Some(out)
+}
+
+impl KeyIndex {
+    pub fn build(registry: &Registry) -> KeyIndex {
+        let mut index = KeyIndex::default();
+        for (position, key) in registry.keys.iter().enumerate() {
+            let current = std::iter::once((&key.hash, None));
+            let retired = key.retired.iter().map(|r| (&r.hash, Some(r.valid_until)));
+            for (hex_hash, retired_until) in current.chain(retired) {
+                if let Some(hash) = decode(hex_hash) {
+                    let found = Found { key: position, retired_until };
+                    index.by_prefix.entry(prefix_of(&hash)).or_default().push(Entry { hash, found });
+                }
+            }
+        }
+        index
+    }
+
+    /// The key whose secret hashes to `hash`, if any.
+    pub fn find(&self, hash: &[u8; 32]) -> Option<Found> {
+        let candidates = self.by_prefix.get(&prefix_of(hash))?;
+        let mut result = None;
+        // Every candidate is compared, not just up to the first match.
+        for entry in candidates {
+            if bool::from(entry.hash.ct_eq(hash)) {
+                result = Some(entry.found);
+            }
+        }
+        result
+    }
+}

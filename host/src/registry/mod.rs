@@ -1,0 +1,215 @@
+//! The key registry: identities, keys (hashes only) and policy settings,
+//! kept in one TOML file.
+
+mod file;
+mod index;
+mod validate;
+
+use serde::{Deserialize, Serialize};
+
+use crate::iam::{IamId, IdentityKind, KeyKind};
+use crate::time::Timestamp;
+
+pub use file::{RegistryFile, line_of};
+pub use index::{Found, KeyIndex};
+
+/// The registry format this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+/// Keys per identity unless the registry sets another cap, as in IBM Cloud.
+pub const DEFAULT_MAX_KEYS_PER_IDENTITY: u32 = 20;
+/// The prefix of new registries' keys.
+pub const DEFAULT_PREFIX: &str = "kh";
+
+/// The whole registry file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registry {
+    /// The file format version.
+    pub version: u32,
+    /// Bumped by every change, for optimistic concurrency.
+    #[serde(default)]
+    pub revision: u64,
+    /// The first part of every secret of this registry.
+    pub prefix: String,
+    /// What marking a key as leaked does.
+    #[serde(default)]
+    pub action_when_leaked: LeakAction,
+    /// The most keys one identity may hold.
+    #[serde(default = "default_cap")]
+    pub max_keys_per_identity: u32,
+    /// Settings passed to the policy's `configure`.
+    #[serde(default, skip_serializing_if = "PolicySection::is_empty")]
+    pub policy: PolicySection,
+    #[serde(default, rename = "identity")]
+    pub identities: Vec<Identity>,
+    #[serde(default, rename = "key")]
+    pub keys: Vec<KeyRecord>,
+}
+
+fn default_cap() -> u32 {
+    DEFAULT_MAX_KEYS_PER_IDENTITY
+}
+
+/// What happens to a key that is marked as leaked (IBM Cloud's choices).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LeakAction {
+    /// The key is only flagged; the default policy then refuses it.
+    #[default]
+    None,
+    /// The key is flagged and disabled.
+    Disable,
+    /// The key is deleted.
+    Delete,
+}
+
+/// The `[policy]` table.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySection {
+    /// `[policy.config]`: free-form settings for the policy.
+    #[serde(default)]
+    pub config: toml::Table,
+}
+
+impl PolicySection {
+    fn is_empty(&self) -> bool {
+        self.config.is_empty()
+    }
+
+    /// The settings as name/value pairs; values that are not strings are
+    /// given in TOML syntax.
+    pub fn config_pairs(&self) -> Vec<(String, String)> {
+        self.config
+            .iter()
+            .map(|(name, value)| {
+                let text = match value {
+                    toml::Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                };
+                (name.clone(), text)
+            })
+            .collect()
+    }
+}
+
+/// A user or a service ID.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    pub iam_id: IamId,
+    /// For a service ID, the user who owns it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<IamId>,
+    /// The identity's access rights.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    pub created_at: Timestamp,
+}
+
+impl Identity {
+    pub fn kind(&self) -> IdentityKind {
+        self.iam_id.kind()
+    }
+
+    /// The user who may manage this identity's keys: the user itself, or the
+    /// owner of a service ID.
+    pub fn manager(&self) -> &IamId {
+        self.owner.as_ref().unwrap_or(&self.iam_id)
+    }
+}
+
+/// One API key. The secret is never stored; only its SHA-256.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRecord {
+    pub id: String,
+    pub name: String,
+    pub kind: KeyKind,
+    /// The identity the key belongs to.
+    pub owner: IamId,
+    /// The one service a service-specific key is bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// Narrows the identity's scopes; empty means all of them.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// CIDRs the key may be used from; empty means anywhere.
+    #[serde(default)]
+    pub allowed_ips: Vec<String>,
+    /// Hex SHA-256 of the secret.
+    pub hash: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
+    /// Protected against change and deletion; still authenticates.
+    #[serde(default)]
+    pub locked: bool,
+    #[serde(default)]
+    pub disabled: bool,
+    #[serde(default)]
+    pub leaked: bool,
+    /// Earlier secrets that still work until their grace period ends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired: Vec<RetiredSecret>,
+}
+
+/// A secret replaced by a rotation, valid until `valid_until`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetiredSecret {
+    pub hash: String,
+    pub valid_until: Timestamp,
+}
+
+impl KeyRecord {
+    pub fn is_expired(&self, now: Timestamp) -> bool {
+        self.expires_at.is_some_and(|expiry| now >= expiry)
+    }
+
+    /// The key's state as people read it; the first that applies wins.
+    pub fn state(&self, now: Timestamp) -> &'static str {
+        if self.leaked {
+            "leaked"
+        } else if self.disabled {
+            "disabled"
+        } else if self.is_expired(now) {
+            "expired"
+        } else if self.locked {
+            "locked"
+        } else {
+            "active"
+        }
+    }
+}
+
+impl Registry {
+    /// An empty registry whose keys start with `prefix`.
+    pub fn new(prefix: &str) -> Registry {
+        Registry {
+            version: FORMAT_VERSION,
+            revision: 0,
+            prefix: prefix.to_string(),
+            action_when_leaked: LeakAction::default(),
+            max_keys_per_identity: DEFAULT_MAX_KEYS_PER_IDENTITY,
+            policy: PolicySection::default(),
+            identities: Vec::new(),
+            keys: Vec::new(),
+        }
+    }
+
+    pub fn identity(&self, iam_id: &IamId) -> Option<&Identity> {
+        self.identities.iter().find(|identity| &identity.iam_id == iam_id)
+    }
+
+    pub fn key(&self, id: &str) -> Option<&KeyRecord> {
+        self.keys.iter().find(|key| key.id == id)
+    }
+
+    pub fn key_mut(&mut self, id: &str) -> Option<&mut KeyRecord> {
+        self.keys.iter_mut().find(|key| key.id == id)
+    }
+}

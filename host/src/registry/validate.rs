@@ -1,0 +1,90 @@
+//! Checks that hold across a registry's entries, which serde alone cannot
+//! see: unique ids, existing owners, kinds that fit their identity.
+
+use std::collections::HashSet;
+
+use anyhow::{Result, bail};
+
+use super::{FORMAT_VERSION, Registry, line_of};
+use crate::iam::{IdentityKind, KeyKind};
+use crate::key_format;
+
+impl Registry {
+    /// Checks the registry read from `text`; errors name the entry and, where
+    /// it can be found, the line.
+    pub(super) fn check_consistency(&self, text: &str) -> Result<()> {
+        let at = |needle: &str| match line_of(text, needle) {
+            Some(line) => format!("line {line}: "),
+            None => String::new(),
+        };
+        if self.version != FORMAT_VERSION {
+            bail!(
+                "{}unsupported registry version {} (this keyhost reads version {FORMAT_VERSION})",
+                at("version"),
+                self.version
+            );
+        }
+        if let Err(message) = key_format::validate_prefix(&self.prefix) {
+            bail!("{}{message}", at("prefix"));
+        }
+        let mut identities = HashSet::new();
+        for identity in &self.identities {
+            let id = identity.iam_id.as_str();
+            let here = at(&format!("\"{id}\""));
+            if !identities.insert(id) {
+                bail!("{here}identity {id} appears twice");
+            }
+            match (identity.kind(), &identity.owner) {
+                (IdentityKind::User, Some(_)) => bail!("{here}user {id} cannot have an owner"),
+                (IdentityKind::ServiceId, None) => {
+                    bail!("{here}service ID {id} needs an owner (owner = \"user:NAME\")")
+                }
+                (IdentityKind::ServiceId, Some(owner)) => {
+                    let owner_is_user = self
+                        .identity(owner)
+                        .is_some_and(|o| o.kind() == IdentityKind::User);
+                    if !owner_is_user {
+                        bail!("{here}service ID {id} is owned by {owner}, which is not a user of this registry");
+                    }
+                }
+                (IdentityKind::User, None) => {}
+            }
+        }
+        let mut key_ids = HashSet::new();
+        let mut hashes = HashSet::new();
+        for key in &self.keys {
+            let id = key.id.as_str();
+            let here = at(&format!("\"{id}\""));
+            if !key_ids.insert(id) {
+                bail!("{here}key id {id} appears twice");
+            }
+            let Some(identity) = self.identity(&key.owner) else {
+                bail!("{here}key {id} belongs to {}, which is not an identity of this registry", key.owner);
+            };
+            if !key.kind.fits(identity.kind()) {
+                bail!(
+                    "{here}key {id} is a {} key, which a {} cannot hold",
+                    key.kind,
+                    identity.kind().as_str()
+                );
+            }
+            if (key.kind == KeyKind::ServiceSpecific) != key.service.is_some() {
+                bail!("{here}key {id}: `service` is set exactly when the kind is service-specific");
+            }
+            for hash in std::iter::once(&key.hash).chain(key.retired.iter().map(|r| &r.hash)) {
+                if hash.len() != 64 || !hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+                    bail!("{here}key {id}: a hash must be 64 lowercase hex digits (a SHA-256)");
+                }
+                if !hashes.insert(hash.as_str()) {
+                    bail!("{here}key {id}: its hash is also another key's");
+                }
+            }
+            for entry in &key.allowed_ips {
+                if let Err(message) = crate::net::parse_cidr(entry) {
+                    bail!("{here}key {id}: {message}");
+                }
+            }
+        }
+        Ok(())
+    }
+}

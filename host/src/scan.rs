@@ -1,0 +1,95 @@
+//! Finds keyhost keys in text by their prefix and checksum, offline.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use regex::Regex;
+use serde::Serialize;
+
+use crate::iam::KeyKind;
+use crate::key_format;
+use crate::registry::{KeyIndex, Registry};
+
+/// A key found in a file. It never holds the secret.
+#[derive(Clone, Debug, Serialize)]
+pub struct Finding {
+    pub file: String,
+    pub line: usize,
+    pub kind: KeyKind,
+    /// The registry's key with this secret; `None` for a well-formed key
+    /// this registry does not hold.
+    pub key_id: Option<String>,
+}
+
+/// Looks for keys of one registry.
+pub struct Scanner<'r> {
+    registry: &'r Registry,
+    index: KeyIndex,
+    pattern: Regex,
+}
+
+impl<'r> Scanner<'r> {
+    pub fn new(registry: &'r Registry) -> Scanner<'r> {
+        let body = key_format::RANDOM_LEN + key_format::CHECK_LEN;
+        let tags = KeyKind::ALL.map(KeyKind::tag).join("|");
+        let pattern = format!(
+            r"\b{}_(?:{tags})_[0-9A-Za-z]{{{body}}}\b",
+            regex::escape(&registry.prefix)
+        );
+        Scanner {
+            registry,
+            index: KeyIndex::build(registry),
+            pattern: Regex::new(&pattern).expect("the key pattern is a valid regex"),
+        }
+    }
+
+    /// The keys in `text`, whose lines are reported as from `file`. A match
+    /// whose checksum fails is not a key and is skipped.
+    pub fn scan_text(&self, file: &str, text: &str) -> Vec<Finding> {
+        let mut findings = Vec::new();
+        for (number, line) in text.lines().enumerate() {
+            for candidate in self.pattern.find_iter(line) {
+                let Ok(kind) = key_format::parse(&self.registry.prefix, candidate.as_str()) else {
+                    continue;
+                };
+                let found = self.index.find(&key_format::hash(candidate.as_str()));
+                findings.push(Finding {
+                    file: file.to_string(),
+                    line: number + 1,
+                    kind,
+                    key_id: found.map(|f| self.registry.keys[f.key].id.clone()),
+                });
+            }
+        }
+        findings
+    }
+
+    /// Scans files, and folders recursively. `on_file` is called for each
+    /// file read, so a long scan can show progress.
+    pub fn scan_paths(&self, paths: &[PathBuf], on_file: &mut dyn FnMut(&Path)) -> Result<Vec<Finding>> {
+        let mut findings = Vec::new();
+        for path in paths {
+            self.scan_path(path, &mut findings, on_file)?;
+        }
+        Ok(findings)
+    }
+
+    fn scan_path(&self, path: &Path, findings: &mut Vec<Finding>, on_file: &mut dyn FnMut(&Path)) -> Result<()> {
+        let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+        if meta.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+                .with_context(|| format!("cannot list {}", path.display()))?
+                .map(|entry| entry.map(|e| e.path()))
+                .collect::<Result<_, _>>()?;
+            entries.sort();
+            for entry in entries {
+                self.scan_path(&entry, findings, on_file)?;
+            }
+            return Ok(());
+        }
+        on_file(path);
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        findings.extend(self.scan_text(&path.display().to_string(), &String::from_utf8_lossy(&bytes)));
+        Ok(())
+    }
+}

@@ -1,0 +1,110 @@
+//! Times and durations: RFC 3339 on the outside, Unix seconds inside.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A point in time, in whole seconds since the Unix epoch (UTC). In the
+/// registry it is a TOML datetime (`2026-01-31T12:00:00Z`); a quoted RFC 3339
+/// string is accepted too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub fn now() -> Timestamp {
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("the system clock is before 1970");
+        Timestamp(since.as_secs() as i64)
+    }
+
+    pub fn plus(self, duration: Duration) -> Timestamp {
+        Timestamp(self.0.saturating_add(duration.as_secs() as i64))
+    }
+
+    /// Parses an RFC 3339 time such as `2026-01-31T12:00:00Z`.
+    pub fn parse_rfc3339(text: &str) -> Result<Timestamp, String> {
+        let time = humantime::parse_rfc3339_weak(text.trim())
+            .map_err(|e| format!("{text:?} is not an RFC 3339 time ({e})"))?;
+        let seconds = time
+            .duration_since(UNIX_EPOCH)
+            .map_err(|_| format!("{text:?} is before 1970"))?
+            .as_secs();
+        Ok(Timestamp(seconds as i64))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let time = UNIX_EPOCH + Duration::from_secs(self.0.max(0) as u64);
+        write!(f, "{}", humantime::format_rfc3339_seconds(time))
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let datetime =
+            toml::value::Datetime::from_str(&self.to_string()).map_err(serde::ser::Error::custom)?;
+        datetime.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Datetime(toml::value::Datetime),
+            Text(String),
+        }
+        let text = match Either::deserialize(deserializer)? {
+            Either::Datetime(datetime) => datetime.to_string(),
+            Either::Text(text) => text,
+        };
+        Timestamp::parse_rfc3339(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses a duration such as `30s`, `15m`, `24h` or `90d`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        format!("{text:?} is not a duration such as 30s, 15m, 24h or 90d ({e})")
+    })
+}
+
+/// Parses a point in time given either as a duration from `now` (`90d`) or
+/// as an RFC 3339 time.
+pub fn parse_when(text: &str, now: Timestamp) -> Result<Timestamp, String> {
+    if let Ok(duration) = humantime::parse_duration(text.trim()) {
+        return Ok(now.plus(duration));
+    }
+    Timestamp::parse_rfc3339(text).map_err(|_| {
+        format!("{text:?} is neither a duration (30s, 15m, 24h, 90d) nor an RFC 3339 time")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_times() {
+        let now = Timestamp(1_000_000);
+        assert_eq!(parse_when("30s", now).unwrap(), Timestamp(1_000_030));
+        assert_eq!(parse_when("15m", now).unwrap(), Timestamp(1_000_900));
+        assert_eq!(parse_when("24h", now).unwrap(), Timestamp(1_086_400));
+        assert_eq!(parse_when("90d", now).unwrap(), Timestamp(1_000_000 + 90 * 86_400));
+        assert_eq!(
+            parse_when("1970-01-02T00:00:00Z", now).unwrap(),
+            Timestamp(86_400)
+        );
+        assert!(parse_when("soon", now).is_err());
+    }
+
+    #[test]
+    fn display_is_rfc3339() {
+        assert_eq!(Timestamp(86_400).to_string(), "1970-01-02T00:00:00Z");
+    }
+}

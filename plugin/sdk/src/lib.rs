@@ -1,0 +1,79 @@
+//! Bindings for writing a keyhost policy in Rust, generated from `wit/`.
+//!
+//! A policy crate implements [`Guest`] and exports it with
+//! `keyhost_policy_sdk::export!(MyPolicy with_types_in keyhost_policy_sdk::bindings);`.
+//! The conversions below let it reuse the default rules.
+
+/// The code generated from the WIT package.
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "policy",
+        pub_export_macro: true,
+        default_bindings_module: "keyhost_policy_sdk::bindings",
+    });
+}
+
+pub use bindings::keyhost::policy::types::{
+    Deny, DenyCode, IdentityKind, KeyKind,
+};
+pub use bindings::{Decision, Guest, Identity, KeyRecord, Request, export};
+pub use keyhost_policy_rules as rules;
+
+/// The record's fields the default rules read, borrowed.
+pub fn rules_key(key: &KeyRecord) -> rules::Key<'_> {
+    rules::Key {
+        kind: match key.kind {
+            KeyKind::User => rules::KeyKind::User,
+            KeyKind::ServiceId => rules::KeyKind::ServiceId,
+            KeyKind::ClassicInfrastructure => rules::KeyKind::ClassicInfrastructure,
+            KeyKind::ServiceSpecific => rules::KeyKind::ServiceSpecific,
+        },
+        service: key.service.as_deref(),
+        scopes: &key.scopes,
+        allowed_ips: &key.allowed_ips,
+        expires_at: key.expires_at,
+        disabled: key.disabled,
+        leaked: key.leaked,
+    }
+}
+
+/// The request's fields the default rules read, borrowed.
+pub fn rules_request(request: &Request) -> rules::Request<'_> {
+    rules::Request {
+        service: request.service.as_deref(),
+        scope: request.scope.as_deref(),
+        source_ip: request.source_ip.as_deref(),
+        now: request.now,
+    }
+}
+
+/// A refusal of the rules, as a decision of the contract.
+pub fn deny(denial: rules::Deny) -> Decision {
+    let code = match denial.code {
+        rules::DenyCode::Disabled => DenyCode::Disabled,
+        rules::DenyCode::Expired => DenyCode::Expired,
+        rules::DenyCode::Leaked => DenyCode::Leaked,
+        rules::DenyCode::WrongService => DenyCode::WrongService,
+        rules::DenyCode::InsufficientScope => DenyCode::InsufficientScope,
+        rules::DenyCode::IpNotAllowed => DenyCode::IpNotAllowed,
+        rules::DenyCode::Denied => DenyCode::Denied,
+    };
+    Decision::Deny(Deny {
+        code,
+        message: denial.message,
+    })
+}
+
+/// The default rules' decision for a key, its identity and a request.
+pub fn default_decision(
+    settings: &rules::Settings,
+    key: &KeyRecord,
+    identity: &Identity,
+    request: &Request,
+) -> Decision {
+    match rules::decide(settings, &rules_key(key), &identity.scopes, &rules_request(request)) {
+        Ok(()) => Decision::Allow(Vec::new()),
+        Err(denial) => deny(denial),
+    }
+}

@@ -1,0 +1,167 @@
+//! Runs the real `keyhost` binary against a registry in a temporary folder.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+pub const KEYHOST: &str = env!("CARGO_BIN_EXE_keyhost");
+
+/// A policy component built by host/build.rs, by file name.
+pub fn policy(name: &str) -> PathBuf {
+    Path::new(env!("KEYHOST_POLICY_DIR")).join(name)
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(output: Output) -> Run {
+        Run {
+            code: output.status.code().expect("keyhost exited by a signal"),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {}\nstderr: {}", self.stdout, self.stderr))
+    }
+}
+
+/// A registry in its own folder, with its own compiled-policy cache.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    /// An initialised, empty registry.
+    pub fn new() -> Sandbox {
+        let sandbox = Sandbox::bare();
+        sandbox.ok(&["init"]);
+        sandbox
+    }
+
+    /// A folder with no registry yet.
+    pub fn bare() -> Sandbox {
+        Sandbox {
+            dir: tempfile::tempdir().expect("temporary folder"),
+        }
+    }
+
+    pub fn registry(&self) -> PathBuf {
+        self.dir.path().join("keys.toml")
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.dir.path().join("cache")
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(KEYHOST);
+        command
+            .args(args)
+            .env("KEYHOST_REGISTRY", self.registry())
+            .env("KEYHOST_CACHE_DIR", self.cache_dir())
+            .env_remove("KEYHOST_KEY")
+            .env_remove("KEYHOST_LOG");
+        command
+    }
+
+    /// Runs keyhost with `args` and `stdin`, and any extra environment.
+    pub fn run_with(&self, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Run {
+        let mut command = self.command(args);
+        command.envs(env.iter().copied());
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("start keyhost");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write stdin");
+        Run::from(child.wait_with_output().expect("wait for keyhost"))
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_with(args, "", &[])
+    }
+
+    /// Runs a command that must succeed, with `--json`, and returns its object.
+    pub fn ok(&self, args: &[&str]) -> Value {
+        let mut with_json = args.to_vec();
+        with_json.push("--json");
+        let run = self.run(&with_json);
+        assert_eq!(run.code, 0, "keyhost {args:?} failed: {}{}", run.stdout, run.stderr);
+        run.json()
+    }
+
+    /// Runs a command that a rule must refuse (exit 1), and checks that the
+    /// registry file did not change.
+    pub fn refused(&self, args: &[&str]) -> Run {
+        let before = std::fs::read(self.registry()).expect("read registry");
+        let run = self.run(args);
+        assert_eq!(run.code, 1, "keyhost {args:?} should be refused: {}{}", run.stdout, run.stderr);
+        let after = std::fs::read(self.registry()).expect("read registry");
+        assert!(before == after, "a refused {args:?} changed the registry");
+        run
+    }
+
+    /// Creates a key and returns (id, secret).
+    pub fn create(&self, args: &[&str]) -> (String, String) {
+        let mut full = vec!["create"];
+        full.extend_from_slice(args);
+        let out = self.ok(&full);
+        (
+            out["id"].as_str().expect("id").to_string(),
+            out["key"].as_str().expect("key").to_string(),
+        )
+    }
+
+    /// Checks `secret` (given on stdin) with extra `args`; returns the JSON
+    /// verdict and the exit code.
+    pub fn check(&self, secret: &str, args: &[&str]) -> (Value, i32) {
+        let mut full = vec!["check", "--json"];
+        full.extend_from_slice(args);
+        let run = self.run_with(&full, &format!("{secret}\n"), &[]);
+        (run.json(), run.code)
+    }
+
+    /// The deny code of a check, or "allow".
+    pub fn decide(&self, secret: &str, args: &[&str]) -> String {
+        let (verdict, code) = self.check(secret, args);
+        match verdict["decision"].as_str() {
+            Some("allow") => {
+                assert_eq!(code, 0, "allow must exit 0");
+                "allow".into()
+            }
+            Some("deny") => {
+                assert_eq!(code, 1, "deny must exit 1");
+                verdict["code"].as_str().expect("deny code").to_string()
+            }
+            other => panic!("unexpected decision {other:?}: {verdict}"),
+        }
+    }
+
+    /// Adds the identities most tests use: alice and bob (read, write) and
+    /// service-id:billing owned by alice (read).
+    pub fn with_people(self) -> Sandbox {
+        self.ok(&["identity", "add", "user:alice", "--scope", "read", "--scope", "write"]);
+        self.ok(&["identity", "add", "user:bob", "--scope", "read", "--scope", "write"]);
+        self.ok(&["identity", "add", "service-id:billing", "--owner", "user:alice", "--scope", "read"]);
+        self
+    }
+
+    pub fn registry_text(&self) -> String {
+        std::fs::read_to_string(self.registry()).expect("read registry")
+    }
+}
