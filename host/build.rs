@@ -17,9 +17,15 @@ const POLICIES: &[&str] = &[
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let workspace = manifest_dir.parent().expect("host/ sits in the workspace").to_path_buf();
+    let workspace = manifest_dir
+        .parent()
+        .expect("host/ sits in the workspace")
+        .to_path_buf();
     for watched in ["plugin", "wit", "Cargo.lock"] {
-        println!("cargo:rerun-if-changed={}", workspace.join(watched).display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            workspace.join(watched).display()
+        );
     }
 
     ensure_target();
@@ -90,7 +96,9 @@ fn build_policies(workspace: &Path) -> PathBuf {
     ] {
         command.env_remove(name);
     }
-    let output = command.output().expect("run cargo for the policy components");
+    let output = command
+        .output()
+        .expect("run cargo for the policy components");
     if !output.status.success() {
         panic!(
             "building the policy components failed:\n{}",

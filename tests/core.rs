@@ -13,23 +13,46 @@ use support::{Sandbox, policy};
 fn user_keys_reach_every_service_including_classic_infrastructure() {
     let s = Sandbox::new().with_people();
     let (_, key) = s.create(&["--as", "user:alice", "--name", "laptop"]);
-    assert_eq!(s.decide(&key, &["--service", "classic-infrastructure"]), "allow");
+    assert_eq!(
+        s.decide(&key, &["--service", "classic-infrastructure"]),
+        "allow"
+    );
     assert_eq!(s.decide(&key, &["--service", "databases"]), "allow");
 }
 
 #[test]
 fn service_id_keys_do_not_reach_classic_infrastructure() {
     let s = Sandbox::new().with_people();
-    let (_, key) = s.create(&["--as", "user:alice", "--name", "app", "--for", "service-id:billing"]);
+    let (_, key) = s.create(&[
+        "--as",
+        "user:alice",
+        "--name",
+        "app",
+        "--for",
+        "service-id:billing",
+    ]);
     assert_eq!(s.decide(&key, &["--service", "databases"]), "allow");
-    assert_eq!(s.decide(&key, &["--service", "classic-infrastructure"]), "wrong_service");
+    assert_eq!(
+        s.decide(&key, &["--service", "classic-infrastructure"]),
+        "wrong_service"
+    );
 }
 
 #[test]
 fn classic_infrastructure_keys_reach_only_classic_infrastructure() {
     let s = Sandbox::new().with_people();
-    let (_, key) = s.create(&["--as", "user:alice", "--name", "softlayer", "--kind", "classic-infrastructure"]);
-    assert_eq!(s.decide(&key, &["--service", "classic-infrastructure"]), "allow");
+    let (_, key) = s.create(&[
+        "--as",
+        "user:alice",
+        "--name",
+        "softlayer",
+        "--kind",
+        "classic-infrastructure",
+    ]);
+    assert_eq!(
+        s.decide(&key, &["--service", "classic-infrastructure"]),
+        "allow"
+    );
     assert_eq!(s.decide(&key, &["--service", "databases"]), "wrong_service");
 }
 
@@ -37,27 +60,69 @@ fn classic_infrastructure_keys_reach_only_classic_infrastructure() {
 fn service_specific_keys_reach_their_service_only() {
     let s = Sandbox::new().with_people();
     let (_, key) = s.create(&[
-        "--as", "user:alice", "--name", "cos", "--kind", "service-specific", "--service", "object-storage",
+        "--as",
+        "user:alice",
+        "--name",
+        "cos",
+        "--kind",
+        "service-specific",
+        "--service",
+        "object-storage",
     ]);
     assert_eq!(s.decide(&key, &["--service", "object-storage"]), "allow");
     assert_eq!(s.decide(&key, &["--service", "databases"]), "wrong_service");
-    assert_eq!(s.decide(&key, &["--service", "classic-infrastructure"]), "wrong_service");
+    assert_eq!(
+        s.decide(&key, &["--service", "classic-infrastructure"]),
+        "wrong_service"
+    );
     // A service ID can hold a service-specific key too.
     let (_, sid_key) = s.create(&[
-        "--as", "user:alice", "--name", "cos2", "--for", "service-id:billing", "--kind", "service-specific",
-        "--service", "object-storage",
+        "--as",
+        "user:alice",
+        "--name",
+        "cos2",
+        "--for",
+        "service-id:billing",
+        "--kind",
+        "service-specific",
+        "--service",
+        "object-storage",
     ]);
-    assert_eq!(s.decide(&sid_key, &["--service", "object-storage"]), "allow");
-    assert_eq!(s.decide(&sid_key, &["--service", "queues"]), "wrong_service");
+    assert_eq!(
+        s.decide(&sid_key, &["--service", "object-storage"]),
+        "allow"
+    );
+    assert_eq!(
+        s.decide(&sid_key, &["--service", "queues"]),
+        "wrong_service"
+    );
 }
 
 #[test]
 fn a_key_cannot_gain_a_scope_its_identity_lacks() {
     let s = Sandbox::new().with_people();
-    let run = s.refused(&["create", "--as", "user:alice", "--name", "x", "--scope", "admin"]);
+    let run = s.refused(&[
+        "create",
+        "--as",
+        "user:alice",
+        "--name",
+        "x",
+        "--scope",
+        "admin",
+    ]);
     assert!(run.stderr.contains("cannot gain a scope"), "{}", run.stderr);
     // service-id:billing has only `read`.
-    s.refused(&["create", "--as", "user:alice", "--name", "x", "--for", "service-id:billing", "--scope", "write"]);
+    s.refused(&[
+        "create",
+        "--as",
+        "user:alice",
+        "--name",
+        "x",
+        "--for",
+        "service-id:billing",
+        "--scope",
+        "write",
+    ]);
 }
 
 #[test]
@@ -65,7 +130,10 @@ fn a_request_for_a_scope_the_key_lacks_is_insufficient_scope() {
     let s = Sandbox::new().with_people();
     let (_, narrow) = s.create(&["--as", "user:alice", "--name", "ro", "--scope", "read"]);
     assert_eq!(s.decide(&narrow, &["--scope", "read"]), "allow");
-    assert_eq!(s.decide(&narrow, &["--scope", "write"]), "insufficient_scope");
+    assert_eq!(
+        s.decide(&narrow, &["--scope", "write"]),
+        "insufficient_scope"
+    );
     let (_, wide) = s.create(&["--as", "user:alice", "--name", "rw"]);
     assert_eq!(s.decide(&wide, &["--scope", "write"]), "allow");
     assert_eq!(s.decide(&wide, &["--scope", "admin"]), "insufficient_scope");
@@ -87,9 +155,18 @@ fn a_key_disabled_by_hand_in_the_toml_is_disabled() {
     let (id, key) = s.create(&["--as", "user:alice", "--name", "laptop"]);
     assert_eq!(s.decide(&key, &[]), "allow");
     let text = s.registry_text();
-    let start = text.find(&format!("id = \"{id}\"")).expect("key in registry");
-    let offset = text[start..].find("disabled = false").expect("disabled field") + start;
-    let edited = format!("{}disabled = true{}", &text[..offset], &text[offset + "disabled = false".len()..]);
+    let start = text
+        .find(&format!("id = \"{id}\""))
+        .expect("key in registry");
+    let offset = text[start..]
+        .find("disabled = false")
+        .expect("disabled field")
+        + start;
+    let edited = format!(
+        "{}disabled = true{}",
+        &text[..offset],
+        &text[offset + "disabled = false".len()..]
+    );
     std::fs::write(s.registry(), edited).unwrap();
     assert_eq!(s.decide(&key, &[]), "disabled");
 }
@@ -98,7 +175,14 @@ fn a_key_disabled_by_hand_in_the_toml_is_disabled() {
 fn a_source_ip_outside_the_keys_cidrs_is_ip_not_allowed() {
     let s = Sandbox::new().with_people();
     let (_, key) = s.create(&[
-        "--as", "user:alice", "--name", "office", "--allow-ip", "10.0.0.0/8", "--allow-ip", "2001:db8::/32",
+        "--as",
+        "user:alice",
+        "--name",
+        "office",
+        "--allow-ip",
+        "10.0.0.0/8",
+        "--allow-ip",
+        "2001:db8::/32",
     ]);
     assert_eq!(s.decide(&key, &["--ip", "10.20.30.40"]), "allow");
     assert_eq!(s.decide(&key, &["--ip", "2001:db8::7"]), "allow");
@@ -134,7 +218,10 @@ fn the_key_can_come_from_keyhost_key_and_never_from_argv() {
     // There is no argument that takes a key.
     let run = s.run(&["check", &key]);
     assert_eq!(run.code, 2);
-    assert!(!run.stderr.contains(&key), "the secret was echoed in an error");
+    assert!(
+        !run.stderr.contains(&key),
+        "the secret was echoed in an error"
+    );
     // No key at all is an error, not a denial.
     let run = s.run_with(&["check"], "\n", &[]);
     assert_eq!(run.code, 2);
@@ -160,9 +247,19 @@ fn swapping_the_policy_file_swaps_the_decision() {
     assert_eq!(s.decide(&plain, &[]), "allow");
     assert_eq!(s.decide(&plain, &["--policy", strict]), "denied");
     let (_, fenced) = s.create(&[
-        "--as", "user:alice", "--name", "fenced", "--expires", "30d", "--allow-ip", "10.0.0.0/8",
+        "--as",
+        "user:alice",
+        "--name",
+        "fenced",
+        "--expires",
+        "30d",
+        "--allow-ip",
+        "10.0.0.0/8",
     ]);
-    assert_eq!(s.decide(&fenced, &["--policy", strict, "--ip", "10.0.0.1"]), "allow");
+    assert_eq!(
+        s.decide(&fenced, &["--policy", strict, "--ip", "10.0.0.1"]),
+        "allow"
+    );
 }
 
 /// Runs a check through the hostile policy; returns the verdict and how long
@@ -170,7 +267,15 @@ fn swapping_the_policy_file_swaps_the_decision() {
 fn hostile_check(s: &Sandbox, key: &str, behaviour: &str) -> (serde_json::Value, i32, Duration) {
     let hostile = policy("keyhost_policy_hostile.wasm");
     let started = Instant::now();
-    let (verdict, code) = s.check(key, &["--policy", hostile.to_str().unwrap(), "--service", behaviour]);
+    let (verdict, code) = s.check(
+        key,
+        &[
+            "--policy",
+            hostile.to_str().unwrap(),
+            "--service",
+            behaviour,
+        ],
+    );
     (verdict, code, started.elapsed())
 }
 
@@ -198,7 +303,11 @@ fn a_malformed_registry_is_an_error_with_its_line_and_is_left_unchanged() {
     let mut text = s.registry_text();
     text.push_str("\n[[identity]]\niam_id = \"user:carol\"\nscopes = [\"read\"\ncreated_at = 2026-01-01T00:00:00Z\n");
     std::fs::write(s.registry(), &text).unwrap();
-    let broken_line = text.lines().position(|l| l.starts_with("scopes = [\"read\"")).unwrap() + 1;
+    let broken_line = text
+        .lines()
+        .position(|l| l == "scopes = [\"read\"")
+        .unwrap()
+        + 1;
     for args in [
         vec!["list"],
         vec!["create", "--as", "user:alice", "--name", "x"],
@@ -206,7 +315,11 @@ fn a_malformed_registry_is_an_error_with_its_line_and_is_left_unchanged() {
     ] {
         let run = s.run(&args);
         assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
-        assert!(run.stderr.contains(&s.registry().display().to_string()), "{}", run.stderr);
+        assert!(
+            run.stderr.contains(&s.registry().display().to_string()),
+            "{}",
+            run.stderr
+        );
         let line = format!("line {}", broken_line + 1);
         let line_before = format!("line {broken_line}");
         assert!(
@@ -214,7 +327,11 @@ fn a_malformed_registry_is_an_error_with_its_line_and_is_left_unchanged() {
             "no line number in: {}",
             run.stderr
         );
-        assert_eq!(s.registry_text(), text, "{args:?} changed a malformed registry");
+        assert_eq!(
+            s.registry_text(),
+            text,
+            "{args:?} changed a malformed registry"
+        );
     }
     let run_check = s.run_with(&["check"], "kh_usr_x\n", &[]);
     assert_eq!(run_check.code, 2);
@@ -223,7 +340,9 @@ fn a_malformed_registry_is_an_error_with_its_line_and_is_left_unchanged() {
 #[test]
 fn a_registry_with_an_unknown_field_names_it() {
     let s = Sandbox::new().with_people();
-    let text = s.registry_text().replacen("prefix =", "colour = \"blue\"\nprefix =", 1);
+    let text = s
+        .registry_text()
+        .replacen("prefix =", "colour = \"blue\"\nprefix =", 1);
     std::fs::write(s.registry(), &text).unwrap();
     let run = s.run(&["list"]);
     assert_eq!(run.code, 2);
@@ -239,8 +358,15 @@ fn the_secret_is_never_stored_and_the_registry_is_mode_0600() {
     assert!(text.contains(&id));
     assert!(!text.contains(&key), "the secret is in the registry");
     let random_part = &key[key.len() - 36..];
-    assert!(!text.contains(random_part), "part of the secret is in the registry");
-    let mode = std::fs::metadata(s.registry()).unwrap().permissions().mode() & 0o777;
+    assert!(
+        !text.contains(random_part),
+        "part of the secret is in the registry"
+    );
+    let mode = std::fs::metadata(s.registry())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
     // list and show never print a secret or a hash.
     let hash = text
@@ -248,10 +374,19 @@ fn the_secret_is_never_stored_and_the_registry_is_mode_0600() {
         .find_map(|l| l.strip_prefix("hash = \""))
         .map(|h| h.trim_end_matches('"').to_string())
         .expect("hash line");
-    for args in [vec!["list"], vec!["show", id.as_str()], vec!["list", "--json"], vec!["show", id.as_str(), "--json"]] {
+    for args in [
+        vec!["list"],
+        vec!["show", id.as_str()],
+        vec!["list", "--json"],
+        vec!["show", id.as_str(), "--json"],
+    ] {
         let run = s.run(&args);
         assert_eq!(run.code, 0);
-        assert!(!run.stdout.contains(&key) && !run.stdout.contains(&hash), "{args:?} leaked: {}", run.stdout);
+        assert!(
+            !run.stdout.contains(&key) && !run.stdout.contains(&hash),
+            "{args:?} leaked: {}",
+            run.stdout
+        );
     }
 }
 
@@ -281,7 +416,11 @@ fn the_compiled_policy_cache_is_used_and_a_corrupt_entry_is_recompiled() {
 
     let second = s.run_with(&["check"], &key, &debug);
     assert_eq!(second.code, 0);
-    assert!(second.stderr.contains("loaded from cache"), "{}", second.stderr);
+    assert!(
+        second.stderr.contains("loaded from cache"),
+        "{}",
+        second.stderr
+    );
 
     // Flip bytes in the middle of the compiled code.
     let mut bytes = std::fs::read(&entries[0]).unwrap();
@@ -293,18 +432,26 @@ fn the_compiled_policy_cache_is_used_and_a_corrupt_entry_is_recompiled() {
     let third = s.run_with(&["check"], &key, &debug);
     assert_eq!(third.code, 0, "{}", third.stderr);
     assert!(third.stderr.contains("corrupt"), "{}", third.stderr);
-    assert!(!third.stderr.contains("loaded from cache"), "{}", third.stderr);
+    assert!(
+        !third.stderr.contains("loaded from cache"),
+        "{}",
+        third.stderr
+    );
     assert!(third.stderr.contains("stored in cache"), "{}", third.stderr);
     let fourth = s.run_with(&["check"], &key, &debug);
-    assert!(fourth.stderr.contains("loaded from cache"), "{}", fourth.stderr);
+    assert!(
+        fourth.stderr.contains("loaded from cache"),
+        "{}",
+        fourth.stderr
+    );
 }
 
 #[test]
 fn every_command_has_help() {
     let s = Sandbox::bare();
     for command in [
-        "init", "identity", "create", "list", "show", "lock", "unlock", "disable", "enable", "delete",
-        "rotate", "update", "check", "scan", "demo",
+        "init", "identity", "create", "list", "show", "lock", "unlock", "disable", "enable",
+        "delete", "rotate", "update", "check", "scan", "demo",
     ] {
         let run = s.run(&[command, "--help"]);
         assert_eq!(run.code, 0, "{command} --help");
@@ -324,6 +471,16 @@ fn the_demo_shows_allows_and_denials_with_their_codes() {
         .collect();
     assert_eq!(
         codes,
-        ["allow", "wrong_service", "allow", "insufficient_scope", "allow", "wrong_service", "allow", "ip_not_allowed", "malformed"]
+        [
+            "allow",
+            "wrong_service",
+            "allow",
+            "insufficient_scope",
+            "allow",
+            "wrong_service",
+            "allow",
+            "ip_not_allowed",
+            "malformed"
+        ]
     );
 }

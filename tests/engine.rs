@@ -17,9 +17,16 @@ fn registry_with_key() -> (Registry, String) {
     let mut registry = Registry::new("kh");
     let alice: IamId = "user:alice".parse().unwrap();
     let now = Timestamp::now();
-    let identity = NewIdentity { iam_id: alice.clone(), owner: None, scopes: vec!["read".into()] };
+    let identity = NewIdentity {
+        iam_id: alice.clone(),
+        owner: None,
+        scopes: vec!["read".into()],
+    };
     lifecycle::add_identity(&mut registry, identity, now).unwrap();
-    let new = NewKey { name: "k".into(), ..NewKey::default() };
+    let new = NewKey {
+        name: "k".into(),
+        ..NewKey::default()
+    };
     let (_, secret) = lifecycle::create_key(&mut registry, &alice, new, now).unwrap();
     (registry, secret.expose().to_string())
 }
@@ -31,15 +38,28 @@ fn code(verdict: &Verdict) -> &'static str {
 #[test]
 fn a_failed_instance_is_replaced_and_the_next_check_works() {
     let engine = PolicyEngine::new(CompiledCache::disabled(), SandboxLimits::default()).unwrap();
-    let hostile = engine.load_file(&policy("keyhost_policy_hostile.wasm")).unwrap();
+    let hostile = engine
+        .load_file(&policy("keyhost_policy_hostile.wasm"))
+        .unwrap();
     let (registry, secret) = registry_with_key();
     let checker = Checker::new(registry);
     let mut slot = PolicySlot::new(hostile, Vec::new());
-    let request = |service: &str| CheckRequest { service: Some(service.into()), ..CheckRequest::default() };
+    let request = |service: &str| CheckRequest {
+        service: Some(service.into()),
+        ..CheckRequest::default()
+    };
     // Fail in every way, each followed by a good call on the same slot.
     for behaviour in ["trap", "loop", "grow", "recurse", "trap", "trap"] {
-        assert_eq!(code(&checker.check(&mut slot, &secret, &request(behaviour))), "policy_error", "{behaviour}");
-        assert_eq!(code(&checker.check(&mut slot, &secret, &request("db"))), "allow", "after {behaviour}");
+        assert_eq!(
+            code(&checker.check(&mut slot, &secret, &request(behaviour))),
+            "policy_error",
+            "{behaviour}"
+        );
+        assert_eq!(
+            code(&checker.check(&mut slot, &secret, &request("db"))),
+            "allow",
+            "after {behaviour}"
+        );
     }
 }
 
@@ -54,8 +74,14 @@ fn the_default_policy_instance_is_reused_across_checks() {
         let verdict = checker.check(&mut slot, &secret, &CheckRequest::default());
         assert!(verdict.is_allow(), "{verdict:?}");
     }
-    let scoped = CheckRequest { scope: Some("write".into()), ..CheckRequest::default() };
-    assert_eq!(code(&checker.check(&mut slot, &secret, &scoped)), "insufficient_scope");
+    let scoped = CheckRequest {
+        scope: Some("write".into()),
+        ..CheckRequest::default()
+    };
+    assert_eq!(
+        code(&checker.check(&mut slot, &secret, &scoped)),
+        "insufficient_scope"
+    );
 }
 
 #[test]
@@ -67,7 +93,10 @@ fn a_configuration_the_policy_refuses_fails_closed() {
     let mut slot = PolicySlot::new(policy, vec![("classic_service".into(), " ".into())]);
     let verdict = checker.check(&mut slot, &secret, &CheckRequest::default());
     assert_eq!(code(&verdict), "policy_error");
-    assert!(verdict.reason().unwrap().contains("classic_service"), "{verdict:?}");
+    assert!(
+        verdict.reason().unwrap().contains("classic_service"),
+        "{verdict:?}"
+    );
 }
 
 /// Writes a component given in WAT to a file and checks a key with it.
@@ -88,14 +117,23 @@ fn a_component_importing_what_the_host_does_not_provide_is_refused_at_load() {
     );
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("import"), "{}", run.stderr);
-    assert!(run.stderr.contains("wasi:http/outgoing-handler"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("wasi:http/outgoing-handler"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
 fn a_component_exporting_another_world_is_refused_at_load() {
     let run = check_with_wat("(component)");
     assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(run.stderr.contains("does not export the keyhost:policy world"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("does not export the keyhost:policy world"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -106,8 +144,16 @@ fn a_file_that_is_not_a_component_is_refused_at_load() {
     std::fs::write(&path, "hello").unwrap();
     let run = s.run_with(&["check", "--policy", path.to_str().unwrap()], &key, &[]);
     assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("not a valid WebAssembly component"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("not a valid WebAssembly component"),
+        "{}",
+        run.stderr
+    );
     let missing = s.run_with(&["check", "--policy", "/nonexistent/p.wasm"], &key, &[]);
     assert_eq!(missing.code, 2);
-    assert!(missing.stderr.contains("/nonexistent/p.wasm"), "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("/nonexistent/p.wasm"),
+        "{}",
+        missing.stderr
+    );
 }

@@ -27,7 +27,11 @@ fn only_the_owner_changes_or_deletes_a_key() {
         vec!["delete", id, "--as", "user:bob"],
     ] {
         let run = s.refused(&args);
-        assert!(run.stderr.contains("only the owner"), "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("only the owner"),
+            "{args:?}: {}",
+            run.stderr
+        );
     }
     assert_eq!(s.decide(&key, &[]), "allow");
     // The owner may do each of them.
@@ -43,13 +47,36 @@ fn only_the_owner_changes_or_deletes_a_key() {
 #[test]
 fn a_service_ids_keys_belong_to_the_user_who_owns_it() {
     let s = Sandbox::new().with_people();
-    let run = s.refused(&["create", "--as", "user:bob", "--name", "x", "--for", "service-id:billing"]);
+    let run = s.refused(&[
+        "create",
+        "--as",
+        "user:bob",
+        "--name",
+        "x",
+        "--for",
+        "service-id:billing",
+    ]);
     assert!(run.stderr.contains("user:alice"), "{}", run.stderr);
-    let (id, _) = s.create(&["--as", "user:alice", "--name", "app", "--for", "service-id:billing"]);
+    let (id, _) = s.create(&[
+        "--as",
+        "user:alice",
+        "--name",
+        "app",
+        "--for",
+        "service-id:billing",
+    ]);
     s.refused(&["disable", &id, "--as", "user:bob"]);
     s.ok(&["disable", &id, "--as", "user:alice"]);
     // Nobody creates keys for another user either.
-    s.refused(&["create", "--as", "user:bob", "--name", "x", "--for", "user:alice"]);
+    s.refused(&[
+        "create",
+        "--as",
+        "user:bob",
+        "--name",
+        "x",
+        "--for",
+        "user:alice",
+    ]);
     // A service ID does not act for itself.
     s.refused(&["create", "--as", "service-id:billing", "--name", "x"]);
 }
@@ -100,14 +127,28 @@ fn a_disabled_key_fails_until_enabled() {
 #[test]
 fn one_classic_infrastructure_key_per_user_at_a_time() {
     let s = Sandbox::new().with_people();
-    let classic = ["--as", "user:alice", "--name", "sl", "--kind", "classic-infrastructure"];
+    let classic = [
+        "--as",
+        "user:alice",
+        "--name",
+        "sl",
+        "--kind",
+        "classic-infrastructure",
+    ];
     let (id, _) = s.create(&classic);
     let mut second = vec!["create"];
     second.extend_from_slice(&classic);
     let run = s.refused(&second);
     assert!(run.stderr.contains("only one"), "{}", run.stderr);
     // Another user still may.
-    s.create(&["--as", "user:bob", "--name", "sl", "--kind", "classic-infrastructure"]);
+    s.create(&[
+        "--as",
+        "user:bob",
+        "--name",
+        "sl",
+        "--kind",
+        "classic-infrastructure",
+    ]);
     s.ok(&["delete", &id, "--as", "user:alice"]);
     s.create(&classic);
 }
@@ -119,9 +160,20 @@ fn keys_per_identity_are_capped_at_20_by_default_and_the_registry_can_set_anothe
         s.create(&["--as", "user:alice", "--name", &format!("k{n}")]);
     }
     let run = s.refused(&["create", "--as", "user:alice", "--name", "k20"]);
-    assert!(run.stderr.contains("max_keys_per_identity = 20"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("max_keys_per_identity = 20"),
+        "{}",
+        run.stderr
+    );
     // Other identities have their own count.
-    s.create(&["--as", "user:alice", "--name", "app", "--for", "service-id:billing"]);
+    s.create(&[
+        "--as",
+        "user:alice",
+        "--name",
+        "app",
+        "--for",
+        "service-id:billing",
+    ]);
 
     let small = Sandbox::bare();
     small.ok(&["init", "--max-keys-per-identity", "2"]);
@@ -142,7 +194,11 @@ fn rotation_keeps_the_old_secret_for_the_grace_period_only() {
     for secret in [&old, &new] {
         let (verdict, code) = s.check(secret, &[]);
         assert_eq!((verdict["decision"].as_str(), code), (Some("allow"), 0));
-        assert_eq!(verdict["key_id"], id.as_str(), "both secrets map to the same key");
+        assert_eq!(
+            verdict["key_id"],
+            id.as_str(),
+            "both secrets map to the same key"
+        );
     }
     assert!(s.ok(&["show", &id])["key"]["rotation_grace_until"].is_string());
     std::thread::sleep(Duration::from_millis(4100));
@@ -154,7 +210,10 @@ fn rotation_keeps_the_old_secret_for_the_grace_period_only() {
 fn rotation_without_grace_stops_the_old_secret_at_once() {
     let s = Sandbox::new().with_people();
     let (id, old) = alice_key(&s);
-    let new = s.ok(&["rotate", &id, "--as", "user:alice"])["key"].as_str().unwrap().to_string();
+    let new = s.ok(&["rotate", &id, "--as", "user:alice"])["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(s.decide(&old, &[]), "not_found");
     assert_eq!(s.decide(&new, &[]), "allow");
 }
@@ -165,8 +224,20 @@ fn update_changes_fields_and_never_widens_scopes() {
     let (id, key) = s.create(&["--as", "user:alice", "--name", "laptop", "--scope", "read"]);
     assert_eq!(s.decide(&key, &["--scope", "write"]), "insufficient_scope");
     let updated = s.ok(&[
-        "update", &id, "--as", "user:alice", "--name", "desk", "--description", "office desk", "--scope", "write",
-        "--allow-ip", "10.0.0.0/8", "--expires", "30d",
+        "update",
+        &id,
+        "--as",
+        "user:alice",
+        "--name",
+        "desk",
+        "--description",
+        "office desk",
+        "--scope",
+        "write",
+        "--allow-ip",
+        "10.0.0.0/8",
+        "--expires",
+        "30d",
     ]);
     let view = &updated["key"];
     assert_eq!(view["name"], "desk");
@@ -174,7 +245,10 @@ fn update_changes_fields_and_never_widens_scopes() {
     assert_eq!(view["scopes"], serde_json::json!(["write"]));
     assert_eq!(view["allowed_ips"], serde_json::json!(["10.0.0.0/8"]));
     assert!(view["expires_at"].is_string());
-    assert_eq!(s.decide(&key, &["--scope", "write", "--ip", "10.0.0.1"]), "allow");
+    assert_eq!(
+        s.decide(&key, &["--scope", "write", "--ip", "10.0.0.1"]),
+        "allow"
+    );
     let run = s.refused(&["update", &id, "--as", "user:alice", "--scope", "admin"]);
     assert!(run.stderr.contains("cannot gain a scope"), "{}", run.stderr);
 }
@@ -182,7 +256,14 @@ fn update_changes_fields_and_never_widens_scopes() {
 #[test]
 fn removing_a_service_id_removes_its_keys() {
     let s = Sandbox::new().with_people();
-    let (_, key) = s.create(&["--as", "user:alice", "--name", "app", "--for", "service-id:billing"]);
+    let (_, key) = s.create(&[
+        "--as",
+        "user:alice",
+        "--name",
+        "app",
+        "--for",
+        "service-id:billing",
+    ]);
     assert_eq!(s.decide(&key, &[]), "allow");
     // Its owner cannot be removed while it exists.
     s.refused(&["identity", "remove", "user:alice"]);
@@ -203,7 +284,11 @@ fn a_removed_users_keys_stay_invalid_when_the_name_returns() {
 
 #[test]
 fn scan_reports_exactly_the_valid_key_and_mark_leaked_applies_the_action() {
-    for (action, expected) in [("none", "leaked"), ("disable", "disabled"), ("delete", "not_found")] {
+    for (action, expected) in [
+        ("none", "leaked"),
+        ("disable", "disabled"),
+        ("delete", "not_found"),
+    ] {
         let s = Sandbox::bare();
         s.ok(&["init", "--action-when-leaked", action]);
         let s = s.with_people();
@@ -212,7 +297,11 @@ fn scan_reports_exactly_the_valid_key_and_mark_leaked_applies_the_action() {
         let last = bad.pop().unwrap();
         bad.push(if last == '0' { '1' } else { '0' });
         let file = s.dir.path().join("config.env");
-        std::fs::write(&file, format!("# settings\nNAME=demo\nAPI_KEY={key}\nOLD_KEY={bad}\nthe end\n")).unwrap();
+        std::fs::write(
+            &file,
+            format!("# settings\nNAME=demo\nAPI_KEY={key}\nOLD_KEY={bad}\nthe end\n"),
+        )
+        .unwrap();
 
         let scan = s.ok(&["scan", file.to_str().unwrap()]);
         let findings = scan["findings"].as_array().unwrap();
@@ -221,11 +310,23 @@ fn scan_reports_exactly_the_valid_key_and_mark_leaked_applies_the_action() {
         assert_eq!(findings[0]["line"], 3);
         let text = s.run(&["scan", file.to_str().unwrap()]);
         assert!(!text.stdout.contains(&key), "scan printed the secret");
-        assert!(text.stdout.contains(&format!(":3: key {id}")), "{}", text.stdout);
-        assert_eq!(s.decide(&key, &[]), "allow", "scanning alone changes nothing");
+        assert!(
+            text.stdout.contains(&format!(":3: key {id}")),
+            "{}",
+            text.stdout
+        );
+        assert_eq!(
+            s.decide(&key, &[]),
+            "allow",
+            "scanning alone changes nothing"
+        );
 
         s.ok(&["scan", "--mark-leaked", file.to_str().unwrap()]);
-        assert_eq!(s.decide(&key, &[]), expected, "action_when_leaked = {action}");
+        assert_eq!(
+            s.decide(&key, &[]),
+            expected,
+            "action_when_leaked = {action}"
+        );
     }
 }
 
@@ -233,7 +334,11 @@ fn scan_reports_exactly_the_valid_key_and_mark_leaked_applies_the_action() {
 fn scan_reads_stdin_when_given_no_paths() {
     let s = Sandbox::new().with_people();
     let (id, key) = alice_key(&s);
-    let run = s.run_with(&["scan", "--json"], &format!("log line\ncurl -H 'X-API-Key: {key}'\n"), &[]);
+    let run = s.run_with(
+        &["scan", "--json"],
+        &format!("log line\ncurl -H 'X-API-Key: {key}'\n"),
+        &[],
+    );
     assert_eq!(run.code, 0);
     let findings = run.json()["findings"].as_array().unwrap().clone();
     assert_eq!(findings.len(), 1);
@@ -245,12 +350,24 @@ fn scan_reads_stdin_when_given_no_paths() {
 fn every_change_bumps_the_revision_in_the_json() {
     let s = Sandbox::new();
     let mut seen = vec![s.ok(&["identity", "list"])["revision"].as_u64().unwrap()];
-    seen.push(s.ok(&["identity", "add", "user:alice", "--scope", "read"])["revision"].as_u64().unwrap());
+    seen.push(
+        s.ok(&["identity", "add", "user:alice", "--scope", "read"])["revision"]
+            .as_u64()
+            .unwrap(),
+    );
     let created = s.ok(&["create", "--as", "user:alice", "--name", "k"]);
     seen.push(created["revision"].as_u64().unwrap());
     let id = created["id"].as_str().unwrap();
-    seen.push(s.ok(&["lock", id, "--as", "user:alice"])["revision"].as_u64().unwrap());
-    seen.push(s.ok(&["unlock", id, "--as", "user:alice"])["revision"].as_u64().unwrap());
+    seen.push(
+        s.ok(&["lock", id, "--as", "user:alice"])["revision"]
+            .as_u64()
+            .unwrap(),
+    );
+    seen.push(
+        s.ok(&["unlock", id, "--as", "user:alice"])["revision"]
+            .as_u64()
+            .unwrap(),
+    );
     assert_eq!(seen, [0, 1, 2, 3, 4]);
     assert_eq!(s.ok(&["list"])["revision"], 4);
     assert_eq!(s.ok(&["show", id])["revision"], 4);
@@ -260,7 +377,16 @@ fn every_change_bumps_the_revision_in_the_json() {
 fn list_and_show_give_state_times_scopes_and_ips() {
     let s = Sandbox::new().with_people();
     let (id, _) = s.create(&[
-        "--as", "user:alice", "--name", "laptop", "--scope", "read", "--allow-ip", "10.0.0.0/8", "--expires", "1d",
+        "--as",
+        "user:alice",
+        "--name",
+        "laptop",
+        "--scope",
+        "read",
+        "--allow-ip",
+        "10.0.0.0/8",
+        "--expires",
+        "1d",
     ]);
     s.create(&["--as", "user:bob", "--name", "bobs"]);
     let listed = s.ok(&["list", "--owner", "user:alice"]);
@@ -283,7 +409,11 @@ fn unknown_ids_are_errors_not_refusals() {
     let s = Sandbox::new().with_people();
     assert_eq!(s.run(&["show", "kid_nope"]).code, 2);
     assert_eq!(s.run(&["delete", "kid_nope", "--as", "user:alice"]).code, 2);
-    assert_eq!(s.run(&["create", "--as", "user:nobody", "--name", "x"]).code, 2);
+    assert_eq!(
+        s.run(&["create", "--as", "user:nobody", "--name", "x"])
+            .code,
+        2
+    );
 }
 
 #[test]
@@ -304,20 +434,35 @@ fn eight_concurrent_writers_each_creating_50_keys_lose_nothing() {
                 (0..50)
                     .map(|n| {
                         let output = std::process::Command::new(support::KEYHOST)
-                            .args(["create", "--as", &user, "--name", &format!("k{n}"), "--json"])
+                            .args([
+                                "create",
+                                "--as",
+                                &user,
+                                "--name",
+                                &format!("k{n}"),
+                                "--json",
+                            ])
                             .env("KEYHOST_REGISTRY", &registry)
                             .env("KEYHOST_CACHE_DIR", &cache)
                             .output()
                             .unwrap();
-                        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-                        let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+                        assert!(
+                            output.status.success(),
+                            "{}",
+                            String::from_utf8_lossy(&output.stderr)
+                        );
+                        let value: serde_json::Value =
+                            serde_json::from_slice(&output.stdout).unwrap();
                         value["key"].as_str().unwrap().to_string()
                     })
                     .collect::<Vec<String>>()
             })
         })
         .collect();
-    let secrets: Vec<String> = writers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    let secrets: Vec<String> = writers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
     assert_eq!(secrets.len(), 400);
     assert_eq!(s.ok(&["list"])["keys"].as_array().unwrap().len(), 400);
     assert_eq!(s.ok(&["list"])["revision"], 8 + 400);

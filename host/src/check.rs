@@ -93,7 +93,12 @@ impl Checker {
     }
 
     /// Checks `presented` for `request` through `policy`.
-    pub fn check(&self, policy: &mut PolicySlot, presented: &str, request: &CheckRequest) -> Verdict {
+    pub fn check(
+        &self,
+        policy: &mut PolicySlot,
+        presented: &str,
+        request: &CheckRequest,
+    ) -> Verdict {
         let now = request.now.unwrap_or_else(Timestamp::now);
         if let Err(malformed) = key_format::parse(&self.registry.prefix, presented) {
             return Verdict::deny(DenyCode::Malformed, malformed.to_string(), None);
@@ -116,7 +121,11 @@ impl Checker {
             );
         }
         let Some(identity) = self.registry.identity(&key.owner) else {
-            return Verdict::deny(DenyCode::NotFound, "the key's identity no longer exists", Some(key_ref));
+            return Verdict::deny(
+                DenyCode::NotFound,
+                "the key's identity no longer exists",
+                Some(key_ref),
+            );
         };
         let decision = policy.validate(
             &wit_key(key),

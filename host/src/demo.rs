@@ -38,15 +38,32 @@ pub fn run() -> Result<Report> {
         ];
         for (iam_id, owner, scopes) in identities {
             let scopes = scopes.into_iter().map(String::from).collect();
-            lifecycle::add_identity(registry, NewIdentity { iam_id: id(iam_id), owner, scopes }, now)?;
+            lifecycle::add_identity(
+                registry,
+                NewIdentity {
+                    iam_id: id(iam_id),
+                    owner,
+                    scopes,
+                },
+                now,
+            )?;
         }
         let mut create = |name: &str, new: NewKey| -> Result<Secret> {
-            let new = NewKey { name: name.into(), ..new };
+            let new = NewKey {
+                name: name.into(),
+                ..new
+            };
             Ok(lifecycle::create_key(registry, &alice, new, now)?.1)
         };
         Ok([
             create("laptop", NewKey::default())?,
-            create("billing-app", NewKey { for_identity: Some(id("service-id:billing")), ..NewKey::default() })?,
+            create(
+                "billing-app",
+                NewKey {
+                    for_identity: Some(id("service-id:billing")),
+                    ..NewKey::default()
+                },
+            )?,
             create(
                 "storage-only",
                 NewKey {
@@ -55,10 +72,17 @@ pub fn run() -> Result<Report> {
                     ..NewKey::default()
                 },
             )?,
-            create("office", NewKey { allowed_ips: vec!["10.0.0.0/8".into()], ..NewKey::default() })?,
+            create(
+                "office",
+                NewKey {
+                    allowed_ips: vec!["10.0.0.0/8".into()],
+                    ..NewKey::default()
+                },
+            )?,
         ])
     })?;
-    let [user_key, service_id_key, storage_key, office_key] = secrets.map(|s| s.expose().to_string());
+    let [user_key, service_id_key, storage_key, office_key] =
+        secrets.map(|s| s.expose().to_string());
 
     let request = |service: &str, scope: Option<&str>, ip: Option<&str>| CheckRequest {
         service: Some(service.into()),
@@ -70,15 +94,51 @@ pub fn run() -> Result<Report> {
     let last = tampered.pop().expect("keys are not empty");
     tampered.push(if last == 'A' { 'B' } else { 'A' });
     let steps = [
-        Step { what: "user key -> classic-infrastructure", secret: user_key.clone(), request: request("classic-infrastructure", None, None) },
-        Step { what: "service ID key -> classic-infrastructure", secret: service_id_key.clone(), request: request("classic-infrastructure", None, None) },
-        Step { what: "service ID key -> databases, scope read", secret: service_id_key.clone(), request: request("databases", Some("read"), None) },
-        Step { what: "service ID key -> databases, scope write", secret: service_id_key, request: request("databases", Some("write"), None) },
-        Step { what: "service-specific key -> object-storage", secret: storage_key.clone(), request: request("object-storage", None, None) },
-        Step { what: "service-specific key -> databases", secret: storage_key, request: request("databases", None, None) },
-        Step { what: "office key from 10.1.2.3", secret: office_key.clone(), request: request("databases", None, Some("10.1.2.3")) },
-        Step { what: "office key from 192.0.2.7", secret: office_key, request: request("databases", None, Some("192.0.2.7")) },
-        Step { what: "user key with one character changed", secret: tampered, request: request("databases", None, None) },
+        Step {
+            what: "user key -> classic-infrastructure",
+            secret: user_key.clone(),
+            request: request("classic-infrastructure", None, None),
+        },
+        Step {
+            what: "service ID key -> classic-infrastructure",
+            secret: service_id_key.clone(),
+            request: request("classic-infrastructure", None, None),
+        },
+        Step {
+            what: "service ID key -> databases, scope read",
+            secret: service_id_key.clone(),
+            request: request("databases", Some("read"), None),
+        },
+        Step {
+            what: "service ID key -> databases, scope write",
+            secret: service_id_key,
+            request: request("databases", Some("write"), None),
+        },
+        Step {
+            what: "service-specific key -> object-storage",
+            secret: storage_key.clone(),
+            request: request("object-storage", None, None),
+        },
+        Step {
+            what: "service-specific key -> databases",
+            secret: storage_key,
+            request: request("databases", None, None),
+        },
+        Step {
+            what: "office key from 10.1.2.3",
+            secret: office_key.clone(),
+            request: request("databases", None, Some("10.1.2.3")),
+        },
+        Step {
+            what: "office key from 192.0.2.7",
+            secret: office_key,
+            request: request("databases", None, Some("192.0.2.7")),
+        },
+        Step {
+            what: "user key with one character changed",
+            secret: tampered,
+            request: request("databases", None, None),
+        },
     ];
 
     let engine = PolicyEngine::new(CompiledCache::from_env(), SandboxLimits::default())?;
@@ -89,7 +149,8 @@ pub fn run() -> Result<Report> {
 
     let mut lines = vec![
         format!("registry {} (throwaway)", file.path().display()),
-        "identities: user:alice (read, write); service-id:billing, owned by alice (read)".to_string(),
+        "identities: user:alice (read, write); service-id:billing, owned by alice (read)"
+            .to_string(),
         "policy: the built-in default, a WebAssembly component run by wasmtime".to_string(),
         String::new(),
     ];

@@ -79,7 +79,8 @@ pub fn generate(prefix: &str, kind: KeyKind) -> Secret {
     let mut filled = 0;
     let mut pool = Zeroizing::new([0u8; 64]);
     while filled < RANDOM_LEN {
-        getrandom::fill(pool.as_mut()).expect("the operating system's random number generator failed");
+        getrandom::fill(pool.as_mut())
+            .expect("the operating system's random number generator failed");
         // Rejection sampling keeps every character equally likely: 248 is
         // the largest multiple of 62 that fits in a byte.
         for &byte in pool.iter().filter(|&&b| b < 248) {
@@ -124,6 +125,23 @@ fn checksum(text: &str) -> String {
     String::from_utf8(digits.to_vec()).expect("base62 digits are ASCII")
 }
 
+/// A regex matching strings shaped like keys whose prefix matches the regex
+/// `prefix`; the checksum still has to be verified.
+pub fn candidate_pattern(prefix: &str) -> String {
+    let tags = KeyKind::ALL.map(KeyKind::tag).join("|");
+    let body = RANDOM_LEN + CHECK_LEN;
+    format!(r"\b{prefix}_(?:{tags})_[0-9A-Za-z]{{{body}}}\b")
+}
+
+/// `text` with anything shaped like a key of any registry replaced, for
+/// messages that echo user input.
+pub fn redact(text: &str) -> String {
+    static PATTERN: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(&candidate_pattern("[a-z][a-z0-9]{0,15}")).expect("valid regex")
+    });
+    PATTERN.replace_all(text, "<redacted key>").into_owned()
+}
+
 /// The SHA-256 of a presented secret: the only form a registry stores.
 pub fn hash(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
@@ -156,7 +174,10 @@ mod tests {
                 }
                 let mut changed = text.to_string();
                 changed.replace_range(i..i + 1, &replacement.to_string());
-                assert!(parse("kh", &changed).is_err(), "change at {i} went unnoticed");
+                assert!(
+                    parse("kh", &changed).is_err(),
+                    "change at {i} went unnoticed"
+                );
             }
         }
     }
@@ -174,6 +195,16 @@ mod tests {
         let a = generate("kh", KeyKind::User);
         let b = generate("kh", KeyKind::User);
         assert_ne!(a.expose(), b.expose());
+    }
+
+    #[test]
+    fn redact_hides_keys_of_any_prefix() {
+        let secret = generate("acme", KeyKind::ServiceId);
+        let message = format!("unexpected argument '{}' found", secret.expose());
+        let redacted = redact(&message);
+        assert!(!redacted.contains(secret.expose()));
+        assert!(redacted.contains("<redacted key>"));
+        assert_eq!(redact("nothing here"), "nothing here");
     }
 
     #[test]

@@ -42,13 +42,20 @@ pub fn add_identity(registry: &mut Registry, new: NewIdentity, now: Timestamp) -
         return refuse(format!("identity {} already exists", new.iam_id));
     }
     match (new.iam_id.kind(), &new.owner) {
-        (IdentityKind::User, Some(_)) => bail!("a user cannot have an owner; --owner is for service IDs"),
+        (IdentityKind::User, Some(_)) => {
+            bail!("a user cannot have an owner; --owner is for service IDs")
+        }
         (IdentityKind::ServiceId, None) => {
-            bail!("service ID {} needs an owner: add --owner user:NAME", new.iam_id)
+            bail!(
+                "service ID {} needs an owner: add --owner user:NAME",
+                new.iam_id
+            )
         }
         (IdentityKind::ServiceId, Some(owner)) => {
             if owner.kind() != IdentityKind::User || registry.identity(owner).is_none() {
-                bail!("owner {owner} is not a user of this registry (add it with `keyhost identity add {owner}`)");
+                bail!(
+                    "owner {owner} is not a user of this registry (add it with `keyhost identity add {owner}`)"
+                );
             }
         }
         (IdentityKind::User, None) => {}
@@ -81,8 +88,15 @@ pub fn remove_identity(registry: &mut Registry, iam_id: &IamId) -> Result<Vec<St
             owned.join(", ")
         ));
     }
-    if let Some(key) = registry.keys.iter().find(|k| &k.owner == iam_id && k.locked) {
-        return refuse(format!("key {} of {iam_id} is locked; unlock it first", key.id));
+    if let Some(key) = registry
+        .keys
+        .iter()
+        .find(|k| &k.owner == iam_id && k.locked)
+    {
+        return refuse(format!(
+            "key {} of {iam_id} is locked; unlock it first",
+            key.id
+        ));
     }
     let deleted = registry
         .keys
@@ -91,7 +105,9 @@ pub fn remove_identity(registry: &mut Registry, iam_id: &IamId) -> Result<Vec<St
         .map(|key| key.id.clone())
         .collect();
     registry.keys.retain(|key| &key.owner != iam_id);
-    registry.identities.retain(|identity| &identity.iam_id != iam_id);
+    registry
+        .identities
+        .retain(|identity| &identity.iam_id != iam_id);
     Ok(deleted)
 }
 
@@ -124,7 +140,9 @@ pub fn create_key(
         .identity(&target)
         .ok_or_else(|| anyhow!("unknown identity {target}"))?;
     require_manager(identity, actor, "create keys for")?;
-    let kind = new.kind.unwrap_or_else(|| KeyKind::default_for(identity.kind()));
+    let kind = new
+        .kind
+        .unwrap_or_else(|| KeyKind::default_for(identity.kind()));
     if !kind.fits(identity.kind()) {
         bail!(
             "a {kind} key cannot belong to a {} ({target}); use --kind {}",
@@ -139,7 +157,11 @@ pub fn create_key(
         (_, None) => None,
     };
     let scopes = narrowed_scopes(identity, new.scopes)?;
-    let count = registry.keys.iter().filter(|key| key.owner == target).count();
+    let count = registry
+        .keys
+        .iter()
+        .filter(|key| key.owner == target)
+        .count();
     if count >= registry.max_keys_per_identity as usize {
         return refuse(format!(
             "{target} already has {count} keys, the most this registry allows (max_keys_per_identity = {})",
@@ -213,9 +235,16 @@ impl StateChange {
 }
 
 /// The key `id`, if `actor` may change it, for an operation named `verb`.
-fn owned_key<'r>(registry: &'r mut Registry, id: &str, actor: &IamId, verb: &str) -> Result<&'r mut KeyRecord> {
+fn owned_key<'r>(
+    registry: &'r mut Registry,
+    id: &str,
+    actor: &IamId,
+    verb: &str,
+) -> Result<&'r mut KeyRecord> {
     require_user(registry, actor)?;
-    let key = registry.key(id).ok_or_else(|| anyhow!("unknown key id {id}"))?;
+    let key = registry
+        .key(id)
+        .ok_or_else(|| anyhow!("unknown key id {id}"))?;
     let identity = registry
         .identity(&key.owner)
         .ok_or_else(|| anyhow!("key {id} belongs to {}, which no longer exists", key.owner))?;
@@ -225,7 +254,10 @@ fn owned_key<'r>(registry: &'r mut Registry, id: &str, actor: &IamId, verb: &str
 
 fn refuse_if_locked(key: &KeyRecord, verb: &str) -> Result<()> {
     if key.locked {
-        return refuse(format!("key {} is locked: unlock it before you {verb} it", key.id));
+        return refuse(format!(
+            "key {} is locked: unlock it before you {verb} it",
+            key.id
+        ));
     }
     Ok(())
 }
@@ -267,7 +299,10 @@ pub fn update_key(
     now: Timestamp,
 ) -> Result<KeyRecord> {
     let owner = owned_key(registry, id, actor, "update")?.owner.clone();
-    let identity = registry.identity(&owner).expect("checked by owned_key").clone();
+    let identity = registry
+        .identity(&owner)
+        .expect("checked by owned_key")
+        .clone();
     let key = registry.key_mut(id).expect("checked by owned_key");
     refuse_if_locked(key, "update")?;
     if let Some(name) = changes.name {
@@ -302,7 +337,10 @@ pub fn rotate_key(
     let key = owned_key(registry, id, actor, "rotate")?;
     refuse_if_locked(key, "rotate")?;
     let secret = key_format::generate(&prefix, key.kind);
-    let old_hash = std::mem::replace(&mut key.hash, hex::encode(key_format::hash(secret.expose())));
+    let old_hash = std::mem::replace(
+        &mut key.hash,
+        hex::encode(key_format::hash(secret.expose())),
+    );
     key.retired.retain(|retired| retired.valid_until > now);
     if let Some(grace) = grace.filter(|grace| !grace.is_zero()) {
         key.retired.push(RetiredSecret {
@@ -318,7 +356,9 @@ pub fn rotate_key(
 /// Returns the action taken.
 pub fn mark_leaked(registry: &mut Registry, id: &str, now: Timestamp) -> Result<LeakAction> {
     let action = registry.action_when_leaked;
-    let key = registry.key_mut(id).ok_or_else(|| anyhow!("unknown key id {id}"))?;
+    let key = registry
+        .key_mut(id)
+        .ok_or_else(|| anyhow!("unknown key id {id}"))?;
     key.leaked = true;
     key.disabled |= action == LeakAction::Disable;
     key.updated_at = now;
@@ -330,7 +370,9 @@ pub fn mark_leaked(registry: &mut Registry, id: &str, now: Timestamp) -> Result<
 
 fn require_user(registry: &Registry, actor: &IamId) -> Result<()> {
     if actor.kind() != IdentityKind::User {
-        return refuse(format!("{actor} cannot manage keys: only users act (--as user:NAME)"));
+        return refuse(format!(
+            "{actor} cannot manage keys: only users act (--as user:NAME)"
+        ));
     }
     if registry.identity(actor).is_none() {
         bail!("unknown identity {actor} (given with --as)");

@@ -30,12 +30,7 @@ pub struct Scanner<'r> {
 
 impl<'r> Scanner<'r> {
     pub fn new(registry: &'r Registry) -> Scanner<'r> {
-        let body = key_format::RANDOM_LEN + key_format::CHECK_LEN;
-        let tags = KeyKind::ALL.map(KeyKind::tag).join("|");
-        let pattern = format!(
-            r"\b{}_(?:{tags})_[0-9A-Za-z]{{{body}}}\b",
-            regex::escape(&registry.prefix)
-        );
+        let pattern = key_format::candidate_pattern(&regex::escape(&registry.prefix));
         Scanner {
             registry,
             index: KeyIndex::build(registry),
@@ -66,7 +61,11 @@ impl<'r> Scanner<'r> {
 
     /// Scans files, and folders recursively. `on_file` is called for each
     /// file read, so a long scan can show progress.
-    pub fn scan_paths(&self, paths: &[PathBuf], on_file: &mut dyn FnMut(&Path)) -> Result<Vec<Finding>> {
+    pub fn scan_paths(
+        &self,
+        paths: &[PathBuf],
+        on_file: &mut dyn FnMut(&Path),
+    ) -> Result<Vec<Finding>> {
         let mut findings = Vec::new();
         for path in paths {
             self.scan_path(path, &mut findings, on_file)?;
@@ -74,8 +73,14 @@ impl<'r> Scanner<'r> {
         Ok(findings)
     }
 
-    fn scan_path(&self, path: &Path, findings: &mut Vec<Finding>, on_file: &mut dyn FnMut(&Path)) -> Result<()> {
-        let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    fn scan_path(
+        &self,
+        path: &Path,
+        findings: &mut Vec<Finding>,
+        on_file: &mut dyn FnMut(&Path),
+    ) -> Result<()> {
+        let meta =
+            std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
         if meta.is_dir() {
             let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
                 .with_context(|| format!("cannot list {}", path.display()))?
@@ -88,8 +93,12 @@ impl<'r> Scanner<'r> {
             return Ok(());
         }
         on_file(path);
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        findings.extend(self.scan_text(&path.display().to_string(), &String::from_utf8_lossy(&bytes)));
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        findings.extend(self.scan_text(
+            &path.display().to_string(),
+            &String::from_utf8_lossy(&bytes),
+        ));
         Ok(())
     }
 }

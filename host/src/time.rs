@@ -45,8 +45,8 @@ impl fmt::Display for Timestamp {
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let datetime =
-            toml::value::Datetime::from_str(&self.to_string()).map_err(serde::ser::Error::custom)?;
+        let datetime = toml::value::Datetime::from_str(&self.to_string())
+            .map_err(serde::ser::Error::custom)?;
         datetime.serialize(serializer)
     }
 }
@@ -69,9 +69,8 @@ impl<'de> Deserialize<'de> for Timestamp {
 
 /// Parses a duration such as `30s`, `15m`, `24h` or `90d`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|e| {
-        format!("{text:?} is not a duration such as 30s, 15m, 24h or 90d ({e})")
-    })
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{text:?} is not a duration such as 30s, 15m, 24h or 90d ({e})"))
 }
 
 /// Parses a point in time given either as a duration from `now` (`90d`) or
@@ -95,7 +94,10 @@ mod tests {
         assert_eq!(parse_when("30s", now).unwrap(), Timestamp(1_000_030));
         assert_eq!(parse_when("15m", now).unwrap(), Timestamp(1_000_900));
         assert_eq!(parse_when("24h", now).unwrap(), Timestamp(1_086_400));
-        assert_eq!(parse_when("90d", now).unwrap(), Timestamp(1_000_000 + 90 * 86_400));
+        assert_eq!(
+            parse_when("90d", now).unwrap(),
+            Timestamp(1_000_000 + 90 * 86_400)
+        );
         assert_eq!(
             parse_when("1970-01-02T00:00:00Z", now).unwrap(),
             Timestamp(86_400)

@@ -81,16 +81,30 @@ impl KeyView {
 
     /// One line for `keyhost list`.
     pub fn summary(&self) -> String {
-        let service = self.service.as_deref().map(|s| format!(" service={s}")).unwrap_or_default();
+        let service = self
+            .service
+            .as_deref()
+            .map(|s| format!(" service={s}"))
+            .unwrap_or_default();
         format!(
             "{}  {:<8}  {:<22}  {:<24}  {}{service}",
-            self.id, self.state, self.kind.as_str(), self.owner, self.name
+            self.id,
+            self.state,
+            self.kind.as_str(),
+            self.owner,
+            self.name
         )
     }
 
     /// Several lines for `keyhost show`.
     pub fn details(&self) -> String {
-        let list = |items: &[String]| if items.is_empty() { "(all)".to_string() } else { items.join(", ") };
+        let list = |items: &[String]| {
+            if items.is_empty() {
+                "(all)".to_string()
+            } else {
+                items.join(", ")
+            }
+        };
         let mut lines = vec![
             format!("id:          {}", self.id),
             format!("name:        {}", self.name),
@@ -101,10 +115,20 @@ impl KeyView {
             format!("disabled:    {}", self.disabled),
             format!("leaked:      {}", self.leaked),
             format!("scopes:      {}", list(&self.scopes)),
-            format!("allowed ips: {}", if self.allowed_ips.is_empty() { "(any)".into() } else { self.allowed_ips.join(", ") }),
+            format!(
+                "allowed ips: {}",
+                if self.allowed_ips.is_empty() {
+                    "(any)".into()
+                } else {
+                    self.allowed_ips.join(", ")
+                }
+            ),
             format!("created:     {}", self.created_at),
             format!("updated:     {}", self.updated_at),
-            format!("expires:     {}", self.expires_at.as_deref().unwrap_or("never")),
+            format!(
+                "expires:     {}",
+                self.expires_at.as_deref().unwrap_or("never")
+            ),
         ];
         if let Some(service) = &self.service {
             lines.insert(4, format!("service:     {service}"));

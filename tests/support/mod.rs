@@ -30,8 +30,12 @@ impl Run {
     }
 
     pub fn json(&self) -> Value {
-        serde_json::from_str(self.stdout.trim())
-            .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {}\nstderr: {}", self.stdout, self.stderr))
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not one JSON object ({e}): {}\nstderr: {}",
+                self.stdout, self.stderr
+            )
+        })
     }
 }
 
@@ -101,7 +105,11 @@ impl Sandbox {
         let mut with_json = args.to_vec();
         with_json.push("--json");
         let run = self.run(&with_json);
-        assert_eq!(run.code, 0, "keyhost {args:?} failed: {}{}", run.stdout, run.stderr);
+        assert_eq!(
+            run.code, 0,
+            "keyhost {args:?} failed: {}{}",
+            run.stdout, run.stderr
+        );
         run.json()
     }
 
@@ -110,7 +118,11 @@ impl Sandbox {
     pub fn refused(&self, args: &[&str]) -> Run {
         let before = std::fs::read(self.registry()).expect("read registry");
         let run = self.run(args);
-        assert_eq!(run.code, 1, "keyhost {args:?} should be refused: {}{}", run.stdout, run.stderr);
+        assert_eq!(
+            run.code, 1,
+            "keyhost {args:?} should be refused: {}{}",
+            run.stdout, run.stderr
+        );
         let after = std::fs::read(self.registry()).expect("read registry");
         assert!(before == after, "a refused {args:?} changed the registry");
         run
@@ -155,9 +167,27 @@ impl Sandbox {
     /// Adds the identities most tests use: alice and bob (read, write) and
     /// service-id:billing owned by alice (read).
     pub fn with_people(self) -> Sandbox {
-        self.ok(&["identity", "add", "user:alice", "--scope", "read", "--scope", "write"]);
-        self.ok(&["identity", "add", "user:bob", "--scope", "read", "--scope", "write"]);
-        self.ok(&["identity", "add", "service-id:billing", "--owner", "user:alice", "--scope", "read"]);
+        self.ok(&[
+            "identity",
+            "add",
+            "user:alice",
+            "--scope",
+            "read",
+            "--scope",
+            "write",
+        ]);
+        self.ok(&[
+            "identity", "add", "user:bob", "--scope", "read", "--scope", "write",
+        ]);
+        self.ok(&[
+            "identity",
+            "add",
+            "service-id:billing",
+            "--owner",
+            "user:alice",
+            "--scope",
+            "read",
+        ]);
         self
     }
 

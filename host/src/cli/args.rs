@@ -19,7 +19,12 @@ use crate::registry::LeakAction;
 )]
 pub struct Cli {
     /// The registry file.
-    #[arg(long, global = true, env = "KEYHOST_REGISTRY", default_value = "keys.toml")]
+    #[arg(
+        long,
+        global = true,
+        env = "KEYHOST_REGISTRY",
+        default_value = "keys.toml"
+    )]
     pub registry: PathBuf,
 
     /// Print exactly one JSON object on stdout.

@@ -59,29 +59,54 @@ fn init(file: &RegistryFile, args: InitArgs) -> Result<Report> {
 
 fn identity(file: &RegistryFile, command: IdentityCommand, now: Timestamp) -> Result<Report> {
     match command {
-        IdentityCommand::Add { iam_id, owner, scopes } => {
-            let new = NewIdentity { iam_id, owner, scopes };
+        IdentityCommand::Add {
+            iam_id,
+            owner,
+            scopes,
+        } => {
+            let new = NewIdentity {
+                iam_id,
+                owner,
+                scopes,
+            };
             let (identity, revision) =
                 file.update(|registry| lifecycle::add_identity(registry, new, now))?;
             let view = IdentityView::of(&identity);
             let text = format!("added {} {}", view.kind, view.iam_id);
-            Ok(Report::new(json!({ "identity": view, "revision": revision }), text))
+            Ok(Report::new(
+                json!({ "identity": view, "revision": revision }),
+                text,
+            ))
         }
         IdentityCommand::List => {
             let registry = file.load()?;
-            let views: Vec<IdentityView> = registry.identities.iter().map(IdentityView::of).collect();
+            let views: Vec<IdentityView> =
+                registry.identities.iter().map(IdentityView::of).collect();
             let text = views
                 .iter()
                 .map(|v| {
-                    let owner = v.owner.as_deref().map(|o| format!(" owner={o}")).unwrap_or_default();
-                    format!("{:<32} {:<10}{owner} scopes={}", v.iam_id, v.kind, v.scopes.join(","))
+                    let owner = v
+                        .owner
+                        .as_deref()
+                        .map(|o| format!(" owner={o}"))
+                        .unwrap_or_default();
+                    format!(
+                        "{:<32} {:<10}{owner} scopes={}",
+                        v.iam_id,
+                        v.kind,
+                        v.scopes.join(",")
+                    )
                 })
                 .collect::<Vec<_>>()
                 .join("\n");
-            Ok(Report::new(json!({ "identities": views, "revision": registry.revision }), text))
+            Ok(Report::new(
+                json!({ "identities": views, "revision": registry.revision }),
+                text,
+            ))
         }
         IdentityCommand::Remove { iam_id } => {
-            let (deleted, revision) = file.update(|registry| lifecycle::remove_identity(registry, &iam_id))?;
+            let (deleted, revision) =
+                file.update(|registry| lifecycle::remove_identity(registry, &iam_id))?;
             let text = format!("removed {iam_id} and {} key(s)", deleted.len());
             Ok(Report::new(
                 json!({ "removed": iam_id.to_string(), "deleted_keys": deleted, "revision": revision }),
@@ -114,7 +139,13 @@ fn create(file: &RegistryFile, args: CreateArgs, now: Timestamp) -> Result<Repor
 }
 
 /// The one report that carries a secret: after create or rotate.
-fn secret_report(verb: &str, record: &KeyRecord, secret: &Secret, revision: u64, now: Timestamp) -> Report {
+fn secret_report(
+    verb: &str,
+    record: &KeyRecord,
+    secret: &Secret,
+    revision: u64,
+    now: Timestamp,
+) -> Report {
     let view = KeyView::of(record, now);
     Report::new(
         json!({
@@ -141,8 +172,15 @@ fn list(file: &RegistryFile, args: ListArgs, now: Timestamp) -> Result<Report> {
         .filter(|key| args.owner.as_ref().is_none_or(|owner| &key.owner == owner))
         .map(|key| KeyView::of(key, now))
         .collect();
-    let text = views.iter().map(KeyView::summary).collect::<Vec<_>>().join("\n");
-    Ok(Report::new(json!({ "keys": views, "revision": registry.revision }), text))
+    let text = views
+        .iter()
+        .map(KeyView::summary)
+        .collect::<Vec<_>>()
+        .join("\n");
+    Ok(Report::new(
+        json!({ "keys": views, "revision": registry.revision }),
+        text,
+    ))
 }
 
 fn show(file: &RegistryFile, id: &str, now: Timestamp) -> Result<Report> {
@@ -152,7 +190,10 @@ fn show(file: &RegistryFile, id: &str, now: Timestamp) -> Result<Report> {
         .with_context(|| format!("unknown key id {id} in registry {}", file.path().display()))?;
     let view = KeyView::of(key, now);
     let text = view.details();
-    Ok(Report::new(json!({ "key": view, "revision": registry.revision }), text))
+    Ok(Report::new(
+        json!({ "key": view, "revision": registry.revision }),
+        text,
+    ))
 }
 
 fn key_report(verb: &str, record: &KeyRecord, revision: u64, now: Timestamp) -> Report {
@@ -161,9 +202,14 @@ fn key_report(verb: &str, record: &KeyRecord, revision: u64, now: Timestamp) -> 
     Report::new(json!({ "key": view, "revision": revision }), text)
 }
 
-fn change_state(file: &RegistryFile, args: ActorKeyArgs, change: StateChange, now: Timestamp) -> Result<Report> {
-    let (record, revision) =
-        file.update(|registry| lifecycle::change_state(registry, &args.id, &args.actor, change, now))?;
+fn change_state(
+    file: &RegistryFile,
+    args: ActorKeyArgs,
+    change: StateChange,
+    now: Timestamp,
+) -> Result<Report> {
+    let (record, revision) = file
+        .update(|registry| lifecycle::change_state(registry, &args.id, &args.actor, change, now))?;
     let verb = match change {
         StateChange::Lock => "locked",
         StateChange::Unlock => "unlocked",
@@ -174,7 +220,8 @@ fn change_state(file: &RegistryFile, args: ActorKeyArgs, change: StateChange, no
 }
 
 fn delete(file: &RegistryFile, args: ActorKeyArgs) -> Result<Report> {
-    let (record, revision) = file.update(|registry| lifecycle::delete_key(registry, &args.id, &args.actor))?;
+    let (record, revision) =
+        file.update(|registry| lifecycle::delete_key(registry, &args.id, &args.actor))?;
     Ok(Report::new(
         json!({ "deleted": record.id, "revision": revision }),
         format!("deleted {}", record.id),
@@ -187,8 +234,9 @@ fn rotate(file: &RegistryFile, args: RotateArgs, now: Timestamp) -> Result<Repor
         .as_deref()
         .map(|text| time::parse_duration(text).map_err(|e| anyhow::anyhow!("--grace: {e}")))
         .transpose()?;
-    let ((record, secret), revision) = file
-        .update(|registry| lifecycle::rotate_key(registry, &args.key.id, &args.key.actor, grace, now))?;
+    let ((record, secret), revision) = file.update(|registry| {
+        lifecycle::rotate_key(registry, &args.key.id, &args.key.actor, grace, now)
+    })?;
     Ok(secret_report("rotated", &record, &secret, revision, now))
 }
 
@@ -215,8 +263,9 @@ fn update(file: &RegistryFile, args: UpdateArgs, now: Timestamp) -> Result<Repor
             Some(args.allowed_ips).filter(|ips| !ips.is_empty())
         },
     };
-    let (record, revision) =
-        file.update(|registry| lifecycle::update_key(registry, &args.key.id, &args.key.actor, changes, now))?;
+    let (record, revision) = file.update(|registry| {
+        lifecycle::update_key(registry, &args.key.id, &args.key.actor, changes, now)
+    })?;
     Ok(key_report("updated", &record, revision, now))
 }
 
@@ -256,7 +305,9 @@ fn verdict_report(verdict: &Verdict, revision: u64) -> Report {
         "revision": revision,
     });
     match verdict {
-        Verdict::Allow { key, .. } => Report::new(json, format!("allow {} {}", key.key_id, key.owner)),
+        Verdict::Allow { key, .. } => {
+            Report::new(json, format!("allow {} {}", key.key_id, key.owner))
+        }
         Verdict::Deny { code, reason, .. } => Report::new(json, format!("deny {}", code.as_str()))
             .with_note(format!("reason: {reason}"))
             .with_exit(EXIT_DENIED),
@@ -268,7 +319,10 @@ fn scan(file: &RegistryFile, args: ScanArgs, now: Timestamp) -> Result<Report> {
     let scanner = Scanner::new(&registry);
     let findings = if args.paths.is_empty() {
         let mut text = Vec::new();
-        std::io::stdin().lock().read_to_end(&mut text).context("cannot read stdin")?;
+        std::io::stdin()
+            .lock()
+            .read_to_end(&mut text)
+            .context("cannot read stdin")?;
         scanner.scan_text("<stdin>", &String::from_utf8_lossy(&text))
     } else {
         let show_progress = std::io::stderr().is_terminal();
@@ -310,10 +364,16 @@ fn scan(file: &RegistryFile, args: ScanArgs, now: Timestamp) -> Result<Report> {
         .iter()
         .map(|f| match &f.key_id {
             Some(id) => format!("{}:{}: key {id} ({})", f.file, f.line, f.kind),
-            None => format!("{}:{}: a {} key that is not in this registry", f.file, f.line, f.kind),
+            None => format!(
+                "{}:{}: a {} key that is not in this registry",
+                f.file, f.line, f.kind
+            ),
         })
         .chain(marked.iter().map(|(id, action)| {
-            format!("marked {id} as leaked (action_when_leaked = {})", json!(action).as_str().unwrap_or(""))
+            format!(
+                "marked {id} as leaked (action_when_leaked = {})",
+                json!(action).as_str().unwrap_or("")
+            )
         }))
         .collect::<Vec<_>>()
         .join("\n");
@@ -326,4 +386,3 @@ fn scan(file: &RegistryFile, args: ScanArgs, now: Timestamp) -> Result<Report> {
         text,
     ))
 }
-

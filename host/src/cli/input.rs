@@ -37,7 +37,10 @@ fn read_stdin_line() -> Result<Zeroizing<String>> {
     if bytes.len() > MAX_KEY_BYTES {
         bail!("the key on stdin is longer than {MAX_KEY_BYTES} bytes");
     }
-    let end = bytes.iter().position(|&b| b == b'\n').unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap_or(bytes.len());
     match std::str::from_utf8(&bytes[..end]) {
         Ok(line) => Ok(Zeroizing::new(line.to_string())),
         Err(_) => bail!("the key on stdin is not valid UTF-8"),

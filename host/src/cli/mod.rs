@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 pub use args::Cli;
 
+use crate::key_format;
 use crate::lifecycle::Refused;
 
 /// Success, or an allow.
@@ -56,7 +57,10 @@ impl Report {
 
 /// Runs keyhost with the process's arguments.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(error),
+    };
     init_logging();
     let json = cli.json;
     let report = commands::run(cli).unwrap_or_else(|error| error_report(&error));
@@ -75,6 +79,32 @@ pub fn main() -> ExitCode {
         return ExitCode::from(EXIT_ERROR);
     }
     ExitCode::from(report.exit)
+}
+
+/// clap's own message, with anything shaped like a key redacted: a key put
+/// on the command line by mistake must not be echoed into logs.
+fn usage_error(error: clap::Error) -> ExitCode {
+    let rendered = key_format::redact(&error.render().to_string());
+    let code = if error.use_stderr() {
+        eprint!("{rendered}");
+        if rendered.contains("<redacted key>") {
+            eprintln!(
+                "keyhost never takes a key as an argument: pass it on stdin or in KEYHOST_KEY."
+            );
+        }
+        if std::env::args().any(|arg| arg == "--json") {
+            let first_line = rendered.lines().next().unwrap_or_default();
+            println!(
+                "{}",
+                json!({ "error": { "kind": "usage", "message": first_line } })
+            );
+        }
+        EXIT_ERROR
+    } else {
+        print!("{rendered}");
+        EXIT_OK
+    };
+    ExitCode::from(code)
 }
 
 /// Errors go to stderr; with `--json` they are also the one JSON object.

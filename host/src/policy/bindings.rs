@@ -5,9 +5,7 @@ wasmtime::component::bindgen!({
     world: "policy",
 });
 
-pub use keyhost::policy::types::{
-    Deny, DenyCode, IdentityKind, KeyKind,
-};
+pub use self::keyhost::policy::types::{Deny, DenyCode, IdentityKind, KeyKind};
 
 impl DenyCode {
     /// The stable code, as the CLI, JSON and HTTP print it.

@@ -39,7 +39,11 @@ impl CompiledCache {
     fn entry_path(&self, engine: &Engine, component_digest: &[u8; 32]) -> Option<PathBuf> {
         let mut hasher = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        let name = format!("{}-{:016x}.cwasm", hex::encode(component_digest), hasher.finish());
+        let name = format!(
+            "{}-{:016x}.cwasm",
+            hex::encode(component_digest),
+            hasher.finish()
+        );
         self.dir.as_ref().map(|dir| dir.join("policies").join(name))
     }
 
@@ -55,7 +59,10 @@ impl CompiledCache {
         let component = compile(engine, wasm)?;
         match write_entry(&path, &component) {
             Ok(()) => tracing::debug!(path = %path.display(), "compiled policy stored in cache"),
-            Err(e) => tracing::warn!("cannot store the compiled policy in {}: {e:#}", path.display()),
+            Err(e) => tracing::warn!(
+                "cannot store the compiled policy in {}: {e:#}",
+                path.display()
+            ),
         }
         Ok(component)
     }

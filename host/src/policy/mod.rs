@@ -23,8 +23,10 @@ pub use sandbox::{Sandbox, SandboxLimits};
 use bindings::{Decision, Identity, KeyRecord, PolicyPre, Request};
 
 /// The default policy, built from `plugin/default` by the build script.
-pub const DEFAULT_POLICY: &[u8] =
-    include_bytes!(concat!(env!("KEYHOST_POLICY_DIR"), "/keyhost_policy_default.wasm"));
+pub const DEFAULT_POLICY: &[u8] = include_bytes!(concat!(
+    env!("KEYHOST_POLICY_DIR"),
+    "/keyhost_policy_default.wasm"
+));
 
 /// How often the engine's epoch advances; the unit of call timeouts.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -80,12 +82,18 @@ impl PolicyEngine {
     }
 
     fn link(&self, component: Component, label: &str) -> Result<Policy> {
-        let instance_pre = self.linker.instantiate_pre(&component).map_err(anyhow::Error::from).with_context(|| {
-            format!("policy {label} needs an import keyhost does not provide")
-        })?;
-        let pre = PolicyPre::new(instance_pre).map_err(anyhow::Error::from).with_context(|| {
-            format!("policy {label} does not export the keyhost:policy world (configure, validate)")
-        })?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("policy {label} needs an import keyhost does not provide"))?;
+        let pre = PolicyPre::new(instance_pre)
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+                format!(
+                    "policy {label} does not export the keyhost:policy world (configure, validate)"
+                )
+            })?;
         Ok(Policy {
             inner: Arc::new(PolicyInner {
                 engine: self.engine.clone(),

@@ -16,7 +16,9 @@ use super::Registry;
 
 /// The 1-based line of the first line of `text` containing `needle`.
 pub fn line_of(text: &str, needle: &str) -> Option<usize> {
-    text.lines().position(|line| line.contains(needle)).map(|i| i + 1)
+    text.lines()
+        .position(|line| line.contains(needle))
+        .map(|i| i + 1)
 }
 
 /// A registry file on disk.
@@ -58,7 +60,11 @@ impl RegistryFile {
             Err(e) => return Err(e).with_context(|| format!("cannot read registry {shown}")),
         };
         let text = std::str::from_utf8(&bytes).map_err(|e| {
-            let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+            let line = bytes[..e.valid_up_to()]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1;
             anyhow::anyhow!("registry {shown}: line {line}: the file is not valid UTF-8")
         })?;
         let registry: Registry = toml::from_str(text)
@@ -75,9 +81,13 @@ impl RegistryFile {
         let temp = self.write_temp(registry)?;
         temp.persist_noclobber(&self.path).map_err(|e| {
             if e.error.kind() == ErrorKind::AlreadyExists {
-                anyhow::anyhow!("registry {} already exists; keyhost will not overwrite it", self.path.display())
+                anyhow::anyhow!(
+                    "registry {} already exists; keyhost will not overwrite it",
+                    self.path.display()
+                )
             } else {
-                anyhow::Error::new(e.error).context(format!("cannot create registry {}", self.path.display()))
+                anyhow::Error::new(e.error)
+                    .context(format!("cannot create registry {}", self.path.display()))
             }
         })?;
         self.sync_directory()
@@ -135,9 +145,16 @@ impl RegistryFile {
             .prefix(".keyhost-")
             .suffix(".tmp")
             .tempfile_in(self.directory())
-            .with_context(|| format!("cannot create a temporary file in {}", self.directory().display()))?;
+            .with_context(|| {
+                format!(
+                    "cannot create a temporary file in {}",
+                    self.directory().display()
+                )
+            })?;
         temp.write_all(text.as_bytes())?;
-        temp.as_file().sync_all().context("cannot fsync the new registry")?;
+        temp.as_file()
+            .sync_all()
+            .context("cannot fsync the new registry")?;
         Ok(temp)
     }
 

@@ -49,8 +49,15 @@ impl KeyIndex {
             let retired = key.retired.iter().map(|r| (&r.hash, Some(r.valid_until)));
             for (hex_hash, retired_until) in current.chain(retired) {
                 if let Some(hash) = decode(hex_hash) {
-                    let found = Found { key: position, retired_until };
-                    index.by_prefix.entry(prefix_of(&hash)).or_default().push(Entry { hash, found });
+                    let found = Found {
+                        key: position,
+                        retired_until,
+                    };
+                    index
+                        .by_prefix
+                        .entry(prefix_of(&hash))
+                        .or_default()
+                        .push(Entry { hash, found });
                 }
             }
         }

@@ -202,7 +202,9 @@ impl Registry {
     }
 
     pub fn identity(&self, iam_id: &IamId) -> Option<&Identity> {
-        self.identities.iter().find(|identity| &identity.iam_id == iam_id)
+        self.identities
+            .iter()
+            .find(|identity| &identity.iam_id == iam_id)
     }
 
     pub fn key(&self, id: &str) -> Option<&KeyRecord> {

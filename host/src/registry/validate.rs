@@ -13,6 +13,7 @@ impl Registry {
     /// Checks the registry read from `text`; errors name the entry and, where
     /// it can be found, the line.
     pub(super) fn check_consistency(&self, text: &str) -> Result<()> {
+        // Finding the line scans the text, so it is done only for an error.
         let at = |needle: &str| match line_of(text, needle) {
             Some(line) => format!("line {line}: "),
             None => String::new(),
@@ -30,21 +31,27 @@ impl Registry {
         let mut identities = HashSet::new();
         for identity in &self.identities {
             let id = identity.iam_id.as_str();
-            let here = at(&format!("\"{id}\""));
+            let here = || at(&format!("\"{id}\""));
             if !identities.insert(id) {
-                bail!("{here}identity {id} appears twice");
+                bail!("{}identity {id} appears twice", here());
             }
             match (identity.kind(), &identity.owner) {
-                (IdentityKind::User, Some(_)) => bail!("{here}user {id} cannot have an owner"),
+                (IdentityKind::User, Some(_)) => bail!("{}user {id} cannot have an owner", here()),
                 (IdentityKind::ServiceId, None) => {
-                    bail!("{here}service ID {id} needs an owner (owner = \"user:NAME\")")
+                    bail!(
+                        "{}service ID {id} needs an owner (owner = \"user:NAME\")",
+                        here()
+                    )
                 }
                 (IdentityKind::ServiceId, Some(owner)) => {
                     let owner_is_user = self
                         .identity(owner)
                         .is_some_and(|o| o.kind() == IdentityKind::User);
                     if !owner_is_user {
-                        bail!("{here}service ID {id} is owned by {owner}, which is not a user of this registry");
+                        bail!(
+                            "{}service ID {id} is owned by {owner}, which is not a user of this registry",
+                            here()
+                        );
                     }
                 }
                 (IdentityKind::User, None) => {}
@@ -54,34 +61,46 @@ impl Registry {
         let mut hashes = HashSet::new();
         for key in &self.keys {
             let id = key.id.as_str();
-            let here = at(&format!("\"{id}\""));
+            let here = || at(&format!("\"{id}\""));
             if !key_ids.insert(id) {
-                bail!("{here}key id {id} appears twice");
+                bail!("{}key id {id} appears twice", here());
             }
             let Some(identity) = self.identity(&key.owner) else {
-                bail!("{here}key {id} belongs to {}, which is not an identity of this registry", key.owner);
+                bail!(
+                    "{}key {id} belongs to {}, which is not an identity of this registry",
+                    here(),
+                    key.owner
+                );
             };
             if !key.kind.fits(identity.kind()) {
                 bail!(
-                    "{here}key {id} is a {} key, which a {} cannot hold",
+                    "{}key {id} is a {} key, which a {} cannot hold",
+                    here(),
                     key.kind,
                     identity.kind().as_str()
                 );
             }
             if (key.kind == KeyKind::ServiceSpecific) != key.service.is_some() {
-                bail!("{here}key {id}: `service` is set exactly when the kind is service-specific");
+                bail!(
+                    "{}key {id}: `service` is set exactly when the kind is service-specific",
+                    here()
+                );
             }
             for hash in std::iter::once(&key.hash).chain(key.retired.iter().map(|r| &r.hash)) {
-                if hash.len() != 64 || !hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-                    bail!("{here}key {id}: a hash must be 64 lowercase hex digits (a SHA-256)");
+                if hash.len() != 64 || !hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+                {
+                    bail!(
+                        "{}key {id}: a hash must be 64 lowercase hex digits (a SHA-256)",
+                        here()
+                    );
                 }
                 if !hashes.insert(hash.as_str()) {
-                    bail!("{here}key {id}: its hash is also another key's");
+                    bail!("{}key {id}: its hash is also another key's", here());
                 }
             }
             for entry in &key.allowed_ips {
                 if let Err(message) = crate::net::parse_cidr(entry) {
-                    bail!("{here}key {id}: {message}");
+                    bail!("{}key {id}: {message}", here());
                 }
             }
         }

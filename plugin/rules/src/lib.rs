@@ -121,7 +121,10 @@ fn check_state(key: &Key<'_>, now: i64) -> Result<(), Deny> {
         return Err(Deny::new(DenyCode::Disabled, "the key is disabled"));
     }
     if key.leaked {
-        return Err(Deny::new(DenyCode::Leaked, "the key was reported as leaked"));
+        return Err(Deny::new(
+            DenyCode::Leaked,
+            "the key was reported as leaked",
+        ));
     }
     match key.expires_at {
         Some(expiry) if now >= expiry => Err(Deny::new(DenyCode::Expired, "the key has expired")),
@@ -198,7 +201,11 @@ pub fn scope_granted(key_scopes: &[String], identity_scopes: &[String], scope: &
         && (key_scopes.is_empty() || key_scopes.iter().any(|s| s == scope))
 }
 
-fn check_scope(key_scopes: &[String], identity_scopes: &[String], scope: Option<&str>) -> Result<(), Deny> {
+fn check_scope(
+    key_scopes: &[String],
+    identity_scopes: &[String],
+    scope: Option<&str>,
+) -> Result<(), Deny> {
     match scope {
         Some(scope) if !scope_granted(key_scopes, identity_scopes, scope) => Err(Deny::new(
             DenyCode::InsufficientScope,
@@ -245,14 +252,30 @@ mod tests {
     fn service_table() {
         let s = Settings::default();
         let classic = Some(CLASSIC_INFRASTRUCTURE);
-        assert_eq!(code(decide(&s, &key(KeyKind::User), &[], &request(classic))), None);
+        assert_eq!(
+            code(decide(&s, &key(KeyKind::User), &[], &request(classic))),
+            None
+        );
         assert_eq!(
             code(decide(&s, &key(KeyKind::ServiceId), &[], &request(classic))),
             Some(DenyCode::WrongService)
         );
-        assert_eq!(code(decide(&s, &key(KeyKind::ServiceId), &[], &request(Some("db")))), None);
         assert_eq!(
-            code(decide(&s, &key(KeyKind::ClassicInfrastructure), &[], &request(Some("db")))),
+            code(decide(
+                &s,
+                &key(KeyKind::ServiceId),
+                &[],
+                &request(Some("db"))
+            )),
+            None
+        );
+        assert_eq!(
+            code(decide(
+                &s,
+                &key(KeyKind::ClassicInfrastructure),
+                &[],
+                &request(Some("db"))
+            )),
             Some(DenyCode::WrongService)
         );
         let mut bound = key(KeyKind::ServiceSpecific);
@@ -262,7 +285,10 @@ mod tests {
             code(decide(&s, &bound, &[], &request(Some("queue")))),
             Some(DenyCode::WrongService)
         );
-        assert_eq!(code(decide(&s, &bound, &[], &request(None))), Some(DenyCode::WrongService));
+        assert_eq!(
+            code(decide(&s, &bound, &[], &request(None))),
+            Some(DenyCode::WrongService)
+        );
     }
 
     #[test]
@@ -290,10 +316,19 @@ mod tests {
         let s = Settings::default();
         let mut k = key(KeyKind::ClassicInfrastructure);
         k.expires_at = Some(1_000);
-        assert_eq!(code(decide(&s, &k, &[], &request(Some("db")))), Some(DenyCode::Expired));
+        assert_eq!(
+            code(decide(&s, &k, &[], &request(Some("db")))),
+            Some(DenyCode::Expired)
+        );
         k.leaked = true;
-        assert_eq!(code(decide(&s, &k, &[], &request(Some("db")))), Some(DenyCode::Leaked));
+        assert_eq!(
+            code(decide(&s, &k, &[], &request(Some("db")))),
+            Some(DenyCode::Leaked)
+        );
         k.disabled = true;
-        assert_eq!(code(decide(&s, &k, &[], &request(Some("db")))), Some(DenyCode::Disabled));
+        assert_eq!(
+            code(decide(&s, &k, &[], &request(Some("db")))),
+            Some(DenyCode::Disabled)
+        );
     }
 }

@@ -14,9 +14,7 @@ pub mod bindings {
     });
 }
 
-pub use bindings::keyhost::policy::types::{
-    Deny, DenyCode, IdentityKind, KeyKind,
-};
+pub use bindings::keyhost::policy::types::{Deny, DenyCode, IdentityKind, KeyKind};
 pub use bindings::{Decision, Guest, Identity, KeyRecord, Request, export};
 pub use keyhost_policy_rules as rules;
 
@@ -72,7 +70,12 @@ pub fn default_decision(
     identity: &Identity,
     request: &Request,
 ) -> Decision {
-    match rules::decide(settings, &rules_key(key), &identity.scopes, &rules_request(request)) {
+    match rules::decide(
+        settings,
+        &rules_key(key),
+        &identity.scopes,
+        &rules_request(request),
+    ) {
         Ok(()) => Decision::Allow(Vec::new()),
         Err(denial) => deny(denial),
     }
