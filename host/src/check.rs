@@ -25,6 +25,9 @@ pub struct CheckRequest {
 /// The key a decision is about.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct KeyRef {
+    /// Where the key sits in the checked registry's `keys`.
+    #[serde(skip)]
+    pub index: usize,
     pub key_id: String,
     pub owner: String,
     pub kind: KeyKind,
@@ -109,6 +112,7 @@ impl Checker {
         };
         let key = &self.registry.keys[found.key];
         let key_ref = KeyRef {
+            index: found.key,
             key_id: key.id.clone(),
             owner: key.owner.to_string(),
             kind: key.kind,

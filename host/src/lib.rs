@@ -11,12 +11,16 @@
 pub mod check;
 pub mod cli;
 pub mod demo;
+pub mod durable;
 pub mod iam;
 pub mod key_format;
 pub mod lifecycle;
 pub mod net;
 pub mod policy;
+pub mod ratelimit;
 pub mod registry;
 pub mod scan;
+pub mod serve;
 pub mod time;
+pub mod usage;
 pub mod views;

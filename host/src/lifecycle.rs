@@ -16,6 +16,7 @@ use anyhow::{Result, anyhow, bail};
 use crate::iam::{IamId, IdentityKind, KeyKind};
 use crate::key_format::{self, Secret};
 use crate::net::normalize_cidrs;
+use crate::ratelimit::RateLimit;
 use crate::registry::{Identity, KeyRecord, LeakAction, Registry, RetiredSecret};
 use crate::time::Timestamp;
 
@@ -24,6 +25,23 @@ use crate::time::Timestamp;
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct Refused(pub String);
+
+/// No key or identity has this id. The CLI exits with 2, the HTTP API
+/// answers 404.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown {what} {id}")]
+pub struct UnknownId {
+    pub what: &'static str,
+    pub id: String,
+}
+
+fn unknown(what: &'static str, id: impl ToString) -> anyhow::Error {
+    UnknownId {
+        what,
+        id: id.to_string(),
+    }
+    .into()
+}
 
 fn refuse<T>(message: impl Into<String>) -> Result<T> {
     Err(Refused(message.into()).into())
@@ -74,7 +92,7 @@ pub fn add_identity(registry: &mut Registry, new: NewIdentity, now: Timestamp) -
 /// A user who still owns service IDs is refused: those go first.
 pub fn remove_identity(registry: &mut Registry, iam_id: &IamId) -> Result<Vec<String>> {
     if registry.identity(iam_id).is_none() {
-        bail!("unknown identity {iam_id}");
+        return Err(unknown("identity", iam_id));
     }
     let owned: Vec<String> = registry
         .identities
@@ -124,6 +142,8 @@ pub struct NewKey {
     pub allowed_ips: Vec<String>,
     pub description: String,
     pub lock: bool,
+    /// `COUNT/PERIOD`, enforced by `keyhost serve`.
+    pub rate_limit: Option<String>,
 }
 
 /// Creates a key as `actor`; returns the record and the secret, which is
@@ -138,7 +158,7 @@ pub fn create_key(
     let target = new.for_identity.clone().unwrap_or_else(|| actor.clone());
     let identity = registry
         .identity(&target)
-        .ok_or_else(|| anyhow!("unknown identity {target}"))?;
+        .ok_or_else(|| unknown("identity", &target))?;
     require_manager(identity, actor, "create keys for")?;
     let kind = new
         .kind
@@ -197,6 +217,7 @@ pub fn create_key(
         locked: new.lock,
         disabled: false,
         leaked: false,
+        rate_limit: check_rate_limit(new.rate_limit)?,
         retired: Vec::new(),
     };
     registry.keys.push(record.clone());
@@ -212,6 +233,8 @@ pub struct KeyChanges {
     /// `Some(None)` removes the expiry.
     pub expires_at: Option<Option<Timestamp>>,
     pub allowed_ips: Option<Vec<String>>,
+    /// `Some(None)` removes the rate limit.
+    pub rate_limit: Option<Option<String>>,
 }
 
 /// A change of a key's state.
@@ -242,9 +265,7 @@ fn owned_key<'r>(
     verb: &str,
 ) -> Result<&'r mut KeyRecord> {
     require_user(registry, actor)?;
-    let key = registry
-        .key(id)
-        .ok_or_else(|| anyhow!("unknown key id {id}"))?;
+    let key = registry.key(id).ok_or_else(|| unknown("key id", id))?;
     let identity = registry
         .identity(&key.owner)
         .ok_or_else(|| anyhow!("key {id} belongs to {}, which no longer exists", key.owner))?;
@@ -320,6 +341,9 @@ pub fn update_key(
     if let Some(allowed_ips) = changes.allowed_ips {
         key.allowed_ips = normalize_cidrs(&allowed_ips).map_err(|e| anyhow!("--allow-ip {e}"))?;
     }
+    if let Some(rate_limit) = changes.rate_limit {
+        key.rate_limit = check_rate_limit(rate_limit)?;
+    }
     key.updated_at = now;
     Ok(key.clone())
 }
@@ -356,9 +380,7 @@ pub fn rotate_key(
 /// Returns the action taken.
 pub fn mark_leaked(registry: &mut Registry, id: &str, now: Timestamp) -> Result<LeakAction> {
     let action = registry.action_when_leaked;
-    let key = registry
-        .key_mut(id)
-        .ok_or_else(|| anyhow!("unknown key id {id}"))?;
+    let key = registry.key_mut(id).ok_or_else(|| unknown("key id", id))?;
     key.leaked = true;
     key.disabled |= action == LeakAction::Disable;
     key.updated_at = now;
@@ -375,7 +397,7 @@ fn require_user(registry: &Registry, actor: &IamId) -> Result<()> {
         ));
     }
     if registry.identity(actor).is_none() {
-        bail!("unknown identity {actor} (given with --as)");
+        return Err(unknown("identity", actor));
     }
     Ok(())
 }
@@ -432,6 +454,39 @@ fn check_expiry(expires_at: Option<Timestamp>, now: Timestamp) -> Result<Option<
         Some(when) if when <= now => bail!("the expiry {when} is not in the future"),
         other => Ok(other),
     }
+}
+
+fn check_rate_limit(limit: Option<String>) -> Result<Option<String>> {
+    limit
+        .map(|text| {
+            let parsed: RateLimit = text.parse().map_err(|e| anyhow!("rate limit: {e}"))?;
+            Ok(parsed.to_string())
+        })
+        .transpose()
+}
+
+/// The key `id` if `actor` may see it: its owner, as for changes.
+pub fn readable_key<'r>(registry: &'r Registry, id: &str, actor: &IamId) -> Result<&'r KeyRecord> {
+    require_user(registry, actor)?;
+    let key = registry.key(id).ok_or_else(|| unknown("key id", id))?;
+    let identity = registry
+        .identity(&key.owner)
+        .ok_or_else(|| unknown("identity", &key.owner))?;
+    require_manager(identity, actor, "see")?;
+    Ok(key)
+}
+
+/// The keys `actor` owns: their own and those of the service IDs they own.
+pub fn keys_managed_by<'r>(registry: &'r Registry, actor: &IamId) -> Vec<&'r KeyRecord> {
+    registry
+        .keys
+        .iter()
+        .filter(|key| {
+            registry
+                .identity(&key.owner)
+                .is_some_and(|i| i.manager() == actor)
+        })
+        .collect()
 }
 
 fn new_key_id() -> String {

@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::iam::KeyKind;
 use crate::registry::{Identity, KeyRecord};
 use crate::time::Timestamp;
+use crate::usage::Usage;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct IdentityView {
@@ -43,11 +44,16 @@ pub struct KeyView {
     pub expired: bool,
     pub scopes: Vec<String>,
     pub allowed_ips: Vec<String>,
+    pub rate_limit: Option<String>,
     pub created_at: String,
     pub updated_at: String,
     pub expires_at: Option<String>,
     /// Until when the previous secret still works after a rotation.
     pub rotation_grace_until: Option<String>,
+    /// When `keyhost serve` last let the key through.
+    pub last_used: Option<String>,
+    /// How often `keyhost serve` let the key through.
+    pub use_count: u64,
 }
 
 impl KeyView {
@@ -66,6 +72,7 @@ impl KeyView {
             expired: key.is_expired(now),
             scopes: key.scopes.clone(),
             allowed_ips: key.allowed_ips.clone(),
+            rate_limit: key.rate_limit.clone(),
             created_at: key.created_at.to_string(),
             updated_at: key.updated_at.to_string(),
             expires_at: key.expires_at.map(|t| t.to_string()),
@@ -76,7 +83,17 @@ impl KeyView {
                 .filter(|until| *until > now)
                 .max()
                 .map(|t| t.to_string()),
+            last_used: None,
+            use_count: 0,
         }
+    }
+
+    pub fn with_usage(mut self, usage: Option<&Usage>) -> KeyView {
+        if let Some(usage) = usage {
+            self.last_used = usage.last_used.map(|t| t.to_string());
+            self.use_count = usage.count;
+        }
+        self
     }
 
     /// One line for `keyhost list`.
@@ -136,6 +153,11 @@ impl KeyView {
         if !self.description.is_empty() {
             lines.push(format!("description: {}", self.description));
         }
+        lines.push(format!(
+            "last used:   {} ({} uses)",
+            self.last_used.as_deref().unwrap_or("never"),
+            self.use_count
+        ));
         if let Some(until) = &self.rotation_grace_until {
             lines.push(format!("old secret valid until: {until}"));
         }

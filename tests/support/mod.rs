@@ -195,3 +195,103 @@ impl Sandbox {
         std::fs::read_to_string(self.registry()).expect("read registry")
     }
 }
+
+/// A running `keyhost serve`, stopped with SIGTERM when dropped.
+pub struct Server {
+    child: std::process::Child,
+    pub base: String,
+    pub stderr_path: PathBuf,
+}
+
+impl Sandbox {
+    /// Starts `keyhost serve` on a free loopback port with extra `args`.
+    pub fn serve(&self, args: &[&str]) -> Server {
+        use std::io::BufRead;
+        let stderr_path = self
+            .dir
+            .path()
+            .join(format!("serve-{}.log", std::process::id()));
+        let stderr = std::fs::File::create(&stderr_path).expect("serve log");
+        let mut full = vec!["serve", "--listen", "127.0.0.1:0", "--usage-flush", "1s"];
+        full.extend_from_slice(args);
+        let mut child = self
+            .command(&full)
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("start keyhost serve");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| {
+                let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+                panic!("keyhost serve did not start: {line:?}\n{log}")
+            })
+            .to_string();
+        Server {
+            child,
+            base,
+            stderr_path,
+        }
+    }
+}
+
+impl Server {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    /// Stops with SIGTERM and waits; returns the exit code.
+    pub fn stop(mut self) -> i32 {
+        self.signal("TERM");
+        let code = self
+            .child
+            .wait()
+            .expect("wait for serve")
+            .code()
+            .unwrap_or(-1);
+        std::mem::forget(self);
+        code
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP client that returns 4xx and 5xx responses instead of errors.
+pub fn http() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(10)))
+        .build()
+        .into()
+}
+
+/// A free loopback port (closed again before it is returned).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

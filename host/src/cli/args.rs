@@ -66,6 +66,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Find keys in files (or stdin) by prefix and checksum.
     Scan(ScanArgs),
+    /// The HTTP auth service for proxies, with a management API and hot reload.
+    Serve(ServeArgs),
     /// Run a walkthrough on a throwaway registry: create keys, check them.
     Demo,
 }
@@ -137,6 +139,9 @@ pub struct CreateArgs {
     /// Lock the key at creation.
     #[arg(long)]
     pub lock: bool,
+    /// At most this many requests, enforced by `keyhost serve` (100/min, 10/s, 5/30s).
+    #[arg(long)]
+    pub rate_limit: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -195,6 +200,9 @@ pub struct UpdateArgs {
     /// Allow any source address.
     #[arg(long)]
     pub any_ip: bool,
+    /// A new rate limit (100/min, 10/s, 5/30s), or `none`.
+    #[arg(long)]
+    pub rate_limit: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -236,4 +244,32 @@ fn parse_attribute(text: &str) -> Result<(String, String), String> {
         .split_once('=')
         .ok_or_else(|| format!("{text:?} is not NAME=VALUE"))?;
     Ok((name.to_string(), value.to_string()))
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address to listen on (loopback by default; port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// A policy component to use instead of the built-in default; a new file there is swapped in live.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// Check every key for this service (otherwise the service header says).
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Headers that carry the key, in order (Authorization is read as `Bearer KEY`).
+    #[arg(long = "key-header", default_values = ["authorization", "x-api-key"])]
+    pub key_headers: Vec<axum::http::HeaderName>,
+    /// The header naming the service, when --service is not given.
+    #[arg(long, default_value = "x-keyhost-service")]
+    pub service_header: axum::http::HeaderName,
+    /// The header naming the scope a request needs.
+    #[arg(long, default_value = "x-keyhost-scope")]
+    pub scope_header: axum::http::HeaderName,
+    /// Append one JSON line per decision to this file (never a secret).
+    #[arg(long)]
+    pub decision_log: Option<PathBuf>,
+    /// How often usage counts are written to the state file beside the registry.
+    #[arg(long, default_value = "5s", value_parser = crate::time::parse_duration)]
+    pub usage_flush: std::time::Duration,
 }

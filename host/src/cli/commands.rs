@@ -1,6 +1,7 @@
 //! One function per command. Each reads or updates the registry through
 //! the library and returns a [`Report`]; none prints by itself.
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Read};
 use std::path::Path;
 
@@ -9,7 +10,7 @@ use serde_json::json;
 
 use super::args::{
     ActorKeyArgs, CheckArgs, Cli, Command, CreateArgs, IdentityCommand, InitArgs, ListArgs,
-    RotateArgs, ScanArgs, UpdateArgs,
+    RotateArgs, ScanArgs, ServeArgs, UpdateArgs,
 };
 use super::input::read_presented_key;
 use super::{EXIT_DENIED, Report};
@@ -19,29 +20,46 @@ use crate::lifecycle::{self, KeyChanges, NewIdentity, NewKey, StateChange};
 use crate::policy::{CompiledCache, PolicyEngine, PolicySlot, SandboxLimits};
 use crate::registry::{KeyRecord, Registry, RegistryFile};
 use crate::scan::Scanner;
+use crate::serve::ServeOptions;
 use crate::time::{self, Timestamp};
+use crate::usage::{self, Usage};
 use crate::views::{IdentityView, KeyView};
 
 pub fn run(cli: Cli) -> Result<Report> {
     let file = RegistryFile::new(&cli.registry);
+    let file = &file;
     let now = Timestamp::now();
     match cli.command {
-        Command::Init(args) => init(&file, args),
-        Command::Identity(command) => identity(&file, command, now),
-        Command::Create(args) => create(&file, args, now),
-        Command::List(args) => list(&file, args, now),
-        Command::Show(args) => show(&file, &args.id, now),
-        Command::Lock(args) => change_state(&file, args, StateChange::Lock, now),
-        Command::Unlock(args) => change_state(&file, args, StateChange::Unlock, now),
-        Command::Disable(args) => change_state(&file, args, StateChange::Disable, now),
-        Command::Enable(args) => change_state(&file, args, StateChange::Enable, now),
-        Command::Delete(args) => delete(&file, args),
-        Command::Rotate(args) => rotate(&file, args, now),
-        Command::Update(args) => update(&file, args, now),
-        Command::Check(args) => check(&file, args, now),
-        Command::Scan(args) => scan(&file, args, now),
+        Command::Init(args) => init(file, args),
+        Command::Identity(command) => identity(file, command, now),
+        Command::Create(args) => create(file, args, now),
+        Command::List(args) => list(file, args, now),
+        Command::Show(args) => show(file, &args.id, now),
+        Command::Lock(args) => change_state(file, args, StateChange::Lock, now),
+        Command::Unlock(args) => change_state(file, args, StateChange::Unlock, now),
+        Command::Disable(args) => change_state(file, args, StateChange::Disable, now),
+        Command::Enable(args) => change_state(file, args, StateChange::Enable, now),
+        Command::Delete(args) => delete(file, args),
+        Command::Rotate(args) => rotate(file, args, now),
+        Command::Update(args) => update(file, args, now),
+        Command::Check(args) => check(file, args, now),
+        Command::Scan(args) => scan(file, args, now),
+        Command::Serve(args) => serve(&cli.registry, args),
         Command::Demo => crate::demo::run(),
     }
+}
+
+fn serve(registry: &Path, args: ServeArgs) -> Result<Report> {
+    let mut options = ServeOptions::new(registry.to_path_buf(), args.listen);
+    options.policy = args.policy;
+    options.auth.service = args.service;
+    options.auth.key_headers = args.key_headers;
+    options.auth.service_header = args.service_header;
+    options.auth.scope_header = args.scope_header;
+    options.decision_log = args.decision_log;
+    options.usage_flush = args.usage_flush;
+    crate::serve::run(options)?;
+    Ok(Report::new(json!({ "stopped": true }), ""))
 }
 
 fn init(file: &RegistryFile, args: InitArgs) -> Result<Report> {
@@ -132,6 +150,7 @@ fn create(file: &RegistryFile, args: CreateArgs, now: Timestamp) -> Result<Repor
         allowed_ips: args.allowed_ips,
         description: args.description,
         lock: args.lock,
+        rate_limit: args.rate_limit,
     };
     let ((record, secret), revision) =
         file.update(|registry| lifecycle::create_key(registry, &args.actor, new, now))?;
@@ -164,13 +183,22 @@ fn secret_report(
     ))
 }
 
+/// What `keyhost serve` recorded of key use; a bad file only warns.
+fn load_usage(file: &RegistryFile) -> BTreeMap<String, Usage> {
+    usage::load(&usage::usage_path(file.path())).unwrap_or_else(|e| {
+        tracing::warn!("{e:#}");
+        BTreeMap::new()
+    })
+}
+
 fn list(file: &RegistryFile, args: ListArgs, now: Timestamp) -> Result<Report> {
     let registry = file.load()?;
+    let usage = load_usage(file);
     let views: Vec<KeyView> = registry
         .keys
         .iter()
         .filter(|key| args.owner.as_ref().is_none_or(|owner| &key.owner == owner))
-        .map(|key| KeyView::of(key, now))
+        .map(|key| KeyView::of(key, now).with_usage(usage.get(&key.id)))
         .collect();
     let text = views
         .iter()
@@ -187,8 +215,12 @@ fn show(file: &RegistryFile, id: &str, now: Timestamp) -> Result<Report> {
     let registry = file.load()?;
     let key = registry
         .key(id)
-        .with_context(|| format!("unknown key id {id} in registry {}", file.path().display()))?;
-    let view = KeyView::of(key, now);
+        .ok_or_else(|| lifecycle::UnknownId {
+            what: "key id",
+            id: id.to_string(),
+        })
+        .with_context(|| format!("registry {}", file.path().display()))?;
+    let view = KeyView::of(key, now).with_usage(load_usage(file).get(&key.id));
     let text = view.details();
     Ok(Report::new(
         json!({ "key": view, "revision": registry.revision }),
@@ -262,6 +294,9 @@ fn update(file: &RegistryFile, args: UpdateArgs, now: Timestamp) -> Result<Repor
         } else {
             Some(args.allowed_ips).filter(|ips| !ips.is_empty())
         },
+        rate_limit: args
+            .rate_limit
+            .map(|limit| Some(limit).filter(|l| l != "none")),
     };
     let (record, revision) = file.update(|registry| {
         lifecycle::update_key(registry, &args.key.id, &args.key.actor, changes, now)

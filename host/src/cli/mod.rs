@@ -61,7 +61,11 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => return usage_error(error),
     };
-    init_logging();
+    init_logging(if matches!(cli.command, args::Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    });
     let json = cli.json;
     let report = commands::run(cli).unwrap_or_else(|error| error_report(&error));
     let mut stdout = std::io::stdout().lock();
@@ -124,13 +128,15 @@ fn error_report(error: &anyhow::Error) -> Report {
     }
 }
 
-/// Logs go to stderr; `KEYHOST_LOG` sets the filter (default `warn`).
-fn init_logging() {
+/// Logs go to stderr; `KEYHOST_LOG` sets the filter (default `warn`, or
+/// `info` for `serve`).
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KEYHOST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
 }

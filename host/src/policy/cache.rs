@@ -7,7 +7,6 @@
 //! recompiled, never trusted. Entries are written atomically.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -104,13 +103,10 @@ fn read_entry(engine: &Engine, path: &Path) -> Option<Component> {
 
 fn write_entry(path: &Path, component: &Component) -> Result<()> {
     let artifact = component.serialize()?;
-    let dir = path.parent().expect("cache entries live in a folder");
-    std::fs::create_dir_all(dir)?;
-    let mut temp = tempfile::NamedTempFile::new_in(dir)?;
-    temp.write_all(MAGIC)?;
-    temp.write_all(&Sha256::digest(&artifact))?;
-    temp.write_all(&artifact)?;
-    temp.as_file().sync_all()?;
-    temp.persist(path)?;
-    Ok(())
+    std::fs::create_dir_all(crate::durable::folder_of(path))?;
+    let mut entry = Vec::with_capacity(MAGIC.len() + 32 + artifact.len());
+    entry.extend_from_slice(MAGIC);
+    entry.extend_from_slice(&Sha256::digest(&artifact));
+    entry.extend_from_slice(&artifact);
+    crate::durable::replace(path, &entry)
 }

@@ -231,6 +231,15 @@ impl PolicySlot {
         }
     }
 
+    /// Instantiates and configures the policy now rather than at the first
+    /// check, so a policy that cannot start is found out early.
+    pub fn warm(&mut self) -> Result<(), PolicyFault> {
+        if self.instance.is_none() {
+            self.instance = Some(self.policy.instantiate(&self.config)?);
+        }
+        Ok(())
+    }
+
     pub fn validate(
         &mut self,
         key: &KeyRecord,

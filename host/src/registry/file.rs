@@ -6,13 +6,14 @@
 //! lock: a rename is atomic, so they see the old file or the new one.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
 use super::Registry;
+use crate::durable;
 
 /// The 1-based line of the first line of `text` containing `needle`.
 pub fn line_of(text: &str, needle: &str) -> Option<usize> {
@@ -40,13 +41,6 @@ impl RegistryFile {
         let mut name = self.path.as_os_str().to_owned();
         name.push(".lock");
         PathBuf::from(name)
-    }
-
-    fn directory(&self) -> &Path {
-        match self.path.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        }
     }
 
     /// Reads and checks the registry.
@@ -78,19 +72,8 @@ impl RegistryFile {
     /// Creates a new registry; refuses to replace an existing file.
     pub fn create(&self, registry: &Registry) -> Result<()> {
         let _lock = self.lock()?;
-        let temp = self.write_temp(registry)?;
-        temp.persist_noclobber(&self.path).map_err(|e| {
-            if e.error.kind() == ErrorKind::AlreadyExists {
-                anyhow::anyhow!(
-                    "registry {} already exists; keyhost will not overwrite it",
-                    self.path.display()
-                )
-            } else {
-                anyhow::Error::new(e.error)
-                    .context(format!("cannot create registry {}", self.path.display()))
-            }
-        })?;
-        self.sync_directory()
+        durable::create_new(&self.path, serialize(registry)?.as_bytes())
+            .with_context(|| format!("cannot create registry {}", self.path.display()))
     }
 
     /// Applies `change` to the current registry under the write lock and
@@ -102,11 +85,7 @@ impl RegistryFile {
         let mut registry = self.load()?;
         let value = change(&mut registry)?;
         registry.revision += 1;
-        let temp = self.write_temp(&registry)?;
-        temp.persist(&self.path)
-            .map_err(|e| anyhow::Error::new(e.error))
-            .with_context(|| format!("cannot replace registry {}", self.path.display()))?;
-        self.sync_directory()?;
+        durable::replace(&self.path, serialize(&registry)?.as_bytes())?;
         Ok((value, registry.revision))
     }
 
@@ -137,32 +116,10 @@ impl RegistryFile {
             .with_context(|| format!("cannot lock {}", path.display()))?;
         Ok(file)
     }
+}
 
-    fn write_temp(&self, registry: &Registry) -> Result<tempfile::NamedTempFile> {
-        let text = toml::to_string(registry).context("cannot serialize the registry")?;
-        // tempfile creates the file with mode 0600 in the registry's directory.
-        let mut temp = tempfile::Builder::new()
-            .prefix(".keyhost-")
-            .suffix(".tmp")
-            .tempfile_in(self.directory())
-            .with_context(|| {
-                format!(
-                    "cannot create a temporary file in {}",
-                    self.directory().display()
-                )
-            })?;
-        temp.write_all(text.as_bytes())?;
-        temp.as_file()
-            .sync_all()
-            .context("cannot fsync the new registry")?;
-        Ok(temp)
-    }
-
-    fn sync_directory(&self) -> Result<()> {
-        File::open(self.directory())
-            .and_then(|dir| dir.sync_all())
-            .with_context(|| format!("cannot fsync directory {}", self.directory().display()))
-    }
+fn serialize(registry: &Registry) -> Result<String> {
+    toml::to_string(registry).context("cannot serialize the registry")
 }
 
 /// toml's message already names the line and column and quotes the line.

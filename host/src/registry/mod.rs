@@ -152,6 +152,9 @@ pub struct KeyRecord {
     pub disabled: bool,
     #[serde(default)]
     pub leaked: bool,
+    /// `COUNT/PERIOD` (for example `100/min`), enforced by `keyhost serve`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<String>,
     /// Earlier secrets that still work until their grace period ends.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retired: Vec<RetiredSecret>,

@@ -98,6 +98,11 @@ impl Registry {
                     bail!("{}key {id}: its hash is also another key's", here());
                 }
             }
+            if let Some(limit) = &key.rate_limit
+                && let Err(message) = limit.parse::<crate::ratelimit::RateLimit>()
+            {
+                bail!("{}key {id}: {message}", here());
+            }
             for entry in &key.allowed_ips {
                 if let Err(message) = crate::net::parse_cidr(entry) {
                     bail!("{}key {id}: {message}", here());

@@ -1,0 +1,293 @@
+//! The auth endpoint for proxies (nginx `auth_request`, Envoy `ext_authz`
+//! in HTTP mode, Traefik `forwardAuth`) and the JSON verify endpoint.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::AppState;
+use crate::check::{CheckRequest, Verdict};
+use crate::policy::bindings::DenyCode;
+
+/// Where the auth endpoint finds what it needs in a request.
+#[derive(Clone, Debug)]
+pub struct AuthSettings {
+    /// Headers that may carry the key, in order. `Authorization` is read as
+    /// `Bearer KEY`; any other header holds the key itself.
+    pub key_headers: Vec<HeaderName>,
+    /// A fixed service; when set, the service header is ignored.
+    pub service: Option<String>,
+    pub service_header: HeaderName,
+    pub scope_header: HeaderName,
+}
+
+/// The path the auth routes live under; Envoy appends the original path.
+pub const AUTH_PREFIX: &str = "/auth";
+
+/// The key the request carries, if any.
+pub fn presented_key(headers: &HeaderMap, settings: &AuthSettings) -> Option<String> {
+    settings.key_headers.iter().find_map(|name| {
+        let value = headers.get(name)?.to_str().ok()?.trim();
+        let key = if name == header::AUTHORIZATION {
+            let (scheme, token) = value.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then_some(token.trim())?
+        } else {
+            value
+        };
+        (!key.is_empty()).then(|| key.to_string())
+    })
+}
+
+fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    let value = headers.get(name)?.to_str().ok()?.trim();
+    (!value.is_empty()).then(|| value.to_string())
+}
+
+/// The client's address: the last entry of `X-Forwarded-For` (the one the
+/// nearest proxy saw; entries to its left come from the client and can be
+/// forged), else `X-Real-IP`, else the peer.
+pub fn client_ip(headers: &HeaderMap, peer: IpAddr) -> IpAddr {
+    // Only the very last entry counts: if it is not an address, the header
+    // is ignored rather than falling back to a forgeable earlier entry.
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .next_back()
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.rsplit(',').next())
+        .and_then(|entry| entry.trim().parse::<IpAddr>().ok());
+    forwarded
+        .or_else(|| header_text(headers, "x-real-ip")?.parse().ok())
+        .unwrap_or(peer)
+}
+
+/// What the proxies tell us about the original request.
+pub fn check_request(
+    headers: &HeaderMap,
+    settings: &AuthSettings,
+    peer: IpAddr,
+    method: &Method,
+    uri: &Uri,
+) -> CheckRequest {
+    let service = settings
+        .service
+        .clone()
+        .or_else(|| header_text(headers, settings.service_header.as_str()));
+    // Traefik sends X-Forwarded-*, the nginx examples send X-Original-*, and
+    // Envoy sends the original method and path (after our prefix) as is.
+    let method = header_text(headers, "x-forwarded-method")
+        .or_else(|| header_text(headers, "x-original-method"))
+        .unwrap_or_else(|| method.to_string());
+    let path = header_text(headers, "x-forwarded-uri")
+        .or_else(|| header_text(headers, "x-original-uri"))
+        .unwrap_or_else(|| {
+            let rest = uri.path().strip_prefix(AUTH_PREFIX).unwrap_or(uri.path());
+            let rest = if rest.is_empty() { "/" } else { rest };
+            match uri.query() {
+                Some(query) => format!("{rest}?{query}"),
+                None => rest.to_string(),
+            }
+        });
+    CheckRequest {
+        service,
+        scope: header_text(headers, settings.scope_header.as_str()),
+        source_ip: Some(client_ip(headers, peer).to_string()),
+        method: Some(method),
+        path: Some(path),
+        attributes: Vec::new(),
+        now: None,
+    }
+}
+
+/// The HTTP status of a denial: 401 when the key is missing or unknown,
+/// 429 when rate limited, 403 when a known key is refused.
+pub fn deny_status(code: DenyCode) -> StatusCode {
+    match code {
+        DenyCode::NotFound | DenyCode::Malformed => StatusCode::UNAUTHORIZED,
+        DenyCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        _ => StatusCode::FORBIDDEN,
+    }
+}
+
+pub async fn auth(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let request = check_request(&headers, &state.auth, peer.ip(), &method, &uri);
+    let Some(key) = presented_key(&headers, &state.auth) else {
+        let verdict = Verdict::Deny {
+            code: DenyCode::NotFound,
+            reason: "no API key in the request".into(),
+            key: None,
+        };
+        state
+            .shared
+            .metrics
+            .check(verdict.code(), std::time::Duration::ZERO);
+        return verdict_response(&verdict, None);
+    };
+    let shared = Arc::clone(&state.shared);
+    let evaluated = shared.evaluate(&key, &request);
+    verdict_response(&evaluated.verdict, evaluated.retry_after)
+}
+
+fn verdict_response(verdict: &Verdict, retry_after: Option<std::time::Duration>) -> Response {
+    match verdict {
+        Verdict::Allow { key, .. } => {
+            let mut response = Json(json!({ "decision": "allow", "key_id": key.key_id, "owner": key.owner, "kind": key.kind }))
+                .into_response();
+            let headers = response.headers_mut();
+            for (name, value) in [
+                ("x-keyhost-key-id", key.key_id.as_str()),
+                ("x-keyhost-owner", key.owner.as_str()),
+                ("x-keyhost-kind", key.kind.as_str()),
+            ] {
+                if let Ok(value) = HeaderValue::from_str(value) {
+                    headers.insert(name, value);
+                }
+            }
+            response
+        }
+        Verdict::Deny { code, reason, .. } => {
+            let status = deny_status(*code);
+            let body = json!({ "decision": "deny", "code": code.as_str(), "reason": reason });
+            let mut response = (status, Json(body)).into_response();
+            let headers = response.headers_mut();
+            if status == StatusCode::UNAUTHORIZED {
+                let challenge = format!(
+                    "Bearer realm=\"keyhost\", error=\"invalid_token\", error_description=\"{}\"",
+                    code.as_str()
+                );
+                if let Ok(value) = HeaderValue::from_str(&challenge) {
+                    headers.insert(header::WWW_AUTHENTICATE, value);
+                }
+            }
+            if let Some(wait) = retry_after {
+                let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            }
+            response
+        }
+    }
+}
+
+/// `POST /v1/keys/verify`, in the style of Unkey.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    key: String,
+    service: Option<String>,
+    scope: Option<String>,
+    ip: Option<String>,
+}
+
+pub async fn verify(State(state): State<AppState>, Json(body): Json<VerifyRequest>) -> Response {
+    let request = CheckRequest {
+        service: body.service,
+        scope: body.scope,
+        source_ip: body.ip,
+        ..CheckRequest::default()
+    };
+    let evaluated = state.shared.evaluate(&body.key, &request);
+    let verdict = &evaluated.verdict;
+    let key = verdict.key();
+    let mut response = Json(json!({
+        "valid": verdict.is_allow(),
+        "code": verdict.code(),
+        "reason": verdict.reason(),
+        "key_id": key.map(|k| &k.key_id),
+        "owner": key.map(|k| &k.owner),
+        "kind": key.map(|k| k.kind),
+    }))
+    .into_response();
+    if let Some(wait) = evaluated.retry_after {
+        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> AuthSettings {
+        AuthSettings {
+            key_headers: vec![header::AUTHORIZATION, HeaderName::from_static("x-api-key")],
+            service: None,
+            service_header: HeaderName::from_static("x-keyhost-service"),
+            scope_header: HeaderName::from_static("x-keyhost-scope"),
+        }
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn keys_come_from_bearer_or_x_api_key() {
+        let s = settings();
+        assert_eq!(
+            presented_key(&headers(&[("authorization", "Bearer abc")]), &s).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            presented_key(&headers(&[("authorization", "bearer  abc ")]), &s).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            presented_key(&headers(&[("x-api-key", "xyz")]), &s).as_deref(),
+            Some("xyz")
+        );
+        assert_eq!(
+            presented_key(&headers(&[("authorization", "Basic abc")]), &s),
+            None
+        );
+        assert_eq!(presented_key(&headers(&[]), &s), None);
+    }
+
+    #[test]
+    fn the_client_ip_is_the_last_forwarded_entry() {
+        let peer: IpAddr = "127.0.0.1".parse().unwrap();
+        let forged = headers(&[("x-forwarded-for", "6.6.6.6, 192.0.2.7")]);
+        assert_eq!(client_ip(&forged, peer).to_string(), "192.0.2.7");
+        assert_eq!(
+            client_ip(&headers(&[("x-real-ip", "10.0.0.1")]), peer).to_string(),
+            "10.0.0.1"
+        );
+        assert_eq!(client_ip(&headers(&[]), peer), peer);
+    }
+
+    #[test]
+    fn envoy_paths_follow_the_prefix_and_proxy_headers_win() {
+        let s = settings();
+        let peer: IpAddr = "127.0.0.1".parse().unwrap();
+        let uri: Uri = "/auth/api/v1/items?x=1".parse().unwrap();
+        let request = check_request(&headers(&[]), &s, peer, &Method::DELETE, &uri);
+        assert_eq!(request.path.as_deref(), Some("/api/v1/items?x=1"));
+        assert_eq!(request.method.as_deref(), Some("DELETE"));
+        let traefik = headers(&[("x-forwarded-method", "PUT"), ("x-forwarded-uri", "/t")]);
+        let request = check_request(&traefik, &s, peer, &Method::GET, &"/auth".parse().unwrap());
+        assert_eq!(
+            (request.method.as_deref(), request.path.as_deref()),
+            (Some("PUT"), Some("/t"))
+        );
+    }
+}

@@ -1,0 +1,91 @@
+//! `/metrics`, in the Prometheus text format: checks by decision and code,
+//! a latency histogram, reloads, and policy errors.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckLabels {
+    decision: String,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    what: String,
+    result: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    checks: Family<CheckLabels, Counter>,
+    latency: Histogram,
+    reloads: Family<ReloadLabels, Counter>,
+    policy_errors: Counter,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("keyhost");
+        let checks = Family::<CheckLabels, Counter>::default();
+        // 50 µs to about 400 ms.
+        let latency = Histogram::new(exponential_buckets(0.000_05, 2.0, 14));
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        let policy_errors = Counter::default();
+        registry.register("checks", "Key checks by decision and code", checks.clone());
+        registry.register(
+            "check_latency_seconds",
+            "Time to check a key",
+            latency.clone(),
+        );
+        registry.register(
+            "reloads",
+            "Registry and policy reloads by result",
+            reloads.clone(),
+        );
+        registry.register(
+            "policy_errors",
+            "Checks failed closed by a policy fault",
+            policy_errors.clone(),
+        );
+        Metrics {
+            registry,
+            checks,
+            latency,
+            reloads,
+            policy_errors,
+        }
+    }
+
+    pub fn check(&self, code: Option<&str>, took: Duration) {
+        let labels = CheckLabels {
+            decision: if code.is_none() { "allow" } else { "deny" }.to_string(),
+            code: code.unwrap_or("").to_string(),
+        };
+        self.checks.get_or_create(&labels).inc();
+        self.latency.observe(took.as_secs_f64());
+        if code == Some("policy_error") {
+            self.policy_errors.inc();
+        }
+    }
+
+    pub fn reload(&self, what: &str, ok: bool) {
+        let labels = ReloadLabels {
+            what: what.to_string(),
+            result: if ok { "ok" } else { "error" }.to_string(),
+        };
+        self.reloads.get_or_create(&labels).inc();
+    }
+
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+}
