@@ -15,12 +15,36 @@ pub fn folder_of(path: &Path) -> &Path {
     }
 }
 
+/// Temporary files for `path` are named `.NAME.RANDOM.tmp`, so the ones a
+/// crashed writer left behind can be told apart from everything else.
+fn temp_prefix(path: &Path) -> String {
+    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    format!(".{name}.")
+}
+
+/// Removes temporary files of `path` left by writers that died. Call it only
+/// while holding the lock that every writer of `path` takes.
+pub fn remove_stale_temps(path: &Path) {
+    let prefix = temp_prefix(path);
+    let Ok(entries) = std::fs::read_dir(folder_of(path)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(&prefix) && name.ends_with(".tmp") {
+            tracing::info!(file = %entry.path().display(), "removing a temporary file left by an interrupted write");
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// A synced temporary file beside `path` holding `bytes`.
 fn synced_temp(path: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile> {
     let folder = folder_of(path);
     // tempfile creates the file with mode 0600.
     let mut temp = tempfile::Builder::new()
-        .prefix(".keyhost-")
+        .prefix(&temp_prefix(path))
         .suffix(".tmp")
         .tempfile_in(folder)
         .with_context(|| format!("cannot create a temporary file in {}", folder.display()))?;

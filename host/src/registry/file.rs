@@ -53,20 +53,7 @@ impl RegistryFile {
             }
             Err(e) => return Err(e).with_context(|| format!("cannot read registry {shown}")),
         };
-        let text = std::str::from_utf8(&bytes).map_err(|e| {
-            let line = bytes[..e.valid_up_to()]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count()
-                + 1;
-            anyhow::anyhow!("registry {shown}: line {line}: the file is not valid UTF-8")
-        })?;
-        let registry: Registry = toml::from_str(text)
-            .map_err(|e| anyhow::anyhow!("registry {shown}: {}", describe_toml_error(text, &e)))?;
-        registry
-            .check_consistency(text)
-            .with_context(|| format!("registry {shown}"))?;
-        Ok(registry)
+        Registry::parse(&bytes).with_context(|| format!("registry {shown}"))
     }
 
     /// Creates a new registry; refuses to replace an existing file.
@@ -82,6 +69,7 @@ impl RegistryFile {
     pub fn update<T>(&self, change: impl FnOnce(&mut Registry) -> Result<T>) -> Result<(T, u64)> {
         let _lock = self.lock()?;
         self.refuse_symlink()?;
+        durable::remove_stale_temps(&self.path);
         let mut registry = self.load()?;
         let value = change(&mut registry)?;
         registry.revision += 1;
@@ -120,6 +108,31 @@ impl RegistryFile {
 
 fn serialize(registry: &Registry) -> Result<String> {
     toml::to_string(registry).context("cannot serialize the registry")
+}
+
+/// The longest line a registry may have. No field needs more; a longer line
+/// is a damaged or hostile file, refused before the TOML parser sees it.
+pub const MAX_LINE_BYTES: usize = 64 << 10;
+
+impl Registry {
+    /// Parses and checks a registry file's bytes. Errors name the line.
+    pub fn parse(bytes: &[u8]) -> Result<Registry> {
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+            anyhow::anyhow!("line {line}: the file is not valid UTF-8")
+        })?;
+        if let Some((number, line)) = text.lines().enumerate().find(|(_, l)| l.len() > MAX_LINE_BYTES) {
+            bail!(
+                "line {}: the line is {} bytes long, more than the {MAX_LINE_BYTES} a registry line may have",
+                number + 1,
+                line.len()
+            );
+        }
+        let registry: Registry =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", describe_toml_error(text, &e)))?;
+        registry.check_consistency(text)?;
+        Ok(registry)
+    }
 }
 
 /// toml's message already names the line and column and quotes the line.

@@ -2,7 +2,6 @@
 //! in HTTP mode, Traefik `forwardAuth`) and the JSON verify endpoint.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{ConnectInfo, State};
@@ -25,6 +24,17 @@ pub struct AuthSettings {
     pub service: Option<String>,
     pub service_header: HeaderName,
     pub scope_header: HeaderName,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            key_headers: vec![header::AUTHORIZATION, HeaderName::from_static("x-api-key")],
+            service: None,
+            service_header: HeaderName::from_static("x-keyhost-service"),
+            scope_header: HeaderName::from_static("x-keyhost-scope"),
+        }
+    }
 }
 
 /// The path the auth routes live under; Envoy appends the original path.
@@ -137,8 +147,7 @@ pub async fn auth(
             .check(verdict.code(), std::time::Duration::ZERO);
         return verdict_response(&verdict, None);
     };
-    let shared = Arc::clone(&state.shared);
-    let evaluated = shared.evaluate(&key, &request);
+    let evaluated = state.evaluate(&key, &request);
     verdict_response(&evaluated.verdict, evaluated.retry_after)
 }
 
@@ -199,7 +208,7 @@ pub async fn verify(State(state): State<AppState>, Json(body): Json<VerifyReques
         source_ip: body.ip,
         ..CheckRequest::default()
     };
-    let evaluated = state.shared.evaluate(&body.key, &request);
+    let evaluated = state.evaluate(&body.key, &request);
     let verdict = &evaluated.verdict;
     let key = verdict.key();
     let mut response = Json(json!({
@@ -225,12 +234,7 @@ mod tests {
     use super::*;
 
     fn settings() -> AuthSettings {
-        AuthSettings {
-            key_headers: vec![header::AUTHORIZATION, HeaderName::from_static("x-api-key")],
-            service: None,
-            service_header: HeaderName::from_static("x-keyhost-service"),
-            scope_header: HeaderName::from_static("x-keyhost-scope"),
-        }
+        AuthSettings::default()
     }
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {

@@ -90,7 +90,7 @@ fn authenticate(
         source_ip: Some(peer.ip().to_string()),
         ..CheckRequest::default()
     };
-    match state.shared.evaluate(&key, &request).verdict {
+    match state.evaluate(&key, &request).verdict {
         Verdict::Allow { key, .. } if key.kind == KeyKind::User => {
             key.owner.parse().map_err(ApiError::bad_request)
         }

@@ -2,7 +2,7 @@
 //! endpoint, the management API, health and metrics, with hot reload of the
 //! registry and the policy.
 
-mod auth;
+pub mod auth;
 mod decision_log;
 mod manage;
 mod metrics;
@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderName, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
@@ -56,12 +56,7 @@ impl ServeOptions {
             registry,
             listen,
             policy: None,
-            auth: AuthSettings {
-                key_headers: vec![header::AUTHORIZATION, HeaderName::from_static("x-api-key")],
-                service: None,
-                service_header: HeaderName::from_static("x-keyhost-service"),
-                scope_header: HeaderName::from_static("x-keyhost-scope"),
-            },
+            auth: AuthSettings::default(),
             decision_log: None,
             usage_flush: Duration::from_secs(5),
             watch_interval: Duration::from_millis(200),
@@ -77,6 +72,16 @@ impl ServeOptions {
 pub struct AppState {
     shared: Arc<Shared>,
     auth: Arc<AuthSettings>,
+}
+
+impl AppState {
+    /// Runs a check from an async handler. The policy call is synchronous,
+    /// and a policy's WASI calls (a panic message written to stderr, say)
+    /// enter the runtime themselves, so the worker thread is handed over as
+    /// a blocking one for the duration.
+    fn evaluate(&self, presented: &str, request: &crate::check::CheckRequest) -> state::Evaluated {
+        tokio::task::block_in_place(|| self.shared.evaluate(presented, request))
+    }
 }
 
 /// Runs the server until SIGTERM or Ctrl-C.
