@@ -28,7 +28,7 @@ fn main() {
         );
     }
 
-    ensure_target();
+    ensure_target(&workspace);
     let built = build_policies(&workspace);
 
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo")).join("policies");
@@ -41,13 +41,21 @@ fn main() {
     println!("cargo:rustc-env=KEYHOST_POLICY_DIR={}", out_dir.display());
 }
 
-fn rustc() -> String {
-    env::var("RUSTC").unwrap_or_else(|_| "rustc".into())
+/// A command for the workspace's own toolchain (rust-toolchain.toml), not
+/// necessarily the one building the host: `cargo +nightly fuzz` builds the
+/// host with nightly, while the components stay on stable.
+fn workspace_tool(program: &str, workspace: &Path) -> Command {
+    let mut command = Command::new(program);
+    command.current_dir(workspace);
+    for name in ["RUSTUP_TOOLCHAIN", "RUSTC", "RUSTDOC", "CARGO"] {
+        command.env_remove(name);
+    }
+    command
 }
 
 /// Adds the wasm32-wasip2 target with rustup when the sysroot lacks it.
-fn ensure_target() {
-    let output = Command::new(rustc())
+fn ensure_target(workspace: &Path) {
+    let output = workspace_tool("rustc", workspace)
         .args(["--print", "target-libdir", "--target", TARGET])
         .output()
         .expect("run rustc --print target-libdir");
@@ -56,12 +64,9 @@ fn ensure_target() {
         return;
     }
     println!("cargo:warning=installing the {TARGET} target with rustup");
-    let mut rustup = Command::new("rustup");
-    rustup.args(["target", "add", TARGET]);
-    if let Ok(toolchain) = env::var("RUSTUP_TOOLCHAIN") {
-        rustup.args(["--toolchain", &toolchain]);
-    }
-    let status = rustup.status().unwrap_or_else(|e| {
+    let status = workspace_tool("rustup", workspace)
+        .args(["target", "add", TARGET])
+        .status().unwrap_or_else(|e| {
         panic!("the {TARGET} target is missing and rustup could not be run ({e}); install it with `rustup target add {TARGET}`")
     });
     assert!(status.success(), "`rustup target add {TARGET}` failed");
@@ -71,8 +76,7 @@ fn ensure_target() {
 /// the folder holding the built components.
 fn build_policies(workspace: &Path) -> PathBuf {
     let target_dir = workspace.join("target").join("policies");
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut command = Command::new(cargo);
+    let mut command = workspace_tool("cargo", workspace);
     command
         .arg("build")
         .arg("--release")

@@ -17,7 +17,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self, below: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         (self.0 >> 33) % below
     }
 }
@@ -44,7 +47,13 @@ fn registry_keys(s: &Sandbox) -> BTreeMap<String, (String, bool)> {
         .iter()
         .map(|k| {
             let id = k["id"].as_str().unwrap().to_string();
-            (id, (k["name"].as_str().unwrap().to_string(), k["disabled"].as_bool().unwrap()))
+            (
+                id,
+                (
+                    k["name"].as_str().unwrap().to_string(),
+                    k["disabled"].as_bool().unwrap(),
+                ),
+            )
         })
         .collect()
 }
@@ -59,13 +68,22 @@ fn cli_writer(s: &Sandbox, user: &str, intruder: &str, seed: u64) -> (Model, usi
     let mut model = Model::new();
     let mut refused = 0;
     for step in 0..100 {
-        let pick = |model: &Model, r: &mut Lcg| model.keys().nth(r.next(model.len() as u64) as usize).cloned();
+        let pick = |model: &Model, r: &mut Lcg| {
+            model
+                .keys()
+                .nth(r.next(model.len() as u64) as usize)
+                .cloned()
+        };
         let op = if model.is_empty() { 0 } else { random.next(5) };
         match op {
             0 | 1 => {
-                let (code, out) = keyhost(s, &["create", "--as", user, "--name", &format!("s{step}")]);
+                let (code, out) =
+                    keyhost(s, &["create", "--as", user, "--name", &format!("s{step}")]);
                 assert_eq!(code, 0, "{out}");
-                model.insert(out["id"].as_str().unwrap().into(), (out["key"].as_str().unwrap().into(), false));
+                model.insert(
+                    out["id"].as_str().unwrap().into(),
+                    (out["key"].as_str().unwrap().into(), false),
+                );
             }
             2 => {
                 let id = pick(&model, &mut random).unwrap();
@@ -115,7 +133,14 @@ fn concurrent_cli_writers_and_the_management_api_lose_nothing() {
     let writers: Vec<_> = (0..8)
         .map(|n| {
             let s = s.clone();
-            std::thread::spawn(move || cli_writer(&s, &format!("user:w{n}"), &format!("user:w{}", (n + 1) % 8), n as u64 + 1))
+            std::thread::spawn(move || {
+                cli_writer(
+                    &s,
+                    &format!("user:w{n}"),
+                    &format!("user:w{}", (n + 1) % 8),
+                    n as u64 + 1,
+                )
+            })
         })
         .collect();
     // Meanwhile user:w8 writes through serve's management API.
@@ -127,7 +152,8 @@ fn concurrent_cli_writers_and_the_management_api_lose_nothing() {
             .send_json(json!({ "name": format!("api{step}") }))
             .unwrap();
         assert_eq!(response.status().as_u16(), 201);
-        let body: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+        let body: Value =
+            serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
         let id = body["id"].as_str().unwrap().to_string();
         if step % 3 == 0 {
             let response = http()
@@ -153,7 +179,10 @@ fn concurrent_cli_writers_and_the_management_api_lose_nothing() {
     let mut actual_ids: BTreeSet<&String> = actual.keys().collect();
     actual_ids.retain(|id| actual[*id].0 != "api");
     let expected_ids: BTreeSet<&String> = expected.keys().collect();
-    assert_eq!(actual_ids, expected_ids, "the registry holds exactly the successful writes");
+    assert_eq!(
+        actual_ids, expected_ids,
+        "the registry holds exactly the successful writes"
+    );
     for (id, (secret, disabled)) in &expected {
         assert_eq!(actual[id].1, *disabled, "{id}: disabled flag");
         let expect = if *disabled { "disabled" } else { "allow" };
@@ -162,7 +191,10 @@ fn concurrent_cli_writers_and_the_management_api_lose_nothing() {
     assert!(refused > 0, "refused attempts were made and left no trace");
     let mut metrics = http().get(&server.url("/metrics")).call().unwrap();
     let text = metrics.body_mut().read_to_string().unwrap();
-    assert!(text.contains(r#"keyhost_reloads_total{what="registry",result="ok"}"#), "serve reloaded: {text}");
+    assert!(
+        text.contains(r#"keyhost_reloads_total{what="registry",result="ok"}"#),
+        "serve reloaded: {text}"
+    );
     eprintln!(
         "concurrent writers: {} keys kept, {} refused attempts, 0 lost",
         expected.len(),
@@ -201,18 +233,30 @@ fn writers_killed_at_random_moments_leave_a_sound_registry() {
         if succeeded {
             reported.insert(name.clone());
         }
-        let names: BTreeSet<String> = registry_keys(&s).into_values().map(|(name, _)| name).collect();
-        assert!(reported.is_subset(&names), "round {round}: a reported write is missing");
+        let names: BTreeSet<String> = registry_keys(&s)
+            .into_values()
+            .map(|(name, _)| name)
+            .collect();
+        assert!(
+            reported.is_subset(&names),
+            "round {round}: a reported write is missing"
+        );
         let unreported: Vec<&String> = names.difference(&reported).collect();
         // Only this round's write can be present unreported: it may have been
         // committed just before the kill.
-        assert!(unreported.iter().all(|n| **n == name), "round {round}: unexpected writes {unreported:?}");
+        assert!(
+            unreported.iter().all(|n| **n == name),
+            "round {round}: unexpected writes {unreported:?}"
+        );
         if !unreported.is_empty() {
             in_flight_committed += 1;
             reported.insert(name);
         }
     }
-    assert!(killed > 20, "only {killed} writers were killed mid-run; the test did not test much");
+    assert!(
+        killed > 20,
+        "only {killed} writers were killed mid-run; the test did not test much"
+    );
     // The next write clears what killed writers left behind.
     s.ok(&["identity", "add", "user:after"]);
     let strays: Vec<_> = std::fs::read_dir(s.dir.path())
@@ -221,5 +265,7 @@ fn writers_killed_at_random_moments_leave_a_sound_registry() {
         .filter(|n| n.ends_with(".tmp"))
         .collect();
     assert!(strays.is_empty(), "stray temporary files: {strays:?}");
-    eprintln!("kill rounds: {rounds}, killed mid-run: {killed}, committed before the kill: {in_flight_committed}");
+    eprintln!(
+        "kill rounds: {rounds}, killed mid-run: {killed}, committed before the kill: {in_flight_committed}"
+    );
 }

@@ -13,7 +13,10 @@ const FAILING: [&str; 5] = ["trap", "loop", "grow", "recurse", "big-message"];
 const REACHING: [&str; 3] = ["read-file", "socket", "env"];
 
 fn hostile() -> String {
-    policy("keyhost_policy_hostile.wasm").to_str().unwrap().to_string()
+    policy("keyhost_policy_hostile.wasm")
+        .to_str()
+        .unwrap()
+        .to_string()
 }
 
 #[test]
@@ -25,13 +28,24 @@ fn every_hostile_case_fails_closed_in_check() {
         let started = Instant::now();
         let (verdict, code) = s.check(&key, &["--policy", &hostile, "--service", behaviour]);
         let took = started.elapsed();
-        assert_eq!((verdict["code"].as_str(), code), (Some("policy_error"), 1), "{behaviour}: {verdict}");
-        assert!(verdict["reason"].as_str().unwrap().len() < 2048, "{behaviour}: the reason is bounded");
+        assert_eq!(
+            (verdict["code"].as_str(), code),
+            (Some("policy_error"), 1),
+            "{behaviour}: {verdict}"
+        );
+        assert!(
+            verdict["reason"].as_str().unwrap().len() < 2048,
+            "{behaviour}: the reason is bounded"
+        );
         assert!(took < Duration::from_secs(20), "{behaviour} took {took:?}");
     }
     for behaviour in REACHING {
         let (verdict, code) = s.check(&key, &["--policy", &hostile, "--service", behaviour]);
-        assert_eq!((verdict["code"].as_str(), code), (Some("denied"), 1), "{behaviour} reached something: {verdict}");
+        assert_eq!(
+            (verdict["code"].as_str(), code),
+            (Some("denied"), 1),
+            "{behaviour} reached something: {verdict}"
+        );
     }
 }
 
@@ -47,12 +61,20 @@ fn every_hostile_case_fails_closed_in_serve_and_the_next_request_is_served() {
             .header("x-keyhost-service", service)
             .call()
             .unwrap();
-        let body: serde_json::Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
-        (response.status().as_u16(), body["code"].as_str().unwrap_or("").to_string())
+        let body: serde_json::Value =
+            serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+        (
+            response.status().as_u16(),
+            body["code"].as_str().unwrap_or("").to_string(),
+        )
     };
     for behaviour in FAILING {
         let started = Instant::now();
-        assert_eq!(ask(behaviour), (403, "policy_error".to_string()), "{behaviour}");
+        assert_eq!(
+            ask(behaviour),
+            (403, "policy_error".to_string()),
+            "{behaviour}"
+        );
         assert!(started.elapsed() < Duration::from_secs(10), "{behaviour}");
         assert_eq!(ask("databases"), (200, String::new()), "after {behaviour}");
     }
@@ -73,14 +95,21 @@ fn every_hostile_case_fails_closed_in_serve_and_the_next_request_is_served() {
 fn error_leaves_registry(s: &Sandbox, args: &[&str], stdin: &[u8]) -> String {
     let before = std::fs::read(s.registry()).unwrap();
     let mut command = s.command(args);
-    command.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     let mut child = command.spawn().unwrap();
     use std::io::Write;
     child.stdin.take().unwrap().write_all(stdin).unwrap();
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
-    assert_eq!(std::fs::read(s.registry()).unwrap(), before, "{args:?} changed the registry");
+    assert_eq!(
+        std::fs::read(s.registry()).unwrap(),
+        before,
+        "{args:?} changed the registry"
+    );
     stderr
 }
 
@@ -92,7 +121,10 @@ fn duplicate_ids_are_an_error_that_names_the_id_and_line() {
     let block = &text[text.find("[[key]]").unwrap()..];
     std::fs::write(s.registry(), format!("{text}\n{block}")).unwrap();
     let stderr = error_leaves_registry(&s, &["list"], b"");
-    assert!(stderr.contains(&id) && stderr.contains("appears twice") && stderr.contains("line"), "{stderr}");
+    assert!(
+        stderr.contains(&id) && stderr.contains("appears twice") && stderr.contains("line"),
+        "{stderr}"
+    );
     error_leaves_registry(&s, &["create", "--as", "user:alice", "--name", "x"], b"");
 }
 
@@ -100,7 +132,9 @@ fn duplicate_ids_are_an_error_that_names_the_id_and_line() {
 fn an_unknown_field_is_named() {
     let s = Sandbox::new().with_people();
     s.create(&["--as", "user:alice", "--name", "k"]);
-    let text = s.registry_text().replace("locked = false", "locked = false\nfavourite = true");
+    let text = s
+        .registry_text()
+        .replace("locked = false", "locked = false\nfavourite = true");
     std::fs::write(s.registry(), &text).unwrap();
     let stderr = error_leaves_registry(&s, &["list"], b"");
     assert!(stderr.contains("favourite"), "{stderr}");
@@ -124,10 +158,17 @@ fn bad_keys_on_stdin_are_errors_and_spaces_are_trimmed() {
 #[test]
 fn an_oversized_registry_line_is_refused() {
     let s = Sandbox::new().with_people();
-    let text = s.registry_text().replacen("scopes = [", &format!("scopes = [\"{}\", ", "s".repeat(100_000)), 1);
+    let text = s.registry_text().replacen(
+        "scopes = [",
+        &format!("scopes = [\"{}\", ", "s".repeat(100_000)),
+        1,
+    );
     std::fs::write(s.registry(), &text).unwrap();
     let stderr = error_leaves_registry(&s, &["identity", "list"], b"");
-    assert!(stderr.contains("line") && stderr.contains("65536"), "{stderr}");
+    assert!(
+        stderr.contains("line") && stderr.contains("65536"),
+        "{stderr}"
+    );
     error_leaves_registry(&s, &["identity", "add", "user:zed"], b"");
 }
 
@@ -137,12 +178,21 @@ fn a_registry_behind_a_symlink_is_read_but_never_written() {
     let real = s.dir.path().join("real.toml");
     std::fs::rename(s.registry(), &real).unwrap();
     std::os::unix::fs::symlink(&real, s.registry()).unwrap();
-    assert_eq!(s.run(&["identity", "list"]).code, 0, "reading follows the link");
+    assert_eq!(
+        s.run(&["identity", "list"]).code,
+        0,
+        "reading follows the link"
+    );
     let before = std::fs::read(&real).unwrap();
     let stderr = error_leaves_registry(&s, &["identity", "add", "user:zed"], b"");
     assert!(stderr.contains("symbolic link"), "{stderr}");
     assert_eq!(std::fs::read(&real).unwrap(), before);
-    assert!(std::fs::symlink_metadata(s.registry()).unwrap().file_type().is_symlink());
+    assert!(
+        std::fs::symlink_metadata(s.registry())
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
 }
 
 #[test]
@@ -150,10 +200,21 @@ fn the_secret_appears_only_in_its_own_create_or_rotate_response() {
     let s = Sandbox::new().with_people();
     let created = s.run(&["create", "--as", "user:alice", "--name", "k", "--json"]);
     let value = created.json();
-    let (id, key) = (value["id"].as_str().unwrap().to_string(), value["key"].as_str().unwrap().to_string());
+    let (id, key) = (
+        value["id"].as_str().unwrap().to_string(),
+        value["key"].as_str().unwrap().to_string(),
+    );
     assert!(created.stdout.contains(&key));
     assert!(!created.stderr.contains(&key));
-    let rotated = s.run(&["rotate", &id, "--as", "user:alice", "--grace", "1h", "--json"]);
+    let rotated = s.run(&[
+        "rotate",
+        &id,
+        "--as",
+        "user:alice",
+        "--grace",
+        "1h",
+        "--json",
+    ]);
     let new_key = rotated.json()["key"].as_str().unwrap().to_string();
     assert!(!rotated.stdout.contains(&key) && !rotated.stderr.contains(&key));
     let secrets = [key.clone(), new_key.clone()];
@@ -161,8 +222,13 @@ fn the_secret_appears_only_in_its_own_create_or_rotate_response() {
     let log = s.dir.path().join("decisions.jsonl");
     let server = s.serve(&["--decision-log", log.to_str().unwrap()]);
     for secret in &secrets {
-        let _ = http().get(&server.url("/auth")).header("x-api-key", secret).call();
-        let _ = http().post(&server.url("/v1/keys/verify")).send_json(serde_json::json!({ "key": secret }));
+        let _ = http()
+            .get(&server.url("/auth"))
+            .header("x-api-key", secret)
+            .call();
+        let _ = http()
+            .post(&server.url("/v1/keys/verify"))
+            .send_json(serde_json::json!({ "key": secret }));
     }
     let file = s.dir.path().join("leak.txt");
     std::fs::write(&file, format!("token={key}\n")).unwrap();
@@ -185,20 +251,38 @@ fn the_secret_appears_only_in_its_own_create_or_rotate_response() {
         outputs.push((format!("{args:?}"), run.stdout + &run.stderr));
     }
     for secret in &secrets {
-        for stdin_args in [vec!["check"], vec!["check", "--json"], vec!["check", "--scope", "admin"], vec!["scan"]] {
+        for stdin_args in [
+            vec!["check"],
+            vec!["check", "--json"],
+            vec!["check", "--scope", "admin"],
+            vec!["scan"],
+        ] {
             let run = s.run_with(&stdin_args, &format!("{secret}\n"), &[]);
             outputs.push((format!("{stdin_args:?}"), run.stdout + &run.stderr));
         }
     }
     let server_log = server.stderr_path.clone();
     server.stop();
-    outputs.push(("serve log".into(), std::fs::read_to_string(server_log).unwrap()));
-    outputs.push(("decision log".into(), std::fs::read_to_string(&log).unwrap()));
+    outputs.push((
+        "serve log".into(),
+        std::fs::read_to_string(server_log).unwrap(),
+    ));
+    outputs.push((
+        "decision log".into(),
+        std::fs::read_to_string(&log).unwrap(),
+    ));
     outputs.push(("registry".into(), s.registry_text()));
-    outputs.push(("usage".into(), std::fs::read_to_string(format!("{}.usage.json", s.registry().display())).unwrap_or_default()));
+    outputs.push((
+        "usage".into(),
+        std::fs::read_to_string(format!("{}.usage.json", s.registry().display()))
+            .unwrap_or_default(),
+    ));
     for (source, text) in &outputs {
         for secret in &secrets {
-            assert!(!text.contains(secret.as_str()), "a secret is in the output of {source}");
+            assert!(
+                !text.contains(secret.as_str()),
+                "a secret is in the output of {source}"
+            );
         }
     }
 }
@@ -209,10 +293,17 @@ fn the_registry_and_state_files_stay_0600_after_rewrites() {
     let (id, key) = s.create(&["--as", "user:alice", "--name", "k"]);
     s.ok(&["update", &id, "--as", "user:alice", "--name", "k2"]);
     let server = s.serve(&[]);
-    let _ = http().get(&server.url("/auth")).header("x-api-key", &key).call();
+    let _ = http()
+        .get(&server.url("/auth"))
+        .header("x-api-key", &key)
+        .call();
     server.stop();
     let usage = format!("{}.usage.json", s.registry().display());
-    for path in [s.registry(), usage.into(), s.dir.path().join("keys.toml.lock")] {
+    for path in [
+        s.registry(),
+        usage.into(),
+        s.dir.path().join("keys.toml.lock"),
+    ] {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{}", path.display());
     }

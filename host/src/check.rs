@@ -145,7 +145,9 @@ impl Checker {
                     .collect();
                 Verdict::Allow { key: key_ref, info }
             }
-            Ok(Decision::Deny(deny)) => Verdict::deny(deny.code, bounded(deny.message), Some(key_ref)),
+            Ok(Decision::Deny(deny)) => {
+                Verdict::deny(deny.code, bounded(deny.message), Some(key_ref))
+            }
             Err(fault) => Verdict::deny(DenyCode::PolicyError, fault.to_string(), Some(key_ref)),
         }
     }

@@ -18,7 +18,10 @@ pub fn folder_of(path: &Path) -> &Path {
 /// Temporary files for `path` are named `.NAME.RANDOM.tmp`, so the ones a
 /// crashed writer left behind can be told apart from everything else.
 fn temp_prefix(path: &Path) -> String {
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     format!(".{name}.")
 }
 

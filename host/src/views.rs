@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::iam::KeyKind;
+use crate::key_format::Secret;
 use crate::registry::{Identity, KeyRecord};
 use crate::time::Timestamp;
 use crate::usage::Usage;
@@ -27,6 +28,23 @@ impl IdentityView {
             created_at: identity.created_at.to_string(),
         }
     }
+}
+
+/// The one response that carries a secret: after a create or a rotate.
+pub fn issued_secret(
+    record: &KeyRecord,
+    secret: &Secret,
+    revision: u64,
+    now: Timestamp,
+) -> serde_json::Value {
+    serde_json::json!({
+        "id": record.id,
+        "key": secret.expose(),
+        "kind": record.kind,
+        "owner": record.owner.to_string(),
+        "record": KeyView::of(record, now),
+        "revision": revision,
+    })
 }
 
 #[derive(Clone, Debug, Serialize)]

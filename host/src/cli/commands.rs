@@ -23,7 +23,7 @@ use crate::scan::Scanner;
 use crate::serve::ServeOptions;
 use crate::time::{self, Timestamp};
 use crate::usage::{self, Usage};
-use crate::views::{IdentityView, KeyView};
+use crate::views::{IdentityView, KeyView, issued_secret};
 
 pub fn run(cli: Cli) -> Result<Report> {
     let file = RegistryFile::new(&cli.registry);
@@ -165,18 +165,7 @@ fn secret_report(
     revision: u64,
     now: Timestamp,
 ) -> Report {
-    let view = KeyView::of(record, now);
-    Report::new(
-        json!({
-            "id": record.id,
-            "key": secret.expose(),
-            "kind": record.kind,
-            "owner": record.owner.to_string(),
-            "record": view,
-            "revision": revision,
-        }),
-        secret.expose(),
-    )
+    Report::new(issued_secret(record, secret, revision, now), secret.expose())
     .with_note(format!(
         "{verb} {} key {} for {}. This is the only time the secret is shown; keyhost keeps only its SHA-256.",
         record.kind, record.id, record.owner

@@ -246,10 +246,8 @@ impl PolicySlot {
         identity: &Identity,
         request: &Request,
     ) -> Result<Decision, PolicyFault> {
-        let instance = match &mut self.instance {
-            Some(instance) => instance,
-            empty => empty.insert(self.policy.instantiate(&self.config)?),
-        };
+        self.warm()?;
+        let instance = self.instance.as_mut().expect("warm() made an instance");
         let result = instance.validate(key, identity, request);
         if result.is_err() {
             self.instance = None;

@@ -118,18 +118,26 @@ impl Registry {
     /// Parses and checks a registry file's bytes. Errors name the line.
     pub fn parse(bytes: &[u8]) -> Result<Registry> {
         let text = std::str::from_utf8(bytes).map_err(|e| {
-            let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+            let line = bytes[..e.valid_up_to()]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1;
             anyhow::anyhow!("line {line}: the file is not valid UTF-8")
         })?;
-        if let Some((number, line)) = text.lines().enumerate().find(|(_, l)| l.len() > MAX_LINE_BYTES) {
+        if let Some((number, line)) = text
+            .lines()
+            .enumerate()
+            .find(|(_, l)| l.len() > MAX_LINE_BYTES)
+        {
             bail!(
                 "line {}: the line is {} bytes long, more than the {MAX_LINE_BYTES} a registry line may have",
                 number + 1,
                 line.len()
             );
         }
-        let registry: Registry =
-            toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", describe_toml_error(text, &e)))?;
+        let registry: Registry = toml::from_str(text)
+            .map_err(|e| anyhow::anyhow!("{}", describe_toml_error(text, &e)))?;
         registry.check_consistency(text)?;
         Ok(registry)
     }

@@ -19,7 +19,7 @@ use crate::iam::{IamId, KeyKind};
 use crate::lifecycle::{self, KeyChanges, NewKey, Refused, StateChange, UnknownId};
 use crate::registry::Registry;
 use crate::time::{self, Timestamp};
-use crate::views::KeyView;
+use crate::views::{KeyView, issued_secret};
 
 /// The service a key must be valid for to use the management API.
 pub const MANAGEMENT_SERVICE: &str = "keyhost";
@@ -188,12 +188,7 @@ pub async fn create(
         lifecycle::create_key(registry, &actor, new, now)
     })
     .await?;
-    let body = json!({
-        "id": record.id,
-        "key": secret.expose(),
-        "record": KeyView::of(&record, now),
-        "revision": revision,
-    });
+    let body = issued_secret(&record, &secret, revision, now);
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
@@ -310,13 +305,7 @@ pub async fn act(
                 lifecycle::rotate_key(registry, &id, &actor, grace, now)
             })
             .await?;
-            let body = json!({
-                "id": record.id,
-                "key": secret.expose(),
-                "record": KeyView::of(&record, now),
-                "revision": revision,
-            });
-            return Ok(Json(body).into_response());
+            return Ok(Json(issued_secret(&record, &secret, revision, now)).into_response());
         }
         other => {
             return Err(ApiError {

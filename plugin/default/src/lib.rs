@@ -1,27 +1,19 @@
 //! keyhost's default policy: the key-kind table of DESIGN.md, disabled,
 //! leaked and expired keys, scopes narrowed by the key, and IP allow-lists.
 
-use std::cell::RefCell;
-
-use keyhost_policy_sdk::{Decision, Guest, Identity, KeyRecord, Request, default_decision, rules};
-
-thread_local! {
-    // A component instance is single-threaded; `configure` runs before any
-    // `validate` on a new instance.
-    static SETTINGS: RefCell<rules::Settings> = RefCell::new(rules::Settings::default());
-}
+use keyhost_policy_sdk::{
+    Decision, Guest, Identity, KeyRecord, Request, configure_default_rules, default_decision,
+};
 
 struct DefaultPolicy;
 
 impl Guest for DefaultPolicy {
     fn configure(config: Vec<(String, String)>) -> Result<(), String> {
-        let settings = rules::Settings::from_pairs(&config)?;
-        SETTINGS.with(|cell| *cell.borrow_mut() = settings);
-        Ok(())
+        configure_default_rules(&config)
     }
 
     fn validate(key: KeyRecord, identity: Identity, request: Request) -> Decision {
-        SETTINGS.with(|cell| default_decision(&cell.borrow(), &key, &identity, &request))
+        default_decision(&key, &identity, &request)
     }
 }
 

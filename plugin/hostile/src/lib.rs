@@ -66,7 +66,10 @@ impl Guest for HostilePolicy {
                 recurse(std::hint::black_box(0));
                 Decision::Allow(Vec::new())
             }
-            Some("big-message") => deny(rules::Deny::new(rules::DenyCode::Denied, "x".repeat(100 << 20))),
+            Some("big-message") => deny(rules::Deny::new(
+                rules::DenyCode::Denied,
+                "x".repeat(100 << 20),
+            )),
             Some("every-tenth") if calls % 10 == 0 => panic!("hostile policy: call {calls} traps"),
             Some("read-file") => reached(
                 "a file",
@@ -82,11 +85,16 @@ impl Guest for HostilePolicy {
             ),
             Some("env") => {
                 let vars: Vec<String> = std::env::vars().map(|(name, _)| name).collect();
-                let cwd = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default();
+                let cwd = std::env::current_dir()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_default();
                 if vars.is_empty() && (cwd.is_empty() || cwd == "/") {
                     reached("the environment", Err("empty".into()))
                 } else {
-                    reached("the environment", Ok(format!("{} variables, cwd {cwd}", vars.len())))
+                    reached(
+                        "the environment",
+                        Ok(format!("{} variables, cwd {cwd}", vars.len())),
+                    )
                 }
             }
             _ => Decision::Allow(Vec::new()),

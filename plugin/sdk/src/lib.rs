@@ -63,20 +63,33 @@ pub fn deny(denial: rules::Deny) -> Decision {
     })
 }
 
-/// The default rules' decision for a key, its identity and a request.
-pub fn default_decision(
-    settings: &rules::Settings,
-    key: &KeyRecord,
-    identity: &Identity,
-    request: &Request,
-) -> Decision {
-    match rules::decide(
-        settings,
-        &rules_key(key),
-        &identity.scopes,
-        &rules_request(request),
-    ) {
-        Ok(()) => Decision::Allow(Vec::new()),
-        Err(denial) => deny(denial),
-    }
+thread_local! {
+    // A component instance is single-threaded; `configure` runs before any
+    // `validate` on a new instance.
+    static SETTINGS: std::cell::RefCell<rules::Settings> =
+        std::cell::RefCell::new(rules::Settings::default());
+}
+
+/// Keeps the default rules' settings from the registry's `[policy.config]`.
+pub fn configure_default_rules(config: &[(String, String)]) -> Result<(), String> {
+    let settings = rules::Settings::from_pairs(config)?;
+    SETTINGS.with(|cell| *cell.borrow_mut() = settings);
+    Ok(())
+}
+
+/// The default rules' decision for a key, its identity and a request, with
+/// the settings `configure_default_rules` kept.
+pub fn default_decision(key: &KeyRecord, identity: &Identity, request: &Request) -> Decision {
+    SETTINGS.with(|settings| {
+        let settings = settings.borrow();
+        match rules::decide(
+            &settings,
+            &rules_key(key),
+            &identity.scopes,
+            &rules_request(request),
+        ) {
+            Ok(()) => Decision::Allow(Vec::new()),
+            Err(denial) => deny(denial),
+        }
+    })
 }
