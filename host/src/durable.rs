@@ -15,8 +15,12 @@ pub fn folder_of(path: &Path) -> &Path {
     }
 }
 
-/// Temporary files for `path` are named `.NAME.RANDOM.tmp`, so the ones a
-/// crashed writer left behind can be told apart from everything else.
+/// Temporary files for `path` are named `.NAME.RANDOM.tmp`, RANDOM being
+/// `RANDOM_LEN` letters and digits, so the ones a crashed writer left behind
+/// can be told apart from everything else (`.NAME.usage.json.RANDOM.tmp`
+/// belongs to another file).
+const RANDOM_LEN: usize = 6;
+
 fn temp_prefix(path: &Path) -> String {
     let name = path
         .file_name()
@@ -35,7 +39,12 @@ pub fn remove_stale_temps(path: &Path) {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with(&prefix) && name.ends_with(".tmp") {
+        let middle = name
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".tmp"));
+        if middle
+            .is_some_and(|m| m.len() == RANDOM_LEN && m.bytes().all(|b| b.is_ascii_alphanumeric()))
+        {
             tracing::info!(file = %entry.path().display(), "removing a temporary file left by an interrupted write");
             let _ = std::fs::remove_file(entry.path());
         }
@@ -48,6 +57,7 @@ fn synced_temp(path: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile> {
     // tempfile creates the file with mode 0600.
     let mut temp = tempfile::Builder::new()
         .prefix(&temp_prefix(path))
+        .rand_bytes(RANDOM_LEN)
         .suffix(".tmp")
         .tempfile_in(folder)
         .with_context(|| format!("cannot create a temporary file in {}", folder.display()))?;
@@ -89,4 +99,37 @@ pub fn create_new(path: &Path, bytes: &[u8]) -> Result<()> {
             }
         })?;
     sync_folder(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_this_files_leftover_temps_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = dir.path().join("keys.toml");
+        replace(&registry, b"version = 1\n").unwrap();
+        let names = [
+            ".keys.toml.Ab3dE9.tmp",
+            ".keys.toml.usage.json.Ab3dE9.tmp",
+            "notes.tmp",
+        ];
+        for name in names {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        remove_stale_temps(&registry);
+        let left: Vec<bool> = names.iter().map(|n| dir.path().join(n).exists()).collect();
+        assert_eq!(left, [false, true, true]);
+        assert_eq!(std::fs::read(&registry).unwrap(), b"version = 1\n");
+    }
+
+    #[test]
+    fn create_new_refuses_an_existing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.toml");
+        create_new(&path, b"one").unwrap();
+        assert!(create_new(&path, b"two").is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), b"one");
+    }
 }

@@ -326,6 +326,10 @@ fn verdict_report(verdict: &Verdict, revision: u64) -> Report {
         "key_id": key.map(|k| &k.key_id),
         "owner": key.map(|k| &k.owner),
         "kind": key.map(|k| k.kind),
+        "info": match verdict {
+            Verdict::Allow { info, .. } => info.iter().cloned().collect::<BTreeMap<String, String>>(),
+            Verdict::Deny { .. } => BTreeMap::new(),
+        },
         "revision": revision,
     });
     match verdict {

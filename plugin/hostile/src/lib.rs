@@ -70,7 +70,9 @@ impl Guest for HostilePolicy {
                 rules::DenyCode::Denied,
                 "x".repeat(100 << 20),
             )),
-            Some("every-tenth") if calls.is_multiple_of(10) => panic!("hostile policy: call {calls} traps"),
+            Some("every-tenth") if calls.is_multiple_of(10) => {
+                panic!("hostile policy: call {calls} traps")
+            }
             Some("read-file") => reached(
                 "a file",
                 std::fs::read_to_string("/etc/hostname")
