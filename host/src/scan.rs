@@ -43,11 +43,12 @@ impl<'r> Scanner<'r> {
     pub fn scan_text(&self, file: &str, text: &str) -> Vec<Finding> {
         let mut findings = Vec::new();
         for (number, line) in text.lines().enumerate() {
-            for candidate in self.pattern.find_iter(line) {
-                let Ok(kind) = key_format::parse(&self.registry.prefix, candidate.as_str()) else {
+            for captures in self.pattern.captures_iter(line) {
+                let candidate = &captures["key"];
+                let Ok(kind) = key_format::parse(&self.registry.prefix, candidate) else {
                     continue;
                 };
-                let found = self.index.find(&key_format::hash(candidate.as_str()));
+                let found = self.index.find(&key_format::hash(candidate));
                 findings.push(Finding {
                     file: file.to_string(),
                     line: number + 1,
@@ -100,5 +101,32 @@ impl<'r> Scanner<'r> {
             &String::from_utf8_lossy(&bytes),
         ));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::iam::IamId;
+    use crate::lifecycle::{self, NewIdentity, NewKey};
+    use crate::time::Timestamp;
+
+    #[test]
+    fn keys_glued_to_other_text_are_found_and_bad_checksums_are_not() {
+        let mut registry = Registry::new("kh");
+        let alice: IamId = "user:alice".parse().unwrap();
+        let now = Timestamp::now();
+        let new = NewIdentity { iam_id: alice.clone(), owner: None, scopes: Vec::new() };
+        lifecycle::add_identity(&mut registry, new, now).unwrap();
+        let new = NewKey { name: "k".into(), ..NewKey::default() };
+        let (record, secret) = lifecycle::create_key(&mut registry, &alice, new, now).unwrap();
+        let key = secret.expose();
+        let mut typo = key.to_string();
+        typo.replace_range(10..11, if &key[10..11] == "a" { "b" } else { "a" });
+        let text = format!("token=\"{key}\"\nЖ{key}_\n{typo}\nx{key}y\n");
+        let findings = Scanner::new(&registry).scan_text("f", &text);
+        let lines: Vec<usize> = findings.iter().map(|f| f.line).collect();
+        assert_eq!(lines, [1, 2]);
+        assert!(findings.iter().all(|f| f.key_id.as_deref() == Some(record.id.as_str())));
     }
 }
