@@ -43,8 +43,8 @@ impl<'r> Scanner<'r> {
     pub fn scan_text(&self, file: &str, text: &str) -> Vec<Finding> {
         let mut findings = Vec::new();
         for (number, line) in text.lines().enumerate() {
-            for captures in self.pattern.captures_iter(line) {
-                let candidate = &captures["key"];
+            for shaped in self.pattern.find_iter(line) {
+                let candidate = shaped.as_str();
                 let Ok(kind) = key_format::parse(&self.registry.prefix, candidate) else {
                     continue;
                 };
@@ -116,17 +116,28 @@ mod tests {
         let mut registry = Registry::new("kh");
         let alice: IamId = "user:alice".parse().unwrap();
         let now = Timestamp::now();
-        let new = NewIdentity { iam_id: alice.clone(), owner: None, scopes: Vec::new() };
+        let new = NewIdentity {
+            iam_id: alice.clone(),
+            owner: None,
+            scopes: Vec::new(),
+        };
         lifecycle::add_identity(&mut registry, new, now).unwrap();
-        let new = NewKey { name: "k".into(), ..NewKey::default() };
+        let new = NewKey {
+            name: "k".into(),
+            ..NewKey::default()
+        };
         let (record, secret) = lifecycle::create_key(&mut registry, &alice, new, now).unwrap();
         let key = secret.expose();
         let mut typo = key.to_string();
         typo.replace_range(10..11, if &key[10..11] == "a" { "b" } else { "a" });
-        let text = format!("token=\"{key}\"\nЖ{key}_\n{typo}\nx{key}y\n");
+        let text = format!("token=\"{key}\"\nЖ{key}_\n{typo}\nx{key}y{key}\n");
         let findings = Scanner::new(&registry).scan_text("f", &text);
         let lines: Vec<usize> = findings.iter().map(|f| f.line).collect();
-        assert_eq!(lines, [1, 2]);
-        assert!(findings.iter().all(|f| f.key_id.as_deref() == Some(record.id.as_str())));
+        assert_eq!(lines, [1, 2, 4, 4]);
+        assert!(
+            findings
+                .iter()
+                .all(|f| f.key_id.as_deref() == Some(record.id.as_str()))
+        );
     }
 }
