@@ -13,6 +13,7 @@ const POLICIES: &[&str] = &[
     "keyhost-policy-default",
     "keyhost-policy-strict",
     "keyhost-policy-hostile",
+    "keyhost-policy-example",
 ];
 
 fn main() {
@@ -28,6 +29,7 @@ fn main() {
         );
     }
 
+    println!("cargo:rustc-env=KEYHOST_CONTRACT={}", contract(&workspace));
     ensure_target(&workspace);
     let built = build_policies(&workspace);
 
@@ -39,6 +41,20 @@ fn main() {
             .unwrap_or_else(|e| panic!("copy {file} from {}: {e}", built.display()));
     }
     println!("cargo:rustc-env=KEYHOST_POLICY_DIR={}", out_dir.display());
+}
+
+/// The `package` line of wit/policy.wit, as `keyhost:policy@VERSION`: the
+/// contract the host speaks and checks components against.
+fn contract(workspace: &Path) -> String {
+    let path = workspace.join("wit").join("policy.wit");
+    let wit =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    wit.lines()
+        .find_map(|line| line.trim().strip_prefix("package "))
+        .and_then(|rest| rest.strip_suffix(';'))
+        .map(|package| package.trim().to_string())
+        .filter(|package| package.contains('@'))
+        .unwrap_or_else(|| panic!("{} has no `package name@version;` line", path.display()))
 }
 
 /// A command for the workspace's own toolchain (rust-toolchain.toml), not

@@ -141,12 +141,12 @@ impl Checker {
                 let info = info
                     .into_iter()
                     .take(MAX_INFO_PAIRS)
-                    .map(|(name, value)| (bounded(name), bounded(value)))
+                    .map(|(name, value)| (bounded_policy_text(&name), bounded_policy_text(&value)))
                     .collect();
                 Verdict::Allow { key: key_ref, info }
             }
             Ok(Decision::Deny(deny)) => {
-                Verdict::deny(deny.code, bounded(deny.message), Some(key_ref))
+                Verdict::deny(deny.code, bounded_policy_text(&deny.message), Some(key_ref))
             }
             Err(fault) => Verdict::deny(DenyCode::PolicyError, fault.to_string(), Some(key_ref)),
         }
@@ -158,7 +158,7 @@ impl Checker {
 const MAX_POLICY_TEXT: usize = 1024;
 const MAX_INFO_PAIRS: usize = 32;
 
-fn bounded(text: String) -> String {
+pub fn bounded_policy_text(text: &str) -> String {
     let mut end = text.len().min(MAX_POLICY_TEXT);
     while !text.is_char_boundary(end) {
         end -= 1;

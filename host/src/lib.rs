@@ -10,6 +10,7 @@
 
 pub mod check;
 pub mod cli;
+pub mod conformance;
 pub mod demo;
 pub mod durable;
 pub mod iam;

@@ -68,8 +68,29 @@ pub enum Command {
     Scan(ScanArgs),
     /// The HTTP auth service for proxies, with a management API and hot reload.
     Serve(ServeArgs),
+    /// Look inside a policy component, or run conformance vectors against it.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Run a walkthrough on a throwaway registry: create keys, check them.
     Demo,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Print a component's contract version, exports and imports, and whether
+    /// this keyhost would load it (exit 1 if it would not).
+    Inspect {
+        /// The policy component (.wasm).
+        file: PathBuf,
+    },
+    /// Run conformance vectors (JSON) against a component and report each
+    /// failure (exit 1 if any case fails).
+    Test {
+        /// The policy component (.wasm).
+        file: PathBuf,
+        /// The vector file, for example tests/vectors/default-policy.json.
+        vectors: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -17,7 +17,7 @@ use super::{EXIT_DENIED, Report};
 use crate::check::{CheckRequest, Checker, Verdict};
 use crate::key_format::{self, Secret};
 use crate::lifecycle::{self, KeyChanges, NewIdentity, NewKey, StateChange};
-use crate::policy::{CompiledCache, PolicyEngine, PolicySlot, SandboxLimits};
+use crate::policy::PolicySlot;
 use crate::registry::{KeyRecord, Registry, RegistryFile};
 use crate::scan::Scanner;
 use crate::serve::ServeOptions;
@@ -45,6 +45,7 @@ pub fn run(cli: Cli) -> Result<Report> {
         Command::Check(args) => check(file, args, now),
         Command::Scan(args) => scan(file, args, now),
         Command::Serve(args) => serve(&cli.registry, args),
+        Command::Policy(command) => super::policy::run(command),
         Command::Demo => crate::demo::run(),
     }
 }
@@ -296,7 +297,7 @@ fn update(file: &RegistryFile, args: UpdateArgs, now: Timestamp) -> Result<Repor
 fn check(file: &RegistryFile, args: CheckArgs, now: Timestamp) -> Result<Report> {
     let presented = read_presented_key()?;
     let registry = file.load()?;
-    let engine = PolicyEngine::new(CompiledCache::from_env(), SandboxLimits::default())?;
+    let engine = super::policy::engine()?;
     let policy = match &args.policy {
         Some(path) => engine.load_file(path)?,
         None => engine.load_default()?,

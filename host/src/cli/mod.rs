@@ -4,6 +4,7 @@
 mod args;
 mod commands;
 mod input;
+mod policy;
 
 use std::io::Write;
 use std::process::ExitCode;

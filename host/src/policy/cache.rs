@@ -20,6 +20,9 @@ const MAGIC: &[u8; 8] = b"KHPOLC01";
 #[derive(Clone, Debug)]
 pub struct CompiledCache {
     dir: Option<PathBuf>,
+    /// Say on stderr when a large component is being compiled, which can
+    /// take many seconds (a CPython policy is tens of MiB).
+    progress: bool,
 }
 
 impl CompiledCache {
@@ -28,11 +31,23 @@ impl CompiledCache {
         let dir = std::env::var_os("KEYHOST_CACHE_DIR")
             .map(PathBuf::from)
             .or_else(|| dirs::cache_dir().map(|dir| dir.join("keyhost")));
-        CompiledCache { dir }
+        CompiledCache {
+            dir,
+            progress: false,
+        }
     }
 
     pub fn disabled() -> CompiledCache {
-        CompiledCache { dir: None }
+        CompiledCache {
+            dir: None,
+            progress: false,
+        }
+    }
+
+    /// Reports compilations of large components on stderr, for the CLI.
+    pub fn with_progress(mut self) -> CompiledCache {
+        self.progress = true;
+        self
     }
 
     fn entry_path(&self, engine: &Engine, component_digest: &[u8; 32]) -> Option<PathBuf> {
@@ -47,15 +62,15 @@ impl CompiledCache {
     }
 
     /// The compiled form of `wasm`, from the cache when a sound entry exists.
-    pub fn load_or_compile(&self, engine: &Engine, wasm: &[u8]) -> Result<Component> {
+    pub fn load_or_compile(&self, engine: &Engine, wasm: &[u8], label: &str) -> Result<Component> {
         let digest: [u8; 32] = Sha256::digest(wasm).into();
         let Some(path) = self.entry_path(engine, &digest) else {
-            return compile(engine, wasm);
+            return self.compile(engine, wasm, label);
         };
         if let Some(component) = read_entry(engine, &path) {
             return Ok(component);
         }
-        let component = compile(engine, wasm)?;
+        let component = self.compile(engine, wasm, label)?;
         match write_entry(&path, &component) {
             Ok(()) => tracing::debug!(path = %path.display(), "compiled policy stored in cache"),
             Err(e) => tracing::warn!(
@@ -65,13 +80,31 @@ impl CompiledCache {
         }
         Ok(component)
     }
+
+    fn compile(&self, engine: &Engine, wasm: &[u8], label: &str) -> Result<Component> {
+        let announce = self.progress && wasm.len() >= PROGRESS_FROM_BYTES;
+        if announce {
+            eprintln!(
+                "keyhost: compiling policy {label} ({:.1} MiB); it is cached for later runs",
+                wasm.len() as f64 / (1 << 20) as f64
+            );
+        }
+        let started = std::time::Instant::now();
+        let component = Component::new(engine, wasm)
+            .map_err(anyhow::Error::from)
+            .context("the file is not a valid WebAssembly component")?;
+        if announce {
+            eprintln!(
+                "keyhost: compiled policy {label} in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+        Ok(component)
+    }
 }
 
-fn compile(engine: &Engine, wasm: &[u8]) -> Result<Component> {
-    Component::new(engine, wasm)
-        .map_err(anyhow::Error::from)
-        .context("the file is not a valid WebAssembly component")
-}
+/// Components from this size on take long enough to compile to say so.
+const PROGRESS_FROM_BYTES: usize = 1 << 20;
 
 fn read_entry(engine: &Engine, path: &Path) -> Option<Component> {
     let bytes = std::fs::read(path).ok()?;

@@ -7,6 +7,7 @@
 
 pub mod bindings;
 mod cache;
+pub mod contract;
 mod sandbox;
 
 use std::path::Path;
@@ -18,6 +19,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store, Trap};
 
 pub use cache::CompiledCache;
+pub use contract::Summary;
 pub use sandbox::{Sandbox, SandboxLimits};
 
 use bindings::{Decision, Identity, KeyRecord, PolicyPre, Request};
@@ -74,14 +76,32 @@ impl PolicyEngine {
 
     /// Compiles (or takes from the cache) and links a policy component.
     pub fn load_bytes(&self, wasm: &[u8], label: &str) -> Result<Policy> {
-        let component = self
-            .cache
-            .load_or_compile(&self.engine, wasm)
-            .with_context(|| format!("cannot load policy {label}"))?;
+        let component = self.compile(wasm, label)?;
         self.link(component, label)
     }
 
+    /// What a component file declares, and why keyhost would refuse to load
+    /// it, if it would.
+    pub fn inspect_file(&self, path: &Path) -> Result<(Summary, Option<String>)> {
+        let wasm = std::fs::read(path)
+            .with_context(|| format!("cannot read policy {}", path.display()))?;
+        let label = path.display().to_string();
+        let component = self.compile(&wasm, &label)?;
+        let summary = Summary::of(&self.engine, &component);
+        let refusal = self.link(component, &label).err().map(|e| format!("{e:#}"));
+        Ok((summary, refusal))
+    }
+
+    fn compile(&self, wasm: &[u8], label: &str) -> Result<Component> {
+        self.cache
+            .load_or_compile(&self.engine, wasm, label)
+            .with_context(|| format!("cannot load policy {label}"))
+    }
+
     fn link(&self, component: Component, label: &str) -> Result<Policy> {
+        Summary::of(&self.engine, &component)
+            .check_contract()
+            .with_context(|| format!("policy {label} does not fit this keyhost"))?;
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
@@ -139,6 +159,9 @@ struct PolicyInner {
 pub struct PolicyFault {
     pub label: String,
     pub reason: String,
+    /// The policy ran, and returned an error from `configure`: it refuses
+    /// the registry's `[policy.config]` rather than failing.
+    pub refused_configuration: bool,
 }
 
 impl Policy {
@@ -164,6 +187,7 @@ impl Policy {
                 return Err(PolicyFault {
                     label: inner.label.clone(),
                     reason: format!("refused its configuration: {message}"),
+                    refused_configuration: true,
                 });
             }
             Err(e) => return Err(self.fault(e, "configure")),
@@ -186,6 +210,7 @@ impl Policy {
         PolicyFault {
             label: self.inner.label.clone(),
             reason,
+            refused_configuration: false,
         }
     }
 }

@@ -1,0 +1,147 @@
+//! `keyhost policy inspect` and `keyhost policy test`: what a component
+//! declares, and whether it gives the decisions a vector file expects.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Result;
+use serde_json::json;
+
+use super::args::PolicyCommand;
+use super::{EXIT_DENIED, Report};
+use crate::check::bounded_policy_text;
+use crate::conformance::{self, Expected, Outcome, VectorFile};
+use crate::policy::contract::{CONTRACT, Item};
+use crate::policy::{CompiledCache, PolicyEngine, SandboxLimits};
+
+/// The engine every CLI command loads policies with: the user's cache, and a
+/// word on stderr when a large component is compiled.
+pub fn engine() -> Result<PolicyEngine> {
+    PolicyEngine::new(
+        CompiledCache::from_env().with_progress(),
+        SandboxLimits::default(),
+    )
+}
+
+pub fn run(command: PolicyCommand) -> Result<Report> {
+    match command {
+        PolicyCommand::Inspect { file } => inspect(&file),
+        PolicyCommand::Test { file, vectors } => test(&file, &vectors),
+    }
+}
+
+fn inspect(file: &Path) -> Result<Report> {
+    let (summary, refusal) = engine()?.inspect_file(file)?;
+    let json = json!({
+        "file": file,
+        "contract": summary.contract_version.as_ref().map(|v| format!("keyhost:policy@{v}")),
+        "host_contract": CONTRACT,
+        "loadable": refusal.is_none(),
+        "refusal": refusal,
+        "exports": summary.exports,
+        "imports": summary.imports,
+    });
+    let mut text = format!("component: {}\n", file.display());
+    let contract = summary
+        .contract_version
+        .as_ref()
+        .map_or("none named".to_string(), |v| format!("keyhost:policy@{v}"));
+    let _ = writeln!(
+        text,
+        "contract: {contract} (this keyhost speaks {CONTRACT})"
+    );
+    write_items(&mut text, "exports", &summary.exports);
+    write_items(&mut text, "imports", &summary.imports);
+    match &refusal {
+        None => text.push_str("loads: yes"),
+        Some(reason) => {
+            let _ = write!(text, "loads: no: {reason}");
+        }
+    }
+    let report = Report::new(json, text);
+    Ok(if refusal.is_some() {
+        report.with_exit(EXIT_DENIED)
+    } else {
+        report
+    })
+}
+
+fn write_items(text: &mut String, heading: &str, items: &[Item]) {
+    let _ = writeln!(text, "{heading}:");
+    if items.is_empty() {
+        text.push_str("  (none)\n");
+    }
+    for item in items {
+        let _ = match item.kind {
+            "func" => writeln!(text, "  {}: func({})", item.name, item.members.join(", ")),
+            "instance" => writeln!(text, "  {}: {}", item.name, item.members.join(", ")),
+            kind => writeln!(text, "  {} ({kind})", item.name),
+        };
+    }
+}
+
+fn test(file: &Path, vectors: &Path) -> Result<Report> {
+    let vector_file = VectorFile::load(vectors)?;
+    let cases = vector_file.cases()?;
+    let policy = engine()?.load_file(file)?;
+    let results = conformance::run(&policy, &cases);
+    let failed = results.iter().filter(|r| !r.passed).count();
+    let passed = results.len() - failed;
+
+    let mut text = String::new();
+    for result in &results {
+        if result.passed {
+            let _ = writeln!(text, "ok    {}", result.name);
+        } else {
+            let _ = writeln!(
+                text,
+                "FAIL  {} [{}]: expected {}, got {}",
+                result.name,
+                result.rule,
+                expected_text(&result.expected),
+                outcome_text(&result.decision)
+            );
+        }
+    }
+    let _ = write!(
+        text,
+        "{} cases: {passed} passed, {failed} failed ({} against {})",
+        results.len(),
+        file.display(),
+        vectors.display()
+    );
+    let json = json!({
+        "policy": file,
+        "vectors": vectors,
+        "contract": vector_file.contract,
+        "passed": passed,
+        "failed": failed,
+        "results": results,
+    });
+    let report = Report::new(json, text);
+    Ok(if failed > 0 {
+        report.with_exit(EXIT_DENIED)
+    } else {
+        report
+    })
+}
+
+fn expected_text(expected: &Expected) -> String {
+    match expected {
+        Expected::Allow => "allow".into(),
+        Expected::Deny { code } => format!("deny {code}"),
+        Expected::ConfigureError => "a configure error".into(),
+    }
+}
+
+fn outcome_text(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Allow { .. } => "allow".into(),
+        Outcome::Deny { code, message } => {
+            format!("deny {code} ({})", bounded_policy_text(message))
+        }
+        Outcome::ConfigureError { message } => {
+            format!("a configure error ({})", bounded_policy_text(message))
+        }
+    }
+}

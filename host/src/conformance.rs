@@ -1,0 +1,426 @@
+//! Conformance vectors: cases of (key record, identity, request, policy
+//! configuration) with the decision a policy must give. `keyhost policy test`
+//! runs a component against a vector file; the foreign hosts in
+//! `tests/foreign/` read the same file, so every host and every language is
+//! held to one list.
+//!
+//! The format is JSON. A case's `key`, `identity`, `request` and `config`
+//! objects are merged field by field over the file's `defaults`.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::policy::Policy;
+use crate::policy::bindings::{
+    Decision, DenyCode, Identity, IdentityKind, KeyKind, KeyRecord, Request,
+};
+use crate::policy::contract::{CONTRACT, CONTRACT_PACKAGE, Summary};
+
+/// A vector file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VectorFile {
+    /// The contract the cases are written for, as `keyhost:policy@VERSION`.
+    pub contract: String,
+    /// What the file is, for people.
+    #[serde(default)]
+    pub about: String,
+    #[serde(default)]
+    defaults: Parts,
+    cases: Vec<RawCase>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Parts {
+    #[serde(default)]
+    config: Map<String, Value>,
+    #[serde(default)]
+    key: Map<String, Value>,
+    #[serde(default)]
+    identity: Map<String, Value>,
+    #[serde(default)]
+    request: Map<String, Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCase {
+    name: String,
+    /// The rule the case exercises, for people.
+    #[serde(default)]
+    rule: String,
+    #[serde(default)]
+    config: Map<String, Value>,
+    #[serde(default)]
+    key: Map<String, Value>,
+    #[serde(default)]
+    identity: Map<String, Value>,
+    #[serde(default)]
+    request: Map<String, Value>,
+    expect: Expected,
+}
+
+/// The decision a case expects. Messages are not compared: they are for
+/// people and differ between policies.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(tag = "decision", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Expected {
+    Allow,
+    Deny { code: String },
+    ConfigureError,
+}
+
+/// What a policy answered, in the JSON form every host prints.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Outcome {
+    Allow { info: Vec<(String, String)> },
+    Deny { code: String, message: String },
+    ConfigureError { message: String },
+}
+
+impl Outcome {
+    fn matches(&self, expected: &Expected) -> bool {
+        match (self, expected) {
+            (Outcome::Allow { .. }, Expected::Allow) => true,
+            (Outcome::Deny { code, .. }, Expected::Deny { code: want }) => code == want,
+            (Outcome::ConfigureError { .. }, Expected::ConfigureError) => true,
+            _ => false,
+        }
+    }
+}
+
+/// One case, ready to run.
+pub struct Case {
+    pub name: String,
+    pub rule: String,
+    config: Vec<(String, String)>,
+    key: KeyRecord,
+    identity: Identity,
+    request: Request,
+    pub expect: Expected,
+}
+
+/// One case's result.
+#[derive(Debug, Serialize)]
+pub struct CaseResult {
+    pub name: String,
+    pub rule: String,
+    pub passed: bool,
+    pub expected: Expected,
+    pub decision: Outcome,
+}
+
+impl VectorFile {
+    pub fn load(path: &Path) -> Result<VectorFile> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read vectors {}", path.display()))?;
+        let file: VectorFile = serde_json::from_str(&text)
+            .with_context(|| format!("vectors {} are not valid", path.display()))?;
+        file.check_contract()
+            .with_context(|| format!("vectors {}", path.display()))?;
+        Ok(file)
+    }
+
+    fn check_contract(&self) -> Result<()> {
+        let version = self
+            .contract
+            .strip_prefix(CONTRACT_PACKAGE)
+            .and_then(|rest| rest.strip_prefix('@'))
+            .with_context(|| {
+                format!(
+                    "`contract` is {:?}; expected {CONTRACT_PACKAGE}@VERSION",
+                    self.contract
+                )
+            })?;
+        let summary = Summary {
+            contract_version: Some(version.to_string()),
+            exports: Vec::new(),
+            imports: Vec::new(),
+        };
+        summary
+            .check_contract()
+            .with_context(|| format!("they are written for {}, not {CONTRACT}", self.contract))
+    }
+
+    /// The cases with the defaults merged in, or the first one that is not
+    /// valid, named.
+    pub fn cases(&self) -> Result<Vec<Case>> {
+        self.cases
+            .iter()
+            .enumerate()
+            .map(|(index, raw)| {
+                self.case(raw)
+                    .with_context(|| format!("case {} ({:?})", index + 1, raw.name))
+            })
+            .collect()
+    }
+
+    fn case(&self, raw: &RawCase) -> Result<Case> {
+        let defaults = &self.defaults;
+        let config = merged(&defaults.config, &raw.config)
+            .into_iter()
+            .map(|(name, value)| match value {
+                Value::String(text) => Ok((name, text)),
+                other => bail!("config.{name} is {other}; config values are strings"),
+            })
+            .collect::<Result<_>>()?;
+        let key: VectorKey = part(&defaults.key, &raw.key, "key")?;
+        let identity: VectorIdentity = part(&defaults.identity, &raw.identity, "identity")?;
+        let request: VectorRequest = part(&defaults.request, &raw.request, "request")?;
+        Ok(Case {
+            name: raw.name.clone(),
+            rule: raw.rule.clone(),
+            config,
+            key: key.into_record()?,
+            identity: identity.into_identity()?,
+            request: request.into(),
+            expect: raw.expect.clone(),
+        })
+    }
+}
+
+/// Runs every case on a fresh instance of `policy`, as keyhost would:
+/// `configure` with the case's settings, then `validate`.
+pub fn run(policy: &Policy, cases: &[Case]) -> Vec<CaseResult> {
+    cases
+        .iter()
+        .map(|case| {
+            let decision = outcome(policy, case);
+            CaseResult {
+                name: case.name.clone(),
+                rule: case.rule.clone(),
+                passed: decision.matches(&case.expect),
+                expected: case.expect.clone(),
+                decision,
+            }
+        })
+        .collect()
+}
+
+fn outcome(policy: &Policy, case: &Case) -> Outcome {
+    let policy_error = |reason: String| Outcome::Deny {
+        code: DenyCode::PolicyError.as_str().to_string(),
+        message: reason,
+    };
+    let mut instance = match policy.instantiate(&case.config) {
+        Ok(instance) => instance,
+        Err(fault) if fault.refused_configuration => {
+            return Outcome::ConfigureError {
+                message: fault.reason,
+            };
+        }
+        Err(fault) => return policy_error(fault.reason),
+    };
+    match instance.validate(&case.key, &case.identity, &case.request) {
+        Ok(Decision::Allow(info)) => Outcome::Allow { info },
+        Ok(Decision::Deny(deny)) => Outcome::Deny {
+            code: deny.code.as_str().to_string(),
+            message: deny.message,
+        },
+        Err(fault) => policy_error(fault.reason),
+    }
+}
+
+fn merged(defaults: &Map<String, Value>, overrides: &Map<String, Value>) -> Map<String, Value> {
+    let mut all = defaults.clone();
+    all.extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
+    all
+}
+
+fn part<T: for<'de> Deserialize<'de>>(
+    defaults: &Map<String, Value>,
+    overrides: &Map<String, Value>,
+    what: &str,
+) -> Result<T> {
+    serde_json::from_value(Value::Object(merged(defaults, overrides)))
+        .with_context(|| format!("{what} is not valid"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VectorKey {
+    id: String,
+    name: String,
+    kind: String,
+    owner: String,
+    service: Option<String>,
+    scopes: Vec<String>,
+    allowed_ips: Vec<String>,
+    created_at: i64,
+    expires_at: Option<i64>,
+    disabled: bool,
+    leaked: bool,
+    locked: bool,
+}
+
+impl VectorKey {
+    fn into_record(self) -> Result<KeyRecord> {
+        let kind = match self.kind.as_str() {
+            "user" => KeyKind::User,
+            "service-id" => KeyKind::ServiceId,
+            "classic-infrastructure" => KeyKind::ClassicInfrastructure,
+            "service-specific" => KeyKind::ServiceSpecific,
+            other => bail!(
+                "key.kind {other:?} is not one of user, service-id, classic-infrastructure, service-specific"
+            ),
+        };
+        Ok(KeyRecord {
+            id: self.id,
+            name: self.name,
+            kind,
+            owner: self.owner,
+            service: self.service,
+            scopes: self.scopes,
+            allowed_ips: self.allowed_ips,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            disabled: self.disabled,
+            leaked: self.leaked,
+            locked: self.locked,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VectorIdentity {
+    iam_id: String,
+    kind: String,
+    owner: Option<String>,
+    scopes: Vec<String>,
+}
+
+impl VectorIdentity {
+    fn into_identity(self) -> Result<Identity> {
+        let kind = match self.kind.as_str() {
+            "user" => IdentityKind::User,
+            "service-id" => IdentityKind::ServiceId,
+            other => bail!("identity.kind {other:?} is not one of user, service-id"),
+        };
+        Ok(Identity {
+            iam_id: self.iam_id,
+            kind,
+            owner: self.owner,
+            scopes: self.scopes,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VectorRequest {
+    service: Option<String>,
+    scope: Option<String>,
+    source_ip: Option<String>,
+    method: Option<String>,
+    path: Option<String>,
+    attributes: Vec<(String, String)>,
+    now: i64,
+}
+
+impl From<VectorRequest> for Request {
+    fn from(request: VectorRequest) -> Request {
+        Request {
+            service: request.service,
+            scope: request.scope,
+            source_ip: request.source_ip,
+            method: request.method,
+            path: request.path,
+            attributes: request.attributes,
+            now: request.now,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(cases: &str) -> VectorFile {
+        let text = format!(
+            r#"{{"contract": "{CONTRACT}",
+                "defaults": {{
+                  "key": {{"id": "k", "name": "n", "kind": "user", "owner": "user:a",
+                           "service": null, "scopes": [], "allowed_ips": [], "created_at": 0,
+                           "expires_at": null, "disabled": false, "leaked": false, "locked": false}},
+                  "identity": {{"iam_id": "user:a", "kind": "user", "owner": null, "scopes": []}},
+                  "request": {{"service": null, "scope": null, "source_ip": null, "method": null,
+                               "path": null, "attributes": [], "now": 5}}
+                }},
+                "cases": {cases}}}"#
+        );
+        let file: VectorFile = serde_json::from_str(&text).unwrap();
+        file.check_contract().unwrap();
+        file
+    }
+
+    #[test]
+    fn a_case_overrides_the_defaults_field_by_field() {
+        let f = file(
+            r#"[{"name": "x", "key": {"disabled": true}, "request": {"now": 9},
+                 "config": {"a": "b"}, "expect": {"decision": "deny", "code": "disabled"}}]"#,
+        );
+        let cases = f.cases().unwrap();
+        assert!(cases[0].key.disabled);
+        assert_eq!(cases[0].key.owner, "user:a");
+        assert_eq!(cases[0].request.now, 9);
+        assert_eq!(cases[0].config, vec![("a".to_string(), "b".to_string())]);
+        assert_eq!(
+            cases[0].expect,
+            Expected::Deny {
+                code: "disabled".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_bad_case_is_named_with_the_field() {
+        let f = file(
+            r#"[{"name": "bad kind", "key": {"kind": "root"}, "expect": {"decision": "allow"}}]"#,
+        );
+        let error = format!("{:#}", f.cases().err().unwrap());
+        assert!(error.contains("case 1 (\"bad kind\")"), "{error}");
+        assert!(error.contains("key.kind \"root\""), "{error}");
+        let f = file(
+            r#"[{"name": "typo", "key": {"disabld": true}, "expect": {"decision": "allow"}}]"#,
+        );
+        let error = format!("{:#}", f.cases().err().unwrap());
+        assert!(error.contains("disabld"), "{error}");
+    }
+
+    #[test]
+    fn vectors_for_another_major_version_are_refused() {
+        let text = r#"{"contract": "keyhost:policy@9.0.0", "cases": []}"#;
+        let file: VectorFile = serde_json::from_str(text).unwrap();
+        let error = format!("{:#}", file.check_contract().unwrap_err());
+        assert!(error.contains("keyhost:policy@9.0.0"), "{error}");
+    }
+
+    #[test]
+    fn outcomes_print_in_the_shared_json_form() {
+        let deny = Outcome::Deny {
+            code: "expired".into(),
+            message: "m".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&deny).unwrap(),
+            r#"{"decision":"deny","code":"expired","message":"m"}"#
+        );
+        let allow = Outcome::Allow {
+            info: vec![("k".into(), "v".into())],
+        };
+        assert_eq!(
+            serde_json::to_string(&allow).unwrap(),
+            r#"{"decision":"allow","info":[["k","v"]]}"#
+        );
+        assert!(deny.matches(&Expected::Deny {
+            code: "expired".into()
+        }));
+        assert!(!deny.matches(&Expected::Allow));
+    }
+}

@@ -1,0 +1,166 @@
+//! What a component declares about itself: the version of the keyhost:policy
+//! contract it was built against, its imports and its exports. keyhost reads
+//! this before linking, so a component of another major version is refused
+//! with that reason rather than a type mismatch, and `keyhost policy inspect`
+//! prints it.
+
+use anyhow::{Result, bail};
+use semver::{Version, VersionReq};
+use serde::Serialize;
+use wasmtime::Engine;
+use wasmtime::component::Component;
+use wasmtime::component::types::{ComponentExtern, ComponentItem};
+
+/// The contract this keyhost speaks, from `wit/policy.wit` (set by build.rs).
+pub const CONTRACT: &str = env!("KEYHOST_CONTRACT");
+
+/// The WIT package of the contract, without a version.
+pub const CONTRACT_PACKAGE: &str = "keyhost:policy";
+
+/// The version part of [`CONTRACT`].
+pub fn contract_version() -> Version {
+    let (_, version) = CONTRACT
+        .split_once('@')
+        .expect("KEYHOST_CONTRACT is package@version");
+    Version::parse(version).expect("wit/policy.wit has a semver version")
+}
+
+/// One import or export of a component.
+#[derive(Clone, Debug, Serialize)]
+pub struct Item {
+    pub name: String,
+    /// `func`, `instance`, `type`, `resource`, `module`, `component` or `core-func`.
+    pub kind: &'static str,
+    /// For an instance, the names it holds; for a function, its parameters.
+    pub members: Vec<String>,
+}
+
+/// The outside of a component: everything a host sees before running it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    /// The keyhost:policy version its imports and exports name, if any.
+    pub contract_version: Option<String>,
+    pub exports: Vec<Item>,
+    pub imports: Vec<Item>,
+}
+
+impl Summary {
+    pub fn of(engine: &Engine, component: &Component) -> Summary {
+        let ty = component.component_type();
+        let exports: Vec<Item> = ty
+            .exports(engine)
+            .map(|(name, item)| describe(engine, name, &item))
+            .collect();
+        let imports: Vec<Item> = ty
+            .imports(engine)
+            .map(|(name, item)| describe(engine, name, &item))
+            .collect();
+        let contract_version = imports
+            .iter()
+            .chain(&exports)
+            .find_map(|item| contract_version_of(&item.name))
+            .map(str::to_string);
+        Summary {
+            contract_version,
+            exports,
+            imports,
+        }
+    }
+
+    /// Refuses a component built against an incompatible version of the
+    /// contract: semver, so another major version, or another minor while
+    /// the major is 0.
+    pub fn check_contract(&self) -> Result<()> {
+        let Some(text) = &self.contract_version else {
+            return Ok(());
+        };
+        let theirs = Version::parse(text).map_err(|e| {
+            anyhow::anyhow!(
+                "it names {CONTRACT_PACKAGE}@{text}, which is not a semver version: {e}"
+            )
+        })?;
+        let ours = contract_version();
+        let compatible = VersionReq::parse(&format!("^{ours}"))
+            .expect("a version is a valid caret requirement")
+            .matches(&theirs)
+            || VersionReq::parse(&format!("^{theirs}"))
+                .expect("a version is a valid caret requirement")
+                .matches(&ours);
+        if !compatible {
+            bail!(
+                "it is built against {CONTRACT_PACKAGE}@{theirs}, another major version of the \
+                 contract than this keyhost's {CONTRACT}; rebuild it against keyhost's wit/"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The version in a name such as `keyhost:policy/types@0.1.0`.
+fn contract_version_of(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix(CONTRACT_PACKAGE)?.strip_prefix('/')?;
+    rest.split_once('@').map(|(_, version)| version)
+}
+
+fn describe(engine: &Engine, name: &str, item: &ComponentExtern<'_>) -> Item {
+    let (kind, members) = match &item.ty {
+        ComponentItem::ComponentFunc(func) => (
+            "func",
+            func.params().map(|(param, _)| param.to_string()).collect(),
+        ),
+        ComponentItem::ComponentInstance(instance) => (
+            "instance",
+            instance
+                .exports(engine)
+                .map(|(member, _)| member.to_string())
+                .collect(),
+        ),
+        ComponentItem::Type(_) => ("type", Vec::new()),
+        ComponentItem::Resource(_) => ("resource", Vec::new()),
+        ComponentItem::Module(_) => ("module", Vec::new()),
+        ComponentItem::Component(_) => ("component", Vec::new()),
+        ComponentItem::CoreFunc(_) => ("core-func", Vec::new()),
+    };
+    Item {
+        name: name.to_string(),
+        kind,
+        members,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(version: &str) -> Summary {
+        Summary {
+            contract_version: Some(version.to_string()),
+            exports: Vec::new(),
+            imports: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn versions_in_names() {
+        assert_eq!(
+            contract_version_of("keyhost:policy/types@0.1.0"),
+            Some("0.1.0")
+        );
+        assert_eq!(contract_version_of("keyhost:policyx/types@0.1.0"), None);
+        assert_eq!(contract_version_of("wasi:cli/environment@0.2.0"), None);
+    }
+
+    #[test]
+    fn semver_decides_compatibility() {
+        let ours = contract_version();
+        let patch = Version::new(ours.major, ours.minor, ours.patch + 1);
+        assert!(summary(&patch.to_string()).check_contract().is_ok());
+        let major = Version::new(ours.major + 1, 0, 0);
+        let error = summary(&major.to_string()).check_contract().unwrap_err();
+        assert!(
+            error.to_string().contains("another major version"),
+            "{error}"
+        );
+        assert!(summary("not-a-version").check_contract().is_err());
+    }
+}
