@@ -209,12 +209,12 @@ fn outcome(policy: &Policy, case: &Case) -> Outcome {
     };
     let mut instance = match policy.instantiate(&case.config) {
         Ok(instance) => instance,
-        Err(fault) if fault.refused_configuration => {
-            return Outcome::ConfigureError {
-                message: fault.reason,
+        Err(fault) => {
+            return match fault.refused_configuration {
+                Some(message) => Outcome::ConfigureError { message },
+                None => policy_error(fault.reason),
             };
         }
-        Err(fault) => return policy_error(fault.reason),
     };
     match instance.validate(&case.key, &case.identity, &case.request) {
         Ok(Decision::Allow(info)) => Outcome::Allow { info },

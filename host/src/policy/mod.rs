@@ -159,9 +159,9 @@ struct PolicyInner {
 pub struct PolicyFault {
     pub label: String,
     pub reason: String,
-    /// The policy ran, and returned an error from `configure`: it refuses
+    /// The policy ran and returned this error from `configure`: it refuses
     /// the registry's `[policy.config]` rather than failing.
-    pub refused_configuration: bool,
+    pub refused_configuration: Option<String>,
 }
 
 impl Policy {
@@ -187,7 +187,7 @@ impl Policy {
                 return Err(PolicyFault {
                     label: inner.label.clone(),
                     reason: format!("refused its configuration: {message}"),
-                    refused_configuration: true,
+                    refused_configuration: Some(message),
                 });
             }
             Err(e) => return Err(self.fault(e, "configure")),
@@ -210,7 +210,7 @@ impl Policy {
         PolicyFault {
             label: self.inner.label.clone(),
             reason,
-            refused_configuration: false,
+            refused_configuration: None,
         }
     }
 }

@@ -1,0 +1,232 @@
+// A foreign host for keyhost policies: runs the conformance vectors against
+// any policy component (world keyhost:policy/policy) under Node.
+//
+//     node tests/foreign/node/run-vectors.mjs COMPONENT.wasm VECTORS.json
+//
+// jco transpiles the component to JavaScript; every case gets a fresh
+// instance, which is configured with the case's settings and then asked to
+// validate. WASI comes from @bytecodealliance/preview2-shim, made to grant
+// nothing, as keyhost grants nothing: no preopens (the shim's default), no
+// environment, arguments or network.
+// Prints {"component", "results"} as one line of JSON; each mismatch with a
+// case's `expect` goes to stderr. Exit status: 0 when every case matches, 1
+// on a mismatch, 2 on a usage or load error.
+
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+
+import { transpile } from "@bytecodealliance/jco";
+import * as wasi from "@bytecodealliance/preview2-shim";
+
+/** A usage or load error: the vectors could not be run at all. */
+class LoadError extends Error {}
+
+async function main(args) {
+  if (args.length !== 2) {
+    throw new LoadError("usage: run-vectors.mjs COMPONENT.wasm VECTORS.json");
+  }
+  const [componentPath, vectorsPath] = args;
+  const vectors = await readVectors(vectorsPath);
+  const instantiate = await loadPolicy(componentPath);
+
+  const results = [];
+  let mismatches = 0;
+  for (const testCase of vectors.cases) {
+    const merged = merge(vectors.defaults, testCase);
+    const decision = await decide(await instantiate(), merged);
+    results.push({ name: testCase.name, decision });
+    if (!matches(testCase.expect, decision)) {
+      mismatches++;
+      console.error(`FAIL ${testCase.name}: expected ${describe(testCase.expect)}, got ${describe(decision)}`);
+    }
+  }
+  console.log(JSON.stringify({ component: componentPath, results }));
+  return mismatches === 0 ? 0 : 1;
+}
+
+async function readVectors(path) {
+  let vectors;
+  try {
+    vectors = JSON.parse(await readFile(path, "utf8"));
+  } catch (error) {
+    throw new LoadError(`cannot read the vectors in ${path}: ${error.message}`);
+  }
+  if (!Array.isArray(vectors?.cases)) {
+    throw new LoadError(`${path} has no "cases" list`);
+  }
+  return vectors;
+}
+
+/**
+ * Transpiles the component, in async instantiation mode, and returns a
+ * function that makes a new instance of it.
+ */
+async function loadPolicy(path) {
+  let bytes;
+  try {
+    bytes = await readFile(path);
+  } catch (error) {
+    throw new LoadError(`cannot read ${path}: ${error.message}`);
+  }
+  let transpiled;
+  try {
+    transpiled = await transpile(bytes, { name: "policy", instantiation: "async" });
+  } catch (error) {
+    throw new LoadError(`${path} is not a component jco can load: ${error.message}`);
+  }
+  const imports = hostImports(transpiled.imports);
+
+  // Only the JavaScript is written out, to be imported; the core modules
+  // are compiled from memory, once, and each instantiation links them afresh.
+  const dir = await mkdtemp(join(tmpdir(), "keyhost-policy-"));
+  let instantiate;
+  try {
+    await writeFile(join(dir, "policy.js"), transpiled.files["policy.js"]);
+    ({ instantiate } = await import(pathToFileURL(join(dir, "policy.js")).href));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+
+  const compiled = new Map();
+  const getCoreModule = (name) => {
+    if (!compiled.has(name)) compiled.set(name, WebAssembly.compile(transpiled.files[name]));
+    return compiled.get(name);
+  };
+  return async () => {
+    try {
+      return await instantiate(getCoreModule, imports);
+    } catch (error) {
+      throw new LoadError(`cannot instantiate ${path}: ${error.message}`);
+    }
+  };
+}
+
+/** The WASI packages keyhost links; like keyhost, this host offers no others. */
+const LINKED_WASI = new Set(["cli", "io", "clocks", "random", "filesystem", "sockets"]);
+
+/**
+ * The shim's implementation of each interface the component imports, e.g.
+ * `wasi:cli/terminal-input` is `cli.terminalInput`.
+ */
+function hostImports(names) {
+  const imports = {};
+  for (const name of names) {
+    const [, pkg, iface] = name.match(/^wasi:([a-z0-9-]+)\/([a-z0-9-]+)/) ?? [];
+    const implementation = LINKED_WASI.has(pkg)
+      ? wasi[pkg][iface.replace(/-([a-z0-9])/g, (_, c) => c.toUpperCase())]
+      : undefined;
+    if (implementation === undefined) {
+      throw new LoadError(`the component imports ${name}, which this host does not provide`);
+    }
+    imports[name] = implementation;
+  }
+  return imports;
+}
+
+/**
+ * keyhost grants a policy nothing; the shim has no preopens by default, and
+ * here it also loses its environment, arguments and network.
+ */
+function grantNothing() {
+  wasi.cli._setEnv({});
+  wasi.cli._setArgs([]);
+  wasi.sockets._denyTcp();
+  wasi.sockets._denyUdp();
+  wasi.sockets._denyDnsLookup();
+}
+
+/** The case's key, identity, request and config, each merged over the defaults. */
+function merge(defaults, testCase) {
+  const merged = {};
+  for (const part of ["key", "identity", "request", "config"]) {
+    merged[part] = { ...defaults[part], ...testCase[part] };
+  }
+  return merged;
+}
+
+/** Configures a fresh instance with the case's settings and, if it accepts them, validates. */
+async function decide(policy, { key, identity, request, config }) {
+  try {
+    try {
+      policy.configure(Object.entries(config));
+    } catch (error) {
+      // jco throws an `err` result as a ComponentError carrying the payload.
+      if (!Object.hasOwn(error, "payload")) throw error;
+      return { decision: "configure_error", message: error.payload };
+    }
+    const decision = policy.validate(keyRecord(key), identityRecord(identity), requestRecord(request));
+    if (decision.tag === "allow") return { decision: "allow", info: decision.val };
+    return { decision: "deny", code: snakeCase(decision.val.code), message: decision.val.message };
+  } catch (error) {
+    // The call failed, most likely on a trap: keyhost fails closed, and so does this host.
+    return { decision: "deny", code: "policy_error", message: String(error) };
+  }
+}
+
+// The vectors spell WIT fields in snake_case and none as null; jco wants
+// camelCase fields, undefined for none and BigInt for s64.
+
+const option = (value) => value ?? undefined;
+const optionS64 = (value) => (value == null ? undefined : BigInt(value));
+
+function keyRecord(key) {
+  return {
+    id: key.id,
+    name: key.name,
+    kind: key.kind,
+    owner: key.owner,
+    service: option(key.service),
+    scopes: key.scopes,
+    allowedIps: key.allowed_ips,
+    createdAt: BigInt(key.created_at),
+    expiresAt: optionS64(key.expires_at),
+    disabled: key.disabled,
+    leaked: key.leaked,
+    locked: key.locked,
+  };
+}
+
+function identityRecord(identity) {
+  return {
+    iamId: identity.iam_id,
+    kind: identity.kind,
+    owner: option(identity.owner),
+    scopes: identity.scopes,
+  };
+}
+
+function requestRecord(request) {
+  return {
+    service: option(request.service),
+    scope: option(request.scope),
+    sourceIp: option(request.source_ip),
+    method: option(request.method),
+    path: option(request.path),
+    attributes: request.attributes,
+    now: BigInt(request.now),
+  };
+}
+
+/** A WIT case name as keyhost prints it: `wrong-service` is `wrong_service`. */
+const snakeCase = (name) => name.replaceAll("-", "_");
+
+/** Kinds must agree, and so must deny codes; messages are not compared. */
+function matches(expected, actual) {
+  return expected.decision === actual.decision && (expected.decision !== "deny" || expected.code === actual.code);
+}
+
+function describe(decision) {
+  const code = decision.decision === "deny" ? ` ${decision.code}` : "";
+  const message = decision.message === undefined ? "" : ` (${JSON.stringify(decision.message)})`;
+  return `${decision.decision}${code}${message}`;
+}
+
+try {
+  grantNothing();
+  process.exitCode = await main(process.argv.slice(2));
+} catch (error) {
+  console.error(`run-vectors: ${error instanceof LoadError ? error.message : error.stack}`);
+  process.exitCode = 2;
+}

@@ -1,0 +1,392 @@
+//! Policies in other languages, and keyhost's default policy in other hosts.
+//!
+//! The Python policy (componentize-py) and the JavaScript policy
+//! (componentize-js) are built from source here, with the tools
+//! tests/foreign/setup.sh installs, and must pass the default vectors in
+//! keyhost. The default component must give keyhost's decisions, on every
+//! vector, under Node (jco transpile) and under wasmtime-py. Components of
+//! another contract version, or with imports keyhost does not provide, are
+//! refused at load.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use support::{Run, Sandbox, policy};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ sits in the repository")
+        .to_path_buf()
+}
+
+fn foreign() -> PathBuf {
+    root().join("target").join("foreign")
+}
+
+fn default_vectors() -> PathBuf {
+    root().join("tests/vectors/default-policy.json")
+}
+
+fn arg(path: &Path) -> &str {
+    path.to_str().expect("UTF-8 path")
+}
+
+/// Runs a set-up or build step, failing the test with its output.
+fn step(command: &mut Command) -> std::process::Output {
+    let output = command.output().expect("start a set-up step");
+    assert!(
+        output.status.success(),
+        "{command:?} failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// Installs the Python and npm tools, once per test process.
+fn tools() {
+    static READY: OnceLock<()> = OnceLock::new();
+    READY.get_or_init(|| {
+        step(&mut Command::new(root().join("tests/foreign/setup.sh")));
+    });
+}
+
+/// keyhost with a compiled-policy cache shared by this file's tests, so a
+/// large component is compiled once rather than once per test.
+fn keyhost(s: &Sandbox, args: &[&str], stdin: &str) -> Run {
+    let cache = foreign().join("keyhost-cache");
+    s.run_with(args, stdin, &[("KEYHOST_CACHE_DIR", arg(&cache))])
+}
+
+/// Builds a policy with `plugin/LANGUAGE/build.sh` against `wit` (and from
+/// `app` instead of the language's own policy, where given), into a file
+/// named by the hash of everything the build reads, so an unchanged policy is
+/// not rebuilt; then has keyhost compile it once into the shared cache.
+fn build(language: &str, wit: &Path, app: Option<&Path>) -> PathBuf {
+    tools();
+    let source_dir = root().join("plugin").join(language);
+    let mut hasher = Sha256::new();
+    let mut inputs: Vec<PathBuf> = std::fs::read_dir(&source_dir)
+        .unwrap()
+        .chain(std::fs::read_dir(wit).unwrap())
+        .map(|entry| entry.unwrap().path())
+        .chain(app.map(Path::to_path_buf))
+        .collect();
+    inputs.sort();
+    for input in &inputs {
+        hasher.update(input.file_name().unwrap().as_encoded_bytes());
+        hasher.update(std::fs::read(input).unwrap());
+    }
+    let digest = hex(&hasher.finalize()[..8]);
+    let out = foreign()
+        .join("policies")
+        .join(format!("{language}-{digest}.wasm"));
+    if !out.exists() {
+        let partial = out.with_extension("partial.wasm");
+        step(
+            Command::new(source_dir.join("build.sh"))
+                .arg(&partial)
+                .arg(wit)
+                .args(app),
+        );
+        std::fs::rename(&partial, &out).unwrap();
+    }
+    keyhost(&Sandbox::bare(), &["policy", "inspect", arg(&out)], "");
+    out
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn python_policy() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| build("python", &root().join("wit"), None))
+}
+
+fn js_policy() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| build("js", &root().join("wit"), None))
+}
+
+/// `keyhost policy test --json` of a component against the default vectors.
+fn keyhost_vectors(component: &Path) -> Value {
+    let run = keyhost(
+        &Sandbox::bare(),
+        &[
+            "policy",
+            "test",
+            arg(component),
+            arg(&default_vectors()),
+            "--json",
+        ],
+        "",
+    );
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    run.json()
+}
+
+fn passes_every_default_vector_in_keyhost(component: &Path) {
+    let report = keyhost_vectors(component);
+    let total = report["results"].as_array().unwrap().len();
+    assert_eq!(report["failed"], 0, "{report}");
+    assert_eq!(report["passed"], total);
+    assert!(total >= 50, "{total} cases");
+}
+
+/// A real allow and a real deny through `keyhost check --policy`.
+fn allows_and_denies_in_check(component: &Path) {
+    let s = Sandbox::new().with_people();
+    let (_, user_key) = s.create(&["--as", "user:alice", "--name", "u"]);
+    let (_, bound_key) = s.create(&[
+        "--as",
+        "user:alice",
+        "--name",
+        "b",
+        "--kind",
+        "service-specific",
+        "--service",
+        "billing",
+    ]);
+    let decide = |key: &str, args: &[&str]| -> Value {
+        let mut full = vec!["check", "--json", "--policy", arg(component)];
+        full.extend_from_slice(args);
+        let run = keyhost(&s, &full, &format!("{key}\n"));
+        let verdict = run.json();
+        let want = if verdict["decision"] == "allow" { 0 } else { 1 };
+        assert_eq!(run.code, want, "{verdict} {}", run.stderr);
+        verdict
+    };
+    let allowed = decide(&user_key, &["--service", "billing", "--scope", "read"]);
+    assert_eq!(allowed["decision"], "allow", "{allowed}");
+    assert_eq!(allowed["owner"], "user:alice");
+    let wrong = decide(&bound_key, &["--service", "queue"]);
+    assert_eq!(wrong["code"], "wrong_service", "{wrong}");
+    let scope = decide(&user_key, &["--scope", "admin"]);
+    assert_eq!(scope["code"], "insufficient_scope", "{scope}");
+}
+
+#[test]
+fn the_python_policy_passes_every_default_vector() {
+    passes_every_default_vector_in_keyhost(python_policy());
+}
+
+#[test]
+fn the_python_policy_allows_and_denies_in_keyhost_check() {
+    allows_and_denies_in_check(python_policy());
+}
+
+#[test]
+fn the_javascript_policy_passes_every_default_vector() {
+    passes_every_default_vector_in_keyhost(js_policy());
+}
+
+#[test]
+fn the_javascript_policy_allows_and_denies_in_keyhost_check() {
+    allows_and_denies_in_check(js_policy());
+}
+
+/// The decisions of a foreign host's vector runner, which prints
+/// {"component", "results": [{"name", "decision"}]}.
+fn foreign_decisions(mut runner: Command) -> Vec<(String, Value)> {
+    let output = step(&mut runner);
+    let report: Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
+    report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().to_string(),
+                r["decision"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// The foreign host's decision on every vector equals keyhost's, message and
+/// info included: the same component, run by someone else's runtime.
+fn same_decisions_as_keyhost(foreign_host: &str, runner: Command) {
+    let ours: Vec<(String, Value)> =
+        keyhost_vectors(&policy("keyhost_policy_default.wasm"))["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["name"].as_str().unwrap().to_string(),
+                    r["decision"].clone(),
+                )
+            })
+            .collect();
+    let theirs = foreign_decisions(runner);
+    assert_eq!(ours.len(), theirs.len(), "{foreign_host} ran another set");
+    for ((name, decision), (their_name, their_decision)) in ours.iter().zip(&theirs) {
+        assert_eq!(name, their_name);
+        assert_eq!(
+            decision, their_decision,
+            "{foreign_host} decides {name:?} otherwise"
+        );
+    }
+    let denies = ours.iter().filter(|(_, d)| d["decision"] == "deny").count();
+    assert!(denies > 20, "only {denies} denies compared");
+}
+
+#[test]
+fn the_default_policy_decides_the_same_under_node_with_jco() {
+    tools();
+    let mut node = Command::new("node");
+    node.arg(root().join("tests/foreign/node/run-vectors.mjs"))
+        .arg(policy("keyhost_policy_default.wasm"))
+        .arg(default_vectors());
+    same_decisions_as_keyhost("jco/Node", node);
+}
+
+#[test]
+fn the_default_policy_decides_the_same_under_wasmtime_py() {
+    tools();
+    let mut python = Command::new(foreign().join("venv/bin/python"));
+    python
+        .arg(root().join("tests/foreign/python/run_vectors.py"))
+        .arg(policy("keyhost_policy_default.wasm"))
+        .arg(default_vectors());
+    same_decisions_as_keyhost("wasmtime-py", python);
+}
+
+/// A copy of wit/ with `edit` applied to policy.wit, in a folder that lives
+/// as long as the test process (the build is named by its content).
+fn edited_wit(name: &str, edit: impl Fn(&str) -> String) -> PathBuf {
+    let dir = foreign().join("wit-variants").join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let original = std::fs::read_to_string(root().join("wit/policy.wit")).unwrap();
+    let edited = edit(&original);
+    assert_ne!(edited, original, "the edit changed nothing");
+    std::fs::write(dir.join("policy.wit"), edited).unwrap();
+    dir
+}
+
+fn check_with(component: &Path) -> Run {
+    let s = Sandbox::new().with_people();
+    let (_, key) = s.create(&["--as", "user:alice", "--name", "k"]);
+    keyhost(
+        &s,
+        &["check", "--policy", arg(component)],
+        &format!("{key}\n"),
+    )
+}
+
+#[test]
+fn a_policy_built_against_another_major_version_is_refused_at_load() {
+    let wit = edited_wit("major-9", |text| {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("package keyhost:policy@"))
+            .unwrap();
+        text.replace(line, "package keyhost:policy@9.0.0;")
+    });
+    let component = build("js", &wit, None);
+    let run = check_with(&component);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("keyhost:policy@9.0.0"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("another major version"),
+        "{}",
+        run.stderr
+    );
+    let inspect = keyhost(
+        &Sandbox::bare(),
+        &["policy", "inspect", arg(&component), "--json"],
+        "",
+    );
+    assert_eq!(inspect.code, 1);
+    assert_eq!(inspect.json()["contract"], "keyhost:policy@9.0.0");
+}
+
+#[test]
+fn a_policy_importing_an_interface_keyhost_does_not_provide_is_refused_at_load() {
+    let wit = edited_wit("made-up-import", |text| {
+        let with_import = text.replace(
+            "world policy {",
+            "world policy {\n    import acme:made-up/oracle;",
+        );
+        format!(
+            "{with_import}\npackage acme:made-up {{\n    interface oracle {{\n        ask: func() -> string;\n    }}\n}}\n"
+        )
+    });
+    let component = build("js", &wit, None);
+    let run = check_with(&component);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("needs an import keyhost does not provide"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("acme:made-up/oracle"), "{}", run.stderr);
+}
+
+#[test]
+fn cpythons_wasi_imports_link_but_grant_nothing() {
+    // The Python component imports WASI's filesystem, sockets, random and
+    // clocks for CPython; keyhost links them all and still loads it.
+    let run = keyhost(
+        &Sandbox::bare(),
+        &["policy", "inspect", arg(python_policy()), "--json"],
+        "",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report = run.json();
+    assert_eq!(report["loadable"], true, "{report}");
+    let imports: Vec<&str> = report["imports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    for wanted in [
+        "wasi:filesystem/preopens",
+        "wasi:sockets/tcp",
+        "wasi:cli/environment",
+    ] {
+        assert!(
+            imports.iter().any(|name| name.starts_with(wanted)),
+            "{wanted} not among {imports:?}"
+        );
+    }
+}
+
+#[test]
+fn a_python_policy_reaches_no_environment_file_or_socket() {
+    let probe = build(
+        "python",
+        &root().join("wit"),
+        Some(&root().join("tests/foreign/python/sandbox_probe.py")),
+    );
+    let s = Sandbox::new().with_people();
+    let (_, key) = s.create(&["--as", "user:alice", "--name", "k"]);
+    let run = keyhost(
+        &s,
+        &["check", "--json", "--policy", arg(&probe)],
+        &format!("{key}\n"),
+    );
+    let verdict = run.json();
+    assert_eq!(verdict["decision"], "allow", "{verdict} {}", run.stderr);
+    let info = &verdict["info"];
+    assert_eq!(info["environ"], "0", "{verdict}");
+    for attempt in ["list_root", "read_file", "socket"] {
+        let outcome = info[attempt]
+            .as_str()
+            .expect("the probe reports each attempt");
+        assert_ne!(outcome, "allowed", "{attempt}: {verdict}");
+    }
+}
