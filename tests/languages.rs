@@ -192,14 +192,12 @@ fn the_javascript_policy_allows_and_denies_in_keyhost_check() {
     allows_and_denies_in_check(js_policy());
 }
 
-/// The decisions of a foreign host's vector runner, which prints
-/// {"component", "results": [{"name", "decision"}]}.
-fn foreign_decisions(mut runner: Command) -> Vec<(String, Value)> {
-    let output = step(&mut runner);
-    let report: Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
+/// The (name, decision) of every case of a report: keyhost's `policy test
+/// --json` and the foreign hosts' runners print the same `results` list.
+fn decisions(report: &Value) -> Vec<(String, Value)> {
     report["results"]
         .as_array()
-        .unwrap()
+        .expect("a results list")
         .iter()
         .map(|r| {
             (
@@ -212,20 +210,10 @@ fn foreign_decisions(mut runner: Command) -> Vec<(String, Value)> {
 
 /// The foreign host's decision on every vector equals keyhost's, message and
 /// info included: the same component, run by someone else's runtime.
-fn same_decisions_as_keyhost(foreign_host: &str, runner: Command) {
-    let ours: Vec<(String, Value)> =
-        keyhost_vectors(&policy("keyhost_policy_default.wasm"))["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                (
-                    r["name"].as_str().unwrap().to_string(),
-                    r["decision"].clone(),
-                )
-            })
-            .collect();
-    let theirs = foreign_decisions(runner);
+fn same_decisions_as_keyhost(foreign_host: &str, mut runner: Command) {
+    let ours = decisions(&keyhost_vectors(&policy("keyhost_policy_default.wasm")));
+    let output = step(&mut runner);
+    let theirs = decisions(&serde_json::from_slice(&output.stdout).expect("one JSON object"));
     assert_eq!(ours.len(), theirs.len(), "{foreign_host} ran another set");
     for ((name, decision), (their_name, their_decision)) in ours.iter().zip(&theirs) {
         assert_eq!(name, their_name);

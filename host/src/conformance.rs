@@ -28,27 +28,18 @@ pub struct VectorFile {
     /// What the file is, for people.
     #[serde(default)]
     pub about: String,
+    /// The fields every case starts from; only the four objects are read.
     #[serde(default)]
-    defaults: Parts,
-    cases: Vec<RawCase>,
+    defaults: Entry,
+    cases: Vec<Entry>,
 }
 
+/// A case as written, or the defaults: each object holds only the fields it
+/// sets.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Parts {
+struct Entry {
     #[serde(default)]
-    config: Map<String, Value>,
-    #[serde(default)]
-    key: Map<String, Value>,
-    #[serde(default)]
-    identity: Map<String, Value>,
-    #[serde(default)]
-    request: Map<String, Value>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCase {
     name: String,
     /// The rule the case exercises, for people.
     #[serde(default)]
@@ -61,7 +52,7 @@ struct RawCase {
     identity: Map<String, Value>,
     #[serde(default)]
     request: Map<String, Value>,
-    expect: Expected,
+    expect: Option<Expected>,
 }
 
 /// The decision a case expects. Messages are not compared: they are for
@@ -160,8 +151,9 @@ impl VectorFile {
             .collect()
     }
 
-    fn case(&self, raw: &RawCase) -> Result<Case> {
+    fn case(&self, raw: &Entry) -> Result<Case> {
         let defaults = &self.defaults;
+        let expect = raw.expect.clone().context("the case has no `expect`")?;
         let config = merged(&defaults.config, &raw.config)
             .into_iter()
             .map(|(name, value)| match value {
@@ -179,7 +171,7 @@ impl VectorFile {
             key: key.into_record()?,
             identity: identity.into_identity()?,
             request: request.into(),
-            expect: raw.expect.clone(),
+            expect,
         })
     }
 }
