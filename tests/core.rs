@@ -172,6 +172,27 @@ fn a_key_disabled_by_hand_in_the_toml_is_disabled() {
 }
 
 #[test]
+fn check_reads_a_private_index_that_follows_even_a_same_size_edit() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Sandbox::new().with_people();
+    let (_, key) = s.create(&["--as", "user:alice", "--name", "laptop"]);
+    assert_eq!(s.decide(&key, &[]), "allow");
+    let indexes: Vec<_> = std::fs::read_dir(s.cache_dir().join("registries"))
+        .expect("check keeps a registry index in the cache folder")
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(indexes.len(), 1);
+    let mode = std::fs::metadata(&indexes[0]).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // In place, same length: only the file's times tell the index it is stale.
+    let text = s.registry_text();
+    let edited = text.replacen("disabled = false", "disabled = true ", 1);
+    assert_eq!(edited.len(), text.len());
+    std::fs::write(s.registry(), edited).unwrap();
+    assert_eq!(s.decide(&key, &[]), "disabled");
+}
+
+#[test]
 fn a_source_ip_outside_the_keys_cidrs_is_ip_not_allowed() {
     let s = Sandbox::new().with_people();
     let (_, key) = s.create(&[

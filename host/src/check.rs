@@ -5,8 +5,10 @@ use serde::Serialize;
 
 use crate::iam::{IdentityKind, KeyKind};
 use crate::key_format;
-use crate::policy::PolicySlot;
+use std::collections::HashMap;
+
 use crate::policy::bindings::{self as wit, Decision, DenyCode};
+use crate::policy::{PolicyFault, PolicySlot};
 use crate::registry::{Identity, KeyIndex, KeyRecord, Registry};
 use crate::time::Timestamp;
 
@@ -83,73 +85,156 @@ impl Verdict {
     }
 }
 
-/// A registry loaded for checking, with its hash index.
+/// What decides on a key once it is found: a policy component, or, as the
+/// benchmarks' baseline, the default rules compiled into the host.
+pub trait Decider {
+    fn decide(
+        &mut self,
+        key: &KeyRecord,
+        identity: &Identity,
+        request: &CheckRequest,
+        now: Timestamp,
+    ) -> Result<Decision, PolicyFault>;
+}
+
+impl Decider for PolicySlot {
+    fn decide(
+        &mut self,
+        key: &KeyRecord,
+        identity: &Identity,
+        request: &CheckRequest,
+        now: Timestamp,
+    ) -> Result<Decision, PolicyFault> {
+        self.validate(
+            &wit_key(key),
+            &wit_identity(identity),
+            &wit_request(request, now),
+        )
+    }
+}
+
+/// A registry loaded for checking, with its hash index and an index of
+/// identities by IAM id.
 pub struct Checker {
     pub registry: Registry,
     index: KeyIndex,
+    identities: HashMap<String, usize>,
 }
 
 impl Checker {
     pub fn new(registry: Registry) -> Checker {
         let index = KeyIndex::build(&registry);
-        Checker { registry, index }
+        let identities = registry
+            .identities
+            .iter()
+            .enumerate()
+            .map(|(position, identity)| (identity.iam_id.to_string(), position))
+            .collect();
+        Checker {
+            registry,
+            index,
+            identities,
+        }
+    }
+
+    fn identity(&self, key: &KeyRecord) -> Option<&Identity> {
+        let position = *self.identities.get(key.owner.as_str())?;
+        self.registry.identities.get(position)
     }
 
     /// Checks `presented` for `request` through `policy`.
     pub fn check(
         &self,
-        policy: &mut PolicySlot,
+        policy: &mut impl Decider,
         presented: &str,
         request: &CheckRequest,
     ) -> Verdict {
-        let now = request.now.unwrap_or_else(Timestamp::now);
-        if let Err(malformed) = key_format::parse(&self.registry.prefix, presented) {
-            return Verdict::deny(DenyCode::Malformed, malformed.to_string(), None);
-        }
-        let hash = key_format::hash(presented);
-        let Some(found) = self.index.find(&hash) else {
-            return Verdict::deny(DenyCode::NotFound, "no key matches this secret", None);
+        let hash = match presented_hash(&self.registry.prefix, presented) {
+            Ok(hash) => hash,
+            Err(verdict) => return verdict,
         };
-        let key = &self.registry.keys[found.key];
-        let key_ref = KeyRef {
-            index: found.key,
-            key_id: key.id.clone(),
-            owner: key.owner.to_string(),
-            kind: key.kind,
-        };
-        if found.retired_until.is_some_and(|until| now >= until) {
-            return Verdict::deny(
-                DenyCode::NotFound,
-                "this secret was rotated out and its grace period is over",
-                Some(key_ref),
-            );
-        }
-        let Some(identity) = self.registry.identity(&key.owner) else {
-            return Verdict::deny(
-                DenyCode::NotFound,
-                "the key's identity no longer exists",
-                Some(key_ref),
-            );
-        };
-        let decision = policy.validate(
-            &wit_key(key),
-            &wit_identity(identity),
-            &wit_request(request, now),
+        let found = self.index.find(&hash).map(|found| {
+            let key = &self.registry.keys[found.key];
+            FoundKey {
+                position: found.key,
+                key,
+                identity: self.identity(key),
+                retired_until: found.retired_until,
+            }
+        });
+        decide(found, policy, request)
+    }
+}
+
+/// A key found by the hash of a presented secret.
+pub struct FoundKey<'a> {
+    /// Where the key sits in its registry's `keys`.
+    pub position: usize,
+    pub key: &'a KeyRecord,
+    /// The key's identity; none if it no longer exists.
+    pub identity: Option<&'a Identity>,
+    /// Set when the secret is a rotated-out one, valid until then.
+    pub retired_until: Option<Timestamp>,
+}
+
+/// The SHA-256 of a presented secret, or the verdict on a malformed one.
+/// The format and checksum are checked first, so a typo costs no lookup.
+pub fn presented_hash(prefix: &str, presented: &str) -> Result<[u8; 32], Verdict> {
+    match key_format::parse(prefix, presented) {
+        Ok(_) => Ok(key_format::hash(presented)),
+        Err(malformed) => Err(Verdict::deny(
+            DenyCode::Malformed,
+            malformed.to_string(),
+            None,
+        )),
+    }
+}
+
+/// The verdict on a looked-up secret: the registry's own refusals (unknown,
+/// rotated out, orphaned), then the policy's decision.
+pub fn decide(
+    found: Option<FoundKey<'_>>,
+    policy: &mut impl Decider,
+    request: &CheckRequest,
+) -> Verdict {
+    let now = request.now.unwrap_or_else(Timestamp::now);
+    let Some(found) = found else {
+        return Verdict::deny(DenyCode::NotFound, "no key matches this secret", None);
+    };
+    let key = found.key;
+    let key_ref = KeyRef {
+        index: found.position,
+        key_id: key.id.clone(),
+        owner: key.owner.to_string(),
+        kind: key.kind,
+    };
+    if found.retired_until.is_some_and(|until| now >= until) {
+        return Verdict::deny(
+            DenyCode::NotFound,
+            "this secret was rotated out and its grace period is over",
+            Some(key_ref),
         );
-        match decision {
-            Ok(Decision::Allow(info)) => {
-                let info = info
-                    .into_iter()
-                    .take(MAX_INFO_PAIRS)
-                    .map(|(name, value)| (bounded_policy_text(&name), bounded_policy_text(&value)))
-                    .collect();
-                Verdict::Allow { key: key_ref, info }
-            }
-            Ok(Decision::Deny(deny)) => {
-                Verdict::deny(deny.code, bounded_policy_text(&deny.message), Some(key_ref))
-            }
-            Err(fault) => Verdict::deny(DenyCode::PolicyError, fault.to_string(), Some(key_ref)),
+    }
+    let Some(identity) = found.identity else {
+        return Verdict::deny(
+            DenyCode::NotFound,
+            "the key's identity no longer exists",
+            Some(key_ref),
+        );
+    };
+    match policy.decide(key, identity, request, now) {
+        Ok(Decision::Allow(info)) => {
+            let info = info
+                .into_iter()
+                .take(MAX_INFO_PAIRS)
+                .map(|(name, value)| (bounded_policy_text(&name), bounded_policy_text(&value)))
+                .collect();
+            Verdict::Allow { key: key_ref, info }
         }
+        Ok(Decision::Deny(deny)) => {
+            Verdict::deny(deny.code, bounded_policy_text(&deny.message), Some(key_ref))
+        }
+        Err(fault) => Verdict::deny(DenyCode::PolicyError, fault.to_string(), Some(key_ref)),
     }
 }
 

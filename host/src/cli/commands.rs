@@ -14,11 +14,11 @@ use super::args::{
 };
 use super::input::read_presented_key;
 use super::{EXIT_DENIED, Report};
-use crate::check::{CheckRequest, Checker, Verdict};
+use crate::check::{CheckRequest, Checker, FoundKey, Verdict, decide, presented_hash};
 use crate::key_format::{self, Secret};
 use crate::lifecycle::{self, KeyChanges, NewIdentity, NewKey, StateChange};
 use crate::policy::PolicySlot;
-use crate::registry::{KeyRecord, Registry, RegistryFile};
+use crate::registry::{CheckSource, CompactRegistry, KeyRecord, Registry, RegistryFile};
 use crate::scan::Scanner;
 use crate::serve::ServeOptions;
 use crate::time::{self, Timestamp};
@@ -296,15 +296,14 @@ fn update(file: &RegistryFile, args: UpdateArgs, now: Timestamp) -> Result<Repor
 
 fn check(file: &RegistryFile, args: CheckArgs, now: Timestamp) -> Result<Report> {
     let presented = read_presented_key()?;
-    let registry = file.load()?;
+    // A large registry is not parsed on every check: its compact index is
+    // read instead, and rebuilt when the registry changes.
+    let source = CompactRegistry::open_or_build(file, crate::policy::cache_root().as_deref())?;
     let engine = super::policy::engine()?;
     let policy = match &args.policy {
         Some(path) => engine.load_file(path)?,
         None => engine.load_default()?,
     };
-    let revision = registry.revision;
-    let mut slot = PolicySlot::new(policy, registry.policy.config_pairs());
-    let checker = Checker::new(registry);
     let request = CheckRequest {
         service: args.service,
         scope: args.scope,
@@ -314,7 +313,31 @@ fn check(file: &RegistryFile, args: CheckArgs, now: Timestamp) -> Result<Report>
         attributes: args.attributes,
         now: Some(now),
     };
-    let verdict = checker.check(&mut slot, &presented, &request);
+    let (verdict, revision) = match source {
+        CheckSource::Indexed(index) => {
+            let mut slot = PolicySlot::new(policy, index.policy_config());
+            let verdict = match presented_hash(index.prefix(), &presented) {
+                Err(malformed) => malformed,
+                Ok(hash) => {
+                    let hit = index.find(&hash)?;
+                    let found = hit.as_ref().map(|hit| FoundKey {
+                        position: hit.position,
+                        key: &hit.record.key,
+                        identity: hit.record.identity.as_ref(),
+                        retired_until: hit.retired_until,
+                    });
+                    decide(found, &mut slot, &request)
+                }
+            };
+            (verdict, index.revision())
+        }
+        CheckSource::Loaded(registry) => {
+            let revision = registry.revision;
+            let mut slot = PolicySlot::new(policy, registry.policy.config_pairs());
+            let verdict = Checker::new(registry).check(&mut slot, &presented, &request);
+            (verdict, revision)
+        }
+    };
     Ok(verdict_report(&verdict, revision))
 }
 

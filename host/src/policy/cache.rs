@@ -16,6 +16,14 @@ use wasmtime::component::Component;
 
 const MAGIC: &[u8; 8] = b"KHPOLC01";
 
+/// Where keyhost keeps what it can rebuild (compiled policies, registry
+/// indexes): `$KEYHOST_CACHE_DIR`, or `keyhost/` in the user's cache folder.
+pub fn cache_root() -> Option<PathBuf> {
+    std::env::var_os("KEYHOST_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| dirs::cache_dir().map(|dir| dir.join("keyhost")))
+}
+
 /// Where compiled policies are kept; `None` turns the cache off.
 #[derive(Clone, Debug)]
 pub struct CompiledCache {
@@ -26,13 +34,10 @@ pub struct CompiledCache {
 }
 
 impl CompiledCache {
-    /// `$KEYHOST_CACHE_DIR`, or `keyhost/` in the user's cache directory.
+    /// In [`cache_root`].
     pub fn from_env() -> CompiledCache {
-        let dir = std::env::var_os("KEYHOST_CACHE_DIR")
-            .map(PathBuf::from)
-            .or_else(|| dirs::cache_dir().map(|dir| dir.join("keyhost")));
         CompiledCache {
-            dir,
+            dir: cache_root(),
             progress: false,
         }
     }

@@ -18,7 +18,7 @@ use anyhow::{Context, Result};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store, Trap};
 
-pub use cache::CompiledCache;
+pub use cache::{CompiledCache, cache_root};
 pub use contract::Summary;
 pub use sandbox::{Sandbox, SandboxLimits};
 

@@ -44,24 +44,37 @@ fn decode(hex_hash: &str) -> Option<[u8; 32]> {
 impl KeyIndex {
     pub fn build(registry: &Registry) -> KeyIndex {
         let mut index = KeyIndex::default();
-        for (position, key) in registry.keys.iter().enumerate() {
-            let current = std::iter::once((&key.hash, None));
-            let retired = key.retired.iter().map(|r| (&r.hash, Some(r.valid_until)));
-            for (hex_hash, retired_until) in current.chain(retired) {
-                if let Some(hash) = decode(hex_hash) {
-                    let found = Found {
-                        key: position,
-                        retired_until,
-                    };
-                    index
-                        .by_prefix
-                        .entry(prefix_of(&hash))
-                        .or_default()
-                        .push(Entry { hash, found });
-                }
-            }
+        for (hash, key, retired_until) in KeyIndex::hashes(registry) {
+            index
+                .by_prefix
+                .entry(prefix_of(&hash))
+                .or_default()
+                .push(Entry {
+                    hash,
+                    found: Found { key, retired_until },
+                });
         }
         index
+    }
+
+    /// Every current and retired secret hash of `registry`, with the key's
+    /// position and, for a retired one, when it stops working.
+    pub fn hashes(
+        registry: &Registry,
+    ) -> impl Iterator<Item = ([u8; 32], usize, Option<Timestamp>)> + '_ {
+        registry
+            .keys
+            .iter()
+            .enumerate()
+            .flat_map(|(position, key)| {
+                let current = std::iter::once((&key.hash, None));
+                let retired = key.retired.iter().map(|r| (&r.hash, Some(r.valid_until)));
+                current
+                    .chain(retired)
+                    .filter_map(move |(hex_hash, retired_until)| {
+                        decode(hex_hash).map(|hash| (hash, position, retired_until))
+                    })
+            })
     }
 
     /// The key whose secret hashes to `hash`, if any.

@@ -1,6 +1,7 @@
 //! The key registry: identities, keys (hashes only) and policy settings,
 //! kept in one TOML file.
 
+mod compact;
 mod file;
 mod index;
 mod validate;
@@ -10,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::iam::{IamId, IdentityKind, KeyKind};
 use crate::time::Timestamp;
 
+pub use compact::{CheckSource, CompactRegistry, Hit, IndexedKey};
 pub use file::{RegistryFile, line_of};
 pub use index::{Found, KeyIndex};
 

@@ -1,0 +1,71 @@
+"""Prints bench/run.sh's results as a markdown table.
+
+    python3 bench/report.py WORK_DIR CRITERION_DIR
+
+Each row is a ratio of two sides measured in the same run, with each side's
+min / median / max: per check for the criterion rows, per process for the
+hyperfine rows, requests per second over three wrk rounds for the HTTP rows.
+The ratio is of the medians.
+"""
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+work, criterion = Path(sys.argv[1]), Path(sys.argv[2])
+
+
+def spread(values):
+    return min(values), statistics.median(values), max(values)
+
+
+def criterion_side(name, size):
+    """Nanoseconds per check, one value per criterion sample."""
+    sample = json.loads((criterion / "check" / name / str(size) / "new" / "sample.json").read_text())
+    return spread([t / n for t, n in zip(sample["times"], sample["iters"])])
+
+
+def hyperfine_side(file):
+    """Milliseconds per process."""
+    result = json.loads((work / file).read_text())["results"][0]
+    return tuple(result[k] * 1000 for k in ("min", "median", "max"))
+
+
+def wrk_side(name):
+    """Requests per second, one value per round."""
+    return spread([float(v) for v in (work / f"wrk-{name}.txt").read_text().split()])
+
+
+def show(side, unit):
+    return " / ".join(f"{v:,.{0 if unit == 'req/s' else 1 if unit == 'ns' else 2}f}" for v in side) + f" {unit}"
+
+
+rows = [
+    ("in-process check, WASM default policy vs native rules, 100k keys", "≤ 1.5×", "le", 1.5,
+     criterion_side("wasm", 100_000), criterion_side("native", 100_000), "ns"),
+    ("in-process check (WASM), 1M keys vs 1k keys", "≤ 1.2×", "le", 1.2,
+     criterion_side("wasm", 1_000_000), criterion_side("wasm", 1_000), "ns"),
+    ("`keyhost check` process, 10k keys, warm cache vs `sha256sum`", "≤ 3×", "le", 3.0,
+     hyperfine_side("cli-10000.json"), hyperfine_side("sha256sum.json"), "ms"),
+    ("`keyhost check` process, 1M keys vs 10k keys", "≤ 2×", "le", 2.0,
+     hyperfine_side("cli-1000000.json"), hyperfine_side("cli-10000.json"), "ms"),
+    ("`keyhost serve` /auth vs nginx `return 200` (wrk)", "≥ 60%", "ge", 0.6,
+     wrk_side("serve"), wrk_side("nginx-plain"), "req/s"),
+    ("nginx `auth_request` → keyhost vs the same nginx without auth", "≥ 40%", "ge", 0.4,
+     wrk_side("nginx-auth"), wrk_side("nginx-plain"), "req/s"),
+]
+
+print("| what | goal | keyhost side (min / median / max) | baseline (min / median / max) | ratio | met |")
+print("|---|---|---|---|---|---|")
+for what, goal, sense, limit, ours, theirs, unit in rows:
+    ratio = ours[1] / theirs[1]
+    met = ratio <= limit if sense == "le" else ratio >= limit
+    shown = f"{ratio:.2f}×" if sense == "le" else f"{ratio:.0%}"
+    print(f"| {what} | {goal} | {show(ours, unit)} | {show(theirs, unit)} | {shown} | {'yes' if met else '**no**'} |")
+
+serve_rss = int((work / "serve-rss.txt").read_text().split()[0])
+cli_rss = int((work / "cli-1m-rss.txt").read_text().split()[-1])
+print()
+print(f"Peak memory (RSS): `keyhost serve` with 1M keys {serve_rss / 1024:,.0f} MiB; "
+      f"`keyhost check` with 1M keys {cli_rss / 1024:,.1f} MiB.")

@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Reproduces every row of keyhost's speed goals on this machine and prints a
+# markdown table of the ratios, with the min/median/max of each side and the
+# peak memory of `serve` and of a CLI check at 1M keys.
+#
+#     bench/run.sh
+#
+# Each ratio is measured in one run on one machine; absolute times on shared
+# machines mean little. Installs hyperfine, wrk and nginx from Debian's
+# packages when they are missing; builds keyhost in release mode; writes
+# registries of 10k and 1M keys (and their sample secrets) in bench/work/ the
+# first time, with `cargo run --release --example synthetic_registry`.
+# Takes about 10 minutes after the release build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root="$PWD"
+work="$root/bench/work"
+mkdir -p "$work"
+say() { echo "bench: $*" >&2; }
+
+missing=()
+for tool in hyperfine wrk; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || missing+=(nginx)
+[ -x /usr/bin/time ] || missing+=(time)
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
+
+say "building keyhost and the registry generator (release)"
+cargo build --release --bin keyhost --example synthetic_registry
+kh="$root/target/release/keyhost"
+
+for keys in 10000 1000000; do
+  if [ ! -s "$work/$keys.secrets" ]; then
+    rm -f "$work/$keys.toml" "$work/$keys.secrets"
+    "$root/target/release/examples/synthetic_registry" --keys "$keys" \
+      --registry "$work/$keys.toml" --secrets "$work/$keys.secrets"
+  fi
+done
+export KEYHOST_CACHE_DIR="$work/cache"
+check_args=(check --service billing --scope read --ip 10.1.2.3)
+
+say "in-process rows: cargo bench --bench check (1k, 100k, 1M keys)"
+cargo bench -p keyhost --bench check -- --noplot >&2
+
+say "process rows: hyperfine"
+for keys in 10000 1000000; do
+  secret="$(head -n 1 "$work/$keys.secrets")"
+  # Warm the compiled-policy cache and the registry index first.
+  KEYHOST_KEY="$secret" "$kh" --registry "$work/$keys.toml" "${check_args[@]}" >/dev/null
+  KEYHOST_KEY="$secret" hyperfine -N --warmup 20 --runs 300 --export-json "$work/cli-$keys.json" \
+    "$kh --registry $work/$keys.toml ${check_args[*]}" >&2
+  if [ "$keys" = 10000 ]; then
+    printf '%s\n' "$secret" >"$work/key.txt"
+    hyperfine -N --warmup 20 --runs 300 --export-json "$work/sha256sum.json" \
+      "sha256sum $work/key.txt" >&2
+  fi
+done
+secret="$(head -n 1 "$work/1000000.secrets")"
+KEYHOST_KEY="$secret" /usr/bin/time -f '%M' -o "$work/cli-1m-rss.txt" \
+  "$kh" --registry "$work/1000000.toml" "${check_args[@]}" >/dev/null
+
+say "HTTP rows: keyhost serve (1M keys), nginx, wrk"
+serve_port=18480 plain_port=18481 auth_port=18482
+"$kh" --registry "$work/1000000.toml" serve --listen "127.0.0.1:$serve_port" \
+  >"$work/serve.out" 2>"$work/serve.log" &
+serve_pid=$!
+ngx="$work/nginx"
+mkdir -p "$ngx"
+cat >"$ngx/nginx.conf" <<NGINX
+daemon off;
+worker_processes auto;
+pid $ngx/nginx.pid;
+error_log $ngx/error.log;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $ngx/body;
+    proxy_temp_path $ngx/proxy;
+    fastcgi_temp_path $ngx/fastcgi;
+    uwsgi_temp_path $ngx/uwsgi;
+    scgi_temp_path $ngx/scgi;
+    upstream keyhost { server 127.0.0.1:$serve_port; keepalive 64; }
+    server {
+        listen 127.0.0.1:$plain_port;
+        location / { return 200 "ok\n"; }
+    }
+    server {
+        listen 127.0.0.1:$auth_port;
+        location = /_keyhost {
+            internal;
+            proxy_pass http://keyhost/auth;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-URI \$request_uri;
+            proxy_set_header X-Original-Method \$request_method;
+            proxy_set_header X-Forwarded-For \$remote_addr;
+        }
+        location / {
+            auth_request /_keyhost;
+            return 200 "ok\n";
+        }
+    }
+}
+NGINX
+"$nginx_bin" -c "$ngx/nginx.conf" -p "$ngx" 2>>"$ngx/error.log" &
+nginx_pid=$!
+cleanup() { kill "$serve_pid" "$nginx_pid" 2>/dev/null || true; wait 2>/dev/null || true; }
+trap cleanup EXIT
+for _ in $(seq 1 600); do
+  grep -q listening "$work/serve.out" 2>/dev/null && break
+  kill -0 "$serve_pid" 2>/dev/null || { cat "$work/serve.log" >&2; exit 1; }
+  sleep 0.5
+done
+grep -q listening "$work/serve.out" || { say "keyhost serve did not start"; exit 1; }
+
+# Each side runs three rounds of 8 s, interleaved, after a warm-up.
+wrk_round() { # NAME URL
+  local out
+  out="$(wrk -t2 -c32 -d8s -H "X-API-Key: $secret" "$2")"
+  if grep -q "Non-2xx" <<<"$out"; then
+    say "$1: some responses were not 2xx:"; echo "$out" >&2; exit 1
+  fi
+  awk '/Requests\/sec/ {print $2}' <<<"$out" >>"$work/wrk-$1.txt"
+}
+rm -f "$work"/wrk-*.txt
+for url in "http://127.0.0.1:$serve_port/auth" "http://127.0.0.1:$plain_port/" "http://127.0.0.1:$auth_port/"; do
+  wrk -t2 -c32 -d2s -H "X-API-Key: $secret" "$url" >/dev/null
+done
+for round in 1 2 3; do
+  say "wrk round $round of 3"
+  wrk_round serve "http://127.0.0.1:$serve_port/auth"
+  wrk_round nginx-plain "http://127.0.0.1:$plain_port/"
+  wrk_round nginx-auth "http://127.0.0.1:$auth_port/"
+done
+awk '/VmHWM/ {print $2}' "/proc/$serve_pid/status" >"$work/serve-rss.txt"
+
+python3 "$root/bench/report.py" "$work" "$root/target/criterion"
