@@ -7,6 +7,8 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use sha2::{Digest, Sha256};
+
 const TARGET: &str = "wasm32-wasip2";
 /// The policy crates, by package name; each builds `<name with _>.wasm`.
 const POLICIES: &[&str] = &[
@@ -30,6 +32,10 @@ fn main() {
     }
 
     println!("cargo:rustc-env=KEYHOST_CONTRACT={}", contract(&workspace));
+    // A position-dependent `keyhost` binary: the loader then has no tens of
+    // thousands of relative relocations to apply at every start, which was
+    // the largest single cost of a `keyhost check` process (bench/run.sh).
+    println!("cargo:rustc-link-arg-bins=-no-pie");
     ensure_target(&workspace);
     let built = build_policies(&workspace);
 
@@ -41,6 +47,15 @@ fn main() {
             .unwrap_or_else(|e| panic!("copy {file} from {}: {e}", built.display()));
     }
     println!("cargo:rustc-env=KEYHOST_POLICY_DIR={}", out_dir.display());
+    // The embedded default policy's SHA-256 (its compiled-cache key), so a
+    // `keyhost check` process does not hash it on every run.
+    let default = std::fs::read(out_dir.join("keyhost_policy_default.wasm"))
+        .expect("read the default policy");
+    let digest: String = Sha256::digest(&default)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    println!("cargo:rustc-env=KEYHOST_DEFAULT_POLICY_SHA256={digest}");
 }
 
 /// The `package` line of wit/policy.wit, as `keyhost:policy@VERSION`: the

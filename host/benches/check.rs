@@ -4,66 +4,87 @@
 //!
 //!     cargo bench -p keyhost --bench check
 //!
-//! Registries come from `keyhost::synthetic`, which the example
-//! `synthetic_registry` writes to disk for the process rows (bench/run.sh).
-//! Each iteration checks the next of 64 secrets spread over the registry, so
-//! a large registry pays its cache misses.
+//! Registries come from `keyhost::synthetic` (the example
+//! `synthetic_registry` writes the same ones to disk for bench/run.sh), and
+//! each is built only when a benchmark that needs it runs, so a filter such
+//! as `check/wasm/1000$` is quick. Each iteration checks the next of 64
+//! secrets spread over the registry, so a large registry pays its cache
+//! misses.
 
+use std::collections::HashMap;
 use std::hint::black_box;
+use std::sync::{Mutex, OnceLock};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use keyhost::check::{CheckRequest, Checker, Decider};
 use keyhost::native::NativeRules;
-use keyhost::policy::{CompiledCache, PolicyEngine, PolicySlot, SandboxLimits};
+use keyhost::policy::{CompiledCache, Policy, PolicyEngine, PolicySlot, SandboxLimits};
 use keyhost::synthetic;
 use keyhost::time::Timestamp;
 
 const SIZES: [usize; 3] = [1_000, 100_000, 1_000_000];
 const SAMPLES: usize = 64;
 
-fn run(
-    checker: &Checker,
-    decider: &mut impl Decider,
-    secrets: &[String],
-    request: &CheckRequest,
-) -> impl FnMut() -> bool {
-    let mut next = 0;
-    move || {
-        let secret = &secrets[next % secrets.len()];
-        next += 1;
-        checker
-            .check(decider, black_box(secret), request)
-            .is_allow()
-    }
+struct Fixture {
+    checker: Checker,
+    secrets: Vec<String>,
 }
 
-fn checks(c: &mut Criterion) {
-    let engine = PolicyEngine::new(CompiledCache::disabled(), SandboxLimits::default())
-        .expect("the policy engine starts");
-    let policy = engine.load_default().expect("the default policy loads");
+/// The registry of `size` keys, built on first use and kept.
+fn fixture(size: usize) -> &'static Fixture {
+    static FIXTURES: OnceLock<Mutex<HashMap<usize, &'static Fixture>>> = OnceLock::new();
+    let mut fixtures = FIXTURES.get_or_init(Default::default).lock().unwrap();
+    fixtures.entry(size).or_insert_with(|| {
+        let synthetic = synthetic::registry(size, SAMPLES);
+        Box::leak(Box::new(Fixture {
+            checker: Checker::new(synthetic.registry),
+            secrets: synthetic.secrets,
+        }))
+    })
+}
+
+fn request() -> CheckRequest {
     let mut request = synthetic::sample_request();
     request.now = Some(Timestamp::now());
+    request
+}
 
+fn policy() -> Policy {
+    let engine = PolicyEngine::new(CompiledCache::disabled(), SandboxLimits::default())
+        .expect("the policy engine starts");
+    engine.load_default().expect("the default policy loads")
+}
+
+/// Checks the fixture's secrets in turn; every one must be allowed, so both
+/// sides do the whole work.
+fn bench_checks(c: &mut Criterion, name: &str, mut decider: impl Decider) {
+    let request = request();
     let mut group = c.benchmark_group("check");
     group.throughput(Throughput::Elements(1));
     for size in SIZES {
-        let synthetic = synthetic::registry(size, SAMPLES);
-        let checker = Checker::new(synthetic.registry);
-        let mut wasm = PolicySlot::new(policy.clone(), Vec::new());
-        let mut native = NativeRules::new(&[]).expect("default settings");
-        for secret in &synthetic.secrets {
-            // Both sides must be doing the whole work: every sample is allowed.
-            assert!(checker.check(&mut wasm, secret, &request).is_allow());
-            assert!(checker.check(&mut native, secret, &request).is_allow());
-        }
-        let mut wasm_check = run(&checker, &mut wasm, &synthetic.secrets, &request);
-        group.bench_function(BenchmarkId::new("wasm", size), |b| b.iter(&mut wasm_check));
-        let mut native_check = run(&checker, &mut native, &synthetic.secrets, &request);
-        group.bench_function(BenchmarkId::new("native", size), |b| {
-            b.iter(&mut native_check)
+        group.bench_function(BenchmarkId::new(name, size), |b| {
+            let Fixture { checker, secrets } = fixture(size);
+            for secret in secrets {
+                assert!(checker.check(&mut decider, secret, &request).is_allow());
+            }
+            let mut next = 0;
+            b.iter(|| {
+                let secret = &secrets[next % secrets.len()];
+                next += 1;
+                checker.check(&mut decider, black_box(secret), &request)
+            })
         });
     }
     group.finish();
+}
+
+fn checks(c: &mut Criterion) {
+    bench_checks(c, "wasm", PolicySlot::new(policy(), Vec::new()));
+    bench_checks(
+        c,
+        "native",
+        NativeRules::new(&[]).expect("default settings"),
+    );
 }
 
 criterion_group!(benches, checks);

@@ -67,8 +67,15 @@ impl CompiledCache {
     }
 
     /// The compiled form of `wasm`, from the cache when a sound entry exists.
-    pub fn load_or_compile(&self, engine: &Engine, wasm: &[u8], label: &str) -> Result<Component> {
-        let digest: [u8; 32] = Sha256::digest(wasm).into();
+    /// `digest` is the component's SHA-256 (the embedded default policy's is
+    /// computed at build time, so a process does not hash it on every run).
+    pub fn load_or_compile(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+        digest: [u8; 32],
+        label: &str,
+    ) -> Result<Component> {
         let Some(path) = self.entry_path(engine, &digest) else {
             return self.compile(engine, wasm, label);
         };

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store, Trap};
 
@@ -64,7 +65,12 @@ impl PolicyEngine {
 
     /// Loads the policy embedded in the binary.
     pub fn load_default(&self) -> Result<Policy> {
-        self.load_bytes(DEFAULT_POLICY, "the built-in default policy")
+        let label = "the built-in default policy";
+        let mut digest = [0u8; 32];
+        hex::decode_to_slice(env!("KEYHOST_DEFAULT_POLICY_SHA256"), &mut digest)
+            .expect("build.rs writes a hex SHA-256");
+        let component = self.compile(DEFAULT_POLICY, Some(digest), label)?;
+        self.link(component, label)
     }
 
     /// Loads a policy component from a file.
@@ -76,7 +82,7 @@ impl PolicyEngine {
 
     /// Compiles (or takes from the cache) and links a policy component.
     pub fn load_bytes(&self, wasm: &[u8], label: &str) -> Result<Policy> {
-        let component = self.compile(wasm, label)?;
+        let component = self.compile(wasm, None, label)?;
         self.link(component, label)
     }
 
@@ -86,15 +92,17 @@ impl PolicyEngine {
         let wasm = std::fs::read(path)
             .with_context(|| format!("cannot read policy {}", path.display()))?;
         let label = path.display().to_string();
-        let component = self.compile(&wasm, &label)?;
+        let component = self.compile(&wasm, None, &label)?;
         let summary = Summary::of(&self.engine, &component);
         let refusal = self.link(component, &label).err().map(|e| format!("{e:#}"));
         Ok((summary, refusal))
     }
 
-    fn compile(&self, wasm: &[u8], label: &str) -> Result<Component> {
+    /// The compiled component; `digest` is its SHA-256 when already known.
+    fn compile(&self, wasm: &[u8], digest: Option<[u8; 32]>, label: &str) -> Result<Component> {
+        let digest = digest.unwrap_or_else(|| Sha256::digest(wasm).into());
         self.cache
-            .load_or_compile(&self.engine, wasm, label)
+            .load_or_compile(&self.engine, wasm, digest, label)
             .with_context(|| format!("cannot load policy {label}"))
     }
 
