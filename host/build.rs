@@ -119,6 +119,11 @@ fn build_policies(workspace: &Path) -> PathBuf {
     for package in POLICIES {
         command.args(["-p", package]);
     }
+    // The components sit in the hot path and are small: whole-program
+    // optimisation for them only (the host keeps the workspace's profile).
+    command
+        .env("CARGO_PROFILE_RELEASE_LTO", "true")
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1");
     // Settings meant for the host build must not leak into the wasm build.
     for name in [
         "CARGO_TARGET_DIR",

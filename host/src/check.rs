@@ -105,11 +105,9 @@ impl Decider for PolicySlot {
         request: &CheckRequest,
         now: Timestamp,
     ) -> Result<Decision, PolicyFault> {
-        self.validate(
-            &wit_key(key),
-            &wit_identity(identity),
-            &wit_request(request, now),
-        )
+        with_wit_records(key, identity, request, now, |key, identity, request| {
+            self.validate(key, identity, request)
+        })
     }
 }
 
@@ -258,48 +256,63 @@ pub fn bounded_policy_text(text: &str) -> String {
     out
 }
 
-fn wit_key(key: &KeyRecord) -> wit::KeyRecord {
-    wit::KeyRecord {
-        id: key.id.clone(),
-        name: key.name.clone(),
-        kind: match key.kind {
-            KeyKind::User => wit::KeyKind::User,
-            KeyKind::ServiceId => wit::KeyKind::ServiceId,
-            KeyKind::ClassicInfrastructure => wit::KeyKind::ClassicInfrastructure,
-            KeyKind::ServiceSpecific => wit::KeyKind::ServiceSpecific,
+/// Calls `call` with the contract's records of a key, its identity and a
+/// request. They borrow from the registry: nothing is copied on the host
+/// side but the slices of the string lists.
+pub fn with_wit_records<R>(
+    key: &KeyRecord,
+    identity: &Identity,
+    request: &CheckRequest,
+    now: Timestamp,
+    call: impl FnOnce(wit::KeyRecord<'_>, wit::Identity<'_>, wit::Request<'_>) -> R,
+) -> R {
+    fn strs(list: &[String]) -> Vec<&str> {
+        list.iter().map(String::as_str).collect()
+    }
+    let (key_scopes, allowed_ips) = (strs(&key.scopes), strs(&key.allowed_ips));
+    let identity_scopes = strs(&identity.scopes);
+    let attributes: Vec<(&str, &str)> = request
+        .attributes
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    call(
+        wit::KeyRecord {
+            id: &key.id,
+            name: &key.name,
+            kind: match key.kind {
+                KeyKind::User => wit::KeyKind::User,
+                KeyKind::ServiceId => wit::KeyKind::ServiceId,
+                KeyKind::ClassicInfrastructure => wit::KeyKind::ClassicInfrastructure,
+                KeyKind::ServiceSpecific => wit::KeyKind::ServiceSpecific,
+            },
+            owner: key.owner.as_str(),
+            service: key.service.as_deref(),
+            scopes: &key_scopes,
+            allowed_ips: &allowed_ips,
+            created_at: key.created_at.0,
+            expires_at: key.expires_at.map(|t| t.0),
+            disabled: key.disabled,
+            leaked: key.leaked,
+            locked: key.locked,
         },
-        owner: key.owner.to_string(),
-        service: key.service.clone(),
-        scopes: key.scopes.clone(),
-        allowed_ips: key.allowed_ips.clone(),
-        created_at: key.created_at.0,
-        expires_at: key.expires_at.map(|t| t.0),
-        disabled: key.disabled,
-        leaked: key.leaked,
-        locked: key.locked,
-    }
-}
-
-fn wit_identity(identity: &Identity) -> wit::Identity {
-    wit::Identity {
-        iam_id: identity.iam_id.to_string(),
-        kind: match identity.kind() {
-            IdentityKind::User => wit::IdentityKind::User,
-            IdentityKind::ServiceId => wit::IdentityKind::ServiceId,
+        wit::Identity {
+            iam_id: identity.iam_id.as_str(),
+            kind: match identity.kind() {
+                IdentityKind::User => wit::IdentityKind::User,
+                IdentityKind::ServiceId => wit::IdentityKind::ServiceId,
+            },
+            owner: identity.owner.as_ref().map(|owner| owner.as_str()),
+            scopes: &identity_scopes,
         },
-        owner: identity.owner.as_ref().map(|o| o.to_string()),
-        scopes: identity.scopes.clone(),
-    }
-}
-
-fn wit_request(request: &CheckRequest, now: Timestamp) -> wit::Request {
-    wit::Request {
-        service: request.service.clone(),
-        scope: request.scope.clone(),
-        source_ip: request.source_ip.clone(),
-        method: request.method.clone(),
-        path: request.path.clone(),
-        attributes: request.attributes.clone(),
-        now: now.0,
-    }
+        wit::Request {
+            service: request.service.as_deref(),
+            scope: request.scope.as_deref(),
+            source_ip: request.source_ip.as_deref(),
+            method: request.method.as_deref(),
+            path: request.path.as_deref(),
+            attributes: &attributes,
+            now: now.0,
+        },
+    )
 }

@@ -13,11 +13,13 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::check::{CheckRequest, with_wit_records};
+use crate::iam::{IamId, KeyKind};
 use crate::policy::Policy;
-use crate::policy::bindings::{
-    Decision, DenyCode, Identity, IdentityKind, KeyKind, KeyRecord, Request,
-};
+use crate::policy::bindings::{Decision, DenyCode};
 use crate::policy::contract::{CONTRACT, CONTRACT_PACKAGE, Summary};
+use crate::registry::{Identity, KeyRecord};
+use crate::time::Timestamp;
 
 /// A vector file as written.
 #[derive(Debug, Deserialize)]
@@ -92,7 +94,7 @@ pub struct Case {
     config: Vec<(String, String)>,
     key: KeyRecord,
     identity: Identity,
-    request: Request,
+    request: CheckRequest,
     pub expect: Expected,
 }
 
@@ -170,7 +172,7 @@ impl VectorFile {
             config,
             key: key.into_record()?,
             identity: identity.into_identity()?,
-            request: request.into(),
+            request: request.into_request(),
             expect,
         })
     }
@@ -208,7 +210,11 @@ fn outcome(policy: &Policy, case: &Case) -> Outcome {
             };
         }
     };
-    match instance.validate(&case.key, &case.identity, &case.request) {
+    let now = case.request.now.expect("vectors give the time");
+    let decision = with_wit_records(&case.key, &case.identity, &case.request, now, |k, i, r| {
+        instance.validate(k, i, r)
+    });
+    match decision {
         Ok(Decision::Allow(info)) => Outcome::Allow { info },
         Ok(Decision::Deny(deny)) => Outcome::Deny {
             code: deny.code.as_str().to_string(),
@@ -233,6 +239,9 @@ fn part<T: for<'de> Deserialize<'de>>(
         .with_context(|| format!("{what} is not valid"))
 }
 
+/// A vector's key record. keyhost passes only records a registry can hold,
+/// so the vector is read into one, and the same code as a check makes the
+/// contract's records from it.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct VectorKey {
@@ -250,30 +259,40 @@ struct VectorKey {
     locked: bool,
 }
 
+fn parse_iam_id(field: &str, text: &str) -> Result<IamId> {
+    text.parse()
+        .map_err(|e| anyhow::anyhow!("{field} {text:?} is not an IAM id: {e}"))
+}
+
 impl VectorKey {
     fn into_record(self) -> Result<KeyRecord> {
-        let kind = match self.kind.as_str() {
-            "user" => KeyKind::User,
-            "service-id" => KeyKind::ServiceId,
-            "classic-infrastructure" => KeyKind::ClassicInfrastructure,
-            "service-specific" => KeyKind::ServiceSpecific,
-            other => bail!(
-                "key.kind {other:?} is not one of user, service-id, classic-infrastructure, service-specific"
-            ),
-        };
+        let kind = KeyKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == self.kind)
+            .with_context(|| {
+                format!(
+                    "key.kind {:?} is not one of user, service-id, classic-infrastructure, service-specific",
+                    self.kind
+                )
+            })?;
         Ok(KeyRecord {
             id: self.id,
             name: self.name,
             kind,
-            owner: self.owner,
+            owner: parse_iam_id("key.owner", &self.owner)?,
             service: self.service,
+            description: String::new(),
             scopes: self.scopes,
             allowed_ips: self.allowed_ips,
-            created_at: self.created_at,
-            expires_at: self.expires_at,
+            hash: String::new(),
+            created_at: Timestamp(self.created_at),
+            updated_at: Timestamp(self.created_at),
+            expires_at: self.expires_at.map(Timestamp),
+            locked: self.locked,
             disabled: self.disabled,
             leaked: self.leaked,
-            locked: self.locked,
+            rate_limit: None,
+            retired: Vec::new(),
         })
     }
 }
@@ -289,16 +308,23 @@ struct VectorIdentity {
 
 impl VectorIdentity {
     fn into_identity(self) -> Result<Identity> {
-        let kind = match self.kind.as_str() {
-            "user" => IdentityKind::User,
-            "service-id" => IdentityKind::ServiceId,
-            other => bail!("identity.kind {other:?} is not one of user, service-id"),
-        };
+        let iam_id = parse_iam_id("identity.iam_id", &self.iam_id)?;
+        if iam_id.kind().as_str() != self.kind {
+            bail!(
+                "identity.kind {:?} does not match identity.iam_id {:?} (a {})",
+                self.kind,
+                self.iam_id,
+                iam_id.kind().as_str()
+            );
+        }
         Ok(Identity {
-            iam_id: self.iam_id,
-            kind,
-            owner: self.owner,
+            iam_id,
+            owner: self
+                .owner
+                .map(|owner| parse_iam_id("identity.owner", &owner))
+                .transpose()?,
             scopes: self.scopes,
+            created_at: Timestamp(0),
         })
     }
 }
@@ -315,16 +341,16 @@ struct VectorRequest {
     now: i64,
 }
 
-impl From<VectorRequest> for Request {
-    fn from(request: VectorRequest) -> Request {
-        Request {
-            service: request.service,
-            scope: request.scope,
-            source_ip: request.source_ip,
-            method: request.method,
-            path: request.path,
-            attributes: request.attributes,
-            now: request.now,
+impl VectorRequest {
+    fn into_request(self) -> CheckRequest {
+        CheckRequest {
+            service: self.service,
+            scope: self.scope,
+            source_ip: self.source_ip,
+            method: self.method,
+            path: self.path,
+            attributes: self.attributes,
+            now: Some(Timestamp(self.now)),
         }
     }
 }
@@ -359,8 +385,8 @@ mod tests {
         );
         let cases = f.cases().unwrap();
         assert!(cases[0].key.disabled);
-        assert_eq!(cases[0].key.owner, "user:a");
-        assert_eq!(cases[0].request.now, 9);
+        assert_eq!(cases[0].key.owner.as_str(), "user:a");
+        assert_eq!(cases[0].request.now, Some(Timestamp(9)));
         assert_eq!(cases[0].config, vec![("a".to_string(), "b".to_string())]);
         assert_eq!(
             cases[0].expect,

@@ -3,6 +3,7 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "policy",
+    ownership: Borrowing { duplicate_if_necessary: true },
 });
 
 pub use self::keyhost::policy::types::{Deny, DenyCode, IdentityKind, KeyKind};

@@ -189,7 +189,11 @@ impl Policy {
             .instantiate(&mut store)
             .map_err(|e| self.fault(e, "instantiation"))?;
         store.set_epoch_deadline(ticks);
-        match bindings.call_configure(&mut store, config) {
+        let pairs: Vec<(&str, &str)> = config
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        match bindings.call_configure(&mut store, &pairs) {
             Ok(Ok(())) => {}
             Ok(Err(message)) => {
                 return Err(PolicyFault {
@@ -236,9 +240,9 @@ impl PolicyInstance {
     /// be used again: a trapped component instance cannot be re-entered.
     pub fn validate(
         &mut self,
-        key: &KeyRecord,
-        identity: &Identity,
-        request: &Request,
+        key: KeyRecord<'_>,
+        identity: Identity<'_>,
+        request: Request<'_>,
     ) -> Result<Decision, PolicyFault> {
         self.store.set_epoch_deadline(self.ticks);
         self.bindings
@@ -275,9 +279,9 @@ impl PolicySlot {
 
     pub fn validate(
         &mut self,
-        key: &KeyRecord,
-        identity: &Identity,
-        request: &Request,
+        key: KeyRecord<'_>,
+        identity: Identity<'_>,
+        request: Request<'_>,
     ) -> Result<Decision, PolicyFault> {
         self.warm()?;
         let instance = self.instance.as_mut().expect("warm() made an instance");
