@@ -19,7 +19,7 @@ mkdir -p "$work"
 say() { echo "bench: $*" >&2; }
 
 missing=()
-for tool in hyperfine wrk; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+for tool in hyperfine wrk curl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || missing+=(nginx)
 [ -x /usr/bin/time ] || missing+=(time)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -63,12 +63,13 @@ KEYHOST_KEY="$secret" /usr/bin/time -f '%M' -o "$work/cli-1m-rss.txt" \
   "$kh" --registry "$work/1000000.toml" "${check_args[@]}" >/dev/null
 
 say "HTTP rows: keyhost serve (1M keys), nginx, wrk"
-serve_port=18480 plain_port=18481 auth_port=18482
+serve_port=18480 plain_port=18481 auth_port=18482 static_port=18483
 "$kh" --registry "$work/1000000.toml" serve --listen "127.0.0.1:$serve_port" \
   >"$work/serve.out" 2>"$work/serve.log" &
 serve_pid=$!
 ngx="$work/nginx"
-mkdir -p "$ngx"
+mkdir -p "$ngx/www"
+printf 'ok\n' >"$ngx/www/index.html"
 cat >"$ngx/nginx.conf" <<NGINX
 daemon off;
 worker_processes auto;
@@ -87,6 +88,13 @@ http {
         listen 127.0.0.1:$plain_port;
         location / { return 200 "ok\n"; }
     }
+    # The same content with and without auth: a static file, which nginx
+    # serves after the access phase where auth_request runs (a `return`
+    # would answer before it, and skip the auth).
+    server {
+        listen 127.0.0.1:$static_port;
+        location / { root $ngx/www; }
+    }
     server {
         listen 127.0.0.1:$auth_port;
         location = /_keyhost {
@@ -102,7 +110,7 @@ http {
         }
         location / {
             auth_request /_keyhost;
-            return 200 "ok\n";
+            root $ngx/www;
         }
     }
 }
@@ -128,13 +136,18 @@ wrk_round() { # NAME URL
   awk '/Requests\/sec/ {print $2}' <<<"$out" >>"$work/wrk-$1.txt"
 }
 rm -f "$work"/wrk-*.txt
-for url in "http://127.0.0.1:$serve_port/auth" "http://127.0.0.1:$plain_port/" "http://127.0.0.1:$auth_port/"; do
+# The auth really runs: a wrong key is refused through nginx.
+status="$(curl -s -o /dev/null -w '%{http_code}' -H 'X-API-Key: kh_usr_wrong' "http://127.0.0.1:$auth_port/")"
+[ "$status" = 401 ] || { say "nginx let a wrong key through (HTTP $status)"; exit 1; }
+for url in "http://127.0.0.1:$serve_port/auth" "http://127.0.0.1:$plain_port/" \
+  "http://127.0.0.1:$static_port/" "http://127.0.0.1:$auth_port/"; do
   wrk -t2 -c32 -d2s -H "X-API-Key: $secret" "$url" >/dev/null
 done
 for round in 1 2 3; do
   say "wrk round $round of 3"
   wrk_round serve "http://127.0.0.1:$serve_port/auth"
   wrk_round nginx-plain "http://127.0.0.1:$plain_port/"
+  wrk_round nginx-static "http://127.0.0.1:$static_port/"
   wrk_round nginx-auth "http://127.0.0.1:$auth_port/"
 done
 awk '/VmHWM/ {print $2}' "/proc/$serve_pid/status" >"$work/serve-rss.txt"
