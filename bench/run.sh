@@ -72,6 +72,9 @@ mkdir -p "$ngx/www"
 printf 'ok\n' >"$ngx/www/index.html"
 cat >"$ngx/nginx.conf" <<NGINX
 daemon off;
+# Workers read the static file from bench/work, which may sit in a private
+# folder: they run as the user who runs the benchmark.
+user $(id -un);
 worker_processes auto;
 pid $ngx/nginx.pid;
 error_log $ngx/error.log;
@@ -136,9 +139,14 @@ wrk_round() { # NAME URL
   awk '/Requests\/sec/ {print $2}' <<<"$out" >>"$work/wrk-$1.txt"
 }
 rm -f "$work"/wrk-*.txt
-# The auth really runs: a wrong key is refused through nginx.
-status="$(curl -s -o /dev/null -w '%{http_code}' -H 'X-API-Key: kh_usr_wrong' "http://127.0.0.1:$auth_port/")"
-[ "$status" = 401 ] || { say "nginx let a wrong key through (HTTP $status)"; exit 1; }
+# The auth really runs: the key passes and a wrong one is refused.
+http_status() { curl -s -o /dev/null -w '%{http_code}' -H "X-API-Key: $1" "$2"; }
+for expected in "200 $secret http://127.0.0.1:$static_port/" "200 $secret http://127.0.0.1:$auth_port/" \
+  "401 kh_usr_wrong http://127.0.0.1:$auth_port/"; do
+  read -r want key url <<<"$expected"
+  got="$(http_status "$key" "$url")"
+  [ "$got" = "$want" ] || { say "$url answered $got, not $want"; cat "$ngx/error.log" >&2; exit 1; }
+done
 for url in "http://127.0.0.1:$serve_port/auth" "http://127.0.0.1:$plain_port/" \
   "http://127.0.0.1:$static_port/" "http://127.0.0.1:$auth_port/"; do
   wrk -t2 -c32 -d2s -H "X-API-Key: $secret" "$url" >/dev/null
