@@ -154,8 +154,11 @@ pub async fn auth(
 fn verdict_response(verdict: &Verdict, retry_after: Option<std::time::Duration>) -> Response {
     match verdict {
         Verdict::Allow { key, .. } => {
-            let mut response = Json(json!({ "decision": "allow", "key_id": key.key_id, "owner": key.owner, "kind": key.kind }))
-                .into_response();
+            // No body: what the caller needs is in the headers, and nginx
+            // reuses a keep-alive connection to keyhost only if an
+            // auth_request answer has no body to skip (with one, it opened a
+            // connection per request and ran at 7% of nginx alone).
+            let mut response = StatusCode::OK.into_response();
             let headers = response.headers_mut();
             for (name, value) in [
                 ("x-keyhost-key-id", key.key_id.as_str()),

@@ -21,6 +21,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
+use axum::serve::ListenerExt;
 use serde_json::json;
 use tower_http::timeout::TimeoutLayer;
 
@@ -131,6 +132,14 @@ async fn serve(shared: Arc<Shared>, options: ServeOptions) -> Result<()> {
         auth: Arc::new(options.auth.clone()),
     };
     let app = router(state, &options);
+    // Answers are small and each one ends an exchange: with Nagle's algorithm
+    // on, a proxy's keep-alive connection waited on delayed ACKs (nginx
+    // auth_request ran at 7% of nginx alone in bench/run.sh).
+    let listener = listener.tap_io(|stream| {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+    });
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
