@@ -4,13 +4,13 @@
 
 mod support;
 
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Sandbox, Server, free_port, http, policy};
+use support::nginx::Nginx;
+use support::{Sandbox, Server, http, policy};
 
 fn get(
     server: &Server,
@@ -59,124 +59,21 @@ fn header<'a>(headers: &'a ureq::http::HeaderMap, name: &str) -> Option<&'a str>
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn nginx_binary() -> String {
-    for candidate in ["/usr/sbin/nginx", "/usr/bin/nginx"] {
-        if std::path::Path::new(candidate).exists() {
-            return candidate.to_string();
-        }
-    }
-    panic!("nginx is not installed: .ci/run installs it (apt-get install nginx)");
-}
-
-/// A real nginx with `auth_request` in front of a static upstream (an nginx
-/// server block that echoes the key id it was given).
-struct Nginx {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Nginx {
-    fn start(s: &Sandbox, keyhost: &Server) -> Nginx {
-        let dir = s.dir.path().join("nginx");
-        std::fs::create_dir_all(&dir).unwrap();
-        let (port, upstream) = (free_port(), free_port());
-        let auth = keyhost.base.trim_start_matches("http://");
-        let d = dir.display();
-        let config = format!(
-            r#"
-daemon off;
-master_process off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    server {{
-        listen 127.0.0.1:{port};
-        location = /_keyhost {{
-            internal;
-            proxy_pass http://{auth}/auth;
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_set_header X-Original-URI $request_uri;
-            proxy_set_header X-Original-Method $request_method;
-            proxy_set_header X-Forwarded-For $remote_addr;
-            proxy_set_header X-Keyhost-Service "storage";
-        }}
-        location / {{
-            auth_request /_keyhost;
-            auth_request_set $keyhost_key_id $upstream_http_x_keyhost_key_id;
-            proxy_set_header X-Keyhost-Key-Id $keyhost_key_id;
-            proxy_pass http://127.0.0.1:{upstream};
-        }}
-    }}
-    server {{
-        listen 127.0.0.1:{upstream};
-        location / {{ return 200 "upstream saw key id [$http_x_keyhost_key_id]\n"; }}
-    }}
-}}
-"#
-        );
-        let conf = dir.join("nginx.conf");
-        std::fs::write(&conf, config).unwrap();
-        let child = Command::new(nginx_binary())
-            .args(["-c", conf.to_str().unwrap(), "-p", dir.to_str().unwrap()])
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start nginx");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nginx did not start: {}",
-                std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Nginx { child, port }
-    }
-
-    fn get(&self, key: Option<&str>) -> (u16, String, Option<String>) {
-        let mut request = http().get(&format!("http://127.0.0.1:{}/files/report.txt", self.port));
-        if let Some(key) = key {
-            request = request.header("x-api-key", key);
-        }
-        let mut response = request.call().expect("request through nginx");
-        let status = response.status().as_u16();
-        let challenge = header(response.headers(), "www-authenticate").map(String::from);
-        (
-            status,
-            response.body_mut().read_to_string().unwrap_or_default(),
-            challenge,
-        )
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn nginx_auth_request_in_front_of_an_upstream() {
     let s = Sandbox::new().with_people();
     let (id, key) = s.create(&["--as", "user:alice", "--name", "web"]);
     let (disabled_id, disabled) = s.create(&["--as", "user:alice", "--name", "off"]);
     s.ok(&["disable", &disabled_id, "--as", "user:alice"]);
-    let server = s.serve(&[]);
+    let server = s.serve(&["--trusted-proxy", "127.0.0.1"]);
     let nginx = Nginx::start(&s, &server);
 
     let (status, body, _) = nginx.get(Some(&key));
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body.trim(), format!("upstream saw key id [{id}]"));
+    assert!(
+        body.starts_with(&format!("upstream saw key id [{id}] owner [user:alice]")),
+        "{body}"
+    );
 
     let other = Sandbox::new().with_people();
     let (_, unknown) = other.create(&["--as", "user:alice", "--name", "elsewhere"]);
@@ -254,7 +151,14 @@ fn traefik_forward_auth_contract() {
         "10.0.0.0/8",
     ]);
     let log = s.dir.path().join("decisions.jsonl");
-    let server = s.serve(&["--decision-log", log.to_str().unwrap(), "--service", "shop"]);
+    let server = s.serve(&[
+        "--decision-log",
+        log.to_str().unwrap(),
+        "--service",
+        "shop",
+        "--trusted-proxy",
+        "127.0.0.0/8",
+    ]);
     let forward = |client: &str| {
         get(
             &server,

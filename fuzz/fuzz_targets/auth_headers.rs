@@ -29,13 +29,21 @@ fuzz_target!(|data: &[u8]| {
             headers.append(name, value);
         }
     }
-    let settings = AuthSettings::default();
     let peer: IpAddr = "127.0.0.1".parse().unwrap();
-    if let Some(key) = presented_key(&headers, &settings) {
+    let untrusted = AuthSettings::default();
+    let trusted = AuthSettings {
+        trusted_proxies: vec!["127.0.0.0/8".parse().unwrap()],
+        ..AuthSettings::default()
+    };
+    if let Some(key) = presented_key(&headers, &untrusted) {
         assert!(!key.is_empty() && key.trim() == key);
     }
-    let ip = client_ip(&headers, peer);
-    let request = check_request(&headers, &settings, peer, &method, &uri);
-    assert_eq!(request.source_ip, Some(ip.to_string()));
-    assert!(request.path.is_some() && request.method.is_some());
+    // From a peer that is not a trusted proxy, no header moves the address.
+    assert_eq!(client_ip(&headers, &untrusted, peer), peer);
+    for settings in [&untrusted, &trusted] {
+        let ip = client_ip(&headers, settings, peer);
+        let request = check_request(&headers, settings, peer, &method, &uri);
+        assert_eq!(request.source_ip, Some(ip.to_string()));
+        assert!(request.path.is_some() && request.method.is_some());
+    }
 });

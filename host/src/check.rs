@@ -77,6 +77,14 @@ impl Verdict {
         }
     }
 
+    /// What the policy added to an allow; empty for a denial.
+    pub fn info(&self) -> &[(String, String)] {
+        match self {
+            Verdict::Allow { info, .. } => info,
+            Verdict::Deny { .. } => &[],
+        }
+    }
+
     pub fn reason(&self) -> Option<&str> {
         match self {
             Verdict::Allow { .. } => None,
@@ -270,7 +278,7 @@ pub fn with_wit_records<R>(
         list.iter().map(String::as_str).collect()
     }
     let (key_scopes, allowed_ips) = (strs(&key.scopes), strs(&key.allowed_ips));
-    let identity_scopes = strs(&identity.scopes);
+    let identity_scopes: Vec<&str> = identity.rights().collect();
     let attributes: Vec<(&str, &str)> = request
         .attributes
         .iter()

@@ -3,16 +3,20 @@
 //! - [`key_format`]: the secret's format and checksum;
 //! - [`registry`]: the registry's model, durable writes and hash index;
 //! - [`lifecycle`]: the ownership and state rules every caller meets;
+//! - [`fields`]: the checks every written text field passes;
+//! - [`ceiling`]: what a key may grant through the management API;
 //! - [`policy`]: the wasmtime engine, sandbox and compiled-policy cache;
 //! - [`check`]: the check pipeline;
 //! - [`scan`]: finding leaked keys in text;
 //! - [`cli`]: the `keyhost` command.
 
+pub mod ceiling;
 pub mod check;
 pub mod cli;
 pub mod conformance;
 pub mod demo;
 pub mod durable;
+pub mod fields;
 pub mod iam;
 pub mod key_format;
 pub mod lifecycle;

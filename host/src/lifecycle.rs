@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
 
+use crate::fields;
 use crate::iam::{IamId, IdentityKind, KeyKind};
 use crate::key_format::{self, Secret};
 use crate::net::normalize_cidrs;
@@ -61,19 +62,17 @@ pub fn add_identity(registry: &mut Registry, new: NewIdentity, now: Timestamp) -
     }
     match (new.iam_id.kind(), &new.owner) {
         (IdentityKind::User, Some(_)) => {
-            bail!("a user cannot have an owner; --owner is for service IDs")
+            bail!("a user cannot have an owner; only service IDs are owned")
         }
         (IdentityKind::ServiceId, None) => {
             bail!(
-                "service ID {} needs an owner: add --owner user:NAME",
+                "service ID {} needs an owner, a user of this registry",
                 new.iam_id
             )
         }
         (IdentityKind::ServiceId, Some(owner)) => {
             if owner.kind() != IdentityKind::User || registry.identity(owner).is_none() {
-                bail!(
-                    "owner {owner} is not a user of this registry (add it with `keyhost identity add {owner}`)"
-                );
+                bail!("owner {owner} is not a user of this registry");
             }
         }
         (IdentityKind::User, None) => {}
@@ -81,7 +80,7 @@ pub fn add_identity(registry: &mut Registry, new: NewIdentity, now: Timestamp) -
     let identity = Identity {
         iam_id: new.iam_id,
         owner: new.owner,
-        scopes: clean_scopes(new.scopes)?,
+        scopes: fields::scopes(new.scopes)?,
         created_at: now,
     };
     registry.identities.push(identity.clone());
@@ -165,15 +164,17 @@ pub fn create_key(
         .unwrap_or_else(|| KeyKind::default_for(identity.kind()));
     if !kind.fits(identity.kind()) {
         bail!(
-            "a {kind} key cannot belong to a {} ({target}); use --kind {}",
+            "a {kind} key cannot belong to a {} ({target}); its kind must be {} or service-specific",
             identity.kind().as_str(),
             KeyKind::default_for(identity.kind())
         );
     }
     let service = match (kind, new.service) {
-        (KeyKind::ServiceSpecific, Some(service)) => Some(clean_name("service", &service)?),
-        (KeyKind::ServiceSpecific, None) => bail!("a service-specific key needs --service NAME"),
-        (_, Some(_)) => bail!("--service is only for --kind service-specific"),
+        (KeyKind::ServiceSpecific, Some(service)) => Some(fields::service(&service)?),
+        (KeyKind::ServiceSpecific, None) => bail!("a service-specific key needs a service"),
+        (_, Some(_)) => {
+            bail!("only a service-specific key is bound to a service; this is a {kind} key")
+        }
         (_, None) => None,
     };
     let scopes = narrowed_scopes(identity, new.scopes)?;
@@ -203,13 +204,13 @@ pub fn create_key(
     let secret = key_format::generate(&registry.prefix, kind);
     let record = KeyRecord {
         id: new_key_id(),
-        name: clean_name("name", &new.name)?,
+        name: fields::name(&new.name)?,
         kind,
         owner: target,
         service,
-        description: new.description,
+        description: fields::description(&new.description)?,
         scopes,
-        allowed_ips: normalize_cidrs(&new.allowed_ips).map_err(|e| anyhow!("--allow-ip {e}"))?,
+        allowed_ips: allow_list(&new.allowed_ips)?,
         hash: hex::encode(key_format::hash(secret.expose())),
         created_at: now,
         updated_at: now,
@@ -298,7 +299,15 @@ pub fn change_state(
             refuse_if_locked(key, "disable")?;
             key.disabled = true;
         }
-        StateChange::Enable => key.disabled = false,
+        StateChange::Enable => {
+            if key.leaked {
+                return refuse(format!(
+                    "key {} is leaked: its secret is known to others: rotate it for a new secret, then enable it",
+                    key.id
+                ));
+            }
+            key.disabled = false;
+        }
     }
     key.updated_at = now;
     Ok(key.clone())
@@ -327,10 +336,10 @@ pub fn update_key(
     let key = registry.key_mut(id).expect("checked by owned_key");
     refuse_if_locked(key, "update")?;
     if let Some(name) = changes.name {
-        key.name = clean_name("name", &name)?;
+        key.name = fields::name(&name)?;
     }
     if let Some(description) = changes.description {
-        key.description = description;
+        key.description = fields::description(&description)?;
     }
     if let Some(scopes) = changes.scopes {
         key.scopes = narrowed_scopes(&identity, scopes)?;
@@ -339,7 +348,7 @@ pub fn update_key(
         key.expires_at = check_expiry(expires_at, now)?;
     }
     if let Some(allowed_ips) = changes.allowed_ips {
-        key.allowed_ips = normalize_cidrs(&allowed_ips).map_err(|e| anyhow!("--allow-ip {e}"))?;
+        key.allowed_ips = allow_list(&allowed_ips)?;
     }
     if let Some(rate_limit) = changes.rate_limit {
         key.rate_limit = check_rate_limit(rate_limit)?;
@@ -348,8 +357,14 @@ pub fn update_key(
     Ok(key.clone())
 }
 
-/// Gives the key a new secret. The old one keeps working for `grace`, or
-/// stops at once when there is none.
+/// Gives the key a new secret. The secret it replaces keeps working for
+/// `grace`, or stops at once when there is none; a rotation also ends every
+/// earlier grace period, so at most one old secret works at a time.
+///
+/// Rotating a leaked key is how a leak is cleared, as in IBM Cloud, where
+/// the answer to a leak is a new secret: the leaked secret dies at once (no
+/// grace is allowed), and the key is no longer flagged. A key that the leak
+/// disabled stays disabled until its owner enables it.
 pub fn rotate_key(
     registry: &mut Registry,
     id: &str,
@@ -360,20 +375,43 @@ pub fn rotate_key(
     let prefix = registry.prefix.clone();
     let key = owned_key(registry, id, actor, "rotate")?;
     refuse_if_locked(key, "rotate")?;
+    let grace = grace.filter(|grace| !grace.is_zero());
+    if key.leaked && grace.is_some() {
+        return refuse(format!(
+            "key {} is leaked: its secret gets no grace period, it stops working when the key is rotated",
+            key.id
+        ));
+    }
     let secret = key_format::generate(&prefix, key.kind);
     let old_hash = std::mem::replace(
         &mut key.hash,
         hex::encode(key_format::hash(secret.expose())),
     );
-    key.retired.retain(|retired| retired.valid_until > now);
-    if let Some(grace) = grace.filter(|grace| !grace.is_zero()) {
+    key.retired.clear();
+    if let Some(grace) = grace {
         key.retired.push(RetiredSecret {
             hash: old_hash,
             valid_until: now.plus(grace),
         });
     }
+    key.leaked = false;
     key.updated_at = now;
     Ok((key.clone(), secret))
+}
+
+/// Ends the grace period of a rotated-out secret now: only the current
+/// secret works afterwards.
+pub fn end_grace(
+    registry: &mut Registry,
+    id: &str,
+    actor: &IamId,
+    now: Timestamp,
+) -> Result<KeyRecord> {
+    let key = owned_key(registry, id, actor, "end the grace period of")?;
+    refuse_if_locked(key, "end the grace period of")?;
+    key.retired.clear();
+    key.updated_at = now;
+    Ok(key.clone())
 }
 
 /// Marks a key as leaked and applies the registry's `action_when_leaked`.
@@ -393,7 +431,7 @@ pub fn mark_leaked(registry: &mut Registry, id: &str, now: Timestamp) -> Result<
 fn require_user(registry: &Registry, actor: &IamId) -> Result<()> {
     if actor.kind() != IdentityKind::User {
         return refuse(format!(
-            "{actor} cannot manage keys: only users act (--as user:NAME)"
+            "{actor} cannot manage keys: only users act on keys"
         ));
     }
     if registry.identity(actor).is_none() {
@@ -419,34 +457,24 @@ fn require_manager(identity: &Identity, actor: &IamId, verb: &str) -> Result<()>
 
 /// The key's scopes, which must all be the identity's own.
 fn narrowed_scopes(identity: &Identity, scopes: Vec<String>) -> Result<Vec<String>> {
-    let scopes = clean_scopes(scopes)?;
-    if let Some(extra) = scopes.iter().find(|scope| !identity.scopes.contains(scope)) {
+    let scopes = fields::scopes(scopes)?;
+    if let Some(extra) = scopes
+        .iter()
+        .find(|scope| !identity.rights().any(|right| right == scope.as_str()))
+    {
         return refuse(format!(
             "a key cannot gain a scope its identity lacks: {} has no scope {extra:?} (it has: {})",
             identity.iam_id,
-            identity.scopes.join(", ")
+            identity.rights().collect::<Vec<_>>().join(", ")
         ));
     }
     Ok(scopes)
 }
 
-fn clean_scopes(scopes: Vec<String>) -> Result<Vec<String>> {
-    let mut cleaned: Vec<String> = Vec::with_capacity(scopes.len());
-    for scope in scopes {
-        let scope = clean_name("scope", &scope)?;
-        if !cleaned.contains(&scope) {
-            cleaned.push(scope);
-        }
-    }
-    Ok(cleaned)
-}
-
-fn clean_name(what: &str, text: &str) -> Result<String> {
-    let text = text.trim();
-    if text.is_empty() || text.len() > 256 || text.chars().any(char::is_control) {
-        bail!("{what} must be 1 to 256 printable characters");
-    }
-    Ok(text.to_string())
+/// An IP allow-list in canonical form, at most `fields::MAX_LIST_ENTRIES` long.
+fn allow_list(entries: &[String]) -> Result<Vec<String>> {
+    fields::bounded_list("allowed IPs", entries.len())?;
+    normalize_cidrs(entries).map_err(|e| anyhow!("allowed IPs: {e}"))
 }
 
 fn check_expiry(expires_at: Option<Timestamp>, now: Timestamp) -> Result<Option<Timestamp>> {

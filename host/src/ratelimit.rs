@@ -35,6 +35,15 @@ impl FromStr for RateLimit {
     }
 }
 
+impl RateLimit {
+    /// Whether this limit is no looser than `other`: no larger a burst, and
+    /// no faster a steady rate.
+    pub fn within(&self, other: &RateLimit) -> bool {
+        let rate = |limit: &RateLimit| f64::from(limit.count) / limit.per.as_secs_f64();
+        self.count <= other.count && rate(self) <= rate(other)
+    }
+}
+
 impl fmt::Display for RateLimit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.count, humantime::format_duration(self.per))

@@ -61,23 +61,22 @@ impl<'r> Scanner<'r> {
     }
 
     /// Scans files, and folders recursively. `on_file` is called for each
-    /// file read, so a long scan can show progress.
-    pub fn scan_paths(
-        &self,
-        paths: &[PathBuf],
-        on_file: &mut dyn FnMut(&Path),
-    ) -> Result<Vec<Finding>> {
-        let mut findings = Vec::new();
+    /// file read, so a long scan can show progress. A path given here that
+    /// cannot be read is an error; an entry found inside a folder that
+    /// cannot be read (a dangling link, a file without permission) is
+    /// skipped with a warning, and listed in [`Scan::skipped`].
+    pub fn scan_paths(&self, paths: &[PathBuf], on_file: &mut dyn FnMut(&Path)) -> Result<Scan> {
+        let mut scan = Scan::default();
         for path in paths {
-            self.scan_path(path, &mut findings, on_file)?;
+            self.scan_path(path, &mut scan, on_file)?;
         }
-        Ok(findings)
+        Ok(scan)
     }
 
     fn scan_path(
         &self,
         path: &Path,
-        findings: &mut Vec<Finding>,
+        scan: &mut Scan,
         on_file: &mut dyn FnMut(&Path),
     ) -> Result<()> {
         let meta =
@@ -89,19 +88,29 @@ impl<'r> Scanner<'r> {
                 .collect::<Result<_, _>>()?;
             entries.sort();
             for entry in entries {
-                self.scan_path(&entry, findings, on_file)?;
+                if let Err(e) = self.scan_path(&entry, scan, on_file) {
+                    tracing::warn!("skipping {}: {e:#}", entry.display());
+                    scan.skipped.push(entry.display().to_string());
+                }
             }
             return Ok(());
         }
         on_file(path);
         let bytes =
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        findings.extend(self.scan_text(
+        scan.findings.extend(self.scan_text(
             &path.display().to_string(),
             &String::from_utf8_lossy(&bytes),
         ));
         Ok(())
     }
+}
+
+/// What a scan of paths found, and what it could not read.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub findings: Vec<Finding>,
+    pub skipped: Vec<String>,
 }
 
 #[cfg(test)]

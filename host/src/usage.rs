@@ -68,6 +68,16 @@ impl UsageTracker {
         state.dirty = true;
     }
 
+    /// The counts of one key so far, flushed or not.
+    pub fn get(&self, key_id: &str) -> Option<Usage> {
+        self.state
+            .lock()
+            .expect("usage lock")
+            .usage
+            .get(key_id)
+            .copied()
+    }
+
     /// Writes the counts when they changed since the last flush.
     pub fn flush(&self) -> Result<()> {
         let bytes = {

@@ -1,6 +1,8 @@
 //! Runs the real `keyhost` binary against a registry in a temporary folder.
 #![allow(dead_code)]
 
+pub mod nginx;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

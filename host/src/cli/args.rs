@@ -54,12 +54,16 @@ pub enum Command {
     Unlock(ActorKeyArgs),
     /// Disable a key: it stops authenticating until enabled.
     Disable(ActorKeyArgs),
-    /// Enable a disabled key.
+    /// Enable a disabled key (a leaked key is rotated first).
     Enable(ActorKeyArgs),
     /// Delete a key.
     Delete(ActorKeyArgs),
-    /// Give a key a new secret and print it, once.
+    /// Give a key a new secret and print it, once; the secret it replaces
+    /// works on for --grace, and every older one stops. Rotating a leaked key
+    /// clears the leak.
     Rotate(RotateArgs),
+    /// End a rotated-out secret's grace period now.
+    EndGrace(ActorKeyArgs),
     /// Change a key's name, description, scopes, expiry or allowed IPs.
     Update(UpdateArgs),
     /// Check a key read from stdin or KEYHOST_KEY (never from the command line).
@@ -293,4 +297,29 @@ pub struct ServeArgs {
     /// How often usage counts are written to the state file beside the registry.
     #[arg(long, default_value = "5s", value_parser = crate::time::parse_duration)]
     pub usage_flush: std::time::Duration,
+    /// A proxy (CIDR or address) whose forwarding headers are believed:
+    /// X-Forwarded-For, X-Real-IP, X-Forwarded-Method/-Uri and
+    /// X-Original-Method/-URI. Repeat for more. From any other peer they are
+    /// ignored. Default: none.
+    #[arg(long = "trusted-proxy", value_parser = parse_net)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// How long a client has to send a request's headers (and how long a
+    /// kept-alive connection may sit idle).
+    #[arg(long, default_value = "10s", value_parser = crate::time::parse_duration)]
+    pub header_timeout: std::time::Duration,
+    /// How long a request may take; a management write that cannot commit
+    /// within it is not made.
+    #[arg(long, default_value = "10s", value_parser = crate::time::parse_duration)]
+    pub request_timeout: std::time::Duration,
+    /// The most connections open at once (lowered to fit the open-file
+    /// limit); past it a connection is answered 503 and closed.
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
+    /// How long a shutdown (SIGTERM) waits for requests in flight.
+    #[arg(long, default_value = "5s", value_parser = crate::time::parse_duration)]
+    pub shutdown_timeout: std::time::Duration,
+}
+
+fn parse_net(text: &str) -> Result<ipnet::IpNet, String> {
+    crate::net::parse_cidr(text)
 }

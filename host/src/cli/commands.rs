@@ -41,6 +41,7 @@ pub fn run(cli: Cli) -> Result<Report> {
         Command::Enable(args) => change_state(file, args, StateChange::Enable, now),
         Command::Delete(args) => delete(file, args),
         Command::Rotate(args) => rotate(file, args, now),
+        Command::EndGrace(args) => end_grace(file, args, now),
         Command::Update(args) => update(file, args, now),
         Command::Check(args) => check(file, args, now),
         Command::Scan(args) => scan(file, args, now),
@@ -59,6 +60,11 @@ fn serve(registry: &Path, args: ServeArgs) -> Result<Report> {
     options.auth.scope_header = args.scope_header;
     options.decision_log = args.decision_log;
     options.usage_flush = args.usage_flush;
+    options.auth.trusted_proxies = args.trusted_proxies;
+    options.request_timeout = args.request_timeout;
+    options.connections.header_timeout = args.header_timeout;
+    options.connections.max_connections = args.max_connections;
+    options.connections.shutdown_timeout = args.shutdown_timeout;
     crate::serve::run(options)?;
     Ok(Report::new(json!({ "stopped": true }), ""))
 }
@@ -241,6 +247,17 @@ fn change_state(
     Ok(key_report(verb, &record, revision, now))
 }
 
+fn end_grace(file: &RegistryFile, args: ActorKeyArgs, now: Timestamp) -> Result<Report> {
+    let (record, revision) =
+        file.update(|registry| lifecycle::end_grace(registry, &args.id, &args.actor, now))?;
+    Ok(key_report(
+        "ended the grace period of",
+        &record,
+        revision,
+        now,
+    ))
+}
+
 fn delete(file: &RegistryFile, args: ActorKeyArgs) -> Result<Report> {
     let (record, revision) =
         file.update(|registry| lifecycle::delete_key(registry, &args.id, &args.actor))?;
@@ -357,8 +374,13 @@ fn verdict_report(verdict: &Verdict, revision: u64) -> Report {
         "revision": revision,
     });
     match verdict {
-        Verdict::Allow { key, .. } => {
-            Report::new(json, format!("allow {} {}", key.key_id, key.owner))
+        Verdict::Allow { key, info } => {
+            let report = Report::new(json, format!("allow {} {}", key.key_id, key.owner));
+            if info.is_empty() {
+                return report;
+            }
+            let pairs: Vec<String> = info.iter().map(|(n, v)| format!("{n}={v}")).collect();
+            report.with_note(format!("info: {}", pairs.join(", ")))
         }
         Verdict::Deny { code, reason, .. } => Report::new(json, format!("deny {}", code.as_str()))
             .with_note(format!("reason: {reason}"))
@@ -369,6 +391,7 @@ fn verdict_report(verdict: &Verdict, revision: u64) -> Report {
 fn scan(file: &RegistryFile, args: ScanArgs, now: Timestamp) -> Result<Report> {
     let registry = file.load()?;
     let scanner = Scanner::new(&registry);
+    let mut skipped = Vec::new();
     let findings = if args.paths.is_empty() {
         let mut text = Vec::new();
         std::io::stdin()
@@ -385,11 +408,12 @@ fn scan(file: &RegistryFile, args: ScanArgs, now: Timestamp) -> Result<Report> {
                 eprint!("\rscanned {files} files");
             }
         };
-        let findings = scanner.scan_paths(&args.paths, &mut progress)?;
+        let scan = scanner.scan_paths(&args.paths, &mut progress)?;
         if show_progress && files >= 500 {
             eprintln!("\rscanned {files} files");
         }
-        findings
+        skipped = scan.skipped;
+        scan.findings
     };
     let mut revision = registry.revision;
     let mut marked = Vec::new();
@@ -434,7 +458,7 @@ fn scan(file: &RegistryFile, args: ScanArgs, now: Timestamp) -> Result<Report> {
         .map(|(id, action)| json!({ "key_id": id, "action": action }))
         .collect();
     Ok(Report::new(
-        json!({ "findings": findings, "marked": marked_json, "revision": revision }),
+        json!({ "findings": findings, "marked": marked_json, "skipped": skipped, "revision": revision }),
         text,
     ))
 }

@@ -120,7 +120,8 @@ fn error_report(error: &anyhow::Error) -> Report {
     } else {
         ("error", EXIT_ERROR)
     };
-    let message = format!("{error:#}");
+    // An id or a field may be a secret pasted in the wrong place.
+    let message = key_format::redact(&format!("{error:#}"));
     Report {
         json: json!({ "error": { "kind": kind, "message": message } }),
         text: String::new(),

@@ -5,10 +5,11 @@
 //! it, renames it over the registry and fsyncs the directory. Readers never
 //! lock: a rename is atomic, so they see the old file or the new one.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::ErrorKind;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
@@ -49,7 +50,7 @@ impl RegistryFile {
         let bytes = match fs::read(&self.path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                bail!("registry {shown} does not exist (create one with `keyhost init`)")
+                return Err(Missing(self.path.clone()).into());
             }
             Err(e) => return Err(e).with_context(|| format!("cannot read registry {shown}")),
         };
@@ -58,7 +59,7 @@ impl RegistryFile {
 
     /// Creates a new registry; refuses to replace an existing file.
     pub fn create(&self, registry: &Registry) -> Result<()> {
-        let _lock = self.lock()?;
+        let _lock = self.lock(None)?;
         durable::create_new(&self.path, serialize(registry)?.as_bytes())
             .with_context(|| format!("cannot create registry {}", self.path.display()))
     }
@@ -67,13 +68,29 @@ impl RegistryFile {
     /// saves the result with a bumped revision. Nothing is written when
     /// `change` fails.
     pub fn update<T>(&self, change: impl FnOnce(&mut Registry) -> Result<T>) -> Result<(T, u64)> {
-        let _lock = self.lock()?;
+        self.update_until(None, change)
+    }
+
+    /// As [`update`](Self::update), but gives up with [`TooLate`] when the
+    /// change cannot be committed by `deadline`: a write either lands before
+    /// its deadline, or not at all. The check is made just before the
+    /// rename that commits; after it the write has happened.
+    pub fn update_until<T>(
+        &self,
+        deadline: Option<Instant>,
+        change: impl FnOnce(&mut Registry) -> Result<T>,
+    ) -> Result<(T, u64)> {
+        let _lock = self.lock(deadline)?;
         self.refuse_symlink()?;
         durable::remove_stale_temps(&self.path);
         let mut registry = self.load()?;
         let value = change(&mut registry)?;
         registry.revision += 1;
-        durable::replace(&self.path, serialize(&registry)?.as_bytes())?;
+        let text = serialize(&registry)?;
+        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            return Err(TooLate.into());
+        }
+        durable::replace(&self.path, text.as_bytes())?;
         Ok((value, registry.revision))
     }
 
@@ -91,7 +108,9 @@ impl RegistryFile {
         Ok(())
     }
 
-    fn lock(&self) -> Result<File> {
+    /// The exclusive write lock, waited for until `deadline` (for ever
+    /// without one).
+    fn lock(&self, deadline: Option<Instant>) -> Result<File> {
         let path = self.lock_path();
         let file = OpenOptions::new()
             .create(true)
@@ -100,14 +119,60 @@ impl RegistryFile {
             .mode(0o600)
             .open(&path)
             .with_context(|| format!("cannot open lock file {}", path.display()))?;
-        file.lock()
-            .with_context(|| format!("cannot lock {}", path.display()))?;
-        Ok(file)
+        let Some(deadline) = deadline else {
+            file.lock()
+                .with_context(|| format!("cannot lock {}", path.display()))?;
+            return Ok(file);
+        };
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(file),
+                Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(LOCK_POLL);
+                }
+                Err(TryLockError::WouldBlock) => return Err(TooLate.into()),
+                Err(TryLockError::Error(e)) => {
+                    return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+                }
+            }
+        }
     }
 }
 
+/// How often a write with a deadline tries the lock again.
+const LOCK_POLL: Duration = Duration::from_millis(5);
+
+/// The registry file does not exist.
+#[derive(Debug, thiserror::Error)]
+#[error("registry {} does not exist (create one with `keyhost init`)", .0.display())]
+pub struct Missing(pub PathBuf);
+
+/// A write could not be committed before its deadline; nothing was written.
+#[derive(Debug, thiserror::Error)]
+#[error("the change could not be made in time; nothing was written")]
+pub struct TooLate;
+
+/// The registry as TOML, refused if keyhost could not read it back: every
+/// field is checked on the way in, so this is a last line of defence.
 fn serialize(registry: &Registry) -> Result<String> {
-    toml::to_string(registry).context("cannot serialize the registry")
+    let text = toml::to_string(registry).context("cannot serialize the registry")?;
+    if let Some(problem) = overlong_line(&text) {
+        bail!("the change would make the registry unreadable ({problem}); nothing was written");
+    }
+    Ok(text)
+}
+
+/// The first line of `text` longer than a registry line may be, described.
+fn overlong_line(text: &str) -> Option<String> {
+    let (number, line) = text
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.len() > MAX_LINE_BYTES)?;
+    Some(format!(
+        "line {}: the line is {} bytes long, more than the {MAX_LINE_BYTES} a registry line may have",
+        number + 1,
+        line.len()
+    ))
 }
 
 /// The longest line a registry may have. No field needs more; a longer line
@@ -125,16 +190,8 @@ impl Registry {
                 + 1;
             anyhow::anyhow!("line {line}: the file is not valid UTF-8")
         })?;
-        if let Some((number, line)) = text
-            .lines()
-            .enumerate()
-            .find(|(_, l)| l.len() > MAX_LINE_BYTES)
-        {
-            bail!(
-                "line {}: the line is {} bytes long, more than the {MAX_LINE_BYTES} a registry line may have",
-                number + 1,
-                line.len()
-            );
+        if let Some(problem) = overlong_line(text) {
+            bail!("{problem}");
         }
         let registry: Registry = toml::from_str(text)
             .map_err(|e| anyhow::anyhow!("{}", describe_toml_error(text, &e)))?;

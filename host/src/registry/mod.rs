@@ -12,13 +12,17 @@ use crate::iam::{IamId, IdentityKind, KeyKind};
 use crate::time::Timestamp;
 
 pub use compact::{CheckSource, CompactRegistry, Hit, IndexedKey};
-pub use file::{RegistryFile, line_of};
+pub use file::{Missing, RegistryFile, TooLate, line_of};
 pub use index::{Found, KeyIndex};
 
 /// The registry format this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
 /// Keys per identity unless the registry sets another cap, as in IBM Cloud.
 pub const DEFAULT_MAX_KEYS_PER_IDENTITY: u32 = 20;
+/// The scopes that managing keys takes: reading them, and changing them.
+/// Every user holds both over their own keys and their service IDs' keys; a
+/// key carries them unless its own scopes leave them out.
+pub const MANAGEMENT_SCOPES: [&str; 2] = ["keys:read", "keys:write"];
 /// The prefix of new registries' keys.
 pub const DEFAULT_PREFIX: &str = "kh";
 
@@ -118,6 +122,21 @@ impl Identity {
     /// owner of a service ID.
     pub fn manager(&self) -> &IamId {
         self.owner.as_ref().unwrap_or(&self.iam_id)
+    }
+
+    /// The identity's scopes, and for a user the management scopes that
+    /// every user holds over their own keys ([`MANAGEMENT_SCOPES`]).
+    pub fn rights(&self) -> impl Iterator<Item = &str> {
+        let implied = match self.kind() {
+            IdentityKind::User => MANAGEMENT_SCOPES.as_slice(),
+            IdentityKind::ServiceId => &[],
+        };
+        self.scopes.iter().map(String::as_str).chain(
+            implied
+                .iter()
+                .copied()
+                .filter(|scope| !self.scopes.iter().any(|own| own == scope)),
+        )
     }
 }
 

@@ -7,6 +7,7 @@ use axum::Json;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use ipnet::IpNet;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -24,6 +25,10 @@ pub struct AuthSettings {
     pub service: Option<String>,
     pub service_header: HeaderName,
     pub scope_header: HeaderName,
+    /// Peers whose forwarding headers (client address, original method and
+    /// path) are believed. From anyone else they are ignored: a client could
+    /// write them.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl Default for AuthSettings {
@@ -33,7 +38,16 @@ impl Default for AuthSettings {
             service: None,
             service_header: HeaderName::from_static("x-keyhost-service"),
             scope_header: HeaderName::from_static("x-keyhost-scope"),
+            trusted_proxies: Vec::new(),
         }
+    }
+}
+
+impl AuthSettings {
+    /// Whether `peer` is a proxy whose forwarding headers are believed.
+    pub fn trusts(&self, peer: IpAddr) -> bool {
+        let peer = peer.to_canonical();
+        self.trusted_proxies.iter().any(|net| net.contains(&peer))
     }
 }
 
@@ -61,10 +75,14 @@ fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
     (!value.is_empty()).then(|| value.to_string())
 }
 
-/// The client's address: the last entry of `X-Forwarded-For` (the one the
-/// nearest proxy saw; entries to its left come from the client and can be
-/// forged), else `X-Real-IP`, else the peer.
-pub fn client_ip(headers: &HeaderMap, peer: IpAddr) -> IpAddr {
+/// The client's address. From a trusted proxy: the last entry of
+/// `X-Forwarded-For` (the one that proxy saw; entries to its left come from
+/// the client and can be forged), else `X-Real-IP`, else the peer. From
+/// anyone else: the peer.
+pub fn client_ip(headers: &HeaderMap, settings: &AuthSettings, peer: IpAddr) -> IpAddr {
+    if !settings.trusts(peer) {
+        return peer;
+    }
     // Only the very last entry counts: if it is not an address, the header
     // is ignored rather than falling back to a forgeable earlier entry.
     let forwarded = headers
@@ -79,7 +97,9 @@ pub fn client_ip(headers: &HeaderMap, peer: IpAddr) -> IpAddr {
         .unwrap_or(peer)
 }
 
-/// What the proxies tell us about the original request.
+/// What the proxies tell us about the original request. The original
+/// method and path come from a trusted proxy's headers; otherwise they are
+/// the request's own (Envoy sends the original path after our prefix).
 pub fn check_request(
     headers: &HeaderMap,
     settings: &AuthSettings,
@@ -91,25 +111,27 @@ pub fn check_request(
         .service
         .clone()
         .or_else(|| header_text(headers, settings.service_header.as_str()));
-    // Traefik sends X-Forwarded-*, the nginx examples send X-Original-*, and
-    // Envoy sends the original method and path (after our prefix) as is.
-    let method = header_text(headers, "x-forwarded-method")
-        .or_else(|| header_text(headers, "x-original-method"))
+    let forwarded = |names: [&str; 2]| {
+        settings
+            .trusts(peer)
+            .then(|| names.iter().find_map(|name| header_text(headers, name)))
+            .flatten()
+    };
+    // Traefik sends X-Forwarded-*; nginx sends what its snippet sets.
+    let method = forwarded(["x-forwarded-method", "x-original-method"])
         .unwrap_or_else(|| method.to_string());
-    let path = header_text(headers, "x-forwarded-uri")
-        .or_else(|| header_text(headers, "x-original-uri"))
-        .unwrap_or_else(|| {
-            let rest = uri.path().strip_prefix(AUTH_PREFIX).unwrap_or(uri.path());
-            let rest = if rest.is_empty() { "/" } else { rest };
-            match uri.query() {
-                Some(query) => format!("{rest}?{query}"),
-                None => rest.to_string(),
-            }
-        });
+    let path = forwarded(["x-forwarded-uri", "x-original-uri"]).unwrap_or_else(|| {
+        let rest = uri.path().strip_prefix(AUTH_PREFIX).unwrap_or(uri.path());
+        let rest = if rest.is_empty() { "/" } else { rest };
+        match uri.query() {
+            Some(query) => format!("{rest}?{query}"),
+            None => rest.to_string(),
+        }
+    });
     CheckRequest {
         service,
         scope: header_text(headers, settings.scope_header.as_str()),
-        source_ip: Some(client_ip(headers, peer).to_string()),
+        source_ip: Some(client_ip(headers, settings, peer).to_string()),
         method: Some(method),
         path: Some(path),
         attributes: Vec::new(),
@@ -135,25 +157,17 @@ pub async fn auth(
     headers: HeaderMap,
 ) -> Response {
     let request = check_request(&headers, &state.auth, peer.ip(), &method, &uri);
-    let Some(key) = presented_key(&headers, &state.auth) else {
-        let verdict = Verdict::Deny {
-            code: DenyCode::NotFound,
-            reason: "no API key in the request".into(),
-            key: None,
-        };
-        state
-            .shared
-            .metrics
-            .check(verdict.code(), std::time::Duration::ZERO);
-        return verdict_response(&verdict, None);
-    };
-    let evaluated = state.evaluate(&key, &request);
+    let key = presented_key(&headers, &state.auth);
+    let evaluated = state.evaluate(key.as_deref(), &request);
     verdict_response(&evaluated.verdict, evaluated.retry_after)
 }
 
+/// The prefix of the headers that carry a policy's allow info.
+const INFO_HEADER_PREFIX: &str = "x-keyhost-info-";
+
 fn verdict_response(verdict: &Verdict, retry_after: Option<std::time::Duration>) -> Response {
     match verdict {
-        Verdict::Allow { key, .. } => {
+        Verdict::Allow { key, info } => {
             // No body: what the caller needs is in the headers, and nginx
             // reuses a keep-alive connection to keyhost only if an
             // auth_request answer has no body to skip (with one, it opened a
@@ -167,6 +181,14 @@ fn verdict_response(verdict: &Verdict, retry_after: Option<std::time::Duration>)
             ] {
                 if let Ok(value) = HeaderValue::from_str(value) {
                     headers.insert(name, value);
+                }
+            }
+            // The policy's info, as `X-Keyhost-Info-NAME`; a pair whose name
+            // or value cannot be a header is left out.
+            for (name, value) in info {
+                let name = HeaderName::try_from(format!("{INFO_HEADER_PREFIX}{name}"));
+                if let (Ok(name), Ok(value)) = (name, HeaderValue::from_str(value)) {
+                    headers.append(name, value);
                 }
             }
             response
@@ -186,12 +208,16 @@ fn verdict_response(verdict: &Verdict, retry_after: Option<std::time::Duration>)
                 }
             }
             if let Some(wait) = retry_after {
-                let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
-                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+                headers.insert(header::RETRY_AFTER, retry_after_value(wait));
             }
             response
         }
     }
+}
+
+/// Whole seconds, at least one.
+pub fn retry_after_value(wait: std::time::Duration) -> HeaderValue {
+    HeaderValue::from(wait.as_secs_f64().ceil().max(1.0) as u64)
 }
 
 /// `POST /v1/keys/verify`, in the style of Unkey.
@@ -211,9 +237,14 @@ pub async fn verify(State(state): State<AppState>, Json(body): Json<VerifyReques
         source_ip: body.ip,
         ..CheckRequest::default()
     };
-    let evaluated = state.evaluate(&body.key, &request);
+    let evaluated = state.evaluate(Some(&body.key), &request);
     let verdict = &evaluated.verdict;
     let key = verdict.key();
+    let info: serde_json::Map<String, serde_json::Value> = verdict
+        .info()
+        .iter()
+        .map(|(name, value)| (name.clone(), value.clone().into()))
+        .collect();
     let mut response = Json(json!({
         "valid": verdict.is_allow(),
         "code": verdict.code(),
@@ -221,13 +252,13 @@ pub async fn verify(State(state): State<AppState>, Json(body): Json<VerifyReques
         "key_id": key.map(|k| &k.key_id),
         "owner": key.map(|k| &k.owner),
         "kind": key.map(|k| k.kind),
+        "info": info,
     }))
     .into_response();
     if let Some(wait) = evaluated.retry_after {
-        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
         response
             .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            .insert(header::RETRY_AFTER, retry_after_value(wait));
     }
     response
 }
@@ -270,16 +301,46 @@ mod tests {
         assert_eq!(presented_key(&headers(&[]), &s), None);
     }
 
+    fn trusting_loopback() -> AuthSettings {
+        AuthSettings {
+            trusted_proxies: vec!["127.0.0.0/8".parse().unwrap()],
+            ..AuthSettings::default()
+        }
+    }
+
     #[test]
-    fn the_client_ip_is_the_last_forwarded_entry() {
+    fn the_client_ip_is_a_trusted_proxys_last_forwarded_entry() {
+        let s = trusting_loopback();
         let peer: IpAddr = "127.0.0.1".parse().unwrap();
         let forged = headers(&[("x-forwarded-for", "6.6.6.6, 192.0.2.7")]);
-        assert_eq!(client_ip(&forged, peer).to_string(), "192.0.2.7");
+        assert_eq!(client_ip(&forged, &s, peer).to_string(), "192.0.2.7");
         assert_eq!(
-            client_ip(&headers(&[("x-real-ip", "10.0.0.1")]), peer).to_string(),
+            client_ip(&headers(&[("x-real-ip", "10.0.0.1")]), &s, peer).to_string(),
             "10.0.0.1"
         );
-        assert_eq!(client_ip(&headers(&[]), peer), peer);
+        assert_eq!(client_ip(&headers(&[]), &s, peer), peer);
+    }
+
+    #[test]
+    fn forwarding_headers_from_an_untrusted_peer_are_ignored() {
+        let s = settings();
+        let peer: IpAddr = "127.0.0.1".parse().unwrap();
+        let forged = headers(&[
+            ("x-forwarded-for", "10.9.9.9"),
+            ("x-real-ip", "10.9.9.9"),
+            ("x-forwarded-method", "GET"),
+            ("x-forwarded-uri", "/public"),
+        ]);
+        assert_eq!(client_ip(&forged, &s, peer), peer);
+        let uri: Uri = "/auth/admin/x".parse().unwrap();
+        let request = check_request(&forged, &s, peer, &Method::DELETE, &uri);
+        assert_eq!(
+            (request.method.as_deref(), request.path.as_deref()),
+            (Some("DELETE"), Some("/admin/x"))
+        );
+        // A v4-mapped v6 peer is the v4 address it maps.
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        assert!(trusting_loopback().trusts(mapped));
     }
 
     #[test]
@@ -291,6 +352,7 @@ mod tests {
         assert_eq!(request.path.as_deref(), Some("/api/v1/items?x=1"));
         assert_eq!(request.method.as_deref(), Some("DELETE"));
         let traefik = headers(&[("x-forwarded-method", "PUT"), ("x-forwarded-uri", "/t")]);
+        let s = trusting_loopback();
         let request = check_request(&traefik, &s, peer, &Method::GET, &"/auth".parse().unwrap());
         assert_eq!(
             (request.method.as_deref(), request.path.as_deref()),

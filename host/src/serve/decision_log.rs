@@ -1,5 +1,6 @@
-//! The optional decision log: one JSON object per line. It never holds a
-//! secret.
+//! The optional decision log: one JSON object per line, for every decision,
+//! with or without a key. It never holds a secret: anything shaped like a key
+//! in what the client sent (a path with `?api_key=…`, say) is redacted.
 
 use std::fs::OpenOptions;
 use std::io::{LineWriter, Write};
@@ -12,6 +13,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::check::{CheckRequest, Verdict};
+use crate::key_format;
 use crate::time::Timestamp;
 
 pub struct DecisionLog {
@@ -23,14 +25,22 @@ struct Entry<'a> {
     time: String,
     key_id: Option<&'a str>,
     owner: Option<&'a str>,
-    service: Option<&'a str>,
-    scope: Option<&'a str>,
-    ip: Option<&'a str>,
-    method: Option<&'a str>,
-    path: Option<&'a str>,
+    service: Option<String>,
+    scope: Option<String>,
+    ip: Option<String>,
+    method: Option<String>,
+    path: Option<String>,
     decision: &'static str,
     code: Option<&'static str>,
+    /// What the policy added to an allow.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    info: &'a [(String, String)],
     latency_us: u128,
+}
+
+/// A client-sent value as the log may hold it.
+fn redacted(value: &Option<String>) -> Option<String> {
+    value.as_deref().map(key_format::redact)
 }
 
 impl DecisionLog {
@@ -52,13 +62,14 @@ impl DecisionLog {
             time: Timestamp::now().to_string(),
             key_id: key.map(|k| k.key_id.as_str()),
             owner: key.map(|k| k.owner.as_str()),
-            service: request.service.as_deref(),
-            scope: request.scope.as_deref(),
-            ip: request.source_ip.as_deref(),
-            method: request.method.as_deref(),
-            path: request.path.as_deref(),
+            service: redacted(&request.service),
+            scope: redacted(&request.scope),
+            ip: redacted(&request.source_ip),
+            method: redacted(&request.method),
+            path: redacted(&request.path),
             decision: if verdict.is_allow() { "allow" } else { "deny" },
             code: verdict.code(),
+            info: verdict.info(),
             latency_us: took.as_micros(),
         };
         let mut line = serde_json::to_vec(&entry).expect("entries serialize");

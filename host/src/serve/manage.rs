@@ -1,28 +1,43 @@
 //! The management API. The caller's own key authenticates it and, as in IBM
-//! Cloud, a user's key acts as that user. Every change goes through the same
-//! library rules as the CLI (`lifecycle`), so a non-owner is refused (403).
+//! Cloud, a user's key acts as that user. Managing keys is a service of its
+//! own (`keyhost`) with scopes of its own: `keys:read` to list and show,
+//! `keys:write` for every change, checked by the policy like any scope. A
+//! key never grants more than it has ([`Ceiling`]). Every change goes
+//! through the same library rules as the CLI (`lifecycle`), so a non-owner
+//! is refused (403).
+//!
+//! A write keeps to the request deadline up to its commit, and is always
+//! answered once committed: an answer of failure means nothing was written.
 
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::auth::{deny_status, presented_key};
+use super::auth::{client_ip, deny_status, presented_key};
+use crate::ceiling::Ceiling;
 use crate::check::{CheckRequest, Verdict};
 use crate::iam::{IamId, KeyKind};
+use crate::key_format;
 use crate::lifecycle::{self, KeyChanges, NewKey, Refused, StateChange, UnknownId};
-use crate::registry::Registry;
+use crate::registry::{KeyRecord, Missing, Registry, TooLate};
 use crate::time::{self, Timestamp};
 use crate::views::{KeyView, issued_secret};
 
 /// The service a key must be valid for to use the management API.
 pub const MANAGEMENT_SERVICE: &str = "keyhost";
+/// The scope that reading keys takes.
+pub const READ_SCOPE: &str = crate::registry::MANAGEMENT_SCOPES[0];
+/// The scope that changing keys takes.
+pub const WRITE_SCOPE: &str = crate::registry::MANAGEMENT_SCOPES[1];
 
 /// An API error: its status and a JSON body saying what went wrong.
 pub struct ApiError {
@@ -33,13 +48,17 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn bad_request(message: impl Into<String>) -> ApiError {
+    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> ApiError {
         ApiError {
-            status: StatusCode::BAD_REQUEST,
-            kind: "bad_request",
+            status,
+            kind,
             message: message.into(),
             code: None,
         }
+    }
+
+    fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 }
 
@@ -49,15 +68,19 @@ impl From<anyhow::Error> for ApiError {
             (StatusCode::FORBIDDEN, "refused")
         } else if error.downcast_ref::<UnknownId>().is_some() {
             (StatusCode::NOT_FOUND, "not_found")
+        } else if error.downcast_ref::<TooLate>().is_some() {
+            (StatusCode::SERVICE_UNAVAILABLE, "timeout")
+        } else if error.downcast_ref::<Missing>().is_some() {
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the registry file is missing on the server; nothing was written",
+            );
         } else {
             (StatusCode::BAD_REQUEST, "bad_request")
         };
-        ApiError {
-            status,
-            kind,
-            message: format!("{error:#}"),
-            code: None,
-        }
+        // An id or field may be a secret pasted in the wrong place.
+        ApiError::new(status, kind, key_format::redact(&format!("{error:#}")))
     }
 }
 
@@ -71,69 +94,147 @@ impl IntoResponse for ApiError {
 
 type ApiResult = Result<Response, ApiError>;
 
-/// The user the caller's key acts as.
-fn authenticate(
-    state: &AppState,
-    headers: &HeaderMap,
-    peer: SocketAddr,
-) -> Result<IamId, ApiError> {
-    let Some(key) = presented_key(headers, &state.auth) else {
-        return Err(ApiError {
-            status: StatusCode::UNAUTHORIZED,
-            kind: "unauthorized",
-            message: "no API key in the request".into(),
-            code: Some("not_found"),
-        });
-    };
-    let request = CheckRequest {
-        service: Some(MANAGEMENT_SERVICE.into()),
-        source_ip: Some(peer.ip().to_string()),
-        ..CheckRequest::default()
-    };
-    match state.evaluate(&key, &request).verdict {
-        Verdict::Allow { key, .. } if key.kind == KeyKind::User => {
-            key.owner.parse().map_err(ApiError::bad_request)
+/// The caller: the user its key acts as, the bounds of that key, and the
+/// deadline of its request.
+pub struct Caller {
+    user: IamId,
+    ceiling: Ceiling,
+    deadline: Instant,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
+        let deadline = Instant::now() + state.request_timeout;
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip())
+            .ok_or_else(|| ApiError::bad_request("no peer address"))?;
+        let scope = if parts.method == Method::GET {
+            READ_SCOPE
+        } else {
+            WRITE_SCOPE
+        };
+        let request = CheckRequest {
+            service: Some(MANAGEMENT_SERVICE.into()),
+            scope: Some(scope.into()),
+            source_ip: Some(client_ip(&parts.headers, &state.auth, peer).to_string()),
+            method: Some(parts.method.to_string()),
+            path: Some(parts.uri.path().to_string()),
+            ..CheckRequest::default()
+        };
+        let presented = presented_key(&parts.headers, &state.auth);
+        let verdict = state.evaluate(presented.as_deref(), &request).verdict;
+        let key = match verdict {
+            Verdict::Allow { key, .. } => key,
+            Verdict::Deny { code, reason, .. } => {
+                return Err(ApiError {
+                    code: Some(code.as_str()),
+                    ..ApiError::new(deny_status(code), "unauthorized", reason)
+                });
+            }
+        };
+        if key.kind != KeyKind::User {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "refused",
+                format!("only a user's key manages keys; this is a {} key", key.kind),
+            ));
         }
-        Verdict::Allow { key, .. } => Err(ApiError {
-            status: StatusCode::FORBIDDEN,
-            kind: "refused",
-            message: format!("only a user's key manages keys; this is a {} key", key.kind),
-            code: None,
-        }),
-        Verdict::Deny { code, reason, .. } => Err(ApiError {
-            status: deny_status(code),
-            kind: "unauthorized",
-            message: reason,
-            code: Some(code.as_str()),
-        }),
+        let checker = state.shared.checker();
+        let record = &checker.registry.keys[key.index];
+        Ok(Caller {
+            user: key.owner.parse().map_err(ApiError::bad_request)?,
+            ceiling: Ceiling::of(record),
+            deadline,
+        })
     }
 }
 
-/// Runs a registry change off the async threads (it locks and fsyncs), then
-/// makes it live at once.
-async fn write<T: Send + 'static>(
-    state: &AppState,
-    change: impl FnOnce(&mut Registry) -> anyhow::Result<T> + Send + 'static,
-) -> Result<(T, u64), ApiError> {
-    let shared = state.shared.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        let result = shared.registry_file.update(change);
-        if result.is_ok() {
-            shared.reload_registry();
+/// A JSON body, read before the caller's deadline. An empty body is the
+/// body type's default; any other must say it is JSON.
+pub struct Body<T>(T);
+
+impl<T: DeserializeOwned + Default> FromRequest<AppState> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Body<T>, ApiError> {
+        let deadline = tokio::time::Instant::now() + state.request_timeout;
+        let declared_json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .map(|value| {
+                value
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            });
+        let read = axum::body::to_bytes(request.into_body(), state.max_body_bytes);
+        let bytes = match tokio::time::timeout_at(deadline, read).await {
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "timeout",
+                    "the request body did not arrive in time; nothing was written",
+                ));
+            }
+            Ok(Err(_)) => {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    format!("the body is over {} bytes", state.max_body_bytes),
+                ));
+            }
+            Ok(Ok(bytes)) => bytes,
+        };
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Body(T::default()));
         }
-        result
-    })
-    .await
-    .map_err(|e| ApiError::from(anyhow::anyhow!("the write task failed: {e}")))?;
-    Ok(result?)
+        if declared_json.as_deref() != Some("application/json") {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the body must be JSON, sent with Content-Type: application/json",
+            ));
+        }
+        serde_json::from_slice(&bytes)
+            .map(Body)
+            .map_err(|e| ApiError::bad_request(format!("the JSON body is not valid: {e}")))
+    }
 }
 
-fn parse_body<T: for<'de> Deserialize<'de> + Default>(body: &Bytes) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
+impl Caller {
+    /// Runs a registry change off the async threads (it locks and fsyncs),
+    /// checks what it made against the caller's ceiling, commits it before
+    /// the deadline or not at all, and makes it live at once.
+    async fn write<T: Send + 'static>(
+        &self,
+        state: &AppState,
+        change: impl FnOnce(&mut Registry, &IamId) -> anyhow::Result<T> + Send + 'static,
+    ) -> Result<(T, u64), ApiError> {
+        let shared = state.shared.clone();
+        let user = self.user.clone();
+        let deadline = self.deadline;
+        // The task runs to its end even if this request is dropped, so its
+        // outcome, commit or not, is what the answer says.
+        let result = tokio::task::spawn_blocking(move || {
+            let result = shared
+                .registry_file
+                .update_until(Some(deadline), |registry| change(registry, &user));
+            if result.is_ok() {
+                shared.reload_registry();
+            }
+            result
+        })
+        .await
+        .map_err(|e| ApiError::from(anyhow::anyhow!("the write task failed: {e}")))?;
+        Ok(result?)
     }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("the JSON body is not valid: {e}")))
 }
 
 fn parse_when(text: Option<String>, now: Timestamp) -> Result<Option<Timestamp>, ApiError> {
@@ -165,12 +266,9 @@ pub struct CreateBody {
 
 pub async fn create(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
+    caller: Caller,
+    Body(body): Body<CreateBody>,
 ) -> ApiResult {
-    let actor = authenticate(&state, &headers, peer)?;
-    let body: CreateBody = parse_body(&body)?;
     let now = Timestamp::now();
     let new = NewKey {
         for_identity: body.for_identity,
@@ -184,39 +282,41 @@ pub async fn create(
         lock: body.lock,
         rate_limit: body.rate_limit,
     };
-    let ((record, secret), revision) = write(&state, move |registry| {
-        lifecycle::create_key(registry, &actor, new, now)
-    })
-    .await?;
+    let ceiling = caller.ceiling.clone();
+    let ((record, secret), revision) = caller
+        .write(&state, move |registry, user| {
+            let created = lifecycle::create_key(registry, user, new, now)?;
+            ceiling.permits(&created.0)?;
+            Ok(created)
+        })
+        .await?;
     let body = issued_secret(&record, &secret, revision, now);
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-pub async fn list(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> ApiResult {
-    let actor = authenticate(&state, &headers, peer)?;
+/// A key as the API shows it, with its live use count.
+fn view(state: &AppState, key: &KeyRecord, now: Timestamp) -> KeyView {
+    KeyView::of(key, now).with_usage(state.shared.usage_of(&key.id).as_ref())
+}
+
+pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult {
     let checker = state.shared.checker();
     let now = Timestamp::now();
-    let keys: Vec<KeyView> = lifecycle::keys_managed_by(&checker.registry, &actor)
+    let keys: Vec<KeyView> = lifecycle::keys_managed_by(&checker.registry, &caller.user)
         .into_iter()
-        .map(|key| KeyView::of(key, now))
+        .map(|key| view(&state, key, now))
         .collect();
     Ok(Json(json!({ "keys": keys, "revision": checker.registry.revision })).into_response())
 }
 
 pub async fn show(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    caller: Caller,
     Path(id): Path<String>,
-    headers: HeaderMap,
 ) -> ApiResult {
-    let actor = authenticate(&state, &headers, peer)?;
     let checker = state.shared.checker();
-    let key = lifecycle::readable_key(&checker.registry, &id, &actor)?;
-    let view = KeyView::of(key, Timestamp::now());
+    let key = lifecycle::readable_key(&checker.registry, &id, &caller.user)?;
+    let view = view(&state, key, Timestamp::now());
     Ok(Json(json!({ "key": view, "revision": checker.registry.revision })).into_response())
 }
 
@@ -237,13 +337,10 @@ pub struct UpdateBody {
 
 pub async fn update(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    caller: Caller,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    Body(body): Body<UpdateBody>,
 ) -> ApiResult {
-    let actor = authenticate(&state, &headers, peer)?;
-    let body: UpdateBody = parse_body(&body)?;
     let now = Timestamp::now();
     let expires_at = match body.expires {
         None => None,
@@ -260,15 +357,19 @@ pub async fn update(
             .rate_limit
             .map(|limit| Some(limit).filter(|l| l != "none")),
     };
-    let (record, revision) = write(&state, move |registry| {
-        lifecycle::update_key(registry, &id, &actor, changes, now)
-    })
-    .await?;
-    Ok(key_response(&record, revision, now))
+    let ceiling = caller.ceiling.clone();
+    let (record, revision) = caller
+        .write(&state, move |registry, user| {
+            let updated = lifecycle::update_key(registry, &id, user, changes, now)?;
+            ceiling.permits(&updated)?;
+            Ok(updated)
+        })
+        .await?;
+    Ok(key_response(&state, &record, revision, now))
 }
 
-fn key_response(record: &crate::registry::KeyRecord, revision: u64, now: Timestamp) -> Response {
-    Json(json!({ "key": KeyView::of(record, now), "revision": revision })).into_response()
+fn key_response(state: &AppState, record: &KeyRecord, revision: u64, now: Timestamp) -> Response {
+    Json(json!({ "key": view(state, record, now), "revision": revision })).into_response()
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -277,15 +378,14 @@ pub struct RotateBody {
     grace: Option<String>,
 }
 
-/// `POST /v1/keys/{id}/{action}`: lock, unlock, disable, enable or rotate.
+/// `POST /v1/keys/{id}/{action}`: lock, unlock, disable, enable, rotate or
+/// end-grace.
 pub async fn act(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    caller: Caller,
     Path((id, action)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
+    Body(body): Body<RotateBody>,
 ) -> ApiResult {
-    let actor = authenticate(&state, &headers, peer)?;
     let now = Timestamp::now();
     let change = match action.as_str() {
         "lock" => StateChange::Lock,
@@ -293,7 +393,6 @@ pub async fn act(
         "disable" => StateChange::Disable,
         "enable" => StateChange::Enable,
         "rotate" => {
-            let body: RotateBody = parse_body(&body)?;
             let grace = body
                 .grace
                 .map(|text| {
@@ -301,41 +400,50 @@ pub async fn act(
                         .map_err(|e| ApiError::bad_request(format!("grace: {e}")))
                 })
                 .transpose()?;
-            let ((record, secret), revision) = write(&state, move |registry| {
-                lifecycle::rotate_key(registry, &id, &actor, grace, now)
-            })
-            .await?;
+            let ((record, secret), revision) = caller
+                .write(&state, move |registry, user| {
+                    lifecycle::rotate_key(registry, &id, user, grace, now)
+                })
+                .await?;
             return Ok(Json(issued_secret(&record, &secret, revision, now)).into_response());
         }
+        "end-grace" => {
+            let (record, revision) = caller
+                .write(&state, move |registry, user| {
+                    lifecycle::end_grace(registry, &id, user, now)
+                })
+                .await?;
+            return Ok(key_response(&state, &record, revision, now));
+        }
         other => {
-            return Err(ApiError {
-                status: StatusCode::NOT_FOUND,
-                kind: "not_found",
-                message: format!(
-                    "no action {other:?}: use lock, unlock, disable, enable or rotate"
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!(
+                    "no action {:?}: the actions are lock, unlock, disable, enable, rotate and end-grace",
+                    key_format::redact(other)
                 ),
-                code: None,
-            });
+            ));
         }
     };
-    let (record, revision) = write(&state, move |registry| {
-        lifecycle::change_state(registry, &id, &actor, change, now)
-    })
-    .await?;
-    Ok(key_response(&record, revision, now))
+    let (record, revision) = caller
+        .write(&state, move |registry, user| {
+            lifecycle::change_state(registry, &id, user, change, now)
+        })
+        .await?;
+    Ok(key_response(&state, &record, revision, now))
 }
 
 pub async fn delete(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    caller: Caller,
     Path(id): Path<String>,
-    headers: HeaderMap,
 ) -> ApiResult {
-    let actor = authenticate(&state, &headers, peer)?;
-    let (record, revision) = write(&state, move |registry| {
-        lifecycle::delete_key(registry, &id, &actor)
-    })
-    .await?;
+    let (record, revision) = caller
+        .write(&state, move |registry, user| {
+            lifecycle::delete_key(registry, &id, user)
+        })
+        .await?;
     let body: Value = json!({ "deleted": record.id, "revision": revision });
     Ok(Json(body).into_response())
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -13,6 +14,12 @@ use prometheus_client::registry::Registry;
 struct CheckLabels {
     decision: String,
     code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConnectionLabels {
+    /// `served`, or `refused` past the connection cap.
+    outcome: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -27,6 +34,8 @@ pub struct Metrics {
     latency: Histogram,
     reloads: Family<ReloadLabels, Counter>,
     policy_errors: Counter,
+    connections: Family<ConnectionLabels, Counter>,
+    open_connections: Gauge,
 }
 
 impl Metrics {
@@ -53,12 +62,26 @@ impl Metrics {
             "Checks failed closed by a policy fault",
             policy_errors.clone(),
         );
+        let connections = Family::<ConnectionLabels, Counter>::default();
+        let open_connections = Gauge::default();
+        registry.register(
+            "connections",
+            "Accepted connections, served or refused past the cap",
+            connections.clone(),
+        );
+        registry.register(
+            "open_connections",
+            "Connections open now",
+            open_connections.clone(),
+        );
         Metrics {
             registry,
             checks,
             latency,
             reloads,
             policy_errors,
+            connections,
+            open_connections,
         }
     }
 
@@ -72,6 +95,21 @@ impl Metrics {
         if code == Some("policy_error") {
             self.policy_errors.inc();
         }
+    }
+
+    /// A connection accepted: served, or refused past the cap.
+    pub fn connection(&self, served: bool) {
+        let outcome = if served { "served" } else { "refused" };
+        self.connections
+            .get_or_create(&ConnectionLabels {
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    /// The number of connections open changed by `delta`.
+    pub fn open_connections(&self, delta: i64) {
+        self.open_connections.inc_by(delta);
     }
 
     pub fn reload(&self, what: &str, ok: bool) {

@@ -3,7 +3,9 @@
 //! registry and the policy.
 
 pub mod auth;
+mod connections;
 mod decision_log;
+mod errors;
 mod manage;
 mod metrics;
 mod state;
@@ -21,11 +23,12 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use axum::serve::ListenerExt;
 use serde_json::json;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tower_http::timeout::TimeoutLayer;
 
 pub use auth::AuthSettings;
+pub use connections::ConnectionLimits;
 use decision_log::DecisionLog;
 use state::{PolicySource, Shared};
 
@@ -46,9 +49,12 @@ pub struct ServeOptions {
     pub usage_flush: Duration,
     /// How often the registry and policy files are looked at for changes.
     pub watch_interval: Duration,
+    /// How long a request may take. A management write that cannot commit
+    /// within it is not made at all; one that committed is always answered.
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
     pub max_header_bytes: usize,
+    pub connections: ConnectionLimits,
 }
 
 impl ServeOptions {
@@ -64,6 +70,7 @@ impl ServeOptions {
             request_timeout: Duration::from_secs(10),
             max_body_bytes: 64 << 10,
             max_header_bytes: 16 << 10,
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -73,15 +80,26 @@ impl ServeOptions {
 pub struct AppState {
     shared: Arc<Shared>,
     auth: Arc<AuthSettings>,
+    /// How long a request may take (management writes keep to it themselves).
+    request_timeout: Duration,
+    max_body_bytes: usize,
 }
 
 impl AppState {
-    /// Runs a check from an async handler. The policy call is synchronous,
+    /// Runs a check from an async handler; a request without a key is
+    /// decided (and logged) without one. The policy call is synchronous,
     /// and a policy's WASI calls (a panic message written to stderr, say)
     /// enter the runtime themselves, so the worker thread is handed over as
     /// a blocking one for the duration.
-    fn evaluate(&self, presented: &str, request: &crate::check::CheckRequest) -> state::Evaluated {
-        tokio::task::block_in_place(|| self.shared.evaluate(presented, request))
+    fn evaluate(
+        &self,
+        presented: Option<&str>,
+        request: &crate::check::CheckRequest,
+    ) -> state::Evaluated {
+        match presented {
+            Some(key) => tokio::task::block_in_place(|| self.shared.evaluate(key, request)),
+            None => self.shared.unkeyed(request),
+        }
     }
 }
 
@@ -110,7 +128,10 @@ pub fn run(options: ServeOptions) -> Result<()> {
         .thread_name("keyhost-serve")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(shared, options))
+    let served = runtime.block_on(serve(shared, options));
+    // Requests still running past the shutdown deadline are not waited for.
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    served
 }
 
 async fn serve(shared: Arc<Shared>, options: ServeOptions) -> Result<()> {
@@ -122,41 +143,50 @@ async fn serve(shared: Arc<Shared>, options: ServeOptions) -> Result<()> {
         tracing::warn!(%local, "listening beyond loopback: make sure only your proxies can reach keyhost");
     }
     // The first line on stdout names the address, for scripts and tests.
+    // Signals are caught from here on, before anyone can know the address:
+    // a SIGHUP or SIGTERM sent right after the first line must not meet the
+    // default action, which ends the process.
+    let signals = Signals::register()?;
     println!("listening on http://{local}");
     std::io::stdout().flush().ok();
     tracing::info!(%local, policy = %shared.policy_label(), "keyhost serve started");
 
-    spawn_watchers(&shared, &options);
+    spawn_watchers(&shared, &options, signals.hangup);
     let state = AppState {
         shared: shared.clone(),
         auth: Arc::new(options.auth.clone()),
+        request_timeout: options.request_timeout,
+        max_body_bytes: options.max_body_bytes,
     };
     let app = router(state, &options);
-    // Answers are small and each one ends an exchange: with Nagle's algorithm
-    // on, a proxy's keep-alive connection waited on delayed ACKs (nginx
-    // auth_request ran at 7% of nginx alone in bench/run.sh).
-    let listener = listener.tap_io(|stream| {
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY: {e}");
-        }
-    });
-    axum::serve(
+    connections::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        app,
+        options.connections,
+        shared.clone(),
+        shutdown_signal(signals.terminate, signals.interrupt),
     )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .context("the server failed")?;
+    .await;
     shared.flush_usage();
     tracing::info!("keyhost serve stopped");
     Ok(())
 }
 
 fn router(state: AppState, options: &ServeOptions) -> Router {
-    Router::new()
+    // Reads and checks are cut off at the request timeout. Management calls
+    // are not: a write keeps to the deadline itself, up to its commit, and a
+    // committed write is always answered (manage.rs).
+    let timed = Router::new()
         .route("/auth", any(auth::auth))
         .route("/auth/{*rest}", any(auth::auth))
         .route("/v1/keys/verify", post(auth::verify))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            options.request_timeout,
+        ));
+    let management = Router::new()
         .route("/v1/keys", get(manage::list).post(manage::create))
         .route(
             "/v1/keys/{id}",
@@ -164,18 +194,15 @@ fn router(state: AppState, options: &ServeOptions) -> Router {
                 .patch(manage::update)
                 .delete(manage::delete),
         )
-        .route("/v1/keys/{id}/{action}", post(manage::act))
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+        .route("/v1/keys/{id}/{action}", post(manage::act));
+    timed
+        .merge(management)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
         .layer(middleware::from_fn_with_state(
             options.max_header_bytes,
             header_limit,
         ))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            options.request_timeout,
-        ))
+        .layer(middleware::from_fn(errors::json_errors))
         .with_state(state)
 }
 
@@ -197,12 +224,25 @@ async fn header_limit(State(max): State<usize>, request: Request, next: Next) ->
     next.run(request).await
 }
 
+/// `ok`, or `degraded` with 503 and the reason when the registry in force
+/// may be stale (the file is gone, unreadable, or went back in revision).
 async fn healthz(State(state): State<AppState>) -> Response {
     let revision = state.shared.checker().registry.revision;
-    axum::Json(
-        json!({ "status": "ok", "revision": revision, "policy": state.shared.policy_label() }),
-    )
-    .into_response()
+    let policy = state.shared.policy_label();
+    match state.shared.registry_problem() {
+        None => axum::Json(json!({ "status": "ok", "revision": revision, "policy": policy }))
+            .into_response(),
+        Some(problem) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({
+                "status": "degraded",
+                "revision": revision,
+                "policy": policy,
+                "problems": [format!("registry: {problem}")],
+            })),
+        )
+            .into_response(),
+    }
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
@@ -224,7 +264,7 @@ fn fingerprint(path: &Path) -> Option<(SystemTime, u64, u64)> {
 }
 
 /// Polls the registry and policy files, flushes usage, and reloads on SIGHUP.
-fn spawn_watchers(shared: &Arc<Shared>, options: &ServeOptions) {
+fn spawn_watchers(shared: &Arc<Shared>, options: &ServeOptions, mut hangups: Signal) {
     let mut watched = vec![(options.registry.clone(), Reload::Registry)];
     if let Some(path) = &options.policy {
         watched.push((path.clone(), Reload::Policy));
@@ -238,7 +278,9 @@ fn spawn_watchers(shared: &Arc<Shared>, options: &ServeOptions) {
             loop {
                 ticker.tick().await;
                 let now = fingerprint(&path);
-                if now != seen && now.is_some() {
+                // A file that disappears is reloaded too, so that the
+                // failure is logged and reported by /healthz.
+                if now != seen {
                     seen = now;
                     what.run_blocking(&shared).await;
                 }
@@ -259,12 +301,6 @@ fn spawn_watchers(shared: &Arc<Shared>, options: &ServeOptions) {
 
     let on_hangup = shared.clone();
     tokio::spawn(async move {
-        let Ok(mut hangups) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
-            tracing::warn!("cannot listen for SIGHUP");
-            return;
-        };
         while hangups.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading the registry and the policy");
             Reload::Registry.run_blocking(&on_hangup).await;
@@ -291,17 +327,27 @@ impl Reload {
     }
 }
 
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+/// The signals serve acts on.
+struct Signals {
+    hangup: Signal,
+    terminate: Signal,
+    interrupt: Signal,
+}
+
+impl Signals {
+    fn register() -> Result<Signals> {
+        let catch = |kind| signal(kind).context("cannot listen for signals");
+        Ok(Signals {
+            hangup: catch(SignalKind::hangup())?,
+            terminate: catch(SignalKind::terminate())?,
+            interrupt: catch(SignalKind::interrupt())?,
+        })
+    }
+}
+
+async fn shutdown_signal(mut terminate: Signal, mut interrupt: Signal) {
     tokio::select! {
-        _ = terminate => tracing::info!("SIGTERM: shutting down"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: shutting down"),
+        _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = interrupt.recv() => tracing::info!("interrupted: shutting down"),
     }
 }

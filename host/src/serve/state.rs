@@ -75,6 +75,8 @@ pub struct Shared {
     decisions: Option<DecisionLog>,
     /// Serialises reloads, so two never interleave.
     reloading: Mutex<()>,
+    /// Why the last registry reload failed, until one succeeds.
+    registry_problem: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -99,6 +101,7 @@ impl Shared {
             metrics: Metrics::new(),
             decisions,
             reloading: Mutex::new(()),
+            registry_problem: Mutex::new(None),
         })
     }
 
@@ -135,21 +138,51 @@ impl Shared {
                 self.usage.record(&key.key_id, Timestamp::now());
             }
         }
-        let took = started.elapsed();
-        self.metrics.check(verdict.code(), took);
-        if let Some(log) = &self.decisions {
-            log.record(request, &verdict, took);
-        }
+        self.record(request, &verdict, started);
         Evaluated {
             verdict,
             retry_after,
         }
     }
 
-    /// Re-reads the registry; on failure the old one stays.
+    /// The verdict on a request that carries no key; recorded like any other.
+    pub fn unkeyed(&self, request: &CheckRequest) -> Evaluated {
+        let verdict = Verdict::Deny {
+            code: DenyCode::NotFound,
+            reason: "no API key in the request".into(),
+            key: None,
+        };
+        self.record(request, &verdict, Instant::now());
+        Evaluated {
+            verdict,
+            retry_after: None,
+        }
+    }
+
+    /// Every decision is counted and, with a decision log, logged.
+    fn record(&self, request: &CheckRequest, verdict: &Verdict, started: Instant) {
+        let took = started.elapsed();
+        self.metrics.check(verdict.code(), took);
+        if let Some(log) = &self.decisions {
+            log.record(request, verdict, took);
+        }
+    }
+
+    /// Re-reads the registry; on failure the old one stays, and `/healthz`
+    /// says why until a reload succeeds. A registry whose revision is older
+    /// than the one in force (the file swapped for an earlier copy, which
+    /// could bring back a revoked key) is refused the same way; restart
+    /// serve to go back on purpose.
     pub fn reload_registry(&self) {
         let _guard = self.reloading.lock().expect("reload lock");
         let outcome = self.registry_file.load().and_then(|registry| {
+            let current = self.checker().registry.revision;
+            if registry.revision < current {
+                anyhow::bail!(
+                    "the registry's revision went back from {current} to {}: an older copy replaced it",
+                    registry.revision
+                );
+            }
             let config = registry.policy.config_pairs();
             let current = self.pool();
             if config != current.config {
@@ -161,10 +194,27 @@ impl Shared {
             Ok(revision)
         });
         self.metrics.reload("registry", outcome.is_ok());
+        let mut problem = self.registry_problem.lock().expect("problem lock");
         match outcome {
-            Ok(revision) => tracing::info!(revision, "registry reloaded"),
-            Err(e) => tracing::error!("registry reload failed; keeping the previous one: {e:#}"),
+            Ok(revision) => {
+                tracing::info!(revision, "registry reloaded");
+                *problem = None;
+            }
+            Err(e) => {
+                tracing::error!("registry reload failed; keeping the previous one: {e:#}");
+                *problem = Some(format!("{e:#}"));
+            }
         }
+    }
+
+    /// Why the registry in force may be stale, if it may.
+    pub fn registry_problem(&self) -> Option<String> {
+        self.registry_problem.lock().expect("problem lock").clone()
+    }
+
+    /// The live use count and last use of a key, as `show` reports them.
+    pub fn usage_of(&self, key_id: &str) -> Option<crate::usage::Usage> {
+        self.usage.get(key_id)
     }
 
     /// Loads the policy again from its source; on failure the old one stays.

@@ -8,6 +8,9 @@
 //!   the environment, and allow only if they got something: keyhost grants
 //!   none of them, so those checks must be denied.
 //!
+//! - `info` allows with info pairs, one of them a name no header can carry
+//!   and one a value with a terminal escape.
+//!
 //! Any other service is allowed.
 
 use std::cell::Cell;
@@ -99,6 +102,11 @@ impl Guest for HostilePolicy {
                     )
                 }
             }
+            Some("info") => Decision::Allow(vec![
+                ("tier".into(), "gold".into()),
+                ("bad name".into(), "x".into()),
+                ("note".into(), "\u{1b}[2Jwiped".into()),
+            ]),
             _ => Decision::Allow(Vec::new()),
         }
     }
