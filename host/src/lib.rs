@@ -7,6 +7,7 @@
 //! - [`ceiling`]: what a key may grant through the management API;
 //! - [`policy`]: the wasmtime engine, sandbox and compiled-policy cache;
 //! - [`check`]: the check pipeline;
+//! - [`counters`]: rate-limit windows and usage, local or shared in Redis;
 //! - [`scan`]: finding leaked keys in text;
 //! - [`cli`]: the `keyhost` command.
 
@@ -14,6 +15,7 @@ pub mod ceiling;
 pub mod check;
 pub mod cli;
 pub mod conformance;
+pub mod counters;
 pub mod demo;
 pub mod durable;
 pub mod fields;

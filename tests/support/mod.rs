@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod nginx;
+pub mod redis;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -280,10 +281,12 @@ impl Drop for Server {
     }
 }
 
-/// An HTTP client that returns 4xx and 5xx responses instead of errors.
+/// An HTTP client that returns 3xx, 4xx and 5xx responses instead of
+/// errors or following them.
 pub fn http() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
+        .max_redirects(0)
         .timeout_global(Some(std::time::Duration::from_secs(10)))
         .build()
         .into()

@@ -174,12 +174,25 @@ pub struct ListArgs {
     /// Only the keys of this identity.
     #[arg(long)]
     pub owner: Option<IamId>,
+    #[command(flatten)]
+    pub usage: UsageArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct KeyIdArgs {
     /// The key's id (kid_...).
     pub id: String,
+    #[command(flatten)]
+    pub usage: UsageArgs,
+}
+
+/// Where `list` and `show` read usage from.
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    /// Read usage from the replicas' shared state (redis://HOST:PORT[/DB])
+    /// rather than the usage file beside the registry.
+    #[arg(long, env = "KEYHOST_STATE")]
+    pub state: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -318,6 +331,21 @@ pub struct ServeArgs {
     /// How long a shutdown (SIGTERM) waits for requests in flight.
     #[arg(long, default_value = "5s", value_parser = crate::time::parse_duration)]
     pub shutdown_timeout: std::time::Duration,
+    /// Share rate limits and usage with other replicas in Redis or Valkey:
+    /// redis://HOST:PORT[/DB]. Without it, they live in this process.
+    #[arg(long, env = "KEYHOST_STATE")]
+    pub state: Option<String>,
+    /// How long a call to the shared state may take before it counts as failed.
+    #[arg(long, default_value = "100ms", value_parser = crate::time::parse_duration)]
+    pub state_timeout: std::time::Duration,
+    /// What a rate limit does when the shared state cannot be reached: open
+    /// (allow; the key is still checked) or closed (deny as rate_limited).
+    #[arg(long, value_enum, default_value = "open")]
+    pub on_state_error: crate::counters::OnStateError,
+    /// The replica that takes management writes (its base URL); this one
+    /// then answers writes with a redirect there and takes none itself.
+    #[arg(long)]
+    pub primary: Option<String>,
 }
 
 fn parse_net(text: &str) -> Result<ipnet::IpNet, String> {

@@ -10,11 +10,12 @@ use serde_json::json;
 
 use super::args::{
     ActorKeyArgs, CheckArgs, Cli, Command, CreateArgs, IdentityCommand, InitArgs, ListArgs,
-    RotateArgs, ScanArgs, ServeArgs, UpdateArgs,
+    RotateArgs, ScanArgs, ServeArgs, UpdateArgs, UsageArgs,
 };
 use super::input::read_presented_key;
 use super::{EXIT_DENIED, Report};
 use crate::check::{CheckRequest, Checker, FoundKey, Verdict, decide, presented_hash};
+use crate::counters::{OnStateError, RedisCounters};
 use crate::key_format::{self, Secret};
 use crate::lifecycle::{self, KeyChanges, NewIdentity, NewKey, StateChange};
 use crate::policy::PolicySlot;
@@ -34,7 +35,7 @@ pub fn run(cli: Cli) -> Result<Report> {
         Command::Identity(command) => identity(file, command, now),
         Command::Create(args) => create(file, args, now),
         Command::List(args) => list(file, args, now),
-        Command::Show(args) => show(file, &args.id, now),
+        Command::Show(args) => show(file, &args.id, &args.usage, now),
         Command::Lock(args) => change_state(file, args, StateChange::Lock, now),
         Command::Unlock(args) => change_state(file, args, StateChange::Unlock, now),
         Command::Disable(args) => change_state(file, args, StateChange::Disable, now),
@@ -65,6 +66,10 @@ fn serve(registry: &Path, args: ServeArgs) -> Result<Report> {
     options.connections.header_timeout = args.header_timeout;
     options.connections.max_connections = args.max_connections;
     options.connections.shutdown_timeout = args.shutdown_timeout;
+    options.state = args.state;
+    options.state_timeout = args.state_timeout;
+    options.on_state_error = args.on_state_error;
+    options.primary = args.primary;
     crate::serve::run(options)?;
     Ok(Report::new(json!({ "stopped": true }), ""))
 }
@@ -179,21 +184,47 @@ fn secret_report(
     ))
 }
 
-/// What `keyhost serve` recorded of key use; a bad file only warns.
-fn load_usage(file: &RegistryFile) -> BTreeMap<String, Usage> {
-    usage::load(&usage::usage_path(file.path())).unwrap_or_else(|e| {
-        tracing::warn!("{e:#}");
-        BTreeMap::new()
-    })
+/// What `keyhost serve` recorded of the use of these keys: from the
+/// replicas' shared state, or from the usage file (a bad file only warns).
+fn load_usage(
+    file: &RegistryFile,
+    from: &UsageArgs,
+    key_ids: &[&str],
+) -> Result<BTreeMap<String, Usage>> {
+    let Some(url) = &from.state else {
+        return Ok(
+            usage::load(&usage::usage_path(file.path())).unwrap_or_else(|e| {
+                tracing::warn!("{e:#}");
+                BTreeMap::new()
+            }),
+        );
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let timeout = std::time::Duration::from_secs(2);
+    let shared =
+        RedisCounters::connect(url, runtime.handle().clone(), timeout, OnStateError::Open)?;
+    let usage = shared.usage_of(key_ids);
+    if let Some(problem) = shared.problem() {
+        anyhow::bail!("cannot read usage from the shared state: {problem}");
+    }
+    Ok(usage)
 }
 
 fn list(file: &RegistryFile, args: ListArgs, now: Timestamp) -> Result<Report> {
     let registry = file.load()?;
-    let usage = load_usage(file);
-    let views: Vec<KeyView> = registry
+    let keys: Vec<&KeyRecord> = registry
         .keys
         .iter()
         .filter(|key| args.owner.as_ref().is_none_or(|owner| &key.owner == owner))
+        .collect();
+    let ids: Vec<&str> = keys.iter().map(|key| key.id.as_str()).collect();
+    let usage = load_usage(file, &args.usage, &ids)?;
+    let views: Vec<KeyView> = keys
+        .iter()
         .map(|key| KeyView::of(key, now).with_usage(usage.get(&key.id)))
         .collect();
     let text = views
@@ -207,7 +238,7 @@ fn list(file: &RegistryFile, args: ListArgs, now: Timestamp) -> Result<Report> {
     ))
 }
 
-fn show(file: &RegistryFile, id: &str, now: Timestamp) -> Result<Report> {
+fn show(file: &RegistryFile, id: &str, from: &UsageArgs, now: Timestamp) -> Result<Report> {
     let registry = file.load()?;
     let key = registry
         .key(id)
@@ -216,7 +247,8 @@ fn show(file: &RegistryFile, id: &str, now: Timestamp) -> Result<Report> {
             id: id.to_string(),
         })
         .with_context(|| format!("registry {}", file.path().display()))?;
-    let view = KeyView::of(key, now).with_usage(load_usage(file).get(&key.id));
+    let usage = load_usage(file, from, &[key.id.as_str()])?;
+    let view = KeyView::of(key, now).with_usage(usage.get(&key.id));
     let text = view.details();
     Ok(Report::new(
         json!({ "key": view, "revision": registry.revision }),

@@ -16,6 +16,7 @@ use axum::Json;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -93,6 +94,37 @@ impl IntoResponse for ApiError {
 }
 
 type ApiResult = Result<Response, ApiError>;
+
+/// On a replica that does not take writes (`--primary URL`), a management
+/// write is answered `307 Temporary Redirect` to the primary, which keeps the
+/// method and body; reads are served here. Nothing is written locally.
+pub async fn writes_to_primary(
+    State(primary): State<Option<String>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(primary) = primary.filter(|_| request.method() != Method::GET) else {
+        return next.run(request).await;
+    };
+    let target = format!(
+        "{}{}",
+        primary.trim_end_matches('/'),
+        request
+            .uri()
+            .path_and_query()
+            .map_or("/", |path| path.as_str())
+    );
+    let mut response = ApiError::new(
+        StatusCode::TEMPORARY_REDIRECT,
+        "not_primary",
+        format!("this replica takes no writes; send them to the primary, {primary}"),
+    )
+    .into_response();
+    if let Ok(location) = header::HeaderValue::from_str(&target) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
 
 /// The caller: the user its key acts as, the bounds of that key, and the
 /// deadline of its request.
@@ -294,18 +326,28 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-/// A key as the API shows it, with its live use count.
+/// Keys as the API shows them, with their live use counts (every
+/// replica's, when the counters are shared).
+fn views(state: &AppState, keys: &[&KeyRecord], now: Timestamp) -> Vec<KeyView> {
+    let ids: Vec<&str> = keys.iter().map(|key| key.id.as_str()).collect();
+    let usage = tokio::task::block_in_place(|| state.shared.usage_of(&ids));
+    keys.iter()
+        .map(|key| KeyView::of(key, now).with_usage(usage.get(&key.id)))
+        .collect()
+}
+
 fn view(state: &AppState, key: &KeyRecord, now: Timestamp) -> KeyView {
-    KeyView::of(key, now).with_usage(state.shared.usage_of(&key.id).as_ref())
+    views(state, &[key], now).remove(0)
 }
 
 pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult {
     let checker = state.shared.checker();
     let now = Timestamp::now();
-    let keys: Vec<KeyView> = lifecycle::keys_managed_by(&checker.registry, &caller.user)
-        .into_iter()
-        .map(|key| view(&state, key, now))
-        .collect();
+    let keys = views(
+        &state,
+        &lifecycle::keys_managed_by(&checker.registry, &caller.user),
+        now,
+    );
     Ok(Json(json!({ "keys": keys, "revision": checker.registry.revision })).into_response())
 }
 

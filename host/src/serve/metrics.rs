@@ -97,6 +97,15 @@ impl Metrics {
         }
     }
 
+    /// Counts the shared state's failed calls (`--state`).
+    pub fn count_state_errors(&mut self, errors: Counter) {
+        self.registry.register(
+            "state_errors",
+            "Calls to the shared state (Redis) that failed or timed out",
+            errors,
+        );
+    }
+
     /// A connection accepted: served, or refused past the cap.
     pub fn connection(&self, served: bool) {
         let outcome = if served { "served" } else { "refused" };

@@ -32,7 +32,9 @@ pub use connections::ConnectionLimits;
 use decision_log::DecisionLog;
 use state::{PolicySource, Shared};
 
+use crate::counters::{Counters, OnStateError, RedisCounters};
 use crate::policy::{CompiledCache, PolicyEngine, SandboxLimits};
+use crate::ratelimit::Buckets;
 use crate::registry::RegistryFile;
 use crate::usage::{UsageTracker, usage_path};
 
@@ -55,6 +57,15 @@ pub struct ServeOptions {
     pub max_body_bytes: usize,
     pub max_header_bytes: usize,
     pub connections: ConnectionLimits,
+    /// Where rate limits and usage are shared between replicas
+    /// (`redis://HOST:PORT[/DB]`); in this process when `None`.
+    pub state: Option<String>,
+    /// How long a call to the shared state may take.
+    pub state_timeout: Duration,
+    pub on_state_error: OnStateError,
+    /// The replica that takes management writes; this one redirects them
+    /// there when set.
+    pub primary: Option<String>,
 }
 
 impl ServeOptions {
@@ -71,6 +82,10 @@ impl ServeOptions {
             max_body_bytes: 64 << 10,
             max_header_bytes: 16 << 10,
             connections: ConnectionLimits::default(),
+            state: None,
+            state_timeout: Duration::from_millis(100),
+            on_state_error: OnStateError::Open,
+            primary: None,
         }
     }
 }
@@ -105,8 +120,24 @@ impl AppState {
 
 /// Runs the server until SIGTERM or Ctrl-C.
 pub fn run(options: ServeOptions) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("keyhost-serve")
+        .build()
+        .context("cannot start the async runtime")?;
     let engine = PolicyEngine::new(CompiledCache::from_env(), SandboxLimits::default())?;
-    let usage = UsageTracker::open(usage_path(&options.registry))?;
+    let counters = match &options.state {
+        Some(url) => Counters::Redis(RedisCounters::connect(
+            url,
+            runtime.handle().clone(),
+            options.state_timeout,
+            options.on_state_error,
+        )?),
+        None => Counters::Local {
+            buckets: Buckets::default(),
+            usage: UsageTracker::open(usage_path(&options.registry))?,
+        },
+    };
     let decisions = options
         .decision_log
         .as_deref()
@@ -120,14 +151,9 @@ pub fn run(options: ServeOptions) -> Result<()> {
         RegistryFile::new(&options.registry),
         engine,
         source,
-        usage,
+        counters,
         decisions,
     )?);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("keyhost-serve")
-        .build()
-        .context("cannot start the async runtime")?;
     let served = runtime.block_on(serve(shared, options));
     // Requests still running past the shutdown deadline are not waited for.
     runtime.shutdown_timeout(Duration::from_millis(500));
@@ -167,7 +193,9 @@ async fn serve(shared: Arc<Shared>, options: ServeOptions) -> Result<()> {
         shutdown_signal(signals.terminate, signals.interrupt),
     )
     .await;
-    shared.flush_usage();
+    // A flush may wait on Redis: off the async threads.
+    let flushing = shared.clone();
+    let _ = tokio::task::spawn_blocking(move || flushing.flush_usage()).await;
     tracing::info!("keyhost serve stopped");
     Ok(())
 }
@@ -194,7 +222,11 @@ fn router(state: AppState, options: &ServeOptions) -> Router {
                 .patch(manage::update)
                 .delete(manage::delete),
         )
-        .route("/v1/keys/{id}/{action}", post(manage::act));
+        .route("/v1/keys/{id}/{action}", post(manage::act))
+        .layer(middleware::from_fn_with_state(
+            options.primary.clone(),
+            manage::writes_to_primary,
+        ));
     timed
         .merge(management)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
@@ -224,25 +256,37 @@ async fn header_limit(State(max): State<usize>, request: Request, next: Next) ->
     next.run(request).await
 }
 
-/// `ok`, or `degraded` with 503 and the reason when the registry in force
-/// may be stale (the file is gone, unreadable, or went back in revision).
+/// `ok`, or `degraded` with the problems. A registry that may be stale (the
+/// file is gone, unreadable, or went back in revision) answers 503: the keys
+/// in force may include a revoked one. Shared counters out of reach answer
+/// 200: keys are still checked, only limits and usage wait, and taking every
+/// replica out because Redis is down would stop all traffic.
 async fn healthz(State(state): State<AppState>) -> Response {
     let revision = state.shared.checker().registry.revision;
     let policy = state.shared.policy_label();
-    match state.shared.registry_problem() {
-        None => axum::Json(json!({ "status": "ok", "revision": revision, "policy": policy }))
-            .into_response(),
-        Some(problem) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({
-                "status": "degraded",
-                "revision": revision,
-                "policy": policy,
-                "problems": [format!("registry: {problem}")],
-            })),
-        )
-            .into_response(),
+    let registry = state.shared.registry_problem();
+    let counters = state.shared.counters_problem();
+    let problems: Vec<String> = registry
+        .iter()
+        .map(|p| format!("registry: {p}"))
+        .chain(counters.iter().map(|p| format!("shared state: {p}")))
+        .collect();
+    if problems.is_empty() {
+        return axum::Json(json!({ "status": "ok", "revision": revision, "policy": policy }))
+            .into_response();
     }
+    let status = if registry.is_some() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let body = json!({
+        "status": "degraded",
+        "revision": revision,
+        "policy": policy,
+        "problems": problems,
+    });
+    (status, axum::Json(body)).into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

@@ -13,12 +13,12 @@ use anyhow::Result;
 use super::decision_log::DecisionLog;
 use super::metrics::Metrics;
 use crate::check::{CheckRequest, Checker, Verdict};
+use crate::counters::{Counters, Limited};
 use crate::policy::bindings::DenyCode;
 use crate::policy::{Policy, PolicyEngine, PolicySlot};
-use crate::ratelimit::{Buckets, RateLimit};
+use crate::ratelimit::RateLimit;
 use crate::registry::RegistryFile;
 use crate::time::Timestamp;
-use crate::usage::UsageTracker;
 
 /// Where the policy comes from.
 #[derive(Clone, Debug)]
@@ -69,8 +69,8 @@ pub struct Shared {
     policy: RwLock<Arc<PolicyPool>>,
     pub policy_source: PolicySource,
     engine: PolicyEngine,
-    usage: UsageTracker,
-    buckets: Buckets,
+    /// Rate-limit windows and usage: in this process, or shared in Redis.
+    counters: Counters,
     pub metrics: Metrics,
     decisions: Option<DecisionLog>,
     /// Serialises reloads, so two never interleave.
@@ -84,21 +84,24 @@ impl Shared {
         registry_file: RegistryFile,
         engine: PolicyEngine,
         policy_source: PolicySource,
-        usage: UsageTracker,
+        counters: Counters,
         decisions: Option<DecisionLog>,
     ) -> Result<Shared> {
         let registry = registry_file.load()?;
         let policy = load_policy(&engine, &policy_source)?;
         let pool = PolicyPool::new(policy, registry.policy.config_pairs())?;
+        let mut metrics = Metrics::new();
+        if let Counters::Redis(redis) = &counters {
+            metrics.count_state_errors(redis.error_counter());
+        }
         Ok(Shared {
             registry_file,
             registry: RwLock::new(Arc::new(Checker::new(registry))),
             policy: RwLock::new(Arc::new(pool)),
             policy_source,
             engine,
-            usage,
-            buckets: Buckets::default(),
-            metrics: Metrics::new(),
+            counters,
+            metrics,
             decisions,
             reloading: Mutex::new(()),
             registry_problem: Mutex::new(None),
@@ -126,7 +129,7 @@ impl Shared {
                 .as_deref()
                 .and_then(|text| text.parse::<RateLimit>().ok());
             if let Some(limit) = limit
-                && let Err(wait) = self.buckets.take(&key.key_id, limit, started)
+                && let Limited::Wait(wait) = self.counters.take(&key.key_id, limit, started)
             {
                 retry_after = Some(wait);
                 verdict = Verdict::Deny {
@@ -135,7 +138,7 @@ impl Shared {
                     key: Some(key.clone()),
                 };
             } else {
-                self.usage.record(&key.key_id, Timestamp::now());
+                self.counters.record(&key.key_id, Timestamp::now());
             }
         }
         self.record(request, &verdict, started);
@@ -212,9 +215,18 @@ impl Shared {
         self.registry_problem.lock().expect("problem lock").clone()
     }
 
-    /// The live use count and last use of a key, as `show` reports them.
-    pub fn usage_of(&self, key_id: &str) -> Option<crate::usage::Usage> {
-        self.usage.get(key_id)
+    /// The live use counts and last uses of keys, as `show` reports them.
+    /// Blocks when the counters are in Redis.
+    pub fn usage_of(
+        &self,
+        key_ids: &[&str],
+    ) -> std::collections::BTreeMap<String, crate::usage::Usage> {
+        self.counters.usage_of(key_ids)
+    }
+
+    /// Why the shared counters may be off, if they may.
+    pub fn counters_problem(&self) -> Option<String> {
+        self.counters.problem()
     }
 
     /// Loads the policy again from its source; on failure the old one stays.
@@ -236,7 +248,7 @@ impl Shared {
     }
 
     pub fn flush_usage(&self) {
-        if let Err(e) = self.usage.flush() {
+        if let Err(e) = self.counters.flush() {
             tracing::warn!("cannot write usage: {e:#}");
         }
     }

@@ -1,0 +1,275 @@
+//! Rate limits and usage in Redis (or Valkey), shared by replicas.
+//!
+//! - A rate-limit decision is one server-side script (`sliding_window.lua`):
+//!   at most COUNT uses in any PERIOD, timed by the Redis server's clock, with
+//!   no read-then-write race between replicas.
+//! - Usage is counted in memory and merged every flush by another script
+//!   (`merge_usage.lua`), exactly once: a batch whose answer was lost is sent
+//!   again under the same marker, and Redis skips it.
+//! - When Redis is down or slow (past `timeout`), a rate-limit decision fails
+//!   open or closed (`OnStateError`), usage waits in memory (up to
+//!   `MAX_PENDING_KEYS` keys) until Redis is back, and `problem` says why.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use prometheus_client::metrics::counter::Counter;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, Script};
+use tokio::runtime::Handle;
+
+use crate::ratelimit::RateLimit;
+use crate::time::Timestamp;
+use crate::usage::Usage;
+
+/// What a rate-limit decision does when Redis cannot be reached in time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnStateError {
+    /// Allow: the key is still checked, only its rate limit is not.
+    Open,
+    /// Deny as `rate_limited`, with `Retry-After: 1`.
+    Closed,
+}
+
+/// The most keys whose uses wait in memory while Redis is away; uses of
+/// further keys are dropped (and logged).
+pub const MAX_PENDING_KEYS: usize = 100_000;
+
+/// The names keyhost uses in Redis; one registry per database.
+const COUNTS: &str = "keyhost:usage:count";
+const LAST_USED: &str = "keyhost:usage:last";
+
+fn window_key(key_id: &str) -> String {
+    format!("keyhost:window:{key_id}")
+}
+
+#[derive(Default)]
+struct Pending {
+    /// Uses counted since the last batch was cut.
+    counting: BTreeMap<String, Usage>,
+    /// A batch sent but not known to be applied, with its number.
+    in_flight: Option<(u64, BTreeMap<String, Usage>)>,
+    next_batch: u64,
+}
+
+pub struct RedisCounters {
+    handle: Handle,
+    redis: ConnectionManager,
+    timeout: Duration,
+    on_error: OnStateError,
+    /// Names this process in window members and batch markers.
+    replica: String,
+    next_member: AtomicU64,
+    pending: Mutex<Pending>,
+    problem: Mutex<Option<String>>,
+    errors: Counter,
+    window: Script,
+    merge: Script,
+}
+
+impl RedisCounters {
+    /// A client for `url` (`redis://HOST:PORT[/DB]`), connecting lazily, so
+    /// that serve starts (degraded) while Redis is down. Its calls run on
+    /// `handle`'s runtime, which must have worker threads.
+    pub fn connect(
+        url: &str,
+        handle: Handle,
+        timeout: Duration,
+        on_error: OnStateError,
+    ) -> Result<RedisCounters> {
+        let client = Client::open(url).map_err(|e| anyhow!("--state {e}"))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(2)
+            .set_min_delay(Duration::from_millis(20))
+            .set_max_delay(Duration::from_millis(200));
+        let redis = {
+            let _runtime = handle.enter();
+            ConnectionManager::new_lazy_with_config(client, config)
+                .context("cannot set up the Redis connection")?
+        };
+        let mut id = [0u8; 8];
+        getrandom::fill(&mut id).expect("the operating system's random number generator failed");
+        Ok(RedisCounters {
+            handle,
+            redis,
+            timeout,
+            on_error,
+            replica: hex::encode(id),
+            next_member: AtomicU64::new(0),
+            pending: Mutex::new(Pending::default()),
+            problem: Mutex::new(None),
+            errors: Counter::default(),
+            window: Script::new(include_str!("sliding_window.lua")),
+            merge: Script::new(include_str!("merge_usage.lua")),
+        })
+    }
+
+    /// Counts calls to Redis that failed or timed out, for `/metrics`.
+    pub fn error_counter(&self) -> Counter {
+        self.errors.clone()
+    }
+
+    /// Runs a Redis call to its end, or to the timeout. Blocks.
+    fn run<T>(
+        &self,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, String> {
+        let outcome = self
+            .handle
+            .block_on(async { tokio::time::timeout(self.timeout, call).await });
+        let result = match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(format!("Redis: {e}")),
+            Err(_) => Err(format!("Redis did not answer within {:?}", self.timeout)),
+        };
+        let mut problem = self.problem.lock().expect("problem lock");
+        match &result {
+            Ok(_) => {
+                if let Some(was) = problem.take() {
+                    tracing::info!("Redis is back (was: {was})");
+                }
+            }
+            Err(why) => {
+                self.errors.inc();
+                if problem.is_none() {
+                    tracing::error!("shared state unavailable: {why}");
+                }
+                *problem = Some(why.clone());
+            }
+        }
+        result
+    }
+
+    pub fn take(&self, key_id: &str, limit: RateLimit) -> Result<(), Duration> {
+        let member = format!(
+            "{}:{}",
+            self.replica,
+            self.next_member.fetch_add(1, Ordering::Relaxed)
+        );
+        let period = u64::try_from(limit.per.as_micros()).unwrap_or(u64::MAX);
+        let mut redis = self.redis.clone();
+        let decided = self.run(async {
+            self.window
+                .key(window_key(key_id))
+                .arg(limit.count)
+                .arg(period)
+                .arg(member)
+                .invoke_async::<(i64, i64)>(&mut redis)
+                .await
+        });
+        match decided {
+            Ok((1, _)) => Ok(()),
+            Ok((_, wait)) => Err(Duration::from_micros(wait.max(1) as u64)),
+            Err(_) => match self.on_error {
+                OnStateError::Open => Ok(()),
+                OnStateError::Closed => Err(Duration::from_secs(1)),
+            },
+        }
+    }
+
+    pub fn record(&self, key_id: &str, now: Timestamp) {
+        let mut pending = self.pending.lock().expect("usage lock");
+        let full = pending.counting.len() >= MAX_PENDING_KEYS;
+        let usage = match pending.counting.get_mut(key_id) {
+            Some(usage) => usage,
+            None if full => {
+                tracing::warn!(
+                    "{MAX_PENDING_KEYS} keys' uses wait for Redis; a use of another key is not counted"
+                );
+                return;
+            }
+            None => pending.counting.entry(key_id.to_string()).or_default(),
+        };
+        usage.count += 1;
+        usage.last_used = Some(usage.last_used.map_or(now, |last| last.max(now)));
+    }
+
+    /// Merges the uses counted here into Redis; with none to merge, checks
+    /// that Redis answers, so health comes back without traffic.
+    pub fn flush(&self) -> Result<()> {
+        let batch = {
+            let mut pending = self.pending.lock().expect("usage lock");
+            if pending.in_flight.is_none() && !pending.counting.is_empty() {
+                let number = pending.next_batch;
+                pending.next_batch += 1;
+                let counted = std::mem::take(&mut pending.counting);
+                pending.in_flight = Some((number, counted));
+            }
+            pending.in_flight.clone()
+        };
+        let mut redis = self.redis.clone();
+        let Some((number, batch)) = batch else {
+            return self
+                .run(async { redis::cmd("PING").query_async::<()>(&mut redis).await })
+                .map_err(|why| anyhow!(why));
+        };
+        let mut invocation = self.merge.key(COUNTS);
+        invocation
+            .key(LAST_USED)
+            .key(format!("keyhost:batch:{}:{number}", self.replica));
+        for (key_id, usage) in &batch {
+            invocation
+                .arg(key_id)
+                .arg(usage.count)
+                .arg(usage.last_used.map_or(0, |t| t.0));
+        }
+        self.run(async { invocation.invoke_async::<i64>(&mut redis).await })
+            .map_err(|why| anyhow!(why))?;
+        self.pending.lock().expect("usage lock").in_flight = None;
+        Ok(())
+    }
+
+    /// Redis's figures for these keys, plus the uses this process has not
+    /// merged yet.
+    pub fn usage_of(&self, key_ids: &[&str]) -> BTreeMap<String, Usage> {
+        let mut merged = BTreeMap::new();
+        if !key_ids.is_empty() {
+            let mut redis = self.redis.clone();
+            let fetched = self.run(async {
+                redis::pipe()
+                    .cmd("HMGET")
+                    .arg(COUNTS)
+                    .arg(key_ids)
+                    .cmd("HMGET")
+                    .arg(LAST_USED)
+                    .arg(key_ids)
+                    .query_async::<(Vec<Option<u64>>, Vec<Option<i64>>)>(&mut redis)
+                    .await
+            });
+            if let Ok((counts, lasts)) = fetched {
+                for ((id, count), last) in key_ids.iter().zip(counts).zip(lasts) {
+                    if count.is_some() || last.is_some() {
+                        let usage = Usage {
+                            count: count.unwrap_or(0),
+                            last_used: last.filter(|t| *t > 0).map(Timestamp),
+                        };
+                        merged.insert(id.to_string(), usage);
+                    }
+                }
+            }
+        }
+        let pending = self.pending.lock().expect("usage lock");
+        let unmerged = pending
+            .in_flight
+            .iter()
+            .flat_map(|(_, batch)| batch.iter())
+            .chain(pending.counting.iter());
+        for (id, usage) in unmerged {
+            if key_ids.contains(&id.as_str()) {
+                let total = merged.entry(id.clone()).or_insert_with(Usage::default);
+                total.count += usage.count;
+                total.last_used = total.last_used.max(usage.last_used);
+            }
+        }
+        merged
+    }
+
+    pub fn problem(&self) -> Option<String> {
+        self.problem.lock().expect("problem lock").clone()
+    }
+}

@@ -1,0 +1,267 @@
+//! Issue #18: several `keyhost serve` replicas sharing rate limits and usage
+//! through a real Redis, and one registry file written by one primary.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::redis::Redis;
+use support::{Sandbox, Server, http};
+
+/// `/auth` for `key` on `server`: (status, Retry-After).
+fn auth(server: &Server, key: &str) -> (u16, Option<String>) {
+    let mut response = http()
+        .get(server.url("/auth"))
+        .header("x-api-key", key)
+        .header("x-keyhost-service", "storage")
+        .call()
+        .expect("auth request");
+    let retry = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    let _ = response.body_mut().read_to_string();
+    (response.status().as_u16(), retry)
+}
+
+fn healthz(server: &Server) -> (u16, Value) {
+    let mut response = http().get(server.url("/healthz")).call().unwrap();
+    let status = response.status().as_u16();
+    let body = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    (status, body)
+}
+
+/// Polls `ready` every 50 ms until it holds or `limit` passes; returns how
+/// long it took.
+fn within(limit: Duration, mut ready: impl FnMut() -> bool) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if ready() {
+            return Some(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+fn people() -> Sandbox {
+    let s = Sandbox::new();
+    s.ok(&["identity", "add", "user:ann"]);
+    s
+}
+
+/// The merged use count of `id`, read by the CLI from the shared state.
+fn merged_uses(s: &Sandbox, id: &str, redis: &Redis) -> Value {
+    s.ok(&["show", id, "--state", &redis.url()])["key"].clone()
+}
+
+/// A primary and two replicas that send their writes to it.
+fn three(s: &Sandbox, redis: &Redis, extra: &[&str]) -> Vec<Server> {
+    let url = redis.url();
+    let mut args = vec!["--state", url.as_str()];
+    args.extend_from_slice(extra);
+    let primary = s.serve(&args);
+    let base = primary.base.clone();
+    let mut replica_args = args.clone();
+    replica_args.extend(["--primary", base.as_str()]);
+    let second = s.serve(&replica_args);
+    let third = s.serve(&replica_args);
+    vec![primary, second, third]
+}
+
+#[test]
+fn three_replicas_share_one_rate_limit() {
+    let s = people();
+    let redis = Redis::start(s.dir.path().join("redis"));
+    let (_, key) = s.create(&["--as", "user:ann", "--name", "busy", "--rate-limit", "20/s"]);
+    let replicas = three(&s, &redis, &[]);
+    let (mut allowed, mut limited) = (0, 0);
+    let started = Instant::now();
+    let mut turn = 0;
+    while started.elapsed() < Duration::from_secs(5) {
+        let (status, retry) = auth(&replicas[turn % 3], &key);
+        turn += 1;
+        match status {
+            200 => allowed += 1,
+            429 => {
+                limited += 1;
+                let wait: u64 = retry.expect("Retry-After on a 429").parse().unwrap();
+                assert!((1..=2).contains(&wait), "Retry-After {wait}");
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(
+        (90..=110).contains(&allowed),
+        "20/s for 5 s across three replicas allowed {allowed} (and limited {limited})"
+    );
+    assert!(limited > 0);
+}
+
+#[test]
+fn usage_is_merged_exactly_across_replicas() {
+    let s = people();
+    let redis = Redis::start(s.dir.path().join("redis"));
+    let (id, key) = s.create(&["--as", "user:ann", "--name", "counted"]);
+    let replicas = three(&s, &redis, &[]);
+    let before = now();
+    for turn in 0..31 {
+        assert_eq!(auth(&replicas[turn % 3], &key).0, 200);
+    }
+    let merged = within(Duration::from_secs(5), || {
+        merged_uses(&s, &id, &redis)["use_count"] == 31
+    });
+    assert!(merged.is_some(), "{}", merged_uses(&s, &id, &redis));
+    let last = merged_uses(&s, &id, &redis)["last_used"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        last >= before,
+        "last used {last} is not the latest (>= {before})"
+    );
+    assert!(
+        !s.dir.path().join("keys.toml.usage.json").exists(),
+        "with shared state, no replica writes a usage file of its own"
+    );
+}
+
+/// The current time as `keyhost show` prints it, to the second.
+fn now() -> String {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(seconds))
+        .to_string()
+}
+
+#[test]
+fn redis_down_fails_open_or_closed_and_recovery_keeps_every_count() {
+    let s = people();
+    let mut redis = Redis::start(s.dir.path().join("redis"));
+    let (limited_id, limited) =
+        s.create(&["--as", "user:ann", "--name", "l", "--rate-limit", "2/1h"]);
+    let (counted_id, counted) = s.create(&["--as", "user:ann", "--name", "c"]);
+    let url = redis.url();
+    let open = s.serve(&["--state", &url, "--on-state-error", "open"]);
+    let closed = s.serve(&["--state", &url, "--on-state-error", "closed"]);
+    assert_eq!(auth(&open, &limited).0, 200);
+    assert_eq!(auth(&closed, &limited).0, 200);
+    assert_eq!(auth(&open, &limited).0, 429, "the limit is shared");
+    for _ in 0..5 {
+        assert_eq!(auth(&open, &counted).0, 200);
+    }
+
+    redis.kill();
+    assert_eq!(auth(&open, &limited).0, 200, "fails open");
+    let (status, retry) = auth(&closed, &limited);
+    assert_eq!((status, retry.as_deref()), (429, Some("1")), "fails closed");
+    for _ in 0..5 {
+        assert_eq!(auth(&open, &counted).0, 200, "keys are still checked");
+    }
+    let degraded = within(Duration::from_secs(3), || {
+        healthz(&open).1["status"] == "degraded" && healthz(&closed).1["status"] == "degraded"
+    });
+    assert!(degraded.is_some(), "{}", healthz(&open).1);
+    let (status, body) = healthz(&open);
+    assert_eq!(
+        status, 200,
+        "Redis down does not take the replica out: {body}"
+    );
+    let mut metrics = http().get(open.url("/metrics")).call().unwrap();
+    let text = metrics.body_mut().read_to_string().unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("keyhost_state_errors_total ") && !l.ends_with(" 0")),
+        "{text}"
+    );
+
+    redis.restart();
+    let recovered = within(Duration::from_secs(2), || {
+        healthz(&open).1["status"] == "ok" && healthz(&closed).1["status"] == "ok"
+    });
+    assert!(
+        recovered.is_some(),
+        "not recovered in 2 s: {}",
+        healthz(&open).1
+    );
+    let flushed = within(Duration::from_secs(3), || {
+        merged_uses(&s, &counted_id, &redis)["use_count"] == 10
+    });
+    assert!(
+        flushed.is_some(),
+        "{}",
+        merged_uses(&s, &counted_id, &redis)
+    );
+    assert_eq!(
+        auth(&closed, &limited).0,
+        429,
+        "the window outlived the restart"
+    );
+    assert!(
+        merged_uses(&s, &limited_id, &redis)["use_count"]
+            .as_u64()
+            .unwrap()
+            >= 3
+    );
+}
+
+#[test]
+fn one_primary_writes_and_every_replica_sees_a_revocation_within_two_seconds() {
+    let s = people();
+    let redis = Redis::start(s.dir.path().join("redis"));
+    let (id, key) = s.create(&["--as", "user:ann", "--name", "shared"]);
+    let replicas = three(&s, &redis, &[]);
+    for replica in &replicas {
+        assert_eq!(auth(replica, &key).0, 200);
+    }
+
+    // A replica takes no write: it points at the primary, and nothing changes.
+    let before = s.registry_text();
+    let mut response = http()
+        .post(replicas[1].url(&format!("/v1/keys/{id}/disable")))
+        .header("authorization", &format!("Bearer {key}"))
+        .send_json(json!({}))
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 307);
+    let location = response
+        .headers()
+        .get("location")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(location, replicas[0].url(&format!("/v1/keys/{id}/disable")));
+    let body: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(body["error"]["kind"], "not_primary");
+    assert_eq!(s.registry_text(), before);
+
+    let mut response = http()
+        .post(&location)
+        .header("authorization", &format!("Bearer {key}"))
+        .send_json(json!({}))
+        .unwrap();
+    assert_eq!(
+        response.status().as_u16(),
+        200,
+        "{}",
+        response.body_mut().read_to_string().unwrap()
+    );
+    for replica in &replicas {
+        let revoked = within(Duration::from_secs(2), || auth(replica, &key).0 == 403);
+        assert!(
+            revoked.is_some(),
+            "{} still allows a disabled key",
+            replica.base
+        );
+    }
+
+    let (_, fresh) = s.create(&["--as", "user:ann", "--name", "fresh"]);
+    for replica in &replicas {
+        let live = within(Duration::from_secs(2), || auth(replica, &fresh).0 == 200);
+        assert!(live.is_some(), "{} does not know a new key", replica.base);
+    }
+}
