@@ -10,8 +10,10 @@
 # packages when they are missing; builds keyhost in release mode; writes
 # registries of 10k and 1M keys (and their sample secrets) in bench/work/ the
 # first time, with `cargo run --release --example synthetic_registry`.
-# Takes about 10 minutes after the release build.
+# Takes about 12 minutes after the release build. `bench/run.sh replicas`
+# runs only the rows of replicas sharing state through Redis.
 set -euo pipefail
+only="${1:-all}"
 cd "$(dirname "$0")/.."
 root="$PWD"
 work="$root/bench/work"
@@ -22,6 +24,7 @@ missing=()
 for tool in hyperfine wrk curl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || missing+=(nginx)
 [ -x /usr/bin/time ] || missing+=(time)
+command -v redis-server >/dev/null || missing+=(redis-server)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -31,6 +34,85 @@ nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
 say "building keyhost and the registry generator (release)"
 cargo build --release --bin keyhost --example synthetic_registry
 kh="$root/target/release/keyhost"
+
+# Replicas: one serve with --state redis://… against the same serve without
+# it, and three replicas behind nginx against one, each side on its own
+# registry with one key whose (unreachable) rate limit makes every check a
+# Redis call.
+replica_rows() {
+  local rw="$work/replicas" base=18490 pids=()
+  rm -rf "$rw" && mkdir -p "$rw"
+  export KEYHOST_REGISTRY="$rw/keys.toml" KEYHOST_CACHE_DIR="$work/cache"
+  "$kh" init >/dev/null
+  "$kh" identity add user:bench >/dev/null
+  local key
+  key="$("$kh" create --as user:bench --name bench --rate-limit 1000000000/1s)"
+  redis-server --port $((base + 9)) --bind 127.0.0.1 --save "" --appendonly no >"$rw/redis.log" 2>&1 &
+  pids+=($!)
+  local state="redis://127.0.0.1:$((base + 9))/0"
+  start_serve() { # PORT ARGS...
+    local port=$1; shift
+    "$kh" serve --listen "127.0.0.1:$port" "$@" >"$rw/serve-$port.out" 2>"$rw/serve-$port.log" &
+    pids+=($!)
+    for _ in $(seq 1 100); do grep -q listening "$rw/serve-$port.out" 2>/dev/null && return; sleep 0.1; done
+    say "serve on $port did not start"; cat "$rw/serve-$port.log" >&2; exit 1
+  }
+  start_serve $base
+  start_serve $((base + 1)) --state "$state"
+  start_serve $((base + 2)) --state "$state" --primary "http://127.0.0.1:$((base + 1))"
+  start_serve $((base + 3)) --state "$state" --primary "http://127.0.0.1:$((base + 1))"
+  cat >"$rw/nginx.conf" <<NGINX
+daemon off;
+user $(id -un);
+worker_processes auto;
+pid $rw/nginx.pid;
+error_log $rw/nginx-error.log;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $rw/body;
+    proxy_temp_path $rw/proxy;
+    fastcgi_temp_path $rw/fastcgi;
+    uwsgi_temp_path $rw/uwsgi;
+    scgi_temp_path $rw/scgi;
+    upstream one { server 127.0.0.1:$((base + 1)); keepalive 64; }
+    upstream three {
+        server 127.0.0.1:$((base + 1)); server 127.0.0.1:$((base + 2)); server 127.0.0.1:$((base + 3));
+        keepalive 64;
+    }
+    server {
+        listen 127.0.0.1:$((base + 5));
+        location / { proxy_pass http://one; proxy_http_version 1.1; proxy_set_header Connection ""; }
+    }
+    server {
+        listen 127.0.0.1:$((base + 6));
+        location / { proxy_pass http://three; proxy_http_version 1.1; proxy_set_header Connection ""; }
+    }
+}
+NGINX
+  "$nginx_bin" -c "$rw/nginx.conf" -p "$rw" 2>>"$rw/nginx-error.log" &
+  pids+=($!)
+  sleep 1
+  local round side url out
+  rm -f "$work"/wrk-replica-*.txt
+  for round in 1 2 3; do
+    say "replica wrk round $round of 3"
+    for side in "local:$base/auth" "redis:$((base + 1))/auth" "nginx-one:$((base + 5))/auth" "nginx-three:$((base + 6))/auth"; do
+      url="http://127.0.0.1:${side#*:}"
+      out="$(wrk -t2 -c16 -d8s -H "X-API-Key: $key" "$url")"
+      if grep -q "Non-2xx" <<<"$out"; then say "$side: some responses were not 2xx"; echo "$out" >&2; exit 1; fi
+      awk '/Requests\/sec/ {print $2}' <<<"$out" >>"$work/wrk-replica-${side%%:*}.txt"
+    done
+  done
+  kill "${pids[@]}" 2>/dev/null || true
+  wait "${pids[@]}" 2>/dev/null || true
+  unset KEYHOST_REGISTRY
+}
+if [ "$only" = replicas ]; then
+  replica_rows
+  python3 "$root/bench/report.py" "$work" "$root/target/criterion"
+  exit 0
+fi
 
 for keys in 10000 1000000; do
   if [ ! -s "$work/$keys.secrets" ]; then
@@ -159,5 +241,8 @@ for round in 1 2 3; do
   wrk_round nginx-auth "http://127.0.0.1:$auth_port/"
 done
 awk '/VmHWM/ {print $2}' "/proc/$serve_pid/status" >"$work/serve-rss.txt"
+cleanup
+trap - EXIT
+replica_rows
 
 python3 "$root/bench/report.py" "$work" "$root/target/criterion"

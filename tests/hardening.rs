@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::nginx::Nginx;
-use support::{Sandbox, Server, http};
+use support::{Sandbox, Server, decisions, http};
 
 /// `method path` with the key as a bearer token and an optional JSON body;
 /// (status, JSON body, headers).
@@ -291,14 +291,7 @@ fn through_nginx_a_client_cannot_forge_the_method_path_address_or_scope() {
         "the client's X-Keyhost-Key-Id never reaches the upstream: {}",
         answer.body
     );
-    let entry: Value = serde_json::from_str(
-        std::fs::read_to_string(&log)
-            .unwrap()
-            .lines()
-            .last()
-            .unwrap(),
-    )
-    .unwrap();
+    let entry = decisions(&log).pop().unwrap();
     assert_eq!(
         (entry["method"].as_str(), entry["path"].as_str()),
         (Some("DELETE"), Some("/admin/x"))
@@ -852,13 +845,6 @@ fn allow_info_reaches_the_caller_of_auth_verify_and_check_cleaned() {
         .unwrap();
     let body: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
     assert_eq!(body["info"]["tier"], "gold", "{body}");
-    let entry: Value = serde_json::from_str(
-        std::fs::read_to_string(&log)
-            .unwrap()
-            .lines()
-            .next()
-            .unwrap(),
-    )
-    .unwrap();
+    let entry = &decisions(&log)[0];
     assert_eq!(entry["info"][0], json!(["tier", "gold"]), "{entry}");
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::nginx::Nginx;
-use support::{Sandbox, Server, http, policy};
+use support::{Sandbox, Server, decisions, http, policy};
 
 fn get(
     server: &Server,
@@ -127,11 +127,7 @@ fn envoy_ext_authz_http_contract() {
     assert_eq!(body["code"], "insufficient_scope");
     assert!(body["reason"].is_string());
 
-    let entries: Vec<Value> = std::fs::read_to_string(&log)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let entries = decisions(&log);
     assert_eq!(entries[0]["method"], "PUT");
     assert_eq!(entries[0]["path"], "/api/items/7?dry=1");
     assert_eq!(entries[0]["service"], "inventory");
@@ -179,14 +175,7 @@ fn traefik_forward_auth_contract() {
     let (status, body, _) = forward("192.0.2.50");
     assert_eq!(status, 403);
     assert_eq!(body["code"], "ip_not_allowed");
-    let first: Value = serde_json::from_str(
-        std::fs::read_to_string(&log)
-            .unwrap()
-            .lines()
-            .next()
-            .unwrap(),
-    )
-    .unwrap();
+    let first = &decisions(&log)[0];
     assert_eq!(first["method"], "POST");
     assert_eq!(first["path"], "/cart/checkout");
     assert_eq!(first["ip"], "10.9.8.7");

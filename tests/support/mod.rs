@@ -292,6 +292,15 @@ pub fn http() -> ureq::Agent {
         .into()
 }
 
+/// The entries of a decision log, in order.
+pub fn decisions(log: &Path) -> Vec<Value> {
+    std::fs::read_to_string(log)
+        .expect("read the decision log")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a decision is one JSON line"))
+        .collect()
+}
+
 /// A free loopback port (closed again before it is returned).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

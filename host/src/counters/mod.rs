@@ -35,12 +35,11 @@ pub enum Limited {
 }
 
 impl Counters {
-    /// Takes one use of `key_id`'s `limit`. Blocks: call it where a thread
-    /// may wait (the Redis call is waited for, within its timeout).
-    pub fn take(&self, key_id: &str, limit: RateLimit, now: Instant) -> Limited {
+    /// Takes one use of `key_id`'s `limit` (in Redis, within its timeout).
+    pub async fn take(&self, key_id: &str, limit: RateLimit, now: Instant) -> Limited {
         let outcome = match self {
             Counters::Local { buckets, .. } => buckets.take(key_id, limit, now),
-            Counters::Redis(redis) => redis.take(key_id, limit),
+            Counters::Redis(redis) => redis.take(key_id, limit).await,
         };
         match outcome {
             Ok(()) => Limited::Allowed,

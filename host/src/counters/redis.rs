@@ -114,15 +114,22 @@ impl RedisCounters {
         self.errors.clone()
     }
 
-    /// Runs a Redis call to its end, or to the timeout. Blocks.
+    /// Runs a Redis call to its end, or to the timeout. Blocks: for callers
+    /// off the async threads.
     fn run<T>(
         &self,
         call: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, String> {
-        let outcome = self
-            .handle
-            .block_on(async { tokio::time::timeout(self.timeout, call).await });
-        let result = match outcome {
+        self.handle.block_on(self.call(call))
+    }
+
+    /// Awaits a Redis call to its end, or to the timeout, and notes whether
+    /// Redis answered.
+    async fn call<T>(
+        &self,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, String> {
+        let result = match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(format!("Redis: {e}")),
             Err(_) => Err(format!("Redis did not answer within {:?}", self.timeout)),
@@ -145,7 +152,7 @@ impl RedisCounters {
         result
     }
 
-    pub fn take(&self, key_id: &str, limit: RateLimit) -> Result<(), Duration> {
+    pub async fn take(&self, key_id: &str, limit: RateLimit) -> Result<(), Duration> {
         let member = format!(
             "{}:{}",
             self.replica,
@@ -153,15 +160,17 @@ impl RedisCounters {
         );
         let period = u64::try_from(limit.per.as_micros()).unwrap_or(u64::MAX);
         let mut redis = self.redis.clone();
-        let decided = self.run(async {
-            self.window
-                .key(window_key(key_id))
-                .arg(limit.count)
-                .arg(period)
-                .arg(member)
-                .invoke_async::<(i64, i64)>(&mut redis)
-                .await
-        });
+        let decided = self
+            .call(async {
+                self.window
+                    .key(window_key(key_id))
+                    .arg(limit.count)
+                    .arg(period)
+                    .arg(member)
+                    .invoke_async::<(i64, i64)>(&mut redis)
+                    .await
+            })
+            .await;
         match decided {
             Ok((1, _)) => Ok(()),
             Ok((_, wait)) => Err(Duration::from_micros(wait.max(1) as u64)),

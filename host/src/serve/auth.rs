@@ -158,7 +158,7 @@ pub async fn auth(
 ) -> Response {
     let request = check_request(&headers, &state.auth, peer.ip(), &method, &uri);
     let key = presented_key(&headers, &state.auth);
-    let evaluated = state.evaluate(key.as_deref(), &request);
+    let evaluated = state.evaluate(key.as_deref(), &request).await;
     verdict_response(&evaluated.verdict, evaluated.retry_after)
 }
 
@@ -237,7 +237,7 @@ pub async fn verify(State(state): State<AppState>, Json(body): Json<VerifyReques
         source_ip: body.ip,
         ..CheckRequest::default()
     };
-    let evaluated = state.evaluate(Some(&body.key), &request);
+    let evaluated = state.evaluate(Some(&body.key), &request).await;
     let verdict = &evaluated.verdict;
     let key = verdict.key();
     let info: serde_json::Map<String, serde_json::Value> = verdict

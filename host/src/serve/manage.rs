@@ -158,8 +158,8 @@ impl FromRequestParts<AppState> for Caller {
             ..CheckRequest::default()
         };
         let presented = presented_key(&parts.headers, &state.auth);
-        let verdict = state.evaluate(presented.as_deref(), &request).verdict;
-        let key = match verdict {
+        let evaluated = state.evaluate(presented.as_deref(), &request).await;
+        let key = match evaluated.verdict {
             Verdict::Allow { key, .. } => key,
             Verdict::Deny { code, reason, .. } => {
                 return Err(ApiError {
@@ -175,8 +175,7 @@ impl FromRequestParts<AppState> for Caller {
                 format!("only a user's key manages keys; this is a {} key", key.kind),
             ));
         }
-        let checker = state.shared.checker();
-        let record = &checker.registry.keys[key.index];
+        let record = &evaluated.checker.registry.keys[key.index];
         Ok(Caller {
             user: key.owner.parse().map_err(ApiError::bad_request)?,
             ceiling: Ceiling::of(record),

@@ -106,15 +106,17 @@ impl AppState {
     /// and a policy's WASI calls (a panic message written to stderr, say)
     /// enter the runtime themselves, so the worker thread is handed over as
     /// a blocking one for the duration.
-    fn evaluate(
+    async fn evaluate(
         &self,
         presented: Option<&str>,
         request: &crate::check::CheckRequest,
     ) -> state::Evaluated {
-        match presented {
-            Some(key) => tokio::task::block_in_place(|| self.shared.evaluate(key, request)),
-            None => self.shared.unkeyed(request),
-        }
+        let Some(key) = presented else {
+            return self.shared.unkeyed(request);
+        };
+        let started = std::time::Instant::now();
+        let checked = tokio::task::block_in_place(|| self.shared.check(key, request));
+        self.shared.finish(checked, request, started).await
     }
 }
 

@@ -61,6 +61,9 @@ impl PolicyPool {
 pub struct Evaluated {
     pub verdict: Verdict,
     pub retry_after: Option<Duration>,
+    /// The registry the verdict was reached on: a key's `index` points
+    /// into it, and into no later one.
+    pub checker: Arc<Checker>,
 }
 
 pub struct Shared {
@@ -116,35 +119,52 @@ impl Shared {
         self.policy.read().expect("policy lock").clone()
     }
 
-    /// The full pipeline: check, rate limit, usage, metrics, decision log.
-    pub fn evaluate(&self, presented: &str, request: &CheckRequest) -> Evaluated {
-        let started = Instant::now();
+    /// The policy's verdict on a presented key, and the registry it was
+    /// reached on. Synchronous: the policy runs on this thread.
+    pub fn check(&self, presented: &str, request: &CheckRequest) -> (Verdict, Arc<Checker>) {
         let checker = self.checker();
-        let pool = self.pool();
-        let mut verdict = pool.with_slot(|slot| checker.check(slot, presented, request));
+        let verdict = self
+            .pool()
+            .with_slot(|slot| checker.check(slot, presented, request));
+        (verdict, checker)
+    }
+
+    /// The rest of the pipeline after [`check`](Self::check): the rate
+    /// limit (which may wait on Redis, so it is awaited, not blocked on),
+    /// usage, metrics and the decision log.
+    pub async fn finish(
+        &self,
+        (mut verdict, checker): (Verdict, Arc<Checker>),
+        request: &CheckRequest,
+        started: Instant,
+    ) -> Evaluated {
         let mut retry_after = None;
         if let Verdict::Allow { key, .. } = &verdict {
             let limit = checker.registry.keys[key.index]
                 .rate_limit
                 .as_deref()
                 .and_then(|text| text.parse::<RateLimit>().ok());
-            if let Some(limit) = limit
-                && let Limited::Wait(wait) = self.counters.take(&key.key_id, limit, started)
-            {
-                retry_after = Some(wait);
-                verdict = Verdict::Deny {
-                    code: DenyCode::RateLimited,
-                    reason: format!("the key's rate limit of {limit} is used up"),
-                    key: Some(key.clone()),
-                };
-            } else {
-                self.counters.record(&key.key_id, Timestamp::now());
+            let limited = match limit {
+                Some(limit) => self.counters.take(&key.key_id, limit, started).await,
+                None => Limited::Allowed,
+            };
+            match (limited, limit) {
+                (Limited::Wait(wait), Some(limit)) => {
+                    retry_after = Some(wait);
+                    verdict = Verdict::Deny {
+                        code: DenyCode::RateLimited,
+                        reason: format!("the key's rate limit of {limit} is used up"),
+                        key: Some(key.clone()),
+                    };
+                }
+                _ => self.counters.record(&key.key_id, Timestamp::now()),
             }
         }
         self.record(request, &verdict, started);
         Evaluated {
             verdict,
             retry_after,
+            checker,
         }
     }
 
@@ -159,6 +179,7 @@ impl Shared {
         Evaluated {
             verdict,
             retry_after: None,
+            checker: self.checker(),
         }
     }
 
