@@ -78,7 +78,7 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
     /// Print a component's contract version, exports and imports, and whether
-    /// this keyhost would load it (exit 1 if it would not).
+    /// this keyhost would load it (exit 2 if it would not).
     Inspect {
         /// The policy component (.wasm).
         file: PathBuf,
@@ -91,6 +91,26 @@ pub enum PolicyCommand {
         /// The vector file, for example tests/vectors/default-policy.json.
         vectors: PathBuf,
     },
+    /// Show or change the registry's [policy.config]: the settings the
+    /// policy's `configure` gets.
+    #[command(subcommand)]
+    Config(PolicyConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyConfigCommand {
+    /// Print the settings.
+    Show,
+    /// Set NAME to VALUE: a TOML value (90, true, ["a", "b"]), or else a string.
+    Set {
+        name: String,
+        value: String,
+        /// Take VALUE as a string even if it reads as another TOML value.
+        #[arg(long)]
+        string: bool,
+    },
+    /// Remove the setting NAME.
+    Unset { name: String },
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@ mod args;
 mod commands;
 mod input;
 mod policy;
+mod policy_config;
 
 use std::io::Write;
 use std::process::ExitCode;

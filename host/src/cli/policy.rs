@@ -8,11 +8,11 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::args::PolicyCommand;
-use super::{EXIT_DENIED, Report};
-use crate::check::bounded_policy_text;
+use super::{EXIT_DENIED, EXIT_ERROR, Report};
 use crate::conformance::{self, Expected, Outcome, VectorFile};
 use crate::policy::contract::{CONTRACT, Item};
 use crate::policy::{CompiledCache, PolicyEngine, SandboxLimits};
+use crate::registry::RegistryFile;
 
 /// The engine every CLI command loads policies with: the user's cache, and a
 /// word on stderr when a large component is compiled.
@@ -23,10 +23,11 @@ pub fn engine() -> Result<PolicyEngine> {
     )
 }
 
-pub fn run(command: PolicyCommand) -> Result<Report> {
+pub fn run(command: PolicyCommand, registry: &RegistryFile) -> Result<Report> {
     match command {
         PolicyCommand::Inspect { file } => inspect(&file),
         PolicyCommand::Test { file, vectors } => test(&file, &vectors),
+        PolicyCommand::Config(command) => super::policy_config::run(command, registry),
     }
 }
 
@@ -59,8 +60,9 @@ fn inspect(file: &Path) -> Result<Report> {
         }
     }
     let report = Report::new(json, text);
+    // A component keyhost would not load is a bad policy file: exit 2.
     Ok(if refusal.is_some() {
-        report.with_exit(EXIT_DENIED)
+        report.with_exit(EXIT_ERROR)
     } else {
         report
     })
@@ -138,10 +140,10 @@ fn outcome_text(outcome: &Outcome) -> String {
     match outcome {
         Outcome::Allow { .. } => "allow".into(),
         Outcome::Deny { code, message } => {
-            format!("deny {code} ({})", bounded_policy_text(message))
+            format!("deny {code} ({message})")
         }
         Outcome::ConfigureError { message } => {
-            format!("a configure error ({})", bounded_policy_text(message))
+            format!("a configure error ({message})")
         }
     }
 }

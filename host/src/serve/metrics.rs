@@ -1,11 +1,12 @@
 //! `/metrics`, in the Prometheus text format: checks by decision and code,
-//! a latency histogram, reloads, and policy errors.
+//! a latency histogram, reloads, policy errors, and policy instances.
 
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -21,12 +22,25 @@ struct ReloadLabels {
     result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InstanceLabels {
+    state: String,
+}
+
+/// The number of policy instances, idle and busy, that the pool updates.
+#[derive(Clone, Debug)]
+pub struct InstanceGauges {
+    pub idle: Gauge,
+    pub busy: Gauge,
+}
+
 pub struct Metrics {
     registry: Registry,
     checks: Family<CheckLabels, Counter>,
     latency: Histogram,
     reloads: Family<ReloadLabels, Counter>,
     policy_errors: Counter,
+    instances: Family<InstanceLabels, Gauge>,
 }
 
 impl Metrics {
@@ -53,12 +67,19 @@ impl Metrics {
             "Checks failed closed by a policy fault",
             policy_errors.clone(),
         );
+        let instances = Family::<InstanceLabels, Gauge>::default();
+        registry.register(
+            "policy_instances",
+            "Instances of the live policy, by state (idle or busy)",
+            instances.clone(),
+        );
         Metrics {
             registry,
             checks,
             latency,
             reloads,
             policy_errors,
+            instances,
         }
     }
 
@@ -71,6 +92,20 @@ impl Metrics {
         self.latency.observe(took.as_secs_f64());
         if code == Some("policy_error") {
             self.policy_errors.inc();
+        }
+    }
+
+    pub fn instance_gauges(&self) -> InstanceGauges {
+        let gauge = |state: &str| {
+            self.instances
+                .get_or_create(&InstanceLabels {
+                    state: state.to_string(),
+                })
+                .clone()
+        };
+        InstanceGauges {
+            idle: gauge("idle"),
+            busy: gauge("busy"),
         }
     }
 

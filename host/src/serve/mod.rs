@@ -6,6 +6,7 @@ pub mod auth;
 mod decision_log;
 mod manage;
 mod metrics;
+mod pool;
 mod state;
 
 use std::io::Write;
@@ -197,12 +198,25 @@ async fn header_limit(State(max): State<usize>, request: Request, next: Next) ->
     next.run(request).await
 }
 
+/// `ok`, or 503 with the reason when the policy refuses the registry's
+/// settings (every check then fails closed).
 async fn healthz(State(state): State<AppState>) -> Response {
     let revision = state.shared.checker().registry.revision;
-    axum::Json(
-        json!({ "status": "ok", "revision": revision, "policy": state.shared.policy_label() }),
-    )
-    .into_response()
+    let policy = state.shared.policy_label();
+    match state.shared.policy_refusal() {
+        None => axum::Json(json!({ "status": "ok", "revision": revision, "policy": policy }))
+            .into_response(),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({
+                "status": "policy_error",
+                "revision": revision,
+                "policy": policy,
+                "reason": reason,
+            })),
+        )
+            .into_response(),
+    }
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
@@ -253,7 +267,11 @@ fn spawn_watchers(shared: &Arc<Shared>, options: &ServeOptions) {
         loop {
             ticker.tick().await;
             let shared = flusher.clone();
-            let _ = tokio::task::spawn_blocking(move || shared.flush_usage()).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                shared.flush_usage();
+                shared.trim_policy_instances();
+            })
+            .await;
         }
     });
 

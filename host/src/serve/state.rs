@@ -12,9 +12,10 @@ use anyhow::Result;
 
 use super::decision_log::DecisionLog;
 use super::metrics::Metrics;
+use super::pool::PolicyPool;
 use crate::check::{CheckRequest, Checker, Verdict};
 use crate::policy::bindings::DenyCode;
-use crate::policy::{Policy, PolicyEngine, PolicySlot};
+use crate::policy::{Policy, PolicyEngine};
 use crate::ratelimit::{Buckets, RateLimit};
 use crate::registry::RegistryFile;
 use crate::time::Timestamp;
@@ -25,36 +26,6 @@ use crate::usage::UsageTracker;
 pub enum PolicySource {
     BuiltIn,
     File(PathBuf),
-}
-
-/// A policy with its configuration and a pool of idle instances.
-pub struct PolicyPool {
-    policy: Policy,
-    config: Vec<(String, String)>,
-    idle: Mutex<Vec<PolicySlot>>,
-}
-
-impl PolicyPool {
-    /// Instantiates the policy once before it goes live, so a policy that
-    /// cannot start never replaces one that can.
-    fn new(policy: Policy, config: Vec<(String, String)>) -> Result<PolicyPool> {
-        let mut first = PolicySlot::new(policy.clone(), config.clone());
-        first.warm()?;
-        Ok(PolicyPool {
-            policy,
-            config,
-            idle: Mutex::new(vec![first]),
-        })
-    }
-
-    fn with_slot<R>(&self, run: impl FnOnce(&mut PolicySlot) -> R) -> R {
-        let taken = self.idle.lock().expect("pool lock").pop();
-        let mut slot =
-            taken.unwrap_or_else(|| PolicySlot::new(self.policy.clone(), self.config.clone()));
-        let result = run(&mut slot);
-        self.idle.lock().expect("pool lock").push(slot);
-        result
-    }
 }
 
 /// A verdict, and how long to wait when it is `rate_limited`.
@@ -87,7 +58,12 @@ impl Shared {
     ) -> Result<Shared> {
         let registry = registry_file.load()?;
         let policy = load_policy(&engine, &policy_source)?;
-        let pool = PolicyPool::new(policy, registry.policy.config_pairs())?;
+        let metrics = Metrics::new();
+        let pool = PolicyPool::configured(
+            policy,
+            registry.policy.config_pairs(),
+            metrics.instance_gauges(),
+        );
         Ok(Shared {
             registry_file,
             registry: RwLock::new(Arc::new(Checker::new(registry))),
@@ -96,7 +72,7 @@ impl Shared {
             engine,
             usage,
             buckets: Buckets::default(),
-            metrics: Metrics::new(),
+            metrics,
             decisions,
             reloading: Mutex::new(()),
         })
@@ -115,7 +91,7 @@ impl Shared {
         let started = Instant::now();
         let checker = self.checker();
         let pool = self.pool();
-        let mut verdict = pool.with_slot(|slot| checker.check(slot, presented, request));
+        let mut verdict = checker.check(&mut &*pool, presented, request);
         let mut retry_after = None;
         if let Verdict::Allow { key, .. } = &verdict {
             let limit = checker.registry.keys[key.index]
@@ -146,19 +122,31 @@ impl Shared {
         }
     }
 
-    /// Re-reads the registry; on failure the old one stays.
+    /// Re-reads the registry; on failure the old one stays. The keys go
+    /// live whatever the policy says of new settings: if it refuses them,
+    /// checks fail closed with `policy_error` (and /healthz says why) until
+    /// a later registry or policy change is taken.
     pub fn reload_registry(&self) {
         let _guard = self.reloading.lock().expect("reload lock");
-        let outcome = self.registry_file.load().and_then(|registry| {
+        let outcome = self.registry_file.load().map(|registry| {
             let config = registry.policy.config_pairs();
             let current = self.pool();
-            if config != current.config {
-                let pool = PolicyPool::new(current.policy.clone(), config)?;
+            if config != current.config() {
+                let pool = PolicyPool::configured(
+                    current.policy().clone(),
+                    config,
+                    self.metrics.instance_gauges(),
+                );
+                if let Some(fault) = pool.refusal() {
+                    tracing::error!(
+                        "the policy does not take the registry's [policy.config]; checks fail closed until it does: {fault}"
+                    );
+                }
                 *self.policy.write().expect("policy lock") = Arc::new(pool);
             }
             let revision = registry.revision;
             *self.registry.write().expect("registry lock") = Arc::new(Checker::new(registry));
-            Ok(revision)
+            revision
         });
         self.metrics.reload("registry", outcome.is_ok());
         match outcome {
@@ -170,13 +158,15 @@ impl Shared {
     /// Loads the policy again from its source; on failure the old one stays.
     pub fn reload_policy(&self) {
         let _guard = self.reloading.lock().expect("reload lock");
-        let config = self.pool().config.clone();
-        let outcome = load_policy(&self.engine, &self.policy_source)
-            .and_then(|policy| PolicyPool::new(policy, config));
+        let config = self.pool().config().to_vec();
+        let outcome = load_policy(&self.engine, &self.policy_source).and_then(|policy| {
+            PolicyPool::new(policy, config, self.metrics.instance_gauges())
+                .map_err(anyhow::Error::from)
+        });
         let ok = outcome.is_ok();
         match outcome {
             Ok(pool) => {
-                let label = pool.policy.label().to_string();
+                let label = pool.policy().label().to_string();
                 *self.policy.write().expect("policy lock") = Arc::new(pool);
                 tracing::info!(policy = %label, "policy swapped");
             }
@@ -192,7 +182,18 @@ impl Shared {
     }
 
     pub fn policy_label(&self) -> String {
-        self.pool().policy.label().to_string()
+        self.pool().policy().label().to_string()
+    }
+
+    /// Why every check fails closed, when the policy refuses the registry's
+    /// settings.
+    pub fn policy_refusal(&self) -> Option<String> {
+        self.pool().refusal().map(ToString::to_string)
+    }
+
+    /// Drops policy instances left idle since a burst.
+    pub fn trim_policy_instances(&self) {
+        self.pool().trim();
     }
 }
 
