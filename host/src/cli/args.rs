@@ -95,6 +95,20 @@ pub enum PolicyCommand {
     /// policy's `configure` gets.
     #[command(subcommand)]
     Config(PolicyConfigCommand),
+    /// Write a new policy crate to start from: the default rules, built
+    /// with wit-bindgen against keyhost's contract, with its vectors.
+    New {
+        /// The folder to create; it must not exist.
+        dir: PathBuf,
+        /// The language of the policy.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: PolicyLanguage,
+    },
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum PolicyLanguage {
+    Rust,
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,6 +6,7 @@ mod commands;
 mod input;
 mod policy;
 mod policy_config;
+mod policy_new;
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -28,6 +28,7 @@ pub fn run(command: PolicyCommand, registry: &RegistryFile) -> Result<Report> {
         PolicyCommand::Inspect { file } => inspect(&file),
         PolicyCommand::Test { file, vectors } => test(&file, &vectors),
         PolicyCommand::Config(command) => super::policy_config::run(command, registry),
+        PolicyCommand::New { dir, lang } => super::policy_new::run(&dir, lang),
     }
 }
 
@@ -130,15 +131,29 @@ fn test(file: &Path, vectors: &Path) -> Result<Report> {
 
 fn expected_text(expected: &Expected) -> String {
     match expected {
-        Expected::Allow => "allow".into(),
-        Expected::Deny { code } => format!("deny {code}"),
-        Expected::ConfigureError => "a configure error".into(),
+        Expected::Allow { info: None } => "allow".into(),
+        Expected::Allow { info: Some(info) } => format!("allow with info {info:?}"),
+        Expected::Deny {
+            code,
+            message_contains: None,
+        } => format!("deny {code}"),
+        Expected::Deny {
+            code,
+            message_contains: Some(part),
+        } => format!("deny {code} with a message containing {part:?}"),
+        Expected::ConfigureError {
+            message_contains: None,
+        } => "a configure error".into(),
+        Expected::ConfigureError {
+            message_contains: Some(part),
+        } => format!("a configure error containing {part:?}"),
     }
 }
 
 fn outcome_text(outcome: &Outcome) -> String {
     match outcome {
-        Outcome::Allow { .. } => "allow".into(),
+        Outcome::Allow { info } if info.is_empty() => "allow".into(),
+        Outcome::Allow { info } => format!("allow with info {info:?}"),
         Outcome::Deny { code, message } => {
             format!("deny {code} ({message})")
         }
