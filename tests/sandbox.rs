@@ -246,6 +246,12 @@ fn a_trap_in_a_function_with_a_long_hostile_name_gives_a_short_clean_reason() {
     let reason = verdict["reason"].as_str().unwrap();
     assert!(reason.len() < 1200, "{} bytes", reason.len());
     assert_clean(reason);
+    // The cause comes before the backtrace, which is cut.
+    assert!(reason.contains("exit status 1"), "{reason}");
+    assert!(
+        reason.contains("pwned") && reason.ends_with("..."),
+        "{reason}"
+    );
     let text = s.run_with(&args, &format!("{key}\n"), &[]);
     assert_eq!(text.code, 1);
     assert!(

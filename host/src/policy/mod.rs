@@ -22,7 +22,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, Store, Trap};
+use wasmtime::{Config, Engine, Store, Trap, WasmBacktrace};
 
 pub use cache::{CompiledCache, cache_root};
 pub use contract::Summary;
@@ -227,7 +227,16 @@ impl Policy {
             Some(Trap::Interrupt) => format!("{during} ran out of time"),
             Some(Trap::StackOverflow) => format!("{during} overflowed its stack"),
             Some(trap) => format!("{during} trapped: {trap}"),
-            None => format!("{during} failed: {error:#}"),
+            // The cause first: the backtrace names functions the policy
+            // chose, and may be long enough to be cut off.
+            None => match error.downcast_ref::<WasmBacktrace>() {
+                Some(backtrace) => format!(
+                    "{during} failed: {}; {}",
+                    error.root_cause(),
+                    backtrace.to_string().trim()
+                ),
+                None => format!("{during} failed: {error:#}"),
+            },
         };
         PolicyFault {
             label: self.inner.label.clone(),
