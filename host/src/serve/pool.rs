@@ -80,14 +80,19 @@ impl PolicyPool {
     ) -> PolicyPool {
         match PolicyPool::new(policy.clone(), config.clone(), gauges.clone()) {
             Ok(pool) => pool,
-            Err(fault) => PolicyPool {
-                policy,
-                config,
-                refusal: Some(fault),
-                slots: Mutex::new(Slots::default()),
-                freed: Condvar::new(),
-                gauges,
-            },
+            Err(fault) => {
+                tracing::error!(
+                    "the policy does not take the registry's [policy.config]; checks fail closed until it does: {fault}"
+                );
+                PolicyPool {
+                    policy,
+                    config,
+                    refusal: Some(fault),
+                    slots: Mutex::new(Slots::default()),
+                    freed: Condvar::new(),
+                    gauges,
+                }
+            }
         }
     }
 
@@ -163,13 +168,17 @@ impl PolicyPool {
 
     /// Drops the idle slots unused for [`IDLE_FOR`], keeping the last one.
     pub fn trim(&self) {
+        self.trim_unused_for(IDLE_FOR);
+    }
+
+    fn trim_unused_for(&self, unused: Duration) {
         let dropped = {
             let mut slots = self.slots.lock().expect("pool lock");
             let stale = slots
                 .idle
                 .iter()
                 .take(slots.idle.len().saturating_sub(1))
-                .take_while(|(_, since)| since.elapsed() >= IDLE_FOR)
+                .take_while(|(_, since)| since.elapsed() >= unused)
                 .count();
             self.gauges.idle.dec_by(stale as i64);
             slots.idle.drain(..stale).collect::<Vec<_>>()
@@ -200,5 +209,58 @@ impl Decider for &PolicyPool {
         let decision = slot.decide(key, identity, request, now);
         self.give_back(slot);
         decision
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{CompiledCache, PolicyEngine, SandboxLimits};
+    use crate::serve::metrics::Metrics;
+
+    fn pool(metrics: &Metrics) -> PolicyPool {
+        let engine =
+            PolicyEngine::new(CompiledCache::disabled(), SandboxLimits::default()).unwrap();
+        let policy = engine.load_default().unwrap();
+        PolicyPool::new(policy, Vec::new(), metrics.instance_gauges()).unwrap()
+    }
+
+    fn idle(pool: &PolicyPool) -> usize {
+        pool.slots.lock().unwrap().idle.len()
+    }
+
+    #[test]
+    fn a_burst_leaves_a_few_idle_instances_and_trimming_keeps_one() {
+        let metrics = Metrics::new();
+        let pool = pool(&metrics);
+        let gauges = metrics.instance_gauges();
+        let burst: Vec<PolicySlot> = (0..10)
+            .map(|i| pool.take(&format!("kid_{i}")).unwrap())
+            .collect();
+        assert_eq!((gauges.busy.get(), gauges.idle.get()), (10, 0));
+        for slot in burst {
+            pool.give_back(slot);
+        }
+        assert_eq!(idle(&pool), MAX_IDLE);
+        assert_eq!((gauges.busy.get(), gauges.idle.get()), (0, MAX_IDLE as i64));
+        pool.trim();
+        assert_eq!(idle(&pool), MAX_IDLE, "none was unused for long");
+        pool.trim_unused_for(Duration::ZERO);
+        assert_eq!((idle(&pool), gauges.idle.get()), (1, 1));
+        drop(pool);
+        assert_eq!(gauges.idle.get(), 0);
+    }
+
+    #[test]
+    fn past_the_cap_a_check_waits_then_fails_closed() {
+        let metrics = Metrics::new();
+        let pool = pool(&metrics);
+        let held: Vec<PolicySlot> = (0..MAX_INSTANCES)
+            .map(|i| pool.take(&format!("kid_{i}")).unwrap())
+            .collect();
+        let fault = pool.take("kid_late").err().expect("every instance is busy");
+        assert!(fault.reason.contains("busy"), "{}", fault.reason);
+        pool.give_back(held.into_iter().next().unwrap());
+        assert!(pool.take("kid_late").is_ok());
     }
 }

@@ -137,11 +137,6 @@ impl Shared {
                     config,
                     self.metrics.instance_gauges(),
                 );
-                if let Some(fault) = pool.refusal() {
-                    tracing::error!(
-                        "the policy does not take the registry's [policy.config]; checks fail closed until it does: {fault}"
-                    );
-                }
                 *self.policy.write().expect("policy lock") = Arc::new(pool);
             }
             let revision = registry.revision;
