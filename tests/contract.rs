@@ -191,7 +191,7 @@ fn inspect_says_why_a_component_would_not_load() {
     let path = s.dir.path().join("other-world.wasm");
     std::fs::write(&path, wat::parse_str("(component)").unwrap()).unwrap();
     let run = s.run(&["policy", "inspect", path_arg(&path), "--json"]);
-    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.code, 2, "{}", run.stderr);
     let report = run.json();
     assert_eq!(report["loadable"], false);
     assert!(

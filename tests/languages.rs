@@ -296,7 +296,7 @@ fn a_policy_built_against_another_major_version_is_refused_at_load() {
         &["policy", "inspect", arg(&component), "--json"],
         "",
     );
-    assert_eq!(inspect.code, 1);
+    assert_eq!(inspect.code, 2);
     assert_eq!(inspect.json()["contract"], "keyhost:policy@9.0.0");
 }
 

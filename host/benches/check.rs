@@ -9,7 +9,9 @@
 //! each is built only when a benchmark that needs it runs, so a filter such
 //! as `check/wasm/1000$` is quick. Each iteration checks the next of 64
 //! secrets spread over the registry, so a large registry pays its cache
-//! misses.
+//! misses, and the policy gets a fresh instance for every check (an instance
+//! serves one key). `check/wasm-one-key` checks one secret over and over,
+//! on one reused instance: the difference is the price of a fresh instance.
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -78,7 +80,23 @@ fn bench_checks(c: &mut Criterion, name: &str, mut decider: impl Decider) {
     group.finish();
 }
 
+/// One secret over and over: the instance is reused between checks.
+fn bench_one_key(c: &mut Criterion) {
+    let request = request();
+    let mut slot = PolicySlot::new(policy(), Vec::new());
+    let Fixture { checker, secrets } = fixture(SIZES[0]);
+    let secret = &secrets[0];
+    assert!(checker.check(&mut slot, secret, &request).is_allow());
+    let mut group = c.benchmark_group("check");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function(BenchmarkId::new("wasm-one-key", SIZES[0]), |b| {
+        b.iter(|| checker.check(&mut slot, black_box(secret), &request))
+    });
+    group.finish();
+}
+
 fn checks(c: &mut Criterion) {
+    bench_one_key(c);
     bench_checks(c, "wasm", PolicySlot::new(policy(), Vec::new()));
     bench_checks(
         c,

@@ -229,39 +229,12 @@ pub fn decide(
         );
     };
     match policy.decide(key, identity, request, now) {
-        Ok(Decision::Allow(info)) => {
-            let info = info
-                .into_iter()
-                .take(MAX_INFO_PAIRS)
-                .map(|(name, value)| (bounded_policy_text(&name), bounded_policy_text(&value)))
-                .collect();
-            Verdict::Allow { key: key_ref, info }
-        }
-        Ok(Decision::Deny(deny)) => {
-            Verdict::deny(deny.code, bounded_policy_text(&deny.message), Some(key_ref))
-        }
+        // What a policy returns has been through the sanitiser already
+        // (policy/answer.rs), and so have the reasons of a fault.
+        Ok(Decision::Allow(info)) => Verdict::Allow { key: key_ref, info },
+        Ok(Decision::Deny(deny)) => Verdict::deny(deny.code, deny.message, Some(key_ref)),
         Err(fault) => Verdict::deny(DenyCode::PolicyError, fault.to_string(), Some(key_ref)),
     }
-}
-
-/// What a policy says reaches terminals, logs and HTTP bodies, so it is
-/// kept short and free of control characters.
-const MAX_POLICY_TEXT: usize = 1024;
-const MAX_INFO_PAIRS: usize = 32;
-
-pub fn bounded_policy_text(text: &str) -> String {
-    let mut end = text.len().min(MAX_POLICY_TEXT);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    let mut out: String = text[..end]
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if end < text.len() {
-        out.push_str("...");
-    }
-    out
 }
 
 /// Calls `call` with the contract's records of a key, its identity and a

@@ -57,14 +57,28 @@ struct Entry {
     expect: Option<Expected>,
 }
 
-/// The decision a case expects. Messages are not compared: they are for
-/// people and differ between policies.
+/// The decision a case expects. Messages are for people and differ between
+/// policies, so a case compares them only when it gives `message_contains`,
+/// and an allow's info pairs only when it gives `info`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(tag = "decision", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Expected {
-    Allow,
-    Deny { code: String },
-    ConfigureError,
+    Allow {
+        /// The info pairs, all of them, in order.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        info: Option<Vec<(String, String)>>,
+    },
+    Deny {
+        code: String,
+        /// A part of the message.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message_contains: Option<String>,
+    },
+    ConfigureError {
+        /// A part of the message.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message_contains: Option<String>,
+    },
 }
 
 /// What a policy answered, in the JSON form every host prints.
@@ -78,10 +92,24 @@ pub enum Outcome {
 
 impl Outcome {
     fn matches(&self, expected: &Expected) -> bool {
+        let mentions = |message: &str, part: &Option<String>| {
+            part.as_deref().is_none_or(|part| message.contains(part))
+        };
         match (self, expected) {
-            (Outcome::Allow { .. }, Expected::Allow) => true,
-            (Outcome::Deny { code, .. }, Expected::Deny { code: want }) => code == want,
-            (Outcome::ConfigureError { .. }, Expected::ConfigureError) => true,
+            (Outcome::Allow { info }, Expected::Allow { info: want }) => {
+                want.as_ref().is_none_or(|want| want == info)
+            }
+            (
+                Outcome::Deny { code, message },
+                Expected::Deny {
+                    code: want,
+                    message_contains,
+                },
+            ) => code == want && mentions(message, message_contains),
+            (
+                Outcome::ConfigureError { message },
+                Expected::ConfigureError { message_contains },
+            ) => mentions(message, message_contains),
             _ => false,
         }
     }
@@ -391,7 +419,8 @@ mod tests {
         assert_eq!(
             cases[0].expect,
             Expected::Deny {
-                code: "disabled".into()
+                code: "disabled".into(),
+                message_contains: None,
             }
         );
     }
@@ -437,8 +466,32 @@ mod tests {
             r#"{"decision":"allow","info":[["k","v"]]}"#
         );
         assert!(deny.matches(&Expected::Deny {
-            code: "expired".into()
+            code: "expired".into(),
+            message_contains: None,
         }));
-        assert!(!deny.matches(&Expected::Allow));
+        assert!(!deny.matches(&Expected::Allow { info: None }));
+    }
+
+    #[test]
+    fn cases_may_assert_info_pairs_and_message_parts() {
+        let f = file(
+            r#"[{"name": "a", "expect": {"decision": "allow", "info": [["granted", "read"]]}},
+                {"name": "d", "expect": {"decision": "deny", "code": "expired", "message_contains": "expired at"}}]"#,
+        );
+        let cases = f.cases().unwrap();
+        let allow = |info: &[(&str, &str)]| Outcome::Allow {
+            info: info
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+        };
+        assert!(allow(&[("granted", "read")]).matches(&cases[0].expect));
+        assert!(!allow(&[]).matches(&cases[0].expect));
+        let deny = |message: &str| Outcome::Deny {
+            code: "expired".into(),
+            message: message.into(),
+        };
+        assert!(deny("the key expired at noon").matches(&cases[1].expect));
+        assert!(!deny("the key is old").matches(&cases[1].expect));
     }
 }

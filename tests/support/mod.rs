@@ -309,3 +309,16 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Writes the hand-written policy component of `policy.wat` to `path`, with
+/// `extra_memories` memories beside the first, `validate_body` run by
+/// `validate` before it allows, and `functions` added to its core module.
+pub fn wat_policy(path: &Path, extra_memories: usize, validate_body: &str, functions: &str) {
+    let memories = "(memory 0)\n".repeat(extra_memories);
+    let text = include_str!("policy.wat")
+        .replace("EXTRA_MEMORIES", &memories)
+        .replace("VALIDATE_BODY", validate_body)
+        .replace("FUNCTIONS", functions);
+    let wasm = wat::parse_str(&text).unwrap_or_else(|e| panic!("policy.wat: {e}"));
+    std::fs::write(path, wasm).expect("write the policy component");
+}

@@ -82,7 +82,7 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
     /// Print a component's contract version, exports and imports, and whether
-    /// this keyhost would load it (exit 1 if it would not).
+    /// this keyhost would load it (exit 2 if it would not).
     Inspect {
         /// The policy component (.wasm).
         file: PathBuf,
@@ -95,6 +95,40 @@ pub enum PolicyCommand {
         /// The vector file, for example tests/vectors/default-policy.json.
         vectors: PathBuf,
     },
+    /// Show or change the registry's [policy.config]: the settings the
+    /// policy's `configure` gets.
+    #[command(subcommand)]
+    Config(PolicyConfigCommand),
+    /// Write a new policy crate to start from: the default rules, built
+    /// with wit-bindgen against keyhost's contract, with its vectors.
+    New {
+        /// The folder to create; it must not exist.
+        dir: PathBuf,
+        /// The language of the policy.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: PolicyLanguage,
+    },
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum PolicyLanguage {
+    Rust,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyConfigCommand {
+    /// Print the settings.
+    Show,
+    /// Set NAME to VALUE: a TOML value (90, true, ["a", "b"]), or else a string.
+    Set {
+        name: String,
+        value: String,
+        /// Take VALUE as a string even if it reads as another TOML value.
+        #[arg(long)]
+        string: bool,
+    },
+    /// Remove the setting NAME.
+    Unset { name: String },
 }
 
 #[derive(Debug, Args)]

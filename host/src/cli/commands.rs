@@ -47,7 +47,7 @@ pub fn run(cli: Cli) -> Result<Report> {
         Command::Check(args) => check(file, args, now),
         Command::Scan(args) => scan(file, args, now),
         Command::Serve(args) => serve(&cli.registry, args),
-        Command::Policy(command) => super::policy::run(command),
+        Command::Policy(command) => super::policy::run(command, file),
         Command::Demo => crate::demo::run(),
     }
 }

@@ -5,6 +5,8 @@ mod args;
 mod commands;
 mod input;
 mod policy;
+mod policy_config;
+mod policy_new;
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -8,11 +8,11 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::args::PolicyCommand;
-use super::{EXIT_DENIED, Report};
-use crate::check::bounded_policy_text;
+use super::{EXIT_DENIED, EXIT_ERROR, Report};
 use crate::conformance::{self, Expected, Outcome, VectorFile};
 use crate::policy::contract::{CONTRACT, Item};
 use crate::policy::{CompiledCache, PolicyEngine, SandboxLimits};
+use crate::registry::RegistryFile;
 
 /// The engine every CLI command loads policies with: the user's cache, and a
 /// word on stderr when a large component is compiled.
@@ -23,10 +23,12 @@ pub fn engine() -> Result<PolicyEngine> {
     )
 }
 
-pub fn run(command: PolicyCommand) -> Result<Report> {
+pub fn run(command: PolicyCommand, registry: &RegistryFile) -> Result<Report> {
     match command {
         PolicyCommand::Inspect { file } => inspect(&file),
         PolicyCommand::Test { file, vectors } => test(&file, &vectors),
+        PolicyCommand::Config(command) => super::policy_config::run(command, registry),
+        PolicyCommand::New { dir, lang } => super::policy_new::run(&dir, lang),
     }
 }
 
@@ -59,8 +61,9 @@ fn inspect(file: &Path) -> Result<Report> {
         }
     }
     let report = Report::new(json, text);
+    // A component keyhost would not load is a bad policy file: exit 2.
     Ok(if refusal.is_some() {
-        report.with_exit(EXIT_DENIED)
+        report.with_exit(EXIT_ERROR)
     } else {
         report
     })
@@ -128,20 +131,34 @@ fn test(file: &Path, vectors: &Path) -> Result<Report> {
 
 fn expected_text(expected: &Expected) -> String {
     match expected {
-        Expected::Allow => "allow".into(),
-        Expected::Deny { code } => format!("deny {code}"),
-        Expected::ConfigureError => "a configure error".into(),
+        Expected::Allow { info: None } => "allow".into(),
+        Expected::Allow { info: Some(info) } => format!("allow with info {info:?}"),
+        Expected::Deny {
+            code,
+            message_contains: None,
+        } => format!("deny {code}"),
+        Expected::Deny {
+            code,
+            message_contains: Some(part),
+        } => format!("deny {code} with a message containing {part:?}"),
+        Expected::ConfigureError {
+            message_contains: None,
+        } => "a configure error".into(),
+        Expected::ConfigureError {
+            message_contains: Some(part),
+        } => format!("a configure error containing {part:?}"),
     }
 }
 
 fn outcome_text(outcome: &Outcome) -> String {
     match outcome {
-        Outcome::Allow { .. } => "allow".into(),
+        Outcome::Allow { info } if info.is_empty() => "allow".into(),
+        Outcome::Allow { info } => format!("allow with info {info:?}"),
         Outcome::Deny { code, message } => {
-            format!("deny {code} ({})", bounded_policy_text(message))
+            format!("deny {code} ({message})")
         }
         Outcome::ConfigureError { message } => {
-            format!("a configure error ({})", bounded_policy_text(message))
+            format!("a configure error ({message})")
         }
     }
 }

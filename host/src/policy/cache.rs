@@ -5,6 +5,11 @@
 //! An entry is `MAGIC`, the SHA-256 of the artifact, then the artifact. The
 //! digest is verified before wasmtime sees the bytes: a corrupt entry is
 //! recompiled, never trusted. Entries are written atomically.
+//!
+//! The digest guards against corruption, not tampering: whoever can write
+//! an entry can write a matching digest, and wasmtime runs an entry's
+//! native code as it is. So entries are used only from a folder that this
+//! user owns and that no group or other user can write (folder_is_private).
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -79,6 +84,10 @@ impl CompiledCache {
         let Some(path) = self.entry_path(engine, &digest) else {
             return self.compile(engine, wasm, label);
         };
+        if let Err(e) = private_folder(crate::durable::folder_of(&path)) {
+            tracing::warn!("compiled-policy cache not used: {e:#}");
+            return self.compile(engine, wasm, label);
+        }
         if let Some(component) = read_entry(engine, &path) {
             return Ok(component);
         }
@@ -146,9 +155,37 @@ fn read_entry(engine: &Engine, path: &Path) -> Option<Component> {
     }
 }
 
+/// Creates `folder` (mode 0700) if it is missing, and refuses it unless
+/// this user owns it and no group or other user may write to it.
+fn private_folder(folder: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(folder)
+        .with_context(|| format!("cannot create {}", folder.display()))?;
+    let meta = std::fs::symlink_metadata(folder)
+        .with_context(|| format!("cannot read {}", folder.display()))?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if !meta.is_dir() || meta.uid() != me {
+        anyhow::bail!(
+            "{} is not a folder owned by this user (uid {me})",
+            folder.display()
+        );
+    }
+    if meta.mode() & 0o022 != 0 {
+        anyhow::bail!(
+            "{} is writable by its group or by others (mode {:o}); make it private with chmod 700",
+            folder.display(),
+            meta.mode() & 0o777
+        );
+    }
+    Ok(())
+}
+
 fn write_entry(path: &Path, component: &Component) -> Result<()> {
     let artifact = component.serialize()?;
-    std::fs::create_dir_all(crate::durable::folder_of(path))?;
     let mut entry = Vec::with_capacity(MAGIC.len() + 32 + artifact.len());
     entry.extend_from_slice(MAGIC);
     entry.extend_from_slice(&Sha256::digest(&artifact));

@@ -96,6 +96,26 @@ impl Summary {
     }
 }
 
+/// Refuses bytes that are not a WebAssembly component with a plain reason,
+/// before wasmtime's parser would print the header bytes it expected.
+pub fn check_format(wasm: &[u8]) -> Result<()> {
+    const MAGIC: &[u8] = b"\0asm";
+    /// The version and layer fields of a component, and of a core module.
+    const COMPONENT: [u8; 4] = [0x0d, 0x00, 0x01, 0x00];
+    const CORE_MODULE: [u8; 4] = [0x01, 0x00, 0x00, 0x00];
+    if !wasm.starts_with(MAGIC) {
+        bail!("the file is not WebAssembly (it does not begin with \\0asm)");
+    }
+    match wasm.get(4..8) {
+        Some(header) if header == COMPONENT => Ok(()),
+        Some(header) if header == CORE_MODULE => bail!(
+            "the file is a core WebAssembly module, not a component: build the policy for \
+             wasm32-wasip2 (or turn the module into a component with `wasm-tools component new`)"
+        ),
+        _ => bail!("the file is not a WebAssembly component this keyhost can read"),
+    }
+}
+
 /// The version in a name such as `keyhost:policy/types@0.1.0`.
 fn contract_version_of(name: &str) -> Option<&str> {
     let rest = name.strip_prefix(CONTRACT_PACKAGE)?.strip_prefix('/')?;
@@ -138,6 +158,17 @@ mod tests {
             exports: Vec::new(),
             imports: Vec::new(),
         }
+    }
+
+    #[test]
+    fn files_that_are_not_components_get_a_plain_reason() {
+        let text = check_format(b"#!/bin/sh\necho hi\n")
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("not WebAssembly"), "{text}");
+        let module = check_format(b"\0asm\x01\0\0\0").unwrap_err().to_string();
+        assert!(module.contains("core WebAssembly module"), "{module}");
+        assert!(check_format(b"\0asm\x0d\0\x01\0").is_ok());
     }
 
     #[test]

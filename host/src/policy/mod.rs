@@ -2,13 +2,18 @@
 //! sandbox a policy runs in, and compiled policies ready to instantiate.
 //!
 //! A [`Policy`] is compiled and pre-instantiated once; a [`PolicyInstance`]
-//! holds a store and is reused across checks until a call fails, after which
-//! [`PolicySlot`] replaces it.
+//! holds a store. [`PolicySlot`] reuses an instance for the checks of one
+//! key only: a check of another key, or a call that failed, gets a fresh
+//! instance, so nothing a policy keeps can reach another caller.
 
+mod answer;
 pub mod bindings;
+mod budget;
 mod cache;
 pub mod contract;
+mod no_wait;
 mod sandbox;
+mod text;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,11 +22,12 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, Store, Trap};
+use wasmtime::{Config, Engine, Store, Trap, WasmBacktrace};
 
 pub use cache::{CompiledCache, cache_root};
 pub use contract::Summary;
 pub use sandbox::{Sandbox, SandboxLimits};
+use text::policy_text;
 
 use bindings::{Decision, Identity, KeyRecord, PolicyPre, Request};
 
@@ -54,6 +60,7 @@ impl PolicyEngine {
         // WASI interfaces that language runtimes import link, but the context
         // behind them is empty (see sandbox.rs).
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        no_wait::replace_waiting(&mut linker)?;
         start_epoch_ticker(&engine);
         Ok(PolicyEngine {
             engine,
@@ -100,6 +107,7 @@ impl PolicyEngine {
 
     /// The compiled component; `digest` is its SHA-256 when already known.
     fn compile(&self, wasm: &[u8], digest: Option<[u8; 32]>, label: &str) -> Result<Component> {
+        contract::check_format(wasm).with_context(|| format!("cannot load policy {label}"))?;
         let digest = digest.unwrap_or_else(|| Sha256::digest(wasm).into());
         self.cache
             .load_or_compile(&self.engine, wasm, digest, label)
@@ -162,7 +170,8 @@ struct PolicyInner {
 }
 
 /// Why a call into a policy failed. The check fails closed on any of them.
-#[derive(Debug, thiserror::Error)]
+/// The texts have been through the sanitiser.
+#[derive(Clone, Debug, thiserror::Error)]
 #[error("policy {label}: {reason}")]
 pub struct PolicyFault {
     pub label: String,
@@ -181,7 +190,7 @@ impl Policy {
     pub fn instantiate(&self, config: &[(String, String)]) -> Result<PolicyInstance, PolicyFault> {
         let inner = &self.inner;
         let mut store = Store::new(&inner.engine, Sandbox::new(&inner.limits));
-        store.limiter(|sandbox| &mut sandbox.limits);
+        store.limiter(|sandbox| &mut sandbox.budget);
         let ticks = (inner.limits.call_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
         store.set_epoch_deadline(ticks);
         let bindings = inner
@@ -196,6 +205,7 @@ impl Policy {
         match bindings.call_configure(&mut store, &pairs) {
             Ok(Ok(())) => {}
             Ok(Err(message)) => {
+                let message = policy_text(&message);
                 return Err(PolicyFault {
                     label: inner.label.clone(),
                     reason: format!("refused its configuration: {message}"),
@@ -217,11 +227,20 @@ impl Policy {
             Some(Trap::Interrupt) => format!("{during} ran out of time"),
             Some(Trap::StackOverflow) => format!("{during} overflowed its stack"),
             Some(trap) => format!("{during} trapped: {trap}"),
-            None => format!("{during} failed: {error:#}"),
+            // The cause first: the backtrace names functions the policy
+            // chose, and may be long enough to be cut off.
+            None => match error.downcast_ref::<WasmBacktrace>() {
+                Some(backtrace) => format!(
+                    "{during} failed: {}; {}",
+                    error.root_cause(),
+                    backtrace.to_string().trim()
+                ),
+                None => format!("{during} failed: {error:#}"),
+            },
         };
         PolicyFault {
             label: self.inner.label.clone(),
-            reason,
+            reason: policy_text(&reason),
             refused_configuration: None,
         }
     }
@@ -247,16 +266,20 @@ impl PolicyInstance {
         self.store.set_epoch_deadline(self.ticks);
         self.bindings
             .call_validate(&mut self.store, key, identity, request)
+            .map(answer::safe_decision)
             .map_err(|e| self.policy.fault(e, "validate"))
     }
 }
 
 /// A policy with its configuration and, once used, an instance. An instance
-/// that failed is dropped and the next call makes a new one.
+/// serves one caller (one key): a check of another key, or a call that
+/// failed, drops it and the call gets a new one.
 pub struct PolicySlot {
     policy: Policy,
     config: Vec<(String, String)>,
     instance: Option<PolicyInstance>,
+    /// The key id the instance has served, if it has served one.
+    caller: Option<String>,
 }
 
 impl PolicySlot {
@@ -265,7 +288,13 @@ impl PolicySlot {
             policy,
             config,
             instance: None,
+            caller: None,
         }
+    }
+
+    /// The key id the slot's instance has served; `None` when it is fresh.
+    pub fn caller(&self) -> Option<&str> {
+        self.caller.as_deref()
     }
 
     /// Instantiates and configures the policy now rather than at the first
@@ -283,11 +312,21 @@ impl PolicySlot {
         identity: Identity<'_>,
         request: Request<'_>,
     ) -> Result<Decision, PolicyFault> {
+        if self
+            .caller
+            .as_deref()
+            .is_some_and(|caller| caller != key.id)
+        {
+            self.instance = None;
+            self.caller = None;
+        }
         self.warm()?;
         let instance = self.instance.as_mut().expect("warm() made an instance");
+        self.caller = Some(key.id.to_string());
         let result = instance.validate(key, identity, request);
         if result.is_err() {
             self.instance = None;
+            self.caller = None;
         }
         result
     }

@@ -1,17 +1,20 @@
 //! What a policy may use: nothing. Each store gets an empty WASI context
 //! (no preopened directory, no network, no environment, clocks stuck at
-//! zero) and limits on memory and time.
+//! zero, waits that return at once: see no_wait.rs) and a budget of memory
+//! and table elements for the whole instance (budget.rs).
 
 use std::time::Duration;
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
+
+use super::budget::InstanceBudget;
 
 /// Limits on one policy instance.
 #[derive(Clone, Copy, Debug)]
 pub struct SandboxLimits {
-    /// The most linear memory an instance may have, in bytes.
+    /// The most linear memory an instance may have, in bytes, all its
+    /// memories together.
     pub memory_bytes: usize,
     /// How long one call into the policy may run.
     pub call_timeout: Duration,
@@ -26,11 +29,14 @@ impl Default for SandboxLimits {
     }
 }
 
+/// Table elements (function references) an instance may have in all.
+const TABLE_ELEMENTS: usize = 100_000;
+
 /// The per-store state of a policy instance.
 pub struct Sandbox {
     wasi: WasiCtx,
     table: ResourceTable,
-    pub(super) limits: StoreLimits,
+    pub(super) budget: InstanceBudget,
 }
 
 /// A clock that always reads zero: the time comes in the request instead.
@@ -66,14 +72,7 @@ impl Sandbox {
         Sandbox {
             wasi,
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory_bytes)
-                .table_elements(100_000)
-                .instances(64)
-                .tables(64)
-                .memories(16)
-                .trap_on_grow_failure(true)
-                .build(),
+            budget: InstanceBudget::new(limits.memory_bytes, TABLE_ELEMENTS),
         }
     }
 }

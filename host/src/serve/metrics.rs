@@ -1,5 +1,5 @@
 //! `/metrics`, in the Prometheus text format: checks by decision and code,
-//! a latency histogram, reloads, and policy errors.
+//! a latency histogram, reloads, policy errors, and policy instances.
 
 use std::time::Duration;
 
@@ -28,6 +28,18 @@ struct ReloadLabels {
     result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InstanceLabels {
+    state: String,
+}
+
+/// The number of policy instances, idle and busy, that the pool updates.
+#[derive(Clone, Debug)]
+pub struct InstanceGauges {
+    pub idle: Gauge,
+    pub busy: Gauge,
+}
+
 pub struct Metrics {
     registry: Registry,
     checks: Family<CheckLabels, Counter>,
@@ -36,6 +48,7 @@ pub struct Metrics {
     policy_errors: Counter,
     connections: Family<ConnectionLabels, Counter>,
     open_connections: Gauge,
+    instances: Family<InstanceLabels, Gauge>,
 }
 
 impl Metrics {
@@ -74,6 +87,12 @@ impl Metrics {
             "Connections open now",
             open_connections.clone(),
         );
+        let instances = Family::<InstanceLabels, Gauge>::default();
+        registry.register(
+            "policy_instances",
+            "Instances of the live policy, by state (idle or busy)",
+            instances.clone(),
+        );
         Metrics {
             registry,
             checks,
@@ -82,6 +101,7 @@ impl Metrics {
             policy_errors,
             connections,
             open_connections,
+            instances,
         }
     }
 
@@ -119,6 +139,21 @@ impl Metrics {
     /// The number of connections open changed by `delta`.
     pub fn open_connections(&self, delta: i64) {
         self.open_connections.inc_by(delta);
+    }
+
+    /// The gauges the policy pool keeps up to date.
+    pub fn instance_gauges(&self) -> InstanceGauges {
+        let gauge = |state: &str| {
+            self.instances
+                .get_or_create(&InstanceLabels {
+                    state: state.to_string(),
+                })
+                .clone()
+        };
+        InstanceGauges {
+            idle: gauge("idle"),
+            busy: gauge("busy"),
+        }
     }
 
     pub fn reload(&self, what: &str, ok: bool) {

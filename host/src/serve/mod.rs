@@ -8,6 +8,7 @@ mod decision_log;
 mod errors;
 mod manage;
 mod metrics;
+mod pool;
 mod state;
 
 use std::io::Write;
@@ -258,32 +259,37 @@ async fn header_limit(State(max): State<usize>, request: Request, next: Next) ->
     next.run(request).await
 }
 
-/// `ok`, or `degraded` with the problems. A registry that may be stale (the
-/// file is gone, unreadable, or went back in revision) answers 503: the keys
-/// in force may include a revoked one. Shared counters out of reach answer
-/// 200: keys are still checked, only limits and usage wait, and taking every
-/// replica out because Redis is down would stop all traffic.
+/// `ok`, or what is wrong: `policy_error` with the reason when the policy
+/// refuses the registry's settings (every check then fails closed), else
+/// `degraded`, with every problem listed. A registry that may be stale (the
+/// file is gone, unreadable, or went back in revision) or a refusing policy
+/// answers 503. Shared counters out of reach answer 200: keys are still
+/// checked, only limits and usage wait, and taking every replica out because
+/// Redis is down would stop all traffic.
 async fn healthz(State(state): State<AppState>) -> Response {
     let revision = state.shared.checker().registry.revision;
     let policy = state.shared.policy_label();
+    let refusal = state.shared.policy_refusal();
     let registry = state.shared.registry_problem();
     let counters = state.shared.counters_problem();
-    let problems: Vec<String> = registry
+    let problems: Vec<String> = refusal
         .iter()
-        .map(|p| format!("registry: {p}"))
+        .map(|p| format!("policy: {p}"))
+        .chain(registry.iter().map(|p| format!("registry: {p}")))
         .chain(counters.iter().map(|p| format!("shared state: {p}")))
         .collect();
     if problems.is_empty() {
         return axum::Json(json!({ "status": "ok", "revision": revision, "policy": policy }))
             .into_response();
     }
-    let status = if registry.is_some() {
+    let status = if refusal.is_some() || registry.is_some() {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::OK
     };
     let body = json!({
-        "status": "degraded",
+        "status": if refusal.is_some() { "policy_error" } else { "degraded" },
+        "reason": refusal,
         "revision": revision,
         "policy": policy,
         "problems": problems,
@@ -341,7 +347,11 @@ fn spawn_watchers(shared: &Arc<Shared>, options: &ServeOptions, mut hangups: Sig
         loop {
             ticker.tick().await;
             let shared = flusher.clone();
-            let _ = tokio::task::spawn_blocking(move || shared.flush_usage()).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                shared.flush_usage();
+                shared.trim_policy_instances();
+            })
+            .await;
         }
     });
 

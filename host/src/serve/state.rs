@@ -12,10 +12,11 @@ use anyhow::Result;
 
 use super::decision_log::DecisionLog;
 use super::metrics::Metrics;
+use super::pool::PolicyPool;
 use crate::check::{CheckRequest, Checker, Verdict};
 use crate::counters::{Counters, Limited};
 use crate::policy::bindings::DenyCode;
-use crate::policy::{Policy, PolicyEngine, PolicySlot};
+use crate::policy::{Policy, PolicyEngine};
 use crate::ratelimit::RateLimit;
 use crate::registry::RegistryFile;
 use crate::time::Timestamp;
@@ -25,36 +26,6 @@ use crate::time::Timestamp;
 pub enum PolicySource {
     BuiltIn,
     File(PathBuf),
-}
-
-/// A policy with its configuration and a pool of idle instances.
-pub struct PolicyPool {
-    policy: Policy,
-    config: Vec<(String, String)>,
-    idle: Mutex<Vec<PolicySlot>>,
-}
-
-impl PolicyPool {
-    /// Instantiates the policy once before it goes live, so a policy that
-    /// cannot start never replaces one that can.
-    fn new(policy: Policy, config: Vec<(String, String)>) -> Result<PolicyPool> {
-        let mut first = PolicySlot::new(policy.clone(), config.clone());
-        first.warm()?;
-        Ok(PolicyPool {
-            policy,
-            config,
-            idle: Mutex::new(vec![first]),
-        })
-    }
-
-    fn with_slot<R>(&self, run: impl FnOnce(&mut PolicySlot) -> R) -> R {
-        let taken = self.idle.lock().expect("pool lock").pop();
-        let mut slot =
-            taken.unwrap_or_else(|| PolicySlot::new(self.policy.clone(), self.config.clone()));
-        let result = run(&mut slot);
-        self.idle.lock().expect("pool lock").push(slot);
-        result
-    }
 }
 
 /// A verdict, and how long to wait when it is `rate_limited`.
@@ -92,11 +63,15 @@ impl Shared {
     ) -> Result<Shared> {
         let registry = registry_file.load()?;
         let policy = load_policy(&engine, &policy_source)?;
-        let pool = PolicyPool::new(policy, registry.policy.config_pairs())?;
         let mut metrics = Metrics::new();
         if let Counters::Redis(redis) = &counters {
             metrics.count_state_errors(redis.error_counter());
         }
+        let pool = PolicyPool::configured(
+            policy,
+            registry.policy.config_pairs(),
+            metrics.instance_gauges(),
+        );
         Ok(Shared {
             registry_file,
             registry: RwLock::new(Arc::new(Checker::new(registry))),
@@ -123,9 +98,8 @@ impl Shared {
     /// reached on. Synchronous: the policy runs on this thread.
     pub fn check(&self, presented: &str, request: &CheckRequest) -> (Verdict, Arc<Checker>) {
         let checker = self.checker();
-        let verdict = self
-            .pool()
-            .with_slot(|slot| checker.check(slot, presented, request));
+        let pool = self.pool();
+        let verdict = checker.check(&mut &*pool, presented, request);
         (verdict, checker)
     }
 
@@ -196,7 +170,10 @@ impl Shared {
     /// says why until a reload succeeds. A registry whose revision is older
     /// than the one in force (the file swapped for an earlier copy, which
     /// could bring back a revoked key) is refused the same way; restart
-    /// serve to go back on purpose.
+    /// serve to go back on purpose. The keys go live whatever the policy
+    /// says of new settings: if it refuses them, checks fail closed with
+    /// `policy_error` (and /healthz says why) until a later registry or
+    /// policy change is taken.
     pub fn reload_registry(&self) {
         let _guard = self.reloading.lock().expect("reload lock");
         let outcome = self.registry_file.load().and_then(|registry| {
@@ -209,8 +186,12 @@ impl Shared {
             }
             let config = registry.policy.config_pairs();
             let current = self.pool();
-            if config != current.config {
-                let pool = PolicyPool::new(current.policy.clone(), config)?;
+            if config != current.config() {
+                let pool = PolicyPool::configured(
+                    current.policy().clone(),
+                    config,
+                    self.metrics.instance_gauges(),
+                );
                 *self.policy.write().expect("policy lock") = Arc::new(pool);
             }
             let revision = registry.revision;
@@ -253,13 +234,15 @@ impl Shared {
     /// Loads the policy again from its source; on failure the old one stays.
     pub fn reload_policy(&self) {
         let _guard = self.reloading.lock().expect("reload lock");
-        let config = self.pool().config.clone();
-        let outcome = load_policy(&self.engine, &self.policy_source)
-            .and_then(|policy| PolicyPool::new(policy, config));
+        let config = self.pool().config().to_vec();
+        let outcome = load_policy(&self.engine, &self.policy_source).and_then(|policy| {
+            PolicyPool::new(policy, config, self.metrics.instance_gauges())
+                .map_err(anyhow::Error::from)
+        });
         let ok = outcome.is_ok();
         match outcome {
             Ok(pool) => {
-                let label = pool.policy.label().to_string();
+                let label = pool.policy().label().to_string();
                 *self.policy.write().expect("policy lock") = Arc::new(pool);
                 tracing::info!(policy = %label, "policy swapped");
             }
@@ -275,7 +258,18 @@ impl Shared {
     }
 
     pub fn policy_label(&self) -> String {
-        self.pool().policy.label().to_string()
+        self.pool().policy().label().to_string()
+    }
+
+    /// Why every check fails closed, when the policy refuses the registry's
+    /// settings.
+    pub fn policy_refusal(&self) -> Option<String> {
+        self.pool().refusal().map(ToString::to_string)
+    }
+
+    /// Drops policy instances left idle since a burst.
+    pub fn trim_policy_instances(&self) {
+        self.pool().trim();
     }
 }
 

@@ -6,21 +6,81 @@
 //!   message; `every-tenth` traps on every tenth call of an instance;
 //! - `read-file`, `socket` and `env` try to reach a file, the network and
 //!   the environment, and allow only if they got something: keyhost grants
-//!   none of them, so those checks must be denied.
-//!
+//!   none of them, so those checks must be denied;
+//! - `sleep` sleeps an hour through a clock's pollable and `block`,
+//!   `poll-sleep` an hour through `wasi:io/poll` (libc's `poll`), then both
+//!   allow; `sleep-forever` sleeps in a loop;
+//! - `echo` denies with the previous caller's key id, name, owner, address
+//!   and path, which it keeps in a static;
+//! - `reserved-not-found`, `reserved-rate-limited` and
+//!   `reserved-policy-error` deny with a code only keyhost may give;
+//! - `exit` calls `exit`;
 //! - `info` allows with info pairs, one of them a name no header can carry
 //!   and one a value with a terminal escape.
 //!
-//! Any other service is allowed.
+//! Any other service is allowed. `configure` does as the `hostile` setting
+//! of `[policy.config]` says: `sleep`, `poll-sleep` or `sleep-forever` as
+//! above (then it takes the settings), or `refuse`.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::time::Duration;
 
-use keyhost_policy_sdk::{Decision, Guest, Identity, KeyRecord, Request, deny, rules};
+use keyhost_policy_sdk::{
+    Decision, Deny, DenyCode, Guest, Identity, KeyRecord, Request, deny, rules,
+};
 
 struct HostilePolicy;
 
 thread_local! {
     static CALLS: Cell<u64> = const { Cell::new(0) };
+    static PREVIOUS_CALLER: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+unsafe extern "C" {
+    /// wasi-libc's `poll`, which waits through `wasi:io/poll`.
+    fn poll(fds: *mut std::ffi::c_void, count: usize, timeout_ms: i32) -> i32;
+}
+
+const AN_HOUR: Duration = Duration::from_secs(3600);
+
+/// Sleeps as `how` says; false if `how` is no way of sleeping.
+fn sleep(how: &str) -> bool {
+    match how {
+        "sleep" => std::thread::sleep(AN_HOUR),
+        // SAFETY: no descriptors are passed, so `poll` only waits.
+        "poll-sleep" => unsafe {
+            poll(std::ptr::null_mut(), 0, AN_HOUR.as_millis() as i32);
+        },
+        "sleep-forever" => loop {
+            std::thread::sleep(AN_HOUR);
+        },
+        _ => return false,
+    }
+    true
+}
+
+/// Denies with what the previous call was about, and keeps this call's.
+fn echo(key: &KeyRecord, request: &Request) -> Decision {
+    let this_call = format!(
+        "{} {} {} {} {}",
+        key.id,
+        key.name,
+        key.owner,
+        request.source_ip.as_deref().unwrap_or("-"),
+        request.path.as_deref().unwrap_or("-")
+    );
+    let previous = PREVIOUS_CALLER.with(|cell| cell.replace(this_call));
+    Decision::Deny(Deny {
+        code: DenyCode::Denied,
+        message: format!("previous caller: [{previous}]"),
+    })
+}
+
+fn reserved(code: DenyCode) -> Decision {
+    Decision::Deny(Deny {
+        code,
+        message: "a code only keyhost may give".into(),
+    })
 }
 
 #[inline(never)]
@@ -44,11 +104,21 @@ fn reached(what: &str, outcome: Result<String, String>) -> Decision {
 }
 
 impl Guest for HostilePolicy {
-    fn configure(_config: Vec<(String, String)>) -> Result<(), String> {
-        Ok(())
+    fn configure(config: Vec<(String, String)>) -> Result<(), String> {
+        let Some((_, how)) = config.iter().find(|(name, _)| name == "hostile") else {
+            return Ok(());
+        };
+        if how == "refuse" {
+            return Err("hostile policy: settings refused".into());
+        }
+        if sleep(how) {
+            Ok(())
+        } else {
+            Err(format!("hostile = {how:?} is not known"))
+        }
     }
 
-    fn validate(_key: KeyRecord, _identity: Identity, request: Request) -> Decision {
+    fn validate(key: KeyRecord, _identity: Identity, request: Request) -> Decision {
         let calls = CALLS.with(|c| {
             c.set(c.get() + 1);
             c.get()
@@ -107,6 +177,15 @@ impl Guest for HostilePolicy {
                 ("bad name".into(), "x".into()),
                 ("note".into(), "\u{1b}[2Jwiped".into()),
             ]),
+            Some(how @ ("sleep" | "poll-sleep" | "sleep-forever")) => {
+                sleep(how);
+                Decision::Allow(Vec::new())
+            }
+            Some("echo") => echo(&key, &request),
+            Some("reserved-not-found") => reserved(DenyCode::NotFound),
+            Some("reserved-rate-limited") => reserved(DenyCode::RateLimited),
+            Some("reserved-policy-error") => reserved(DenyCode::PolicyError),
+            Some("exit") => std::process::exit(3),
             _ => Decision::Allow(Vec::new()),
         }
     }

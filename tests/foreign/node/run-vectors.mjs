@@ -213,8 +213,13 @@ function requestRecord(request) {
 const snakeCase = (name) => name.replaceAll("-", "_");
 
 /** Kinds must agree, and so must deny codes; messages are not compared. */
+// Messages and info pairs are compared only when the case gives
+// `message_contains` or `info`.
 function matches(expected, actual) {
-  return expected.decision === actual.decision && (expected.decision !== "deny" || expected.code === actual.code);
+  if (expected.decision !== actual.decision) return false;
+  if (expected.decision === "deny" && expected.code !== actual.code) return false;
+  if (expected.message_contains !== undefined && !(actual.message ?? "").includes(expected.message_contains)) return false;
+  return expected.info === undefined || JSON.stringify(expected.info) === JSON.stringify(actual.info);
 }
 
 function describe(decision) {

@@ -66,10 +66,15 @@ def run_case(engine: Engine, linker: Linker, component: Component, case: dict) -
 
 
 def matches(expect: dict, decision: dict) -> bool:
-    """Whether the decision is the expected one; messages are not compared."""
+    """Whether the decision is the expected one; messages and info pairs
+    are compared only when the case gives `message_contains` or `info`."""
     if expect["decision"] != decision["decision"]:
         return False
-    return expect["decision"] != "deny" or expect["code"] == decision["code"]
+    if expect["decision"] == "deny" and expect["code"] != decision["code"]:
+        return False
+    if "message_contains" in expect and expect["message_contains"] not in decision.get("message", ""):
+        return False
+    return "info" not in expect or [list(p) for p in expect["info"]] == decision.get("info")
 
 
 def describe(decision: dict) -> str:
