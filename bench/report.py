@@ -62,7 +62,7 @@ rows = [
         lambda: wrk_side("serve"), lambda: wrk_side("nginx-plain"), "req/s"),
     row("nginx `auth_request` → keyhost vs the same nginx without auth (a static file)", "≥ 40%", "ge", 0.4,
         lambda: wrk_side("nginx-auth"), lambda: wrk_side("nginx-static"), "req/s"),
-    row("one replica with `--state redis://…` vs the same without it (rate-limited key, wrk -c16)", "≥ 70%", "ge", 0.7,
+    row("one replica with `--state redis://…` vs the same without it (a key with a large rate limit, wrk -c16)", "≥ 70%", "ge", 0.7,
         lambda: wrk_side("replica-redis"), lambda: wrk_side("replica-local"), "req/s"),
     row("three replicas behind nginx vs one replica behind the same nginx", "report", "report", None,
         lambda: wrk_side("replica-nginx-three"), lambda: wrk_side("replica-nginx-one"), "req/s"),

@@ -36,9 +36,9 @@ cargo build --release --bin keyhost --example synthetic_registry
 kh="$root/target/release/keyhost"
 
 # Replicas: one serve with --state redis://… against the same serve without
-# it, and three replicas behind nginx against one, each side on its own
-# registry with one key whose (unreachable) rate limit makes every check a
-# Redis call.
+# it, and three replicas behind nginx against one, on a registry with one key
+# whose rate limit (too large to reach) is checked on every request: in
+# Redis, leased 64 uses at a time.
 replica_rows() {
   local rw="$work/replicas" base=18490 pids=()
   rm -rf "$rw" && mkdir -p "$rw"

@@ -4,6 +4,7 @@
 //! key limited to 100/min gets 100/min across all of them and no use is
 //! counted twice or lost.
 
+mod lease;
 mod redis;
 
 use std::collections::BTreeMap;

@@ -2,7 +2,9 @@
 //!
 //! - A rate-limit decision is one server-side script (`sliding_window.lua`):
 //!   at most COUNT uses in any PERIOD, timed by the Redis server's clock, with
-//!   no read-then-write race between replicas.
+//!   no read-then-write race between replicas. Large limits are leased and
+//!   refusals remembered (`lease.rs`), so a busy key is not a Redis call per
+//!   request.
 //! - Usage is counted in memory and merged every flush by another script
 //!   (`merge_usage.lua`), exactly once: a batch whose answer was lost is sent
 //!   again under the same marker, and Redis skips it.
@@ -13,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use prometheus_client::metrics::counter::Counter;
@@ -21,6 +23,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Script};
 use tokio::runtime::Handle;
 
+use super::lease::{Leases, lease_size};
 use crate::ratelimit::RateLimit;
 use crate::time::Timestamp;
 use crate::usage::Usage;
@@ -42,8 +45,13 @@ pub const MAX_PENDING_KEYS: usize = 100_000;
 const COUNTS: &str = "keyhost:usage:count";
 const LAST_USED: &str = "keyhost:usage:last";
 
-fn window_key(key_id: &str) -> String {
-    format!("keyhost:window:{key_id}")
+/// A key's rate-limit window: its grants, and the uses they hold. The hash
+/// tag keeps both in one slot of a cluster.
+fn window_keys(key_id: &str) -> [String; 2] {
+    [
+        format!("keyhost:window:{{{key_id}}}:grants"),
+        format!("keyhost:window:{{{key_id}}}:used"),
+    ]
 }
 
 #[derive(Default)]
@@ -63,6 +71,7 @@ pub struct RedisCounters {
     /// Names this process in window members and batch markers.
     replica: String,
     next_member: AtomicU64,
+    leases: Leases,
     pending: Mutex<Pending>,
     problem: Mutex<Option<String>>,
     errors: Counter,
@@ -101,6 +110,7 @@ impl RedisCounters {
             on_error,
             replica: hex::encode(id),
             next_member: AtomicU64::new(0),
+            leases: Leases::default(),
             pending: Mutex::new(Pending::default()),
             problem: Mutex::new(None),
             errors: Counter::default(),
@@ -153,6 +163,10 @@ impl RedisCounters {
     }
 
     pub async fn take(&self, key_id: &str, limit: RateLimit) -> Result<(), Duration> {
+        let now = Instant::now();
+        if let Some(decided) = self.leases.spend(key_id, now) {
+            return decided;
+        }
         let member = format!(
             "{}:{}",
             self.replica,
@@ -163,17 +177,21 @@ impl RedisCounters {
         let decided = self
             .call(async {
                 self.window
-                    .key(window_key(key_id))
+                    .key(&window_keys(key_id))
                     .arg(limit.count)
                     .arg(period)
                     .arg(member)
-                    .invoke_async::<(i64, i64)>(&mut redis)
+                    .arg(lease_size(limit))
+                    .invoke_async::<(u32, u64)>(&mut redis)
                     .await
             })
             .await;
         match decided {
-            Ok((1, _)) => Ok(()),
-            Ok((_, wait)) => Err(Duration::from_micros(wait.max(1) as u64)),
+            Ok((taken, wait)) => {
+                let wait = Duration::from_micros(wait.max(1));
+                self.leases.keep(key_id, limit, taken, wait, now);
+                if taken > 0 { Ok(()) } else { Err(wait) }
+            }
             Err(_) => match self.on_error {
                 OnStateError::Open => Ok(()),
                 OnStateError::Closed => Err(Duration::from_secs(1)),
