@@ -25,7 +25,7 @@ pub enum Counters {
         usage: UsageTracker,
     },
     /// In Redis, shared by every replica.
-    Redis(RedisCounters),
+    Redis(Box<RedisCounters>),
 }
 
 /// A rate-limit decision.

@@ -130,12 +130,12 @@ pub fn run(options: ServeOptions) -> Result<()> {
         .context("cannot start the async runtime")?;
     let engine = PolicyEngine::new(CompiledCache::from_env(), SandboxLimits::default())?;
     let counters = match &options.state {
-        Some(url) => Counters::Redis(RedisCounters::connect(
+        Some(url) => Counters::Redis(Box::new(RedisCounters::connect(
             url,
             runtime.handle().clone(),
             options.state_timeout,
             options.on_state_error,
-        )?),
+        )?)),
         None => Counters::Local {
             buckets: Buckets::default(),
             usage: UsageTracker::open(usage_path(&options.registry))?,
