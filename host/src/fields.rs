@@ -31,11 +31,16 @@ fn bad(field: &'static str, problem: impl Into<String>) -> BadField {
     }
 }
 
-/// Characters that would let a value rewrite a terminal or reorder what is
+/// Characters that would let a text rewrite a terminal or reorder what is
 /// shown around it: control characters (C0, DEL, C1) and the bidirectional
-/// overrides and isolates.
+/// embeddings, overrides, isolates and marks. Fields refuse them; text from
+/// a policy has them replaced (`policy::text`).
 pub fn is_unsafe_char(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    c.is_control()
+        || matches!(
+            c,
+            '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+        )
 }
 
 /// Checks a free-text value: its length in characters, unsafe characters,

@@ -20,7 +20,13 @@ pub fn policy_text(text: &str) -> String {
     }
     let mut out: String = text[..end]
         .chars()
-        .map(|c| if is_unsafe(c) { ' ' } else { c })
+        .map(|c| {
+            if crate::fields::is_unsafe_char(c) {
+                ' '
+            } else {
+                c
+            }
+        })
         .collect();
     if end < text.len() {
         out.push_str("...");
@@ -37,16 +43,6 @@ pub fn policy_pairs(pairs: Vec<(String, String)>) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Control characters (C0, DEL, C1), and the bidirectional embeddings,
-/// overrides, isolates and marks.
-fn is_unsafe(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
-        )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,7 +52,7 @@ mod tests {
         let hostile = "ok\u{1b}]0;pwned\u{7}\u{1b}[2J\nfake\u{202E}txt.exe\u{2066}\u{9b}";
         let clean = policy_text(hostile);
         assert_eq!(clean, "ok ]0;pwned  [2J fake txt.exe  ");
-        assert!(!clean.chars().any(is_unsafe));
+        assert!(!clean.chars().any(crate::fields::is_unsafe_char));
     }
 
     #[test]
