@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Long fuzzing, beyond the corpus replay that `cargo test` runs on stable
-# (tests/fuzz_corpora.rs). Needs nightly and cargo-fuzz, which it installs
+# (tests/it/fuzz_corpora.rs). Needs nightly and cargo-fuzz, which it installs
 # when missing. New inputs the fuzzer keeps land in fuzz/corpus/TARGET.
 #
 #     fuzz/run.sh [SECONDS] [TARGET...]     # default: 600 s each, every target

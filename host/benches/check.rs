@@ -18,9 +18,10 @@ use std::hint::black_box;
 use std::sync::{Mutex, OnceLock};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use keyhost::check::{CheckRequest, Checker, Decider};
+use keyhost::check::{CheckRequest, Decider, check};
 use keyhost::native::NativeRules;
 use keyhost::policy::{CompiledCache, Policy, PolicyEngine, PolicySlot, SandboxLimits};
+use keyhost::registry::LoadedRegistry;
 use keyhost::synthetic;
 use keyhost::time::Timestamp;
 
@@ -28,7 +29,7 @@ const SIZES: [usize; 3] = [1_000, 100_000, 1_000_000];
 const SAMPLES: usize = 64;
 
 struct Fixture {
-    checker: Checker,
+    checker: LoadedRegistry,
     secrets: Vec<String>,
 }
 
@@ -39,7 +40,7 @@ fn fixture(size: usize) -> &'static Fixture {
     fixtures.entry(size).or_insert_with(|| {
         let synthetic = synthetic::registry(size, SAMPLES);
         Box::leak(Box::new(Fixture {
-            checker: Checker::new(synthetic.registry),
+            checker: LoadedRegistry::new(synthetic.registry),
             secrets: synthetic.secrets,
         }))
     })
@@ -67,13 +68,17 @@ fn bench_checks(c: &mut Criterion, name: &str, mut decider: impl Decider) {
         group.bench_function(BenchmarkId::new(name, size), |b| {
             let Fixture { checker, secrets } = fixture(size);
             for secret in secrets {
-                assert!(checker.check(&mut decider, secret, &request).is_allow());
+                assert!(
+                    check(checker, &mut decider, secret, &request)
+                        .unwrap()
+                        .is_allow()
+                );
             }
             let mut next = 0;
             b.iter(|| {
                 let secret = &secrets[next % secrets.len()];
                 next += 1;
-                checker.check(&mut decider, black_box(secret), &request)
+                check(checker, &mut decider, black_box(secret), &request).unwrap()
             })
         });
     }
@@ -86,11 +91,15 @@ fn bench_one_key(c: &mut Criterion) {
     let mut slot = PolicySlot::new(policy(), Vec::new());
     let Fixture { checker, secrets } = fixture(SIZES[0]);
     let secret = &secrets[0];
-    assert!(checker.check(&mut slot, secret, &request).is_allow());
+    assert!(
+        check(checker, &mut slot, secret, &request)
+            .unwrap()
+            .is_allow()
+    );
     let mut group = c.benchmark_group("check");
     group.throughput(Throughput::Elements(1));
     group.bench_function(BenchmarkId::new("wasm-one-key", SIZES[0]), |b| {
-        b.iter(|| checker.check(&mut slot, black_box(secret), &request))
+        b.iter(|| check(checker, &mut slot, black_box(secret), &request).unwrap())
     });
     group.finish();
 }

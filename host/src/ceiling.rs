@@ -8,7 +8,7 @@
 
 use ipnet::IpNet;
 
-use crate::lifecycle::Refused;
+use crate::lifecycle::LifecycleError;
 use crate::net::parse_cidr;
 use crate::ratelimit::RateLimit;
 use crate::registry::KeyRecord;
@@ -39,15 +39,15 @@ impl Ceiling {
                     .collect()
             }),
             expires_at: key.expires_at,
-            rate: key.rate_limit.as_deref().and_then(|text| text.parse().ok()),
+            rate: key.rate_limit,
         }
     }
 
     /// Refuses `key` (a key being created or its state after an update)
     /// when it would reach beyond these bounds.
-    pub fn permits(&self, key: &KeyRecord) -> Result<(), Refused> {
+    pub fn permits(&self, key: &KeyRecord) -> Result<(), LifecycleError> {
         let refuse = |what: String| {
-            Err(Refused(format!(
+            Err(LifecycleError::Refused(format!(
                 "key {} cannot grant more than it has: {what}",
                 self.key_id
             )))
@@ -95,11 +95,7 @@ impl Ceiling {
             }
         }
         if let Some(own) = self.rate {
-            let within = key
-                .rate_limit
-                .as_deref()
-                .and_then(|text| text.parse::<RateLimit>().ok())
-                .is_some_and(|rate| rate.within(&own));
+            let within = key.rate_limit.is_some_and(|rate| rate.within(&own));
             if !within {
                 return refuse(format!(
                     "its rate limit is {own}, so the key needs a limit no looser"
@@ -126,14 +122,14 @@ mod tests {
             description: String::new(),
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
             allowed_ips: ips.iter().map(|s| s.to_string()).collect(),
-            hash: "0".repeat(64),
+            hash: crate::registry::KeyHash([0; 32]),
             created_at: now,
             updated_at: now,
             expires_at: expires.map(Timestamp),
             locked: false,
             disabled: false,
             leaked: false,
-            rate_limit: rate.map(str::to_string),
+            rate_limit: rate.map(|text| text.parse().unwrap()),
             retired: Vec::new(),
         }
     }

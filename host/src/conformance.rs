@@ -13,13 +13,13 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::check::{CheckRequest, with_wit_records};
+use crate::check::CheckRequest;
 use crate::iam::{IamId, KeyKind};
-use crate::policy::Policy;
-use crate::policy::bindings::{Decision, DenyCode};
 use crate::policy::contract::{CONTRACT, CONTRACT_PACKAGE, Summary};
-use crate::registry::{Identity, KeyRecord};
+use crate::policy::{Policy, PolicyFault};
+use crate::registry::{Identity, KeyHash, KeyRecord};
 use crate::time::Timestamp;
+use crate::verdict::{Decision, DenyCode};
 
 /// A vector file as written.
 #[derive(Debug, Deserialize)]
@@ -63,17 +63,21 @@ struct Entry {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(tag = "decision", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Expected {
+    /// The policy must allow with exactly these info pairs.
     Allow {
         /// The info pairs, all of them, in order.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         info: Option<Vec<(String, String)>>,
     },
+    /// The policy must deny with this code.
     Deny {
+        /// The deny code, snake_case.
         code: String,
         /// A part of the message.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message_contains: Option<String>,
     },
+    /// The policy's `configure` must refuse the case's settings.
     ConfigureError {
         /// A part of the message.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -85,9 +89,23 @@ pub enum Expected {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "decision", rename_all = "snake_case")]
 pub enum Outcome {
-    Allow { info: Vec<(String, String)> },
-    Deny { code: String, message: String },
-    ConfigureError { message: String },
+    /// The policy allowed.
+    Allow {
+        /// The info pairs.
+        info: Vec<(String, String)>,
+    },
+    /// The policy denied.
+    Deny {
+        /// The deny code.
+        code: String,
+        /// Its message.
+        message: String,
+    },
+    /// `configure` refused the settings.
+    ConfigureError {
+        /// Its message.
+        message: String,
+    },
 }
 
 impl Outcome {
@@ -117,26 +135,35 @@ impl Outcome {
 
 /// One case, ready to run.
 pub struct Case {
+    /// The case's name.
     pub name: String,
+    /// The rule it exercises.
     pub rule: String,
     config: Vec<(String, String)>,
     key: KeyRecord,
     identity: Identity,
     request: CheckRequest,
+    /// What the policy must answer.
     pub expect: Expected,
 }
 
 /// One case's result.
 #[derive(Debug, Serialize)]
 pub struct CaseResult {
+    /// The case's name.
     pub name: String,
+    /// The rule it exercises.
     pub rule: String,
+    /// Whether the policy answered as expected.
     pub passed: bool,
+    /// What it should have answered.
     pub expected: Expected,
+    /// What it answered.
     pub decision: Outcome,
 }
 
 impl VectorFile {
+    /// Reads and checks a vector file.
     pub fn load(path: &Path) -> Result<VectorFile> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read vectors {}", path.display()))?;
@@ -232,23 +259,22 @@ fn outcome(policy: &Policy, case: &Case) -> Outcome {
     let mut instance = match policy.instantiate(&case.config) {
         Ok(instance) => instance,
         Err(fault) => {
-            return match fault.refused_configuration {
-                Some(message) => Outcome::ConfigureError { message },
-                None => policy_error(fault.reason),
+            return match fault {
+                PolicyFault::RefusedConfiguration { message, .. } => {
+                    Outcome::ConfigureError { message }
+                }
+                other => policy_error(other.reason()),
             };
         }
     };
     let now = case.request.now.expect("vectors give the time");
-    let decision = with_wit_records(&case.key, &case.identity, &case.request, now, |k, i, r| {
-        instance.validate(k, i, r)
-    });
-    match decision {
+    match instance.validate(&case.key, &case.identity, &case.request, now) {
         Ok(Decision::Allow(info)) => Outcome::Allow { info },
-        Ok(Decision::Deny(deny)) => Outcome::Deny {
-            code: deny.code.as_str().to_string(),
-            message: deny.message,
+        Ok(Decision::Deny { code, message }) => Outcome::Deny {
+            code: code.as_str().to_string(),
+            message,
         },
-        Err(fault) => policy_error(fault.reason),
+        Err(fault) => policy_error(fault.reason()),
     }
 }
 
@@ -312,7 +338,7 @@ impl VectorKey {
             description: String::new(),
             scopes: self.scopes,
             allowed_ips: self.allowed_ips,
-            hash: String::new(),
+            hash: KeyHash([0; 32]),
             created_at: Timestamp(self.created_at),
             updated_at: Timestamp(self.created_at),
             expires_at: self.expires_at.map(Timestamp),

@@ -5,14 +5,15 @@
 use anyhow::{Context, Result};
 use serde_json::json;
 
-use crate::check::{CheckRequest, Checker, Verdict};
+use crate::check::{CheckRequest, check};
 use crate::cli::Report;
 use crate::iam::{IamId, KeyKind};
 use crate::key_format::Secret;
 use crate::lifecycle::{self, NewIdentity, NewKey};
 use crate::policy::{CompiledCache, PolicyEngine, PolicySlot, SandboxLimits};
-use crate::registry::{Registry, RegistryFile};
+use crate::registry::{LoadedRegistry, Registry, RegistryFile};
 use crate::time::Timestamp;
+use crate::verdict::Verdict;
 
 struct Step {
     what: &'static str,
@@ -24,6 +25,7 @@ fn id(text: &str) -> IamId {
     text.parse().expect("the demo's ids are valid")
 }
 
+/// Runs the walk-through on a throwaway registry.
 pub fn run() -> Result<Report> {
     let dir = tempfile::tempdir().context("cannot create a temporary folder for the demo")?;
     let file = RegistryFile::new(dir.path().join("keys.toml"));
@@ -145,7 +147,7 @@ pub fn run() -> Result<Report> {
     let policy = engine.load_default()?;
     let registry = file.load()?;
     let mut slot = PolicySlot::new(policy, registry.policy.config_pairs());
-    let checker = Checker::new(registry);
+    let registry = LoadedRegistry::new(registry);
 
     let mut lines = vec![
         format!("registry {} (throwaway)", file.path().display()),
@@ -156,17 +158,15 @@ pub fn run() -> Result<Report> {
     ];
     let mut results = Vec::new();
     for step in &steps {
-        let verdict = checker.check(&mut slot, &step.secret, &step.request);
+        let verdict = check(&registry, &mut slot, &step.secret, &step.request)?;
         let outcome = match &verdict {
             Verdict::Allow { key, .. } => format!("allow  ({} of {})", key.key_id, key.owner),
             Verdict::Deny { code, reason, .. } => format!("deny {}  ({reason})", code.as_str()),
         };
         lines.push(format!("{:<44} {outcome}", step.what));
-        results.push(json!({
-            "step": step.what,
-            "decision": if verdict.is_allow() { "allow" } else { "deny" },
-            "code": verdict.code(),
-        }));
+        let mut result = serde_json::to_value(verdict.view()).expect("a verdict serializes");
+        result["step"] = step.what.into();
+        results.push(result);
     }
     Ok(Report::new(json!({ "steps": results }), lines.join("\n")))
 }

@@ -20,7 +20,9 @@ pub const MAX_LIST_ENTRIES: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {problem}")]
 pub struct BadField {
+    /// The field's name.
     pub field: &'static str,
+    /// What is wrong with it.
     pub problem: String,
 }
 

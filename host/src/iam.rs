@@ -9,11 +9,14 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum IdentityKind {
+    /// A person, `user:NAME`.
     User,
+    /// An application identity, `service-id:NAME`.
     ServiceId,
 }
 
 impl IdentityKind {
+    /// The kind's name.
     pub fn as_str(self) -> &'static str {
         match self {
             IdentityKind::User => "user",
@@ -28,6 +31,7 @@ impl IdentityKind {
 pub struct IamId(String);
 
 impl IamId {
+    /// Whether this id names a user or a service ID.
     pub fn kind(&self) -> IdentityKind {
         if self.0.starts_with("user:") {
             IdentityKind::User
@@ -36,6 +40,7 @@ impl IamId {
         }
     }
 
+    /// The id as written.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -87,17 +92,22 @@ impl fmt::Display for IamId {
     }
 }
 
-/// The four kinds of API key (see DESIGN.md).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+/// The four kinds of API key (docs/design.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum KeyKind {
+    /// Acts as its user on any service, classic infrastructure included.
     User,
+    /// Belongs to a service ID; not valid for classic infrastructure.
     ServiceId,
+    /// A user's one key for the service `classic-infrastructure`.
     ClassicInfrastructure,
+    /// Bound to one named service.
     ServiceSpecific,
 }
 
 impl KeyKind {
+    /// Every kind.
     pub const ALL: [KeyKind; 4] = [
         KeyKind::User,
         KeyKind::ServiceId,
@@ -105,6 +115,15 @@ impl KeyKind {
         KeyKind::ServiceSpecific,
     ];
 
+    /// The kinds' names, as [`KeyKind::as_str`] gives them.
+    pub const NAMES: [&'static str; 4] = [
+        "user",
+        "service-id",
+        "classic-infrastructure",
+        "service-specific",
+    ];
+
+    /// The kind's name (`service-id`).
     pub fn as_str(self) -> &'static str {
         match self {
             KeyKind::User => "user",
@@ -124,6 +143,7 @@ impl KeyKind {
         }
     }
 
+    /// The kind a secret's tag names.
     pub fn from_tag(tag: &str) -> Option<KeyKind> {
         KeyKind::ALL.into_iter().find(|kind| kind.tag() == tag)
     }
@@ -143,6 +163,22 @@ impl KeyKind {
             IdentityKind::User => KeyKind::User,
             IdentityKind::ServiceId => KeyKind::ServiceId,
         }
+    }
+}
+
+impl FromStr for KeyKind {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<KeyKind, String> {
+        KeyKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+            .ok_or_else(|| {
+                format!(
+                    "{name:?} is not a kind of key; the kinds are {}",
+                    KeyKind::NAMES.join(", ")
+                )
+            })
     }
 }
 

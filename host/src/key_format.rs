@@ -28,6 +28,7 @@ pub const MAX_PREFIX_LEN: usize = 16;
 pub struct Secret(Zeroizing<String>);
 
 impl Secret {
+    /// The secret itself: to be shown once, never logged or stored.
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -44,12 +45,16 @@ impl fmt::Debug for Secret {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Malformed {
     #[error("the key does not start with this registry's prefix")]
+    /// It does not start with the registry's prefix.
     WrongPrefix,
     #[error("the key's kind tag is not one of usr, sid, cls, svc")]
+    /// The kind tag is not one keyhost writes.
     UnknownTag,
     #[error("the key has the wrong length or characters")]
+    /// The random part has the wrong length or alphabet.
     BadBody,
     #[error("the key's checksum does not match (a typo, or not a key)")]
+    /// The checksum does not match: a typo, or not a keyhost key.
     BadChecksum,
 }
 

@@ -1,15 +1,34 @@
 //! keyhost: API keys in a TOML registry, checked by a WebAssembly policy.
 //!
+//! The design the modules follow is in `docs/design.md`. Every module:
+//!
 //! - [`key_format`]: the secret's format and checksum;
-//! - [`registry`]: the registry's model, durable writes and hash index;
+//! - [`iam`]: IAM ids and the four kinds of key;
+//! - [`registry`]: the registry's model, durable writes, and the lookups
+//!   a check reads (the loaded registry and the compact on-disk index);
+//! - [`side_files`]: every file kept beside a registry or in the cache;
+//! - [`durable`]: lock, temporary file, fsync, rename, fsync the folder;
 //! - [`lifecycle`]: the ownership and state rules every caller meets;
 //! - [`fields`]: the checks every written text field passes;
 //! - [`ceiling`]: what a key may grant through the management API;
-//! - [`policy`]: the wasmtime engine, sandbox and compiled-policy cache;
+//! - [`time`]: times (RFC 3339 outside, Unix seconds inside) and durations;
+//! - [`ratelimit`]: per-key rate limits;
+//! - [`net`]: CIDR parsing;
+//! - [`verdict`]: the host's decision types;
 //! - [`check`]: the check pipeline;
+//! - [`policy`]: the wasmtime engine, sandbox, contract versions,
+//!   compiled-policy cache and instance pool;
+//! - [`conformance`]: the vectors every policy is held to;
 //! - [`counters`]: rate-limit windows and usage, local or shared in Redis;
+//! - [`usage`]: last use and use count per key;
+//! - [`views`]: what people and programs are shown of keys (no secrets);
 //! - [`scan`]: finding leaked keys in text;
-//! - [`cli`]: the `keyhost` command.
+//! - [`serve`]: the HTTP service;
+//! - [`demo`]: the walk-through `keyhost demo` prints;
+//! - [`cli`]: the `keyhost` command;
+//! - `native` and `synthetic` (feature `bench-support`): the default rules
+//!   compiled in, and generated registries, for benchmarks and tests.
+#![deny(missing_docs)]
 
 pub mod ceiling;
 pub mod check;
@@ -22,6 +41,7 @@ pub mod fields;
 pub mod iam;
 pub mod key_format;
 pub mod lifecycle;
+#[cfg(feature = "bench-support")]
 pub mod native;
 pub mod net;
 pub mod policy;
@@ -29,7 +49,10 @@ pub mod ratelimit;
 pub mod registry;
 pub mod scan;
 pub mod serve;
+pub mod side_files;
+#[cfg(any(test, feature = "bench-support"))]
 pub mod synthetic;
 pub mod time;
 pub mod usage;
+pub mod verdict;
 pub mod views;

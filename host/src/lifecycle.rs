@@ -11,68 +11,92 @@
 
 use std::time::Duration;
 
-use anyhow::{Result, anyhow, bail};
-
-use crate::fields;
+use crate::fields::{self, BadField};
 use crate::iam::{IamId, IdentityKind, KeyKind};
 use crate::key_format::{self, Secret};
 use crate::net::normalize_cidrs;
 use crate::ratelimit::RateLimit;
-use crate::registry::{Identity, KeyRecord, LeakAction, Registry, RetiredSecret};
+use crate::registry::{Identity, KeyHash, KeyRecord, LeakAction, Registry, RetiredSecret};
 use crate::time::Timestamp;
 
-/// A rule refused the operation. The CLI exits with 1, the HTTP API answers
-/// 403; nothing was written.
+/// Why an operation did not happen. Nothing was written. The messages say
+/// what is wrong in the domain's words; the CLI and the HTTP API each map
+/// the kind to their own exit codes and statuses.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Refused(pub String);
-
-/// No key or identity has this id. The CLI exits with 2, the HTTP API
-/// answers 404.
-#[derive(Debug, thiserror::Error)]
-#[error("unknown {what} {id}")]
-pub struct UnknownId {
-    pub what: &'static str,
-    pub id: String,
+pub enum LifecycleError {
+    /// A rule refused it (ownership, a lock, a cap).
+    #[error("{0}")]
+    Refused(String),
+    /// No key or identity has this id.
+    #[error("unknown {what} {id}")]
+    Unknown {
+        /// `key id` or `identity`.
+        what: &'static str,
+        /// The id asked for.
+        id: String,
+    },
+    /// A value is not acceptable (a field, a kind for this identity).
+    #[error("{0}")]
+    Invalid(String),
 }
 
-fn unknown(what: &'static str, id: impl ToString) -> anyhow::Error {
-    UnknownId {
+impl From<BadField> for LifecycleError {
+    fn from(bad: BadField) -> LifecycleError {
+        LifecycleError::Invalid(bad.to_string())
+    }
+}
+
+/// What the lifecycle functions return.
+pub type Result<T, E = LifecycleError> = std::result::Result<T, E>;
+
+/// Leaves the function with [`LifecycleError::Invalid`].
+macro_rules! invalid {
+    ($($message:tt)*) => {
+        return Err(LifecycleError::Invalid(format!($($message)*)))
+    };
+}
+
+/// A [`LifecycleError::Unknown`].
+pub fn unknown(what: &'static str, id: impl ToString) -> LifecycleError {
+    LifecycleError::Unknown {
         what,
         id: id.to_string(),
     }
-    .into()
 }
 
 fn refuse<T>(message: impl Into<String>) -> Result<T> {
-    Err(Refused(message.into()).into())
+    Err(LifecycleError::Refused(message.into()))
 }
 
 /// An identity to add.
 #[derive(Clone, Debug)]
 pub struct NewIdentity {
+    /// The new identity's IAM id.
     pub iam_id: IamId,
+    /// For a service ID, the user who owns it.
     pub owner: Option<IamId>,
+    /// Its scopes.
     pub scopes: Vec<String>,
 }
 
+/// Adds an identity; a service ID needs an owner who is a user.
 pub fn add_identity(registry: &mut Registry, new: NewIdentity, now: Timestamp) -> Result<Identity> {
     if registry.identity(&new.iam_id).is_some() {
         return refuse(format!("identity {} already exists", new.iam_id));
     }
     match (new.iam_id.kind(), &new.owner) {
         (IdentityKind::User, Some(_)) => {
-            bail!("a user cannot have an owner; only service IDs are owned")
+            invalid!("a user cannot have an owner; only service IDs are owned")
         }
         (IdentityKind::ServiceId, None) => {
-            bail!(
+            invalid!(
                 "service ID {} needs an owner, a user of this registry",
                 new.iam_id
             )
         }
         (IdentityKind::ServiceId, Some(owner)) => {
             if owner.kind() != IdentityKind::User || registry.identity(owner).is_none() {
-                bail!("owner {owner} is not a user of this registry");
+                invalid!("owner {owner} is not a user of this registry");
             }
         }
         (IdentityKind::User, None) => {}
@@ -133,13 +157,21 @@ pub fn remove_identity(registry: &mut Registry, iam_id: &IamId) -> Result<Vec<St
 pub struct NewKey {
     /// The identity the key is for; the actor's own when `None`.
     pub for_identity: Option<IamId>,
+    /// The key's name.
     pub name: String,
+    /// Its kind; the identity's usual kind when unset.
     pub kind: Option<KeyKind>,
+    /// The service a service-specific key is bound to.
     pub service: Option<String>,
+    /// Scopes that narrow the identity's; empty for all of them.
     pub scopes: Vec<String>,
+    /// When it expires.
     pub expires_at: Option<Timestamp>,
+    /// CIDRs it may be used from; empty for anywhere.
     pub allowed_ips: Vec<String>,
+    /// A description.
     pub description: String,
+    /// Create it locked.
     pub lock: bool,
     /// `COUNT/PERIOD`, enforced by `keyhost serve`.
     pub rate_limit: Option<String>,
@@ -163,7 +195,7 @@ pub fn create_key(
         .kind
         .unwrap_or_else(|| KeyKind::default_for(identity.kind()));
     if !kind.fits(identity.kind()) {
-        bail!(
+        invalid!(
             "a {kind} key cannot belong to a {} ({target}); its kind must be {} or service-specific",
             identity.kind().as_str(),
             KeyKind::default_for(identity.kind())
@@ -171,9 +203,9 @@ pub fn create_key(
     }
     let service = match (kind, new.service) {
         (KeyKind::ServiceSpecific, Some(service)) => Some(fields::service(&service)?),
-        (KeyKind::ServiceSpecific, None) => bail!("a service-specific key needs a service"),
+        (KeyKind::ServiceSpecific, None) => invalid!("a service-specific key needs a service"),
         (_, Some(_)) => {
-            bail!("only a service-specific key is bound to a service; this is a {kind} key")
+            invalid!("only a service-specific key is bound to a service; this is a {kind} key")
         }
         (_, None) => None,
     };
@@ -211,7 +243,7 @@ pub fn create_key(
         description: fields::description(&new.description)?,
         scopes,
         allowed_ips: allow_list(&new.allowed_ips)?,
-        hash: hex::encode(key_format::hash(secret.expose())),
+        hash: KeyHash::of(secret.expose()),
         created_at: now,
         updated_at: now,
         expires_at,
@@ -228,11 +260,15 @@ pub fn create_key(
 /// The changes `update` may make; `None` leaves a field as it is.
 #[derive(Clone, Debug, Default)]
 pub struct KeyChanges {
+    /// A new name.
     pub name: Option<String>,
+    /// A new description.
     pub description: Option<String>,
+    /// New scopes.
     pub scopes: Option<Vec<String>>,
     /// `Some(None)` removes the expiry.
     pub expires_at: Option<Option<Timestamp>>,
+    /// New allowed CIDRs; empty for anywhere.
     pub allowed_ips: Option<Vec<String>>,
     /// `Some(None)` removes the rate limit.
     pub rate_limit: Option<Option<String>>,
@@ -241,9 +277,13 @@ pub struct KeyChanges {
 /// A change of a key's state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StateChange {
+    /// Protect against change and deletion.
     Lock,
+    /// Lift the protection.
     Unlock,
+    /// Stop the key authenticating.
     Disable,
+    /// Let it authenticate again.
     Enable,
 }
 
@@ -267,9 +307,12 @@ fn owned_key<'r>(
 ) -> Result<&'r mut KeyRecord> {
     require_user(registry, actor)?;
     let key = registry.key(id).ok_or_else(|| unknown("key id", id))?;
-    let identity = registry
-        .identity(&key.owner)
-        .ok_or_else(|| anyhow!("key {id} belongs to {}, which no longer exists", key.owner))?;
+    let identity = registry.identity(&key.owner).ok_or_else(|| {
+        LifecycleError::Invalid(format!(
+            "key {id} belongs to {}, which no longer exists",
+            key.owner
+        ))
+    })?;
     require_manager(identity, actor, verb)?;
     Ok(registry.key_mut(id).expect("found above"))
 }
@@ -284,6 +327,7 @@ fn refuse_if_locked(key: &KeyRecord, verb: &str) -> Result<()> {
     Ok(())
 }
 
+/// Locks, unlocks, disables or enables key `id`, as its owner `actor`.
 pub fn change_state(
     registry: &mut Registry,
     id: &str,
@@ -313,6 +357,7 @@ pub fn change_state(
     Ok(key.clone())
 }
 
+/// Deletes key `id`, as its owner `actor`; a locked key is refused.
 pub fn delete_key(registry: &mut Registry, id: &str, actor: &IamId) -> Result<KeyRecord> {
     let key = owned_key(registry, id, actor, "delete")?;
     refuse_if_locked(key, "delete")?;
@@ -321,6 +366,7 @@ pub fn delete_key(registry: &mut Registry, id: &str, actor: &IamId) -> Result<Ke
     Ok(removed)
 }
 
+/// Changes key `id`'s name, description, scopes, expiry, allowed IPs or rate limit, as its owner `actor`.
 pub fn update_key(
     registry: &mut Registry,
     id: &str,
@@ -383,10 +429,7 @@ pub fn rotate_key(
         ));
     }
     let secret = key_format::generate(&prefix, key.kind);
-    let old_hash = std::mem::replace(
-        &mut key.hash,
-        hex::encode(key_format::hash(secret.expose())),
-    );
+    let old_hash = std::mem::replace(&mut key.hash, KeyHash::of(secret.expose()));
     key.retired.clear();
     if let Some(grace) = grace {
         key.retired.push(RetiredSecret {
@@ -412,6 +455,49 @@ pub fn end_grace(
     key.retired.clear();
     key.updated_at = now;
     Ok(key.clone())
+}
+
+/// The owner of key `id` reports it leaked by hand: it is marked as
+/// `scan --mark-leaked` would mark it. A locked key can be reported too: a
+/// lock guards against mistakes, not against the secret being out.
+pub fn report_leak(
+    registry: &mut Registry,
+    id: &str,
+    actor: &IamId,
+    now: Timestamp,
+) -> Result<LeakAction> {
+    owned_key(registry, id, actor, "report as leaked")?;
+    mark_leaked(registry, id, now)
+}
+
+/// Replaces the scopes of identity `iam_id`. Returns the identity, and the
+/// keys that name scopes it no longer has: those scopes stop working at
+/// once, since a key only ever narrows its identity's.
+pub fn set_identity_scopes(
+    registry: &mut Registry,
+    iam_id: &IamId,
+    scopes: Vec<String>,
+) -> Result<(Identity, Vec<String>)> {
+    let scopes = fields::scopes(scopes)?;
+    let identity = registry
+        .identities
+        .iter_mut()
+        .find(|identity| &identity.iam_id == iam_id)
+        .ok_or_else(|| unknown("identity", iam_id))?;
+    identity.scopes = scopes;
+    let identity = identity.clone();
+    let narrowed = registry
+        .keys
+        .iter()
+        .filter(|key| &key.owner == iam_id)
+        .filter(|key| {
+            key.scopes
+                .iter()
+                .any(|scope| !identity.rights().any(|right| right == scope))
+        })
+        .map(|key| key.id.clone())
+        .collect();
+    Ok((identity, narrowed))
 }
 
 /// Marks a key as leaked and applies the registry's `action_when_leaked`.
@@ -474,21 +560,21 @@ fn narrowed_scopes(identity: &Identity, scopes: Vec<String>) -> Result<Vec<Strin
 /// An IP allow-list in canonical form, at most `fields::MAX_LIST_ENTRIES` long.
 fn allow_list(entries: &[String]) -> Result<Vec<String>> {
     fields::bounded_list("allowed IPs", entries.len())?;
-    normalize_cidrs(entries).map_err(|e| anyhow!("allowed IPs: {e}"))
+    normalize_cidrs(entries).map_err(|e| LifecycleError::Invalid(format!("allowed IPs: {e}")))
 }
 
 fn check_expiry(expires_at: Option<Timestamp>, now: Timestamp) -> Result<Option<Timestamp>> {
     match expires_at {
-        Some(when) if when <= now => bail!("the expiry {when} is not in the future"),
+        Some(when) if when <= now => invalid!("the expiry {when} is not in the future"),
         other => Ok(other),
     }
 }
 
-fn check_rate_limit(limit: Option<String>) -> Result<Option<String>> {
+fn check_rate_limit(limit: Option<String>) -> Result<Option<RateLimit>> {
     limit
         .map(|text| {
-            let parsed: RateLimit = text.parse().map_err(|e| anyhow!("rate limit: {e}"))?;
-            Ok(parsed.to_string())
+            text.parse()
+                .map_err(|e| LifecycleError::Invalid(format!("rate limit: {e}")))
         })
         .transpose()
 }

@@ -8,9 +8,9 @@ use keyhost_policy_rules as rules;
 use crate::check::{CheckRequest, Decider};
 use crate::iam::KeyKind;
 use crate::policy::PolicyFault;
-use crate::policy::bindings::{Decision, Deny, DenyCode};
 use crate::registry::{Identity, KeyRecord};
 use crate::time::Timestamp;
+use crate::verdict::{Decision, DenyCode};
 
 /// The default rules with their settings, decided natively.
 pub struct NativeRules {
@@ -18,6 +18,7 @@ pub struct NativeRules {
 }
 
 impl NativeRules {
+    /// The rules with the settings of `[policy.config]`.
     pub fn new(config: &[(String, String)]) -> Result<NativeRules, String> {
         Ok(NativeRules {
             settings: rules::Settings::from_pairs(config)?,
@@ -56,7 +57,7 @@ impl Decider for NativeRules {
         Ok(
             match rules::decide(&self.settings, &rules_key, &identity.scopes, &rules_request) {
                 Ok(()) => Decision::Allow(Vec::new()),
-                Err(denial) => Decision::Deny(Deny {
+                Err(denial) => Decision::Deny {
                     code: match denial.code {
                         rules::DenyCode::Disabled => DenyCode::Disabled,
                         rules::DenyCode::Expired => DenyCode::Expired,
@@ -67,7 +68,7 @@ impl Decider for NativeRules {
                         rules::DenyCode::Denied => DenyCode::Denied,
                     },
                     message: denial.message,
-                }),
+                },
             },
         )
     }

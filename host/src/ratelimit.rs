@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 /// `min`, `h`, `d` or a duration such as `10s`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RateLimit {
+    /// At most this many requests...
     pub count: u32,
+    /// ...per this long.
     pub per: Duration,
 }
 
@@ -47,6 +49,21 @@ impl RateLimit {
 impl fmt::Display for RateLimit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.count, humantime::format_duration(self.per))
+    }
+}
+
+/// In the registry and in JSON, the text form (`100/1m`).
+impl serde::Serialize for RateLimit {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RateLimit {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 

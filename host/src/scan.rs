@@ -13,8 +13,11 @@ use crate::registry::{KeyIndex, Registry};
 /// A key found in a file. It never holds the secret.
 #[derive(Clone, Debug, Serialize)]
 pub struct Finding {
+    /// The file, or `<stdin>`.
     pub file: String,
+    /// The 1-based line.
     pub line: usize,
+    /// The kind the key's tag names.
     pub kind: KeyKind,
     /// The registry's key with this secret; `None` for a well-formed key
     /// this registry does not hold.
@@ -29,6 +32,7 @@ pub struct Scanner<'r> {
 }
 
 impl<'r> Scanner<'r> {
+    /// A scanner that knows `registry`'s prefix and keys.
     pub fn new(registry: &'r Registry) -> Scanner<'r> {
         let pattern = key_format::candidate_pattern(&regex::escape(&registry.prefix));
         Scanner {
@@ -109,7 +113,9 @@ impl<'r> Scanner<'r> {
 /// What a scan of paths found, and what it could not read.
 #[derive(Debug, Default)]
 pub struct Scan {
+    /// The keys found.
     pub findings: Vec<Finding>,
+    /// Files that could not be read, with why.
     pub skipped: Vec<String>,
 }
 

@@ -58,7 +58,7 @@ pub fn registry(keys: usize, samples: usize) -> Synthetic {
                     "192.0.2.0/24".into(),
                     "127.0.0.0/8".into(),
                 ],
-                hash: hex::encode(key_format::hash(secret.expose())),
+                hash: crate::registry::KeyHash::of(secret.expose()),
                 created_at: now,
                 updated_at: now,
                 expires_at: Some(expiry),

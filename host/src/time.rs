@@ -6,13 +6,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A point in time, in whole seconds since the Unix epoch (UTC). In the
-/// registry it is a TOML datetime (`2026-01-31T12:00:00Z`); a quoted RFC 3339
-/// string is accepted too.
+/// A point in time, in whole seconds since the Unix epoch (UTC). It
+/// serialises as an RFC 3339 string (`"2026-01-31T12:00:00Z"`); the registry
+/// model writes a TOML datetime instead, through [`toml_form`]. Either form
+/// is read back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
+    /// The time now, to the second.
     pub fn now() -> Timestamp {
         let since = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -20,6 +22,7 @@ impl Timestamp {
         Timestamp(since.as_secs() as i64)
     }
 
+    /// `duration` later, saturating.
     pub fn plus(self, duration: Duration) -> Timestamp {
         Timestamp(self.0.saturating_add(duration.as_secs() as i64))
     }
@@ -45,9 +48,56 @@ impl fmt::Display for Timestamp {
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let datetime = toml::value::Datetime::from_str(&self.to_string())
-            .map_err(serde::ser::Error::custom)?;
-        datetime.serialize(serializer)
+        serializer.collect_str(self)
+    }
+}
+
+/// The registry's form of a [`Timestamp`]: a TOML datetime, for
+/// `#[serde(with = "...")]` on the registry model's fields.
+pub mod toml_form {
+    use super::*;
+
+    /// Writes `time` as a TOML datetime.
+    pub fn serialize<S: Serializer>(time: &Timestamp, serializer: S) -> Result<S::Ok, S::Error> {
+        toml::value::Datetime::from_str(&time.to_string())
+            .map_err(serde::ser::Error::custom)?
+            .serialize(serializer)
+    }
+
+    /// Reads either form.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Timestamp, D::Error> {
+        Timestamp::deserialize(deserializer)
+    }
+
+    /// The same for an optional field.
+    pub mod option {
+        use super::*;
+
+        /// Writes `time`, when there is one, as a TOML datetime.
+        pub fn serialize<S: Serializer>(
+            time: &Option<Timestamp>,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            match time {
+                Some(time) => serializer.serialize_some(&Form(*time)),
+                None => serializer.serialize_none(),
+            }
+        }
+
+        /// Reads either form.
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Option<Timestamp>, D::Error> {
+            Option::<Timestamp>::deserialize(deserializer)
+        }
+
+        struct Form(Timestamp);
+
+        impl Serialize for Form {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                super::serialize(&self.0, serializer)
+            }
+        }
     }
 }
 
@@ -108,5 +158,38 @@ mod tests {
     #[test]
     fn display_is_rfc3339() {
         assert_eq!(Timestamp(86_400).to_string(), "1970-01-02T00:00:00Z");
+    }
+
+    #[test]
+    fn json_gets_a_string_and_old_datetime_objects_still_read() {
+        let json = serde_json::to_string(&Timestamp(86_400)).unwrap();
+        assert_eq!(json, r#""1970-01-02T00:00:00Z""#);
+        let old = r#"{"$__toml_private_datetime":"1970-01-02T00:00:00Z"}"#;
+        assert_eq!(
+            serde_json::from_str::<Timestamp>(old).unwrap(),
+            Timestamp(86_400)
+        );
+    }
+
+    #[test]
+    fn the_registry_form_is_a_toml_datetime() {
+        #[derive(Serialize, Deserialize)]
+        struct Row {
+            #[serde(with = "toml_form")]
+            at: Timestamp,
+            #[serde(with = "toml_form::option", default)]
+            until: Option<Timestamp>,
+        }
+        let row = Row {
+            at: Timestamp(86_400),
+            until: Some(Timestamp(0)),
+        };
+        let text = toml::to_string(&row).unwrap();
+        assert_eq!(
+            text,
+            "at = 1970-01-02T00:00:00Z\nuntil = 1970-01-01T00:00:00Z\n"
+        );
+        let back: Row = toml::from_str("at = \"1970-01-02T00:00:00Z\"").unwrap();
+        assert_eq!((back.at, back.until), (Timestamp(86_400), None));
     }
 }

@@ -11,16 +11,12 @@ use serde::{Deserialize, Serialize};
 use crate::time::Timestamp;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// How much a key was used.
 pub struct Usage {
+    /// When serve last let the key through.
     pub last_used: Option<Timestamp>,
+    /// How often it did.
     pub count: u64,
-}
-
-/// The usage state file of a registry.
-pub fn usage_path(registry: &Path) -> PathBuf {
-    let mut name = registry.as_os_str().to_owned();
-    name.push(".usage.json");
-    PathBuf::from(name)
 }
 
 /// Reads the usage file; a missing file is no usage yet.
@@ -57,6 +53,7 @@ impl UsageTracker {
         })
     }
 
+    /// Counts a use of `key_id` at `now`.
     pub fn record(&self, key_id: &str, now: Timestamp) {
         let mut state = self.state.lock().expect("usage lock");
         let usage = match state.usage.get_mut(key_id) {

@@ -10,15 +10,22 @@ use crate::time::Timestamp;
 use crate::usage::Usage;
 
 #[derive(Clone, Debug, Serialize)]
+/// An identity as people and programs see it.
 pub struct IdentityView {
+    /// The IAM id.
     pub iam_id: String,
+    /// `user` or `service-id`.
     pub kind: &'static str,
+    /// A service ID's owner.
     pub owner: Option<String>,
+    /// Its scopes.
     pub scopes: Vec<String>,
+    /// When it was added (RFC 3339).
     pub created_at: String,
 }
 
 impl IdentityView {
+    /// The view of `identity`.
     pub fn of(identity: &Identity) -> IdentityView {
         IdentityView {
             iam_id: identity.iam_id.to_string(),
@@ -48,23 +55,41 @@ pub fn issued_secret(
 }
 
 #[derive(Clone, Debug, Serialize)]
+/// A key as people and programs see it: never its secret or hash.
 pub struct KeyView {
+    /// The key's id.
     pub id: String,
+    /// Its name.
     pub name: String,
+    /// Its kind.
     pub kind: KeyKind,
+    /// Its identity.
     pub owner: String,
+    /// A service-specific key's service.
     pub service: Option<String>,
+    /// Its description.
     pub description: String,
+    /// `active`, `locked`, `disabled`, `leaked` or `expired`.
     pub state: &'static str,
+    /// Protected against change.
     pub locked: bool,
+    /// Does not authenticate.
     pub disabled: bool,
+    /// Found exposed.
     pub leaked: bool,
+    /// Past its expiry.
     pub expired: bool,
+    /// Its own scopes.
     pub scopes: Vec<String>,
+    /// The CIDRs it may be used from.
     pub allowed_ips: Vec<String>,
+    /// Its rate limit.
     pub rate_limit: Option<String>,
+    /// When it was created.
     pub created_at: String,
+    /// When it last changed.
     pub updated_at: String,
+    /// When it expires.
     pub expires_at: Option<String>,
     /// Until when the previous secret still works after a rotation.
     pub rotation_grace_until: Option<String>,
@@ -75,6 +100,7 @@ pub struct KeyView {
 }
 
 impl KeyView {
+    /// The view of `key` at `now`.
     pub fn of(key: &KeyRecord, now: Timestamp) -> KeyView {
         KeyView {
             id: key.id.clone(),
@@ -90,7 +116,7 @@ impl KeyView {
             expired: key.is_expired(now),
             scopes: key.scopes.clone(),
             allowed_ips: key.allowed_ips.clone(),
-            rate_limit: key.rate_limit.clone(),
+            rate_limit: key.rate_limit.map(|limit| limit.to_string()),
             created_at: key.created_at.to_string(),
             updated_at: key.updated_at.to_string(),
             expires_at: key.expires_at.map(|t| t.to_string()),
@@ -106,6 +132,7 @@ impl KeyView {
         }
     }
 
+    /// Adds the live use count and last use.
     pub fn with_usage(mut self, usage: Option<&Usage>) -> KeyView {
         if let Some(usage) = usage {
             self.last_used = usage.last_used.map(|t| t.to_string());

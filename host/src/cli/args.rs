@@ -1,11 +1,26 @@
-//! The command line, as clap parses it. DESIGN.md's CLI contract.
+//! The command line, as clap parses it: the CLI contract of docs/design.md.
 
 use std::path::PathBuf;
+use std::str::FromStr;
 
 use clap::{Args, Parser, Subcommand};
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+
+use crate::counters::OnStateError;
 use crate::iam::{IamId, KeyKind};
 use crate::registry::LeakAction;
+
+/// A parser for a domain enum from its `names`, which `--help` lists.
+fn one_of<T>(names: &'static [&'static str]) -> impl TypedValueParser<Value = T>
+where
+    T: FromStr<Err = String> + Clone + Send + Sync + 'static,
+{
+    PossibleValuesParser::new(names).map(|name| {
+        name.parse()
+            .unwrap_or_else(|e: String| unreachable!("a listed name parses: {e}"))
+    })
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -17,6 +32,7 @@ use crate::registry::LeakAction;
                   default policy is built in, and --policy FILE.wasm swaps it.\n\n\
                   Exit codes: 0 success or allow; 1 denied or refused by a rule; 2 error."
 )]
+/// The `keyhost` command line.
 pub struct Cli {
     /// The registry file.
     #[arg(
@@ -32,6 +48,7 @@ pub struct Cli {
     pub json: bool,
 
     #[command(subcommand)]
+    /// The command to run.
     pub command: Command,
 }
 
@@ -64,6 +81,9 @@ pub enum Command {
     Rotate(RotateArgs),
     /// End a rotated-out secret's grace period now.
     EndGrace(ActorKeyArgs),
+    /// Report a key as leaked by hand; the registry's action_when_leaked
+    /// (none, disable or delete) follows, as for scan --mark-leaked.
+    Leak(ActorKeyArgs),
     /// Change a key's name, description, scopes, expiry or allowed IPs.
     Update(UpdateArgs),
     /// Check a key read from stdin or KEYHOST_KEY (never from the command line).
@@ -137,7 +157,7 @@ pub struct InitArgs {
     #[arg(long, default_value = crate::registry::DEFAULT_PREFIX)]
     pub prefix: String,
     /// What marking a key as leaked does.
-    #[arg(long, value_enum, default_value = "none")]
+    #[arg(long, default_value = "none", value_parser = one_of::<LeakAction>(&LeakAction::NAMES))]
     pub action_when_leaked: LeakAction,
     /// The most keys one identity may hold.
     #[arg(long, default_value_t = crate::registry::DEFAULT_MAX_KEYS_PER_IDENTITY)]
@@ -157,6 +177,24 @@ pub enum IdentityCommand {
         #[arg(long = "scope")]
         scopes: Vec<String>,
     },
+    /// Change an identity's scopes: --scope replaces them all; --add-scope
+    /// and --remove-scope change them one by one.
+    Update {
+        /// user:NAME or service-id:NAME.
+        iam_id: IamId,
+        /// The identity's scopes, replacing the current ones; repeat for more.
+        #[arg(long = "scope", conflicts_with_all = ["add_scopes", "remove_scopes", "no_scopes"])]
+        scopes: Vec<String>,
+        /// Add a scope; repeat for more.
+        #[arg(long = "add-scope")]
+        add_scopes: Vec<String>,
+        /// Remove a scope; repeat for more.
+        #[arg(long = "remove-scope")]
+        remove_scopes: Vec<String>,
+        /// Remove every scope.
+        #[arg(long, conflicts_with_all = ["add_scopes", "remove_scopes"])]
+        no_scopes: bool,
+    },
     /// List identities.
     List,
     /// Remove an identity and delete its keys.
@@ -175,7 +213,7 @@ pub struct CreateArgs {
     #[arg(long)]
     pub name: String,
     /// The kind of key (default: user for a user, service-id for a service ID).
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = one_of::<KeyKind>(&KeyKind::NAMES))]
     pub kind: Option<KeyKind>,
     /// Create the key for this service ID (or user) instead of the actor.
     #[arg(long = "for")]
@@ -374,8 +412,8 @@ pub struct ServeArgs {
     pub state_timeout: std::time::Duration,
     /// What a rate limit does when the shared state cannot be reached: open
     /// (allow; the key is still checked) or closed (deny as rate_limited).
-    #[arg(long, value_enum, default_value = "open")]
-    pub on_state_error: crate::counters::OnStateError,
+    #[arg(long, default_value = "open", value_parser = one_of::<OnStateError>(&OnStateError::NAMES))]
+    pub on_state_error: OnStateError,
     /// The replica that takes management writes (its base URL); this one
     /// then answers writes with a redirect there and takes none itself.
     #[arg(long)]

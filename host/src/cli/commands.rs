@@ -14,16 +14,17 @@ use super::args::{
 };
 use super::input::read_presented_key;
 use super::{EXIT_DENIED, Report};
-use crate::check::{CheckRequest, Checker, FoundKey, Verdict, decide, presented_hash};
+use crate::check::CheckRequest;
 use crate::counters::{OnStateError, RedisCounters};
 use crate::key_format::{self, Secret};
 use crate::lifecycle::{self, KeyChanges, NewIdentity, NewKey, StateChange};
 use crate::policy::PolicySlot;
-use crate::registry::{CheckSource, CompactRegistry, KeyRecord, Registry, RegistryFile};
+use crate::registry::{self, KeyRecord, LeakAction, Registry, RegistryFile};
 use crate::scan::Scanner;
 use crate::serve::ServeOptions;
 use crate::time::{self, Timestamp};
 use crate::usage::{self, Usage};
+use crate::verdict::Verdict;
 use crate::views::{IdentityView, KeyView, issued_secret};
 
 pub fn run(cli: Cli) -> Result<Report> {
@@ -43,6 +44,7 @@ pub fn run(cli: Cli) -> Result<Report> {
         Command::Delete(args) => delete(file, args),
         Command::Rotate(args) => rotate(file, args, now),
         Command::EndGrace(args) => end_grace(file, args, now),
+        Command::Leak(args) => leak(file, args, now),
         Command::Update(args) => update(file, args, now),
         Command::Check(args) => check(file, args, now),
         Command::Scan(args) => scan(file, args, now),
@@ -100,13 +102,57 @@ fn identity(file: &RegistryFile, command: IdentityCommand, now: Timestamp) -> Re
                 scopes,
             };
             let (identity, revision) =
-                file.update(|registry| lifecycle::add_identity(registry, new, now))?;
+                file.update(|registry| Ok(lifecycle::add_identity(registry, new, now)?))?;
             let view = IdentityView::of(&identity);
             let text = format!("added {} {}", view.kind, view.iam_id);
             Ok(Report::new(
                 json!({ "identity": view, "revision": revision }),
                 text,
             ))
+        }
+        IdentityCommand::Update {
+            iam_id,
+            scopes,
+            add_scopes,
+            remove_scopes,
+            no_scopes,
+        } => {
+            let replace = no_scopes || !scopes.is_empty();
+            if !replace && add_scopes.is_empty() && remove_scopes.is_empty() {
+                anyhow::bail!(
+                    "nothing to change: give --scope, --add-scope, --remove-scope or --no-scopes"
+                );
+            }
+            let ((identity, narrowed), revision) = file.update(|registry| {
+                let current = registry
+                    .identity(&iam_id)
+                    .ok_or_else(|| lifecycle::unknown("identity", &iam_id))?;
+                let mut next = if replace {
+                    scopes
+                } else {
+                    current.scopes.clone()
+                };
+                for scope in add_scopes {
+                    if !next.contains(&scope) {
+                        next.push(scope);
+                    }
+                }
+                next.retain(|scope| !remove_scopes.contains(scope));
+                Ok(lifecycle::set_identity_scopes(registry, &iam_id, next)?)
+            })?;
+            let view = IdentityView::of(&identity);
+            let mut report = Report::new(
+                json!({ "identity": view, "revision": revision, "keys_narrowed": narrowed }),
+                format!("updated {} scopes={}", view.iam_id, view.scopes.join(",")),
+            );
+            if !narrowed.is_empty() {
+                report = report.with_note(format!(
+                    "these keys name scopes {} no longer has, which stop working now: {}",
+                    view.iam_id,
+                    narrowed.join(", ")
+                ));
+            }
+            Ok(report)
         }
         IdentityCommand::List => {
             let registry = file.load()?;
@@ -136,7 +182,7 @@ fn identity(file: &RegistryFile, command: IdentityCommand, now: Timestamp) -> Re
         }
         IdentityCommand::Remove { iam_id } => {
             let (deleted, revision) =
-                file.update(|registry| lifecycle::remove_identity(registry, &iam_id))?;
+                file.update(|registry| Ok(lifecycle::remove_identity(registry, &iam_id)?))?;
             let text = format!("removed {iam_id} and {} key(s)", deleted.len());
             Ok(Report::new(
                 json!({ "removed": iam_id.to_string(), "deleted_keys": deleted, "revision": revision }),
@@ -165,7 +211,7 @@ fn create(file: &RegistryFile, args: CreateArgs, now: Timestamp) -> Result<Repor
         rate_limit: args.rate_limit,
     };
     let ((record, secret), revision) =
-        file.update(|registry| lifecycle::create_key(registry, &args.actor, new, now))?;
+        file.update(|registry| Ok(lifecycle::create_key(registry, &args.actor, new, now)?))?;
     Ok(secret_report("created", &record, &secret, revision, now))
 }
 
@@ -193,7 +239,7 @@ fn load_usage(
 ) -> Result<BTreeMap<String, Usage>> {
     let Some(url) = &from.state else {
         return Ok(
-            usage::load(&usage::usage_path(file.path())).unwrap_or_else(|e| {
+            usage::load(&crate::side_files::usage_path(file.path())).unwrap_or_else(|e| {
                 tracing::warn!("{e:#}");
                 BTreeMap::new()
             }),
@@ -242,10 +288,7 @@ fn show(file: &RegistryFile, id: &str, from: &UsageArgs, now: Timestamp) -> Resu
     let registry = file.load()?;
     let key = registry
         .key(id)
-        .ok_or_else(|| lifecycle::UnknownId {
-            what: "key id",
-            id: id.to_string(),
-        })
+        .ok_or_else(|| lifecycle::unknown("key id", id))
         .with_context(|| format!("registry {}", file.path().display()))?;
     let usage = load_usage(file, from, &[key.id.as_str()])?;
     let view = KeyView::of(key, now).with_usage(usage.get(&key.id));
@@ -268,8 +311,15 @@ fn change_state(
     change: StateChange,
     now: Timestamp,
 ) -> Result<Report> {
-    let (record, revision) = file
-        .update(|registry| lifecycle::change_state(registry, &args.id, &args.actor, change, now))?;
+    let (record, revision) = file.update(|registry| {
+        Ok(lifecycle::change_state(
+            registry,
+            &args.id,
+            &args.actor,
+            change,
+            now,
+        )?)
+    })?;
     let verb = match change {
         StateChange::Lock => "locked",
         StateChange::Unlock => "unlocked",
@@ -281,7 +331,7 @@ fn change_state(
 
 fn end_grace(file: &RegistryFile, args: ActorKeyArgs, now: Timestamp) -> Result<Report> {
     let (record, revision) =
-        file.update(|registry| lifecycle::end_grace(registry, &args.id, &args.actor, now))?;
+        file.update(|registry| Ok(lifecycle::end_grace(registry, &args.id, &args.actor, now)?))?;
     Ok(key_report(
         "ended the grace period of",
         &record,
@@ -290,9 +340,32 @@ fn end_grace(file: &RegistryFile, args: ActorKeyArgs, now: Timestamp) -> Result<
     ))
 }
 
+fn leak(file: &RegistryFile, args: ActorKeyArgs, now: Timestamp) -> Result<Report> {
+    let (action, revision) = file.update(|registry| {
+        Ok(lifecycle::report_leak(
+            registry,
+            &args.id,
+            &args.actor,
+            now,
+        )?)
+    })?;
+    let action = match action {
+        LeakAction::None => "none",
+        LeakAction::Disable => "disable",
+        LeakAction::Delete => "delete",
+    };
+    Ok(Report::new(
+        json!({ "leaked": args.id, "action_when_leaked": action, "revision": revision }),
+        format!(
+            "marked {} as leaked (action_when_leaked = {action})",
+            args.id
+        ),
+    ))
+}
+
 fn delete(file: &RegistryFile, args: ActorKeyArgs) -> Result<Report> {
     let (record, revision) =
-        file.update(|registry| lifecycle::delete_key(registry, &args.id, &args.actor))?;
+        file.update(|registry| Ok(lifecycle::delete_key(registry, &args.id, &args.actor)?))?;
     Ok(Report::new(
         json!({ "deleted": record.id, "revision": revision }),
         format!("deleted {}", record.id),
@@ -306,7 +379,13 @@ fn rotate(file: &RegistryFile, args: RotateArgs, now: Timestamp) -> Result<Repor
         .map(|text| time::parse_duration(text).map_err(|e| anyhow::anyhow!("--grace: {e}")))
         .transpose()?;
     let ((record, secret), revision) = file.update(|registry| {
-        lifecycle::rotate_key(registry, &args.key.id, &args.key.actor, grace, now)
+        Ok(lifecycle::rotate_key(
+            registry,
+            &args.key.id,
+            &args.key.actor,
+            grace,
+            now,
+        )?)
     })?;
     Ok(secret_report("rotated", &record, &secret, revision, now))
 }
@@ -338,7 +417,13 @@ fn update(file: &RegistryFile, args: UpdateArgs, now: Timestamp) -> Result<Repor
             .map(|limit| Some(limit).filter(|l| l != "none")),
     };
     let (record, revision) = file.update(|registry| {
-        lifecycle::update_key(registry, &args.key.id, &args.key.actor, changes, now)
+        Ok(lifecycle::update_key(
+            registry,
+            &args.key.id,
+            &args.key.actor,
+            changes,
+            now,
+        )?)
     })?;
     Ok(key_report("updated", &record, revision, now))
 }
@@ -347,7 +432,7 @@ fn check(file: &RegistryFile, args: CheckArgs, now: Timestamp) -> Result<Report>
     let presented = read_presented_key()?;
     // A large registry is not parsed on every check: its compact index is
     // read instead, and rebuilt when the registry changes.
-    let source = CompactRegistry::open_or_build(file, crate::policy::cache_root().as_deref())?;
+    let lookup = registry::open_for_check(file, crate::side_files::cache_root().as_deref())?;
     let engine = super::policy::engine()?;
     let policy = match &args.policy {
         Some(path) => engine.load_file(path)?,
@@ -362,49 +447,14 @@ fn check(file: &RegistryFile, args: CheckArgs, now: Timestamp) -> Result<Report>
         attributes: args.attributes,
         now: Some(now),
     };
-    let (verdict, revision) = match source {
-        CheckSource::Indexed(index) => {
-            let mut slot = PolicySlot::new(policy, index.policy_config());
-            let verdict = match presented_hash(index.prefix(), &presented) {
-                Err(malformed) => malformed,
-                Ok(hash) => {
-                    let hit = index.find(&hash)?;
-                    let found = hit.as_ref().map(|hit| FoundKey {
-                        position: hit.position,
-                        key: &hit.record.key,
-                        identity: hit.record.identity.as_ref(),
-                        retired_until: hit.retired_until,
-                    });
-                    decide(found, &mut slot, &request)
-                }
-            };
-            (verdict, index.revision())
-        }
-        CheckSource::Loaded(registry) => {
-            let revision = registry.revision;
-            let mut slot = PolicySlot::new(policy, registry.policy.config_pairs());
-            let verdict = Checker::new(registry).check(&mut slot, &presented, &request);
-            (verdict, revision)
-        }
-    };
-    Ok(verdict_report(&verdict, revision))
+    let mut slot = PolicySlot::new(policy, lookup.policy_config());
+    let verdict = crate::check::check(&*lookup, &mut slot, &presented, &request)?;
+    Ok(verdict_report(&verdict, lookup.revision()))
 }
 
 fn verdict_report(verdict: &Verdict, revision: u64) -> Report {
-    let key = verdict.key();
-    let json = json!({
-        "decision": if verdict.is_allow() { "allow" } else { "deny" },
-        "code": verdict.code(),
-        "reason": verdict.reason(),
-        "key_id": key.map(|k| &k.key_id),
-        "owner": key.map(|k| &k.owner),
-        "kind": key.map(|k| k.kind),
-        "info": match verdict {
-            Verdict::Allow { info, .. } => info.iter().cloned().collect::<BTreeMap<String, String>>(),
-            Verdict::Deny { .. } => BTreeMap::new(),
-        },
-        "revision": revision,
-    });
+    let mut json = serde_json::to_value(verdict.view()).expect("a verdict serializes");
+    json["revision"] = revision.into();
     match verdict {
         Verdict::Allow { key, info } => {
             let report = Report::new(json, format!("allow {} {}", key.key_id, key.owner));

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 pub use args::Cli;
 
 use crate::key_format;
-use crate::lifecycle::Refused;
+use crate::lifecycle::LifecycleError;
 
 /// Success, or an allow.
 pub const EXIT_OK: u8 = 0;
@@ -34,10 +34,12 @@ pub struct Report {
     pub text: String,
     /// A note for people, for stderr in text mode.
     pub note: Option<String>,
+    /// The process's exit code.
     pub exit: u8,
 }
 
 impl Report {
+    /// A report printed as `text`, or as `json` with `--json`; exit 0.
     pub fn new(json: Value, text: impl Into<String>) -> Report {
         Report {
             json,
@@ -47,11 +49,13 @@ impl Report {
         }
     }
 
+    /// Adds a line for stderr (not part of the JSON).
     pub fn with_note(mut self, note: impl Into<String>) -> Report {
         self.note = Some(note.into());
         self
     }
 
+    /// Sets the exit code.
     pub fn with_exit(mut self, exit: u8) -> Report {
         self.exit = exit;
         self
@@ -116,7 +120,10 @@ fn usage_error(error: clap::Error) -> ExitCode {
 
 /// Errors go to stderr; with `--json` they are also the one JSON object.
 fn error_report(error: &anyhow::Error) -> Report {
-    let refused = error.downcast_ref::<Refused>().is_some();
+    let refused = matches!(
+        error.downcast_ref::<LifecycleError>(),
+        Some(LifecycleError::Refused(_))
+    );
     let (kind, exit) = if refused {
         ("refused", EXIT_DENIED)
     } else {

@@ -21,7 +21,9 @@ use crate::usage::{Usage, UsageTracker};
 pub enum Counters {
     /// In this process; usage is flushed to `REGISTRY.usage.json`.
     Local {
+        /// Rate-limit buckets.
         buckets: Buckets,
+        /// Use counts and last uses.
         usage: UsageTracker,
     },
     /// In Redis, shared by every replica.
@@ -30,6 +32,7 @@ pub enum Counters {
 
 /// A rate-limit decision.
 pub enum Limited {
+    /// The request may go on.
     Allowed,
     /// Used up; a use is free again after this long.
     Wait(Duration),

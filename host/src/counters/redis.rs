@@ -29,12 +29,29 @@ use crate::time::Timestamp;
 use crate::usage::Usage;
 
 /// What a rate-limit decision does when Redis cannot be reached in time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OnStateError {
     /// Allow: the key is still checked, only its rate limit is not.
     Open,
     /// Deny as `rate_limited`, with `Retry-After: 1`.
     Closed,
+}
+
+impl OnStateError {
+    /// The choices' names.
+    pub const NAMES: [&'static str; 2] = ["open", "closed"];
+}
+
+impl std::str::FromStr for OnStateError {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<OnStateError, String> {
+        match name {
+            "open" => Ok(OnStateError::Open),
+            "closed" => Ok(OnStateError::Closed),
+            other => Err(format!("{other:?} is neither open nor closed")),
+        }
+    }
 }
 
 /// The most keys whose uses wait in memory while Redis is away; uses of
@@ -63,6 +80,7 @@ struct Pending {
     next_batch: u64,
 }
 
+/// Rate-limit windows and usage shared by replicas through Redis.
 pub struct RedisCounters {
     handle: Handle,
     redis: ConnectionManager,
@@ -162,6 +180,7 @@ impl RedisCounters {
         result
     }
 
+    /// Takes one use of `key_id`'s rate limit; `Err` is how long to wait.
     pub async fn take(&self, key_id: &str, limit: RateLimit) -> Result<(), Duration> {
         let now = Instant::now();
         if let Some(decided) = self.leases.spend(key_id, now) {
@@ -199,6 +218,7 @@ impl RedisCounters {
         }
     }
 
+    /// Counts a use of `key_id` at `now`.
     pub fn record(&self, key_id: &str, now: Timestamp) {
         let mut pending = self.pending.lock().expect("usage lock");
         let full = pending.counting.len() >= MAX_PENDING_KEYS;
@@ -296,6 +316,7 @@ impl RedisCounters {
         merged
     }
 
+    /// Why the shared counters may be off, if they may.
     pub fn problem(&self) -> Option<String> {
         self.problem.lock().expect("problem lock").clone()
     }

@@ -1,31 +1,22 @@
 //! A policy's answer, made safe before keyhost acts on it: its texts go
 //! through the sanitiser, and the deny codes only keyhost may give
-//! (`not_found`, `malformed`, `rate_limited`, `policy_error`) become
-//! `denied`. Those codes steer HTTP statuses (401, 429 with `Retry-After`)
-//! and the policy-error metric, which a policy must not fake.
+//! (`DenyCode::is_keyhosts_own`) become `denied`.
 
-use super::bindings::{Decision, Deny, DenyCode};
 use super::text::{policy_pairs, policy_text};
+use crate::verdict::{Decision, DenyCode};
 
 /// `decision` with cleaned texts and no code reserved for keyhost.
 pub fn safe_decision(decision: Decision) -> Decision {
     match decision {
         Decision::Allow(info) => Decision::Allow(policy_pairs(info)),
-        Decision::Deny(deny) => Decision::Deny(Deny {
-            code: policy_code(deny.code),
-            message: policy_text(&deny.message),
-        }),
-    }
-}
-
-/// The code as keyhost reports it: a code reserved for keyhost is `denied`.
-fn policy_code(code: DenyCode) -> DenyCode {
-    match code {
-        DenyCode::NotFound
-        | DenyCode::Malformed
-        | DenyCode::RateLimited
-        | DenyCode::PolicyError => DenyCode::Denied,
-        other => other,
+        Decision::Deny { code, message } => Decision::Deny {
+            code: if code.is_keyhosts_own() {
+                DenyCode::Denied
+            } else {
+                code
+            },
+            message: policy_text(&message),
+        },
     }
 }
 
@@ -34,10 +25,10 @@ mod tests {
     use super::*;
 
     fn deny(code: DenyCode) -> Decision {
-        Decision::Deny(Deny {
+        Decision::Deny {
             code,
             message: "m\u{1b}[2J".into(),
-        })
+        }
     }
 
     #[test]
@@ -48,17 +39,20 @@ mod tests {
             DenyCode::RateLimited,
             DenyCode::PolicyError,
         ] {
-            match safe_decision(deny(code)) {
-                Decision::Deny(deny) => {
-                    assert_eq!(deny.code, DenyCode::Denied);
-                    assert_eq!(deny.message, "m [2J");
+            assert_eq!(
+                safe_decision(deny(code)),
+                Decision::Deny {
+                    code: DenyCode::Denied,
+                    message: "m [2J".into()
                 }
-                Decision::Allow(_) => unreachable!(),
+            );
+        }
+        assert!(matches!(
+            safe_decision(deny(DenyCode::Expired)),
+            Decision::Deny {
+                code: DenyCode::Expired,
+                ..
             }
-        }
-        match safe_decision(deny(DenyCode::Expired)) {
-            Decision::Deny(deny) => assert_eq!(deny.code, DenyCode::Expired),
-            Decision::Allow(_) => unreachable!(),
-        }
+        ));
     }
 }

@@ -19,15 +19,9 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-const MAGIC: &[u8; 8] = b"KHPOLC01";
+use crate::side_files::cache_root;
 
-/// Where keyhost keeps what it can rebuild (compiled policies, registry
-/// indexes): `$KEYHOST_CACHE_DIR`, or `keyhost/` in the user's cache folder.
-pub fn cache_root() -> Option<PathBuf> {
-    std::env::var_os("KEYHOST_CACHE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| dirs::cache_dir().map(|dir| dir.join("keyhost")))
-}
+const MAGIC: &[u8; 8] = b"KHPOLC01";
 
 /// Where compiled policies are kept; `None` turns the cache off.
 #[derive(Clone, Debug)]
@@ -47,6 +41,7 @@ impl CompiledCache {
         }
     }
 
+    /// No cache: every load compiles.
     pub fn disabled() -> CompiledCache {
         CompiledCache {
             dir: None,

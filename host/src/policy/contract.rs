@@ -28,6 +28,7 @@ pub fn contract_version() -> Version {
 /// One import or export of a component.
 #[derive(Clone, Debug, Serialize)]
 pub struct Item {
+    /// Its name.
     pub name: String,
     /// `func`, `instance`, `type`, `resource`, `module`, `component` or `core-func`.
     pub kind: &'static str,
@@ -40,11 +41,14 @@ pub struct Item {
 pub struct Summary {
     /// The keyhost:policy version its imports and exports name, if any.
     pub contract_version: Option<String>,
+    /// What the component exports.
     pub exports: Vec<Item>,
+    /// What it imports.
     pub imports: Vec<Item>,
 }
 
 impl Summary {
+    /// The outside of `component`.
     pub fn of(engine: &Engine, component: &Component) -> Summary {
         let ty = component.component_type();
         let exports: Vec<Item> = ty

@@ -2,18 +2,31 @@
 //! sandbox a policy runs in, and compiled policies ready to instantiate.
 //!
 //! A [`Policy`] is compiled and pre-instantiated once; a [`PolicyInstance`]
-//! holds a store. [`PolicySlot`] reuses an instance for the checks of one
-//! key only: a check of another key, or a call that failed, gets a fresh
-//! instance, so nothing a policy keeps can reach another caller.
+//! holds a store. [`PolicySlot`] (slot.rs) reuses an instance for the checks
+//! of one key only, and [`PolicyPool`] (pool.rs) keeps the slots that serve
+//! requests. Each contract version has its own module of bindings
+//! (`v0_1`); nothing generated leaves it.
+//!
+//! - `answer`: a policy's answer made safe to act on;
+//! - `budget`: the memory a store may take;
+//! - `cache`: compiled policies kept on disk;
+//! - `contract`: what a component declares, read before linking;
+//! - `fault`: why a call failed;
+//! - `no_wait`: WASI waits that return at once;
+//! - `sandbox`: the empty WASI context;
+//! - `text`: the sanitiser for text from a policy.
 
 mod answer;
-pub mod bindings;
 mod budget;
 mod cache;
 pub mod contract;
+mod fault;
 mod no_wait;
+mod pool;
 mod sandbox;
+mod slot;
 mod text;
+mod v0_1;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -24,12 +37,18 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store, Trap, WasmBacktrace};
 
-pub use cache::{CompiledCache, cache_root};
+pub use cache::CompiledCache;
 pub use contract::Summary;
+pub use fault::PolicyFault;
+pub use pool::{InstanceGauges, PolicyPool};
 pub use sandbox::{Sandbox, SandboxLimits};
+pub use slot::PolicySlot;
 use text::policy_text;
 
-use bindings::{Decision, Identity, KeyRecord, PolicyPre, Request};
+use crate::check::CheckRequest;
+use crate::registry::{Identity, KeyRecord};
+use crate::time::Timestamp;
+use crate::verdict::Decision;
 
 /// The default policy, built from `plugin/default` by the build script.
 pub const DEFAULT_POLICY: &[u8] = include_bytes!(concat!(
@@ -49,6 +68,7 @@ pub struct PolicyEngine {
 }
 
 impl PolicyEngine {
+    /// An engine whose stores get `limits`, caching compiled policies in `cache`.
     pub fn new(cache: CompiledCache, limits: SandboxLimits) -> Result<PolicyEngine> {
         let mut config = Config::new();
         config.wasm_component_model(true);
@@ -123,13 +143,9 @@ impl PolicyEngine {
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("policy {label} needs an import keyhost does not provide"))?;
-        let pre = PolicyPre::new(instance_pre)
-            .map_err(anyhow::Error::from)
-            .with_context(|| {
-                format!(
-                    "policy {label} does not export the keyhost:policy world (configure, validate)"
-                )
-            })?;
+        let pre = v0_1::Pre::new(instance_pre).with_context(|| {
+            format!("policy {label} does not export the keyhost:policy world (configure, validate)")
+        })?;
         Ok(Policy {
             inner: Arc::new(PolicyInner {
                 engine: self.engine.clone(),
@@ -164,24 +180,13 @@ pub struct Policy {
 
 struct PolicyInner {
     engine: Engine,
-    pre: PolicyPre<Sandbox>,
+    pre: v0_1::Pre,
     limits: SandboxLimits,
     label: String,
 }
 
-/// Why a call into a policy failed. The check fails closed on any of them.
-/// The texts have been through the sanitiser.
-#[derive(Clone, Debug, thiserror::Error)]
-#[error("policy {label}: {reason}")]
-pub struct PolicyFault {
-    pub label: String,
-    pub reason: String,
-    /// The policy ran and returned this error from `configure`: it refuses
-    /// the registry's `[policy.config]` rather than failing.
-    pub refused_configuration: Option<String>,
-}
-
 impl Policy {
+    /// What the policy is called in messages: its path, or the built-in.
     pub fn label(&self) -> &str {
         &self.inner.label
     }
@@ -193,23 +198,17 @@ impl Policy {
         store.limiter(|sandbox| &mut sandbox.budget);
         let ticks = (inner.limits.call_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
         store.set_epoch_deadline(ticks);
-        let bindings = inner
+        let instance = inner
             .pre
             .instantiate(&mut store)
             .map_err(|e| self.fault(e, "instantiation"))?;
         store.set_epoch_deadline(ticks);
-        let pairs: Vec<(&str, &str)> = config
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.as_str()))
-            .collect();
-        match bindings.call_configure(&mut store, &pairs) {
+        match instance.configure(&mut store, config) {
             Ok(Ok(())) => {}
             Ok(Err(message)) => {
-                let message = policy_text(&message);
-                return Err(PolicyFault {
+                return Err(PolicyFault::RefusedConfiguration {
                     label: inner.label.clone(),
-                    reason: format!("refused its configuration: {message}"),
-                    refused_configuration: Some(message),
+                    message: policy_text(&message),
                 });
             }
             Err(e) => return Err(self.fault(e, "configure")),
@@ -217,7 +216,7 @@ impl Policy {
         Ok(PolicyInstance {
             policy: self.clone(),
             store,
-            bindings,
+            instance,
             ticks,
         })
     }
@@ -238,10 +237,9 @@ impl Policy {
                 None => format!("{during} failed: {error:#}"),
             },
         };
-        PolicyFault {
+        PolicyFault::Failed {
             label: self.inner.label.clone(),
             reason: policy_text(&reason),
-            refused_configuration: None,
         }
     }
 }
@@ -250,84 +248,25 @@ impl Policy {
 pub struct PolicyInstance {
     policy: Policy,
     store: Store<Sandbox>,
-    bindings: bindings::Policy,
+    instance: v0_1::Instance,
     ticks: u64,
 }
 
 impl PolicyInstance {
-    /// Asks the policy for a decision. After an `Err` the instance must not
-    /// be used again: a trapped component instance cannot be re-entered.
+    /// Asks the policy for a decision on `key` of `identity` making
+    /// `request` at `now`. After an `Err` the instance must not be used
+    /// again: a trapped component instance cannot be re-entered.
     pub fn validate(
         &mut self,
-        key: KeyRecord<'_>,
-        identity: Identity<'_>,
-        request: Request<'_>,
+        key: &KeyRecord,
+        identity: &Identity,
+        request: &CheckRequest,
+        now: Timestamp,
     ) -> Result<Decision, PolicyFault> {
         self.store.set_epoch_deadline(self.ticks);
-        self.bindings
-            .call_validate(&mut self.store, key, identity, request)
+        self.instance
+            .validate(&mut self.store, key, identity, request, now)
             .map(answer::safe_decision)
             .map_err(|e| self.policy.fault(e, "validate"))
-    }
-}
-
-/// A policy with its configuration and, once used, an instance. An instance
-/// serves one caller (one key): a check of another key, or a call that
-/// failed, drops it and the call gets a new one.
-pub struct PolicySlot {
-    policy: Policy,
-    config: Vec<(String, String)>,
-    instance: Option<PolicyInstance>,
-    /// The key id the instance has served, if it has served one.
-    caller: Option<String>,
-}
-
-impl PolicySlot {
-    pub fn new(policy: Policy, config: Vec<(String, String)>) -> PolicySlot {
-        PolicySlot {
-            policy,
-            config,
-            instance: None,
-            caller: None,
-        }
-    }
-
-    /// The key id the slot's instance has served; `None` when it is fresh.
-    pub fn caller(&self) -> Option<&str> {
-        self.caller.as_deref()
-    }
-
-    /// Instantiates and configures the policy now rather than at the first
-    /// check, so a policy that cannot start is found out early.
-    pub fn warm(&mut self) -> Result<(), PolicyFault> {
-        if self.instance.is_none() {
-            self.instance = Some(self.policy.instantiate(&self.config)?);
-        }
-        Ok(())
-    }
-
-    pub fn validate(
-        &mut self,
-        key: KeyRecord<'_>,
-        identity: Identity<'_>,
-        request: Request<'_>,
-    ) -> Result<Decision, PolicyFault> {
-        if self
-            .caller
-            .as_deref()
-            .is_some_and(|caller| caller != key.id)
-        {
-            self.instance = None;
-            self.caller = None;
-        }
-        self.warm()?;
-        let instance = self.instance.as_mut().expect("warm() made an instance");
-        self.caller = Some(key.id.to_string());
-        let result = instance.validate(key, identity, request);
-        if result.is_err() {
-            self.instance = None;
-            self.caller = None;
-        }
-        result
     }
 }

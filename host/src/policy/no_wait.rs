@@ -17,7 +17,7 @@ use super::sandbox::Sandbox;
 /// The `wasi:io/poll` instance as `wasmtime_wasi::p2::add_to_linker_sync`
 /// names it; components importing any 0.2.x version link to it. If
 /// wasmtime-wasi moves to another version, the sleeping policies of
-/// tests/hostile.rs fail.
+/// tests/it/hostile.rs fail.
 const POLL_INSTANCE: &str = "wasi:io/poll@0.2.12";
 
 /// Replaces the waiting functions of `wasi:io/poll` that the WASI linker

@@ -61,6 +61,7 @@ impl HostMonotonicClock for StoppedClock {
 }
 
 impl Sandbox {
+    /// A sandbox with `limits` and an empty WASI context.
     pub fn new(limits: &SandboxLimits) -> Sandbox {
         let wasi = WasiCtx::builder()
             .allow_tcp(false)

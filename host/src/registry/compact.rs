@@ -5,64 +5,40 @@
 //! positioned reads: a binary search over fixed-size entries sorted by hash,
 //! then one record.
 //!
-//! It lives in the cache folder (`registries/`, mode 0600, since it holds
-//! the same hashes as the registry), named by the registry's path. It is
-//! valid for one exact file: device, inode, size, and modification and
-//! change times to the nanosecond. Every keyhost write renames a new file
-//! into place, which changes the inode; a hand edit changes the times (and
-//! nobody can set the change time back). A file that fails any check is
-//! rebuilt, never trusted.
+//! It lives in the cache folder (`side_files::index_path`, mode 0600, since
+//! it holds the same hashes as the registry). It is valid for one exact
+//! version of the registry file (its `FileStamp`). A file that fails any
+//! check is rebuilt, never trusted.
 //!
 //! Layout: `MAGIC`, a u64 header length, the header (JSON), the entries
 //! (`ENTRY_LEN` bytes each, sorted by hash), then the records (JSON).
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::ErrorKind;
-use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{Identity, KeyIndex, KeyRecord, Registry, RegistryFile};
+use super::{Found, Identity, KeyIndex, KeyRecord, Lookup, Registry, RegistryFile};
 use crate::durable;
+use crate::side_files::{FileStamp, index_path};
 use crate::time::Timestamp;
 
-const MAGIC: &[u8; 8] = b"KHCIDX01";
+/// 02: times in records are RFC 3339 strings, hashes typed.
+const MAGIC: &[u8; 8] = b"KHCIDX02";
 /// hash (32) | key position (8) | record offset (8) | record length (8) |
 /// retired until (8, i64::MIN for a current secret).
 const ENTRY_LEN: usize = 64;
 const NOT_RETIRED: i64 = i64::MIN;
 
-/// The identity of one version of a registry file.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct Stamp {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
-
-impl Stamp {
-    fn of(path: &Path) -> std::io::Result<Stamp> {
-        let meta = std::fs::metadata(path)?;
-        Ok(Stamp {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.size(),
-            mtime: (meta.mtime(), meta.mtime_nsec()),
-            ctime: (meta.ctime(), meta.ctime_nsec()),
-        })
-    }
-}
-
 /// What a check needs besides the keys.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Header {
-    stamp: Stamp,
+    stamp: FileStamp,
     revision: u64,
     prefix: String,
     policy_config: Vec<(String, String)>,
@@ -71,27 +47,11 @@ struct Header {
     total_len: u64,
 }
 
-/// A key read back from the index, with its identity.
+/// A key as the index keeps it, with its identity.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct IndexedKey {
-    pub key: KeyRecord,
-    pub identity: Option<Identity>,
-}
-
-/// One hit of a lookup.
-#[derive(Debug)]
-pub struct Hit {
-    pub position: usize,
-    pub record: IndexedKey,
-    pub retired_until: Option<Timestamp>,
-}
-
-/// Where a one-shot check reads keys from: the index, or, when no index can
-/// be kept (no cache folder, or one that cannot be written), the registry
-/// as loaded.
-pub enum CheckSource {
-    Indexed(CompactRegistry),
-    Loaded(Registry),
+struct IndexedKey {
+    key: KeyRecord,
+    identity: Option<Identity>,
 }
 
 /// An open, current index of a registry.
@@ -103,23 +63,27 @@ pub struct CompactRegistry {
 
 impl CompactRegistry {
     /// The index of `registry` in `cache_dir` (none: no cache), rebuilt
-    /// first when it is missing or stale. Errors are the registry's own;
-    /// an index that cannot be kept only costs speed.
-    pub fn open_or_build(registry: &RegistryFile, cache_dir: Option<&Path>) -> Result<CheckSource> {
+    /// first when it is missing or stale; or, when no index can be kept,
+    /// the registry as loaded (the inner `Err`). Errors are the registry's
+    /// own; an index that cannot be kept only costs speed.
+    pub fn open_or_build(
+        registry: &RegistryFile,
+        cache_dir: Option<&Path>,
+    ) -> Result<Result<CompactRegistry, Registry>> {
         let Some(cache_dir) = cache_dir else {
-            return Ok(CheckSource::Loaded(registry.load()?));
+            return Ok(Err(registry.load()?));
         };
         let path = index_path(cache_dir, registry.path());
-        let stamp = Stamp::of(registry.path()).ok();
+        let stamp = FileStamp::of(registry.path()).ok();
         if let Some(stamp) = &stamp
             && let Some(index) = CompactRegistry::open(&path, stamp)
         {
-            return Ok(CheckSource::Indexed(index));
+            return Ok(Ok(index));
         }
         let loaded = registry.load()?;
         // A registry that changed while it was read is indexed next time.
         if let Some(stamp) = stamp
-            && Stamp::of(registry.path()).ok().as_ref() == Some(&stamp)
+            && FileStamp::of(registry.path()).ok().as_ref() == Some(&stamp)
         {
             let bytes = build(&loaded, stamp.clone());
             let written = std::fs::create_dir_all(durable::folder_of(&path))
@@ -128,7 +92,7 @@ impl CompactRegistry {
             match written {
                 Ok(()) => {
                     if let Some(index) = CompactRegistry::open(&path, &stamp) {
-                        return Ok(CheckSource::Indexed(index));
+                        return Ok(Ok(index));
                     }
                 }
                 Err(e) => {
@@ -136,12 +100,12 @@ impl CompactRegistry {
                 }
             }
         }
-        Ok(CheckSource::Loaded(loaded))
+        Ok(Err(loaded))
     }
 
     /// The index at `path` if it is sound and made from the file `stamp`
     /// describes.
-    fn open(path: &Path, stamp: &Stamp) -> Option<CompactRegistry> {
+    fn open(path: &Path, stamp: &FileStamp) -> Option<CompactRegistry> {
         let file = match File::open(path) {
             Ok(file) => file,
             Err(e) if e.kind() == ErrorKind::NotFound => return None,
@@ -178,18 +142,6 @@ impl CompactRegistry {
         })
     }
 
-    pub fn revision(&self) -> u64 {
-        self.header.revision
-    }
-
-    pub fn prefix(&self) -> &str {
-        &self.header.prefix
-    }
-
-    pub fn policy_config(&self) -> Vec<(String, String)> {
-        self.header.policy_config.clone()
-    }
-
     fn entry(&self, at: u64) -> Result<[u8; ENTRY_LEN]> {
         let mut entry = [0u8; ENTRY_LEN];
         self.file
@@ -201,7 +153,7 @@ impl CompactRegistry {
     /// The key whose secret hashes to `hash`. Entries are found by the first
     /// 8 bytes of the hash, then every entry with those bytes is compared in
     /// full, in constant time, as the in-memory index does.
-    pub fn find(&self, hash: &[u8; 32]) -> Result<Option<Hit>> {
+    fn find_entry(&self, hash: &[u8; 32]) -> Result<Option<Found<'static>>> {
         let (mut low, mut high) = (0u64, self.header.entries);
         while low < high {
             let middle = low + (high - low) / 2;
@@ -226,7 +178,7 @@ impl CompactRegistry {
         matched.map(|entry| self.hit(&entry)).transpose()
     }
 
-    fn hit(&self, entry: &[u8; ENTRY_LEN]) -> Result<Hit> {
+    fn hit(&self, entry: &[u8; ENTRY_LEN]) -> Result<Found<'static>> {
         let field = |at: usize| u64::from_le_bytes(entry[at..at + 8].try_into().expect("8 bytes"));
         let (position, offset, len) = (field(32), field(40), field(48));
         let retired = field(56) as i64;
@@ -234,26 +186,37 @@ impl CompactRegistry {
         self.file
             .read_exact_at(&mut record, offset)
             .context("the registry index is truncated")?;
-        Ok(Hit {
+        let record: IndexedKey =
+            serde_json::from_slice(&record).context("a registry index record is corrupt")?;
+        Ok(Found {
             position: usize::try_from(position).context("key position")?,
-            record: serde_json::from_slice(&record)
-                .context("a registry index record is corrupt")?,
+            key: Cow::Owned(record.key),
+            identity: record.identity.map(Cow::Owned),
             retired_until: (retired != NOT_RETIRED).then_some(Timestamp(retired)),
         })
     }
 }
 
-/// `registries/` in the cache folder, named by the registry's absolute path.
-fn index_path(cache_dir: &Path, registry: &Path) -> PathBuf {
-    let absolute = std::path::absolute(registry).unwrap_or_else(|_| registry.to_path_buf());
-    let digest = Sha256::digest(absolute.as_os_str().as_encoded_bytes());
-    cache_dir
-        .join("registries")
-        .join(format!("{}.idx", hex::encode(&digest[..16])))
+impl Lookup for CompactRegistry {
+    fn prefix(&self) -> &str {
+        &self.header.prefix
+    }
+
+    fn revision(&self) -> u64 {
+        self.header.revision
+    }
+
+    fn policy_config(&self) -> Vec<(String, String)> {
+        self.header.policy_config.clone()
+    }
+
+    fn find(&self, hash: &[u8; 32]) -> Result<Option<Found<'_>>> {
+        self.find_entry(hash)
+    }
 }
 
 /// The bytes of the index of `registry`, read from the file `stamp` names.
-fn build(registry: &Registry, stamp: Stamp) -> Vec<u8> {
+fn build(registry: &Registry, stamp: FileStamp) -> Vec<u8> {
     let identities: std::collections::HashMap<&str, &Identity> = registry
         .identities
         .iter()
@@ -326,8 +289,8 @@ mod tests {
 
     fn indexed(file: &RegistryFile, cache: &Path) -> CompactRegistry {
         match CompactRegistry::open_or_build(file, Some(cache)).unwrap() {
-            CheckSource::Indexed(index) => index,
-            CheckSource::Loaded(_) => panic!("no index was kept"),
+            Ok(index) => index,
+            Err(_) => panic!("no index was kept"),
         }
     }
 
@@ -340,9 +303,9 @@ mod tests {
         for secret in &secrets {
             let hit = index.find(&key_format::hash(secret)).unwrap().unwrap();
             let expected = &registry.keys[hit.position];
-            assert_eq!(hit.record.key.id, expected.id);
-            assert_eq!(hit.record.key.hash, hex::encode(key_format::hash(secret)));
-            assert_eq!(hit.record.identity.unwrap().iam_id, expected.owner);
+            assert_eq!(hit.key.id, expected.id);
+            assert_eq!(hit.key.hash.0, key_format::hash(secret));
+            assert_eq!(hit.identity.unwrap().iam_id, expected.owner);
         }
         assert!(index.find(&[0u8; 32]).unwrap().is_none());
         assert!(index.find(&[0xff; 32]).unwrap().is_none());

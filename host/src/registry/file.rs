@@ -30,18 +30,14 @@ pub struct RegistryFile {
 }
 
 impl RegistryFile {
+    /// The registry file at `path`.
     pub fn new(path: impl Into<PathBuf>) -> RegistryFile {
         RegistryFile { path: path.into() }
     }
 
+    /// Where it is.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    fn lock_path(&self) -> PathBuf {
-        let mut name = self.path.as_os_str().to_owned();
-        name.push(".lock");
-        PathBuf::from(name)
     }
 
     /// Reads and checks the registry.
@@ -111,7 +107,7 @@ impl RegistryFile {
     /// The exclusive write lock, waited for until `deadline` (for ever
     /// without one).
     fn lock(&self, deadline: Option<Instant>) -> Result<File> {
-        let path = self.lock_path();
+        let path = crate::side_files::lock_path(&self.path);
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)

@@ -13,7 +13,7 @@ use crate::time::Timestamp;
 
 /// What a presented hash matched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Found {
+pub struct Matched {
     /// Index into `Registry::keys`.
     pub key: usize,
     /// Set when the hash is a rotated-out secret that is valid until then.
@@ -22,7 +22,7 @@ pub struct Found {
 
 struct Entry {
     hash: [u8; 32],
-    found: Found,
+    matched: Matched,
 }
 
 /// An index of every current and retired secret hash of a registry.
@@ -35,13 +35,8 @@ fn prefix_of(hash: &[u8; 32]) -> u64 {
     u64::from_le_bytes(hash[..8].try_into().expect("8 bytes"))
 }
 
-fn decode(hex_hash: &str) -> Option<[u8; 32]> {
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(hex_hash, &mut out).ok()?;
-    Some(out)
-}
-
 impl KeyIndex {
+    /// The index of every hash in `registry`.
     pub fn build(registry: &Registry) -> KeyIndex {
         let mut index = KeyIndex::default();
         for (hash, key, retired_until) in KeyIndex::hashes(registry) {
@@ -51,7 +46,7 @@ impl KeyIndex {
                 .or_default()
                 .push(Entry {
                     hash,
-                    found: Found { key, retired_until },
+                    matched: Matched { key, retired_until },
                 });
         }
         index
@@ -67,24 +62,23 @@ impl KeyIndex {
             .iter()
             .enumerate()
             .flat_map(|(position, key)| {
-                let current = std::iter::once((&key.hash, None));
-                let retired = key.retired.iter().map(|r| (&r.hash, Some(r.valid_until)));
-                current
-                    .chain(retired)
-                    .filter_map(move |(hex_hash, retired_until)| {
-                        decode(hex_hash).map(|hash| (hash, position, retired_until))
-                    })
+                let current = std::iter::once((key.hash.0, position, None));
+                let retired = key
+                    .retired
+                    .iter()
+                    .map(move |r| (r.hash.0, position, Some(r.valid_until)));
+                current.chain(retired)
             })
     }
 
     /// The key whose secret hashes to `hash`, if any.
-    pub fn find(&self, hash: &[u8; 32]) -> Option<Found> {
+    pub fn find(&self, hash: &[u8; 32]) -> Option<Matched> {
         let candidates = self.by_prefix.get(&prefix_of(hash))?;
         let mut result = None;
         // Every candidate is compared, not just up to the first match.
         for entry in candidates {
             if bool::from(entry.hash.ct_eq(hash)) {
-                result = Some(entry.found);
+                result = Some(entry.matched);
             }
         }
         result

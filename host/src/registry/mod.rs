@@ -4,16 +4,23 @@
 mod compact;
 mod file;
 mod index;
+mod key_hash;
+mod loaded;
+mod lookup;
 mod validate;
 
 use serde::{Deserialize, Serialize};
 
 use crate::iam::{IamId, IdentityKind, KeyKind};
-use crate::time::Timestamp;
+use crate::ratelimit::RateLimit;
+use crate::time::{Timestamp, toml_form};
 
-pub use compact::{CheckSource, CompactRegistry, Hit, IndexedKey};
+pub use compact::CompactRegistry;
 pub use file::{Missing, RegistryFile, TooLate, line_of};
-pub use index::{Found, KeyIndex};
+pub use index::{KeyIndex, Matched};
+pub use key_hash::KeyHash;
+pub use loaded::LoadedRegistry;
+pub use lookup::{Found, Lookup, open_for_check};
 
 /// The registry format this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -47,8 +54,10 @@ pub struct Registry {
     #[serde(default, skip_serializing_if = "PolicySection::is_empty")]
     pub policy: PolicySection,
     #[serde(default, rename = "identity")]
+    /// The identities (`[[identity]]`).
     pub identities: Vec<Identity>,
     #[serde(default, rename = "key")]
+    /// The keys (`[[key]]`).
     pub keys: Vec<KeyRecord>,
 }
 
@@ -57,7 +66,8 @@ fn default_cap() -> u32 {
 }
 
 /// What happens to a key that is marked as leaked (IBM Cloud's choices).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+/// Its names are `none`, `disable` and `delete`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LeakAction {
     /// The key is only flagged; the default policy then refuses it.
@@ -67,6 +77,26 @@ pub enum LeakAction {
     Disable,
     /// The key is deleted.
     Delete,
+}
+
+impl LeakAction {
+    /// The actions' names.
+    pub const NAMES: [&'static str; 3] = ["none", "disable", "delete"];
+}
+
+impl std::str::FromStr for LeakAction {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<LeakAction, String> {
+        match name {
+            "none" => Ok(LeakAction::None),
+            "disable" => Ok(LeakAction::Disable),
+            "delete" => Ok(LeakAction::Delete),
+            other => Err(format!(
+                "{other:?} is not an action when leaked; the actions are none, disable and delete"
+            )),
+        }
+    }
 }
 
 /// The `[policy]` table.
@@ -103,6 +133,7 @@ impl PolicySection {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Identity {
+    /// The IAM id.
     pub iam_id: IamId,
     /// For a service ID, the user who owns it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -110,10 +141,13 @@ pub struct Identity {
     /// The identity's access rights.
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// When the identity was added.
+    #[serde(with = "toml_form")]
     pub created_at: Timestamp,
 }
 
 impl Identity {
+    /// A user or a service ID.
     pub fn kind(&self) -> IdentityKind {
         self.iam_id.kind()
     }
@@ -144,8 +178,11 @@ impl Identity {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyRecord {
+    /// The key's id (`kid_...`).
     pub id: String,
+    /// The name its owner gave it.
     pub name: String,
+    /// Its kind.
     pub kind: KeyKind,
     /// The identity the key belongs to.
     pub owner: IamId,
@@ -153,6 +190,7 @@ pub struct KeyRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
+    /// A description.
     pub description: String,
     /// Narrows the identity's scopes; empty means all of them.
     #[serde(default)]
@@ -160,22 +198,33 @@ pub struct KeyRecord {
     /// CIDRs the key may be used from; empty means anywhere.
     #[serde(default)]
     pub allowed_ips: Vec<String>,
-    /// Hex SHA-256 of the secret.
-    pub hash: String,
+    /// The SHA-256 of the secret, in hex.
+    pub hash: KeyHash,
+    /// When the key was created.
+    #[serde(with = "toml_form")]
     pub created_at: Timestamp,
+    /// When the key last changed.
+    #[serde(with = "toml_form")]
     pub updated_at: Timestamp,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// When the key stops working; never when unset.
+    #[serde(
+        default,
+        with = "toml_form::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub expires_at: Option<Timestamp>,
     /// Protected against change and deletion; still authenticates.
     #[serde(default)]
     pub locked: bool,
     #[serde(default)]
+    /// Disabled: it does not authenticate.
     pub disabled: bool,
     #[serde(default)]
+    /// Found exposed.
     pub leaked: bool,
     /// `COUNT/PERIOD` (for example `100/min`), enforced by `keyhost serve`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate_limit: Option<String>,
+    pub rate_limit: Option<RateLimit>,
     /// Earlier secrets that still work until their grace period ends.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retired: Vec<RetiredSecret>,
@@ -185,11 +234,15 @@ pub struct KeyRecord {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetiredSecret {
-    pub hash: String,
+    /// The SHA-256 of the earlier secret.
+    pub hash: KeyHash,
+    /// When it stops working.
+    #[serde(with = "toml_form")]
     pub valid_until: Timestamp,
 }
 
 impl KeyRecord {
+    /// Whether the key is past its expiry at `now`.
     pub fn is_expired(&self, now: Timestamp) -> bool {
         self.expires_at.is_some_and(|expiry| now >= expiry)
     }
@@ -225,16 +278,19 @@ impl Registry {
         }
     }
 
+    /// The identity `iam_id`.
     pub fn identity(&self, iam_id: &IamId) -> Option<&Identity> {
         self.identities
             .iter()
             .find(|identity| &identity.iam_id == iam_id)
     }
 
+    /// The key `id`.
     pub fn key(&self, id: &str) -> Option<&KeyRecord> {
         self.keys.iter().find(|key| key.id == id)
     }
 
+    /// The key `id`, to change.
     pub fn key_mut(&mut self, id: &str) -> Option<&mut KeyRecord> {
         self.keys.iter_mut().find(|key| key.id == id)
     }

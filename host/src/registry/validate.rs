@@ -90,21 +90,9 @@ impl Registry {
                 );
             }
             for hash in std::iter::once(&key.hash).chain(key.retired.iter().map(|r| &r.hash)) {
-                if hash.len() != 64 || !hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-                {
-                    bail!(
-                        "{}key {id}: a hash must be 64 lowercase hex digits (a SHA-256)",
-                        here()
-                    );
-                }
-                if !hashes.insert(hash.as_str()) {
+                if !hashes.insert(hash) {
                     bail!("{}key {id}: its hash is also another key's", here());
                 }
-            }
-            if let Some(limit) = &key.rate_limit
-                && let Err(message) = limit.parse::<crate::ratelimit::RateLimit>()
-            {
-                bail!("{}key {id}: {message}", here());
             }
             for entry in &key.allowed_ips {
                 if let Err(message) = crate::net::parse_cidr(entry) {

@@ -12,8 +12,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::AppState;
-use crate::check::{CheckRequest, Verdict};
-use crate::policy::bindings::DenyCode;
+use crate::check::CheckRequest;
+use crate::verdict::DenyCode;
+use crate::verdict::Verdict;
 
 /// Where the auth endpoint finds what it needs in a request.
 #[derive(Clone, Debug)]
@@ -23,7 +24,9 @@ pub struct AuthSettings {
     pub key_headers: Vec<HeaderName>,
     /// A fixed service; when set, the service header is ignored.
     pub service: Option<String>,
+    /// The header that names the service (`X-Keyhost-Service`).
     pub service_header: HeaderName,
+    /// The header that names the scope (`X-Keyhost-Scope`).
     pub scope_header: HeaderName,
     /// Peers whose forwarding headers (client address, original method and
     /// path) are believed. From anyone else they are ignored: a client could
@@ -149,6 +152,7 @@ pub fn deny_status(code: DenyCode) -> StatusCode {
     }
 }
 
+/// `/auth`: 200 with the identity headers, or 401/403/429 with a JSON body.
 pub async fn auth(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -230,6 +234,7 @@ pub struct VerifyRequest {
     ip: Option<String>,
 }
 
+/// `POST /v1/keys/verify`: the verdict as JSON.
 pub async fn verify(State(state): State<AppState>, Json(body): Json<VerifyRequest>) -> Response {
     let request = CheckRequest {
         service: body.service,
@@ -239,22 +244,10 @@ pub async fn verify(State(state): State<AppState>, Json(body): Json<VerifyReques
     };
     let evaluated = state.evaluate(Some(&body.key), &request).await;
     let verdict = &evaluated.verdict;
-    let key = verdict.key();
-    let info: serde_json::Map<String, serde_json::Value> = verdict
-        .info()
-        .iter()
-        .map(|(name, value)| (name.clone(), value.clone().into()))
-        .collect();
-    let mut response = Json(json!({
-        "valid": verdict.is_allow(),
-        "code": verdict.code(),
-        "reason": verdict.reason(),
-        "key_id": key.map(|k| &k.key_id),
-        "owner": key.map(|k| &k.owner),
-        "kind": key.map(|k| k.kind),
-        "info": info,
-    }))
-    .into_response();
+    let mut body = serde_json::to_value(verdict.view()).expect("a verdict serializes");
+    // Unkey's name for the decision.
+    body["valid"] = verdict.is_allow().into();
+    let mut response = Json(body).into_response();
     if let Some(wait) = evaluated.retry_after {
         response
             .headers_mut()

@@ -12,9 +12,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::check::{CheckRequest, Verdict};
+use crate::check::CheckRequest;
 use crate::key_format;
 use crate::time::Timestamp;
+use crate::verdict::Verdict;
 
 pub struct DecisionLog {
     out: Mutex<LineWriter<std::fs::File>>,

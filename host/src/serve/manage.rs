@@ -25,12 +25,13 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::auth::{client_ip, deny_status, presented_key};
 use crate::ceiling::Ceiling;
-use crate::check::{CheckRequest, Verdict};
+use crate::check::CheckRequest;
 use crate::iam::{IamId, KeyKind};
 use crate::key_format;
-use crate::lifecycle::{self, KeyChanges, NewKey, Refused, StateChange, UnknownId};
+use crate::lifecycle::{self, KeyChanges, LifecycleError, NewKey, StateChange};
 use crate::registry::{KeyRecord, Missing, Registry, TooLate};
 use crate::time::{self, Timestamp};
+use crate::verdict::Verdict;
 use crate::views::{KeyView, issued_secret};
 
 /// The service a key must be valid for to use the management API.
@@ -65,10 +66,12 @@ impl ApiError {
 
 impl From<anyhow::Error> for ApiError {
     fn from(error: anyhow::Error) -> ApiError {
-        let (status, kind) = if error.downcast_ref::<Refused>().is_some() {
-            (StatusCode::FORBIDDEN, "refused")
-        } else if error.downcast_ref::<UnknownId>().is_some() {
-            (StatusCode::NOT_FOUND, "not_found")
+        let (status, kind) = if let Some(error) = error.downcast_ref::<LifecycleError>() {
+            match error {
+                LifecycleError::Refused(_) => (StatusCode::FORBIDDEN, "refused"),
+                LifecycleError::Unknown { .. } => (StatusCode::NOT_FOUND, "not_found"),
+                LifecycleError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            }
         } else if error.downcast_ref::<TooLate>().is_some() {
             (StatusCode::SERVICE_UNAVAILABLE, "timeout")
         } else if error.downcast_ref::<Missing>().is_some() {
@@ -82,6 +85,12 @@ impl From<anyhow::Error> for ApiError {
         };
         // An id or field may be a secret pasted in the wrong place.
         ApiError::new(status, kind, key_format::redact(&format!("{error:#}")))
+    }
+}
+
+impl From<LifecycleError> for ApiError {
+    fn from(error: LifecycleError) -> ApiError {
+        ApiError::from(anyhow::Error::from(error))
     }
 }
 
@@ -246,7 +255,7 @@ impl Caller {
     async fn write<T: Send + 'static>(
         &self,
         state: &AppState,
-        change: impl FnOnce(&mut Registry, &IamId) -> anyhow::Result<T> + Send + 'static,
+        change: impl FnOnce(&mut Registry, &IamId) -> Result<T, LifecycleError> + Send + 'static,
     ) -> Result<(T, u64), ApiError> {
         let shared = state.shared.clone();
         let user = self.user.clone();
@@ -256,7 +265,7 @@ impl Caller {
         let result = tokio::task::spawn_blocking(move || {
             let result = shared
                 .registry_file
-                .update_until(Some(deadline), |registry| change(registry, &user));
+                .update_until(Some(deadline), |registry| Ok(change(registry, &user)?));
             if result.is_ok() {
                 shared.reload_registry();
             }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::policy::InstanceGauges;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -31,13 +32,6 @@ struct ReloadLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InstanceLabels {
     state: String,
-}
-
-/// The number of policy instances, idle and busy, that the pool updates.
-#[derive(Clone, Debug)]
-pub struct InstanceGauges {
-    pub idle: Gauge,
-    pub busy: Gauge,
 }
 
 pub struct Metrics {

@@ -8,14 +8,13 @@ mod decision_log;
 mod errors;
 mod manage;
 mod metrics;
-mod pool;
 mod state;
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use axum::Router;
@@ -37,16 +36,21 @@ use crate::counters::{Counters, OnStateError, RedisCounters};
 use crate::policy::{CompiledCache, PolicyEngine, SandboxLimits};
 use crate::ratelimit::Buckets;
 use crate::registry::RegistryFile;
-use crate::usage::{UsageTracker, usage_path};
+use crate::side_files::{FileStamp, usage_path};
+use crate::usage::UsageTracker;
 
 /// How `keyhost serve` runs.
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
+    /// The registry file.
     pub registry: PathBuf,
+    /// The address to listen on.
     pub listen: SocketAddr,
     /// A policy file, watched for changes; the built-in default when `None`.
     pub policy: Option<PathBuf>,
+    /// Which headers carry the key, service and scope, and which proxies are trusted.
     pub auth: AuthSettings,
+    /// Where to append one JSON line per decision.
     pub decision_log: Option<PathBuf>,
     /// How often usage counts are written out.
     pub usage_flush: Duration,
@@ -55,14 +59,18 @@ pub struct ServeOptions {
     /// How long a request may take. A management write that cannot commit
     /// within it is not made at all; one that committed is always answered.
     pub request_timeout: Duration,
+    /// The largest request body.
     pub max_body_bytes: usize,
+    /// The largest request head.
     pub max_header_bytes: usize,
+    /// Connection limits and timeouts.
     pub connections: ConnectionLimits,
     /// Where rate limits and usage are shared between replicas
     /// (`redis://HOST:PORT[/DB]`); in this process when `None`.
     pub state: Option<String>,
     /// How long a call to the shared state may take.
     pub state_timeout: Duration,
+    /// What a rate limit does when Redis cannot be reached.
     pub on_state_error: OnStateError,
     /// The replica that takes management writes; this one redirects them
     /// there when set.
@@ -70,6 +78,7 @@ pub struct ServeOptions {
 }
 
 impl ServeOptions {
+    /// The defaults, for `registry` on `listen`.
     pub fn new(registry: PathBuf, listen: SocketAddr) -> ServeOptions {
         ServeOptions {
             registry,
@@ -308,13 +317,6 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// What identifies a file's content without reading it.
-fn fingerprint(path: &Path) -> Option<(SystemTime, u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len(), meta.ino()))
-}
-
 /// Polls the registry and policy files, flushes usage, and reloads on SIGHUP.
 fn spawn_watchers(shared: &Arc<Shared>, options: &ServeOptions, mut hangups: Signal) {
     let mut watched = vec![(options.registry.clone(), Reload::Registry)];
@@ -325,11 +327,11 @@ fn spawn_watchers(shared: &Arc<Shared>, options: &ServeOptions, mut hangups: Sig
         let shared = shared.clone();
         let interval = options.watch_interval;
         tokio::spawn(async move {
-            let mut seen = fingerprint(&path);
+            let mut seen = FileStamp::of(&path).ok();
             let mut ticker = tokio::time::interval(interval);
             loop {
                 ticker.tick().await;
-                let now = fingerprint(&path);
+                let now = FileStamp::of(&path).ok();
                 // A file that disappears is reloaded too, so that the
                 // failure is logged and reported by /healthz.
                 if now != seen {

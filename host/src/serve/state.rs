@@ -12,14 +12,12 @@ use anyhow::Result;
 
 use super::decision_log::DecisionLog;
 use super::metrics::Metrics;
-use super::pool::PolicyPool;
-use crate::check::{CheckRequest, Checker, Verdict};
+use crate::check::{CheckRequest, check};
 use crate::counters::{Counters, Limited};
-use crate::policy::bindings::DenyCode;
-use crate::policy::{Policy, PolicyEngine};
-use crate::ratelimit::RateLimit;
-use crate::registry::RegistryFile;
+use crate::policy::{Policy, PolicyEngine, PolicyPool};
+use crate::registry::{LoadedRegistry, RegistryFile};
 use crate::time::Timestamp;
+use crate::verdict::{DenyCode, Verdict};
 
 /// Where the policy comes from.
 #[derive(Clone, Debug)]
@@ -34,12 +32,12 @@ pub struct Evaluated {
     pub retry_after: Option<Duration>,
     /// The registry the verdict was reached on: a key's `index` points
     /// into it, and into no later one.
-    pub checker: Arc<Checker>,
+    pub checker: Arc<LoadedRegistry>,
 }
 
 pub struct Shared {
     pub registry_file: RegistryFile,
-    registry: RwLock<Arc<Checker>>,
+    registry: RwLock<Arc<LoadedRegistry>>,
     policy: RwLock<Arc<PolicyPool>>,
     pub policy_source: PolicySource,
     engine: PolicyEngine,
@@ -74,7 +72,7 @@ impl Shared {
         );
         Ok(Shared {
             registry_file,
-            registry: RwLock::new(Arc::new(Checker::new(registry))),
+            registry: RwLock::new(Arc::new(LoadedRegistry::new(registry))),
             policy: RwLock::new(Arc::new(pool)),
             policy_source,
             engine,
@@ -86,7 +84,7 @@ impl Shared {
         })
     }
 
-    pub fn checker(&self) -> Arc<Checker> {
+    pub fn checker(&self) -> Arc<LoadedRegistry> {
         self.registry.read().expect("registry lock").clone()
     }
 
@@ -96,10 +94,12 @@ impl Shared {
 
     /// The policy's verdict on a presented key, and the registry it was
     /// reached on. Synchronous: the policy runs on this thread.
-    pub fn check(&self, presented: &str, request: &CheckRequest) -> (Verdict, Arc<Checker>) {
+    pub fn check(&self, presented: &str, request: &CheckRequest) -> (Verdict, Arc<LoadedRegistry>) {
         let checker = self.checker();
         let pool = self.pool();
-        let verdict = checker.check(&mut &*pool, presented, request);
+        // A loaded registry is read from memory: its lookup cannot fail.
+        let verdict = check(&*checker, &mut &*pool, presented, request)
+            .expect("an in-memory lookup does not fail");
         (verdict, checker)
     }
 
@@ -108,16 +108,13 @@ impl Shared {
     /// usage, metrics and the decision log.
     pub async fn finish(
         &self,
-        (mut verdict, checker): (Verdict, Arc<Checker>),
+        (mut verdict, checker): (Verdict, Arc<LoadedRegistry>),
         request: &CheckRequest,
         started: Instant,
     ) -> Evaluated {
         let mut retry_after = None;
         if let Verdict::Allow { key, .. } = &verdict {
-            let limit = checker.registry.keys[key.index]
-                .rate_limit
-                .as_deref()
-                .and_then(|text| text.parse::<RateLimit>().ok());
+            let limit = checker.registry.keys[key.index].rate_limit;
             let limited = match limit {
                 Some(limit) => self.counters.take(&key.key_id, limit, started).await,
                 None => Limited::Allowed,
@@ -195,7 +192,7 @@ impl Shared {
                 *self.policy.write().expect("policy lock") = Arc::new(pool);
             }
             let revision = registry.revision;
-            *self.registry.write().expect("registry lock") = Arc::new(Checker::new(registry));
+            *self.registry.write().expect("registry lock") = Arc::new(LoadedRegistry::new(registry));
             Ok(revision)
         });
         self.metrics.reload("registry", outcome.is_ok());

@@ -2,15 +2,15 @@
 //! replaced and the next check works, and components that do not fit the
 //! contract are refused at load.
 
-mod support;
-
-use keyhost::check::{CheckRequest, Checker, Verdict};
+use crate::support::{Sandbox, policy};
+use keyhost::check::{CheckRequest, check};
 use keyhost::iam::IamId;
 use keyhost::lifecycle::{self, NewIdentity, NewKey};
 use keyhost::policy::{CompiledCache, PolicyEngine, PolicySlot, SandboxLimits};
+use keyhost::registry::LoadedRegistry;
 use keyhost::registry::Registry;
 use keyhost::time::Timestamp;
-use support::{Sandbox, policy};
+use keyhost::verdict::Verdict;
 
 /// A registry with one user key; returns it with the secret.
 fn registry_with_key() -> (Registry, String) {
@@ -42,7 +42,7 @@ fn a_failed_instance_is_replaced_and_the_next_check_works() {
         .load_file(&policy("keyhost_policy_hostile.wasm"))
         .unwrap();
     let (registry, secret) = registry_with_key();
-    let checker = Checker::new(registry);
+    let checker = LoadedRegistry::new(registry);
     let mut slot = PolicySlot::new(hostile, Vec::new());
     let request = |service: &str| CheckRequest {
         service: Some(service.into()),
@@ -51,12 +51,12 @@ fn a_failed_instance_is_replaced_and_the_next_check_works() {
     // Fail in every way, each followed by a good call on the same slot.
     for behaviour in ["trap", "loop", "grow", "recurse", "trap", "trap"] {
         assert_eq!(
-            code(&checker.check(&mut slot, &secret, &request(behaviour))),
+            code(&check(&checker, &mut slot, &secret, &request(behaviour)).unwrap()),
             "policy_error",
             "{behaviour}"
         );
         assert_eq!(
-            code(&checker.check(&mut slot, &secret, &request("db"))),
+            code(&check(&checker, &mut slot, &secret, &request("db")).unwrap()),
             "allow",
             "after {behaviour}"
         );
@@ -68,10 +68,10 @@ fn the_default_policy_instance_is_reused_across_checks() {
     let engine = PolicyEngine::new(CompiledCache::disabled(), SandboxLimits::default()).unwrap();
     let policy = engine.load_default().unwrap();
     let (registry, secret) = registry_with_key();
-    let checker = Checker::new(registry);
+    let checker = LoadedRegistry::new(registry);
     let mut slot = PolicySlot::new(policy, Vec::new());
     for _ in 0..1000 {
-        let verdict = checker.check(&mut slot, &secret, &CheckRequest::default());
+        let verdict = check(&checker, &mut slot, &secret, &CheckRequest::default()).unwrap();
         assert!(verdict.is_allow(), "{verdict:?}");
     }
     let scoped = CheckRequest {
@@ -79,7 +79,7 @@ fn the_default_policy_instance_is_reused_across_checks() {
         ..CheckRequest::default()
     };
     assert_eq!(
-        code(&checker.check(&mut slot, &secret, &scoped)),
+        code(&check(&checker, &mut slot, &secret, &scoped).unwrap()),
         "insufficient_scope"
     );
 }
@@ -89,9 +89,9 @@ fn a_configuration_the_policy_refuses_fails_closed() {
     let engine = PolicyEngine::new(CompiledCache::disabled(), SandboxLimits::default()).unwrap();
     let policy = engine.load_default().unwrap();
     let (registry, secret) = registry_with_key();
-    let checker = Checker::new(registry);
+    let checker = LoadedRegistry::new(registry);
     let mut slot = PolicySlot::new(policy, vec![("classic_service".into(), " ".into())]);
-    let verdict = checker.check(&mut slot, &secret, &CheckRequest::default());
+    let verdict = check(&checker, &mut slot, &secret, &CheckRequest::default()).unwrap();
     assert_eq!(code(&verdict), "policy_error");
     assert!(
         verdict.reason().unwrap().contains("classic_service"),
@@ -100,7 +100,7 @@ fn a_configuration_the_policy_refuses_fails_closed() {
 }
 
 /// Writes a component given in WAT to a file and checks a key with it.
-fn check_with_wat(wat: &str) -> support::Run {
+fn check_with_wat(wat: &str) -> crate::support::Run {
     let s = Sandbox::new().with_people();
     let (_, key) = s.create(&["--as", "user:alice", "--name", "k"]);
     let path = s.dir.path().join("odd.wasm");

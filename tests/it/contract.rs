@@ -2,12 +2,10 @@
 //! policy test` with the repo's vector files, and the configurable example
 //! policy driven by the registry's `[policy.config]`.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 
+use crate::support::{Sandbox, policy};
 use serde_json::Value;
-use support::{Sandbox, policy};
 
 fn vectors(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

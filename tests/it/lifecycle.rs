@@ -1,12 +1,10 @@
 //! Issue #3: the key lifecycle with IBM Cloud IAM's ownership rules, through
 //! the real binary. Every refusal exits 1 and leaves the registry unchanged.
 
-mod support;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use support::Sandbox;
+use crate::support::Sandbox;
 
 fn alice_key(s: &Sandbox) -> (String, String) {
     s.create(&["--as", "user:alice", "--name", "laptop"])
@@ -433,7 +431,7 @@ fn eight_concurrent_writers_each_creating_50_keys_lose_nothing() {
             std::thread::spawn(move || {
                 (0..50)
                     .map(|n| {
-                        let output = std::process::Command::new(support::KEYHOST)
+                        let output = std::process::Command::new(crate::support::KEYHOST)
                             .args([
                                 "create",
                                 "--as",
@@ -473,4 +471,92 @@ fn eight_concurrent_writers_each_creating_50_keys_lose_nothing() {
         ids.insert(verdict["key_id"].as_str().unwrap().to_string());
     }
     assert_eq!(ids.len(), 400);
+}
+
+#[test]
+fn identity_update_changes_scopes_and_a_key_loses_what_its_identity_lost() {
+    let s = Sandbox::new().with_people();
+    let (id, key) = s.create(&["--as", "user:alice", "--name", "w", "--scope", "write"]);
+    assert_eq!(s.decide(&key, &["--scope", "write"]), "allow");
+
+    let out = s.ok(&[
+        "identity",
+        "update",
+        "user:alice",
+        "--remove-scope",
+        "write",
+    ]);
+    assert_eq!(out["identity"]["scopes"], serde_json::json!(["read"]));
+    assert_eq!(out["keys_narrowed"], serde_json::json!([id]));
+    // The key still names `write`, but its identity no longer has it.
+    assert_eq!(s.decide(&key, &["--scope", "write"]), "insufficient_scope");
+
+    let out = s.ok(&["identity", "update", "user:alice", "--add-scope", "write"]);
+    assert_eq!(
+        out["identity"]["scopes"],
+        serde_json::json!(["read", "write"])
+    );
+    assert_eq!(s.decide(&key, &["--scope", "write"]), "allow");
+
+    let out = s.ok(&["identity", "update", "user:alice", "--scope", "admin"]);
+    assert_eq!(out["identity"]["scopes"], serde_json::json!(["admin"]));
+    let out = s.ok(&["identity", "update", "user:alice", "--no-scopes"]);
+    assert_eq!(out["identity"]["scopes"], serde_json::json!([]));
+}
+
+#[test]
+fn identity_update_refuses_what_would_not_read_back_and_unknown_identities() {
+    let s = Sandbox::new().with_people();
+    let before = s.registry_text();
+    let run = s.run(&[
+        "identity",
+        "update",
+        "user:alice",
+        "--add-scope",
+        "bad\u{7}scope",
+    ]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("scope"), "{}", run.stderr);
+    let run = s.run(&["identity", "update", "user:nobody", "--add-scope", "x"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("unknown identity user:nobody"),
+        "{}",
+        run.stderr
+    );
+    let run = s.run(&["identity", "update", "user:alice"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("nothing to change"), "{}", run.stderr);
+    assert_eq!(s.registry_text(), before, "a refused update wrote");
+}
+
+#[test]
+fn leak_marks_a_key_by_hand_and_only_its_owner_may() {
+    let s = Sandbox::new().with_people();
+    let (id, key) = alice_key(&s);
+    s.ok(&["lock", &id, "--as", "user:alice"]);
+    let run = s.refused(&["leak", &id, "--as", "user:bob"]);
+    assert!(run.stderr.contains("only the owner"), "{}", run.stderr);
+    assert_eq!(s.decide(&key, &[]), "allow");
+
+    // A lock does not stop the owner from reporting the secret as out.
+    let out = s.ok(&["leak", &id, "--as", "user:alice"]);
+    assert_eq!(out["leaked"], id.as_str());
+    assert_eq!(out["action_when_leaked"], "none");
+    assert_eq!(s.decide(&key, &[]), "leaked");
+    assert_eq!(s.ok(&["show", &id])["key"]["state"], "leaked");
+}
+
+#[test]
+fn leak_follows_the_registrys_action_when_leaked() {
+    let s = Sandbox::bare();
+    s.ok(&["init", "--action-when-leaked", "delete"]);
+    s.ok(&["identity", "add", "user:alice"]);
+    let (id, key) = s.create(&["--as", "user:alice", "--name", "k"]);
+    assert_eq!(
+        s.ok(&["leak", &id, "--as", "user:alice"])["action_when_leaked"],
+        "delete"
+    );
+    assert_eq!(s.decide(&key, &[]), "not_found");
+    assert_eq!(s.run(&["show", &id]).code, 2);
 }

@@ -2,15 +2,13 @@
 //! keyhost, through the API, the CLI and a live nginx. Each test names the
 //! attack and asserts that it fails.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use crate::support::nginx::Nginx;
+use crate::support::{Sandbox, Server, decisions, http};
 use serde_json::{Value, json};
-use support::nginx::Nginx;
-use support::{Sandbox, Server, decisions, http};
 
 /// `method path` with the key as a bearer token and an optional JSON body;
 /// (status, JSON body, headers).
@@ -794,7 +792,7 @@ fn allow_info_reaches_the_caller_of_auth_verify_and_check_cleaned() {
     let s = Sandbox::new();
     s.ok(&["identity", "add", "user:eve"]);
     let (_, key) = s.create(&["--as", "user:eve", "--name", "i"]);
-    let hostile = support::policy("keyhost_policy_hostile.wasm");
+    let hostile = crate::support::policy("keyhost_policy_hostile.wasm");
     let hostile = hostile.to_str().unwrap();
     let run = s.run_with(
         &["check", "--policy", hostile, "--service", "info"],

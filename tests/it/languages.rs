@@ -8,15 +8,13 @@
 //! another contract version, or with imports keyhost does not provide, are
 //! refused at load.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use crate::support::{Run, Sandbox, policy};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use support::{Run, Sandbox, policy};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -2,15 +2,13 @@
 //! contracts, live changes, the management API, rate limits, and logs that
 //! never hold a secret.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::nginx::Nginx;
+use crate::support::{Sandbox, Server, decisions, http, policy};
 use serde_json::{Value, json};
-use support::nginx::Nginx;
-use support::{Sandbox, Server, decisions, http, policy};
 
 fn get(
     server: &Server,

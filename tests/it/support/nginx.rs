@@ -18,7 +18,7 @@ fn nginx_binary() -> String {
 /// The README's nginx snippet: the fenced block after the line
 /// `<!-- nginx-snippet -->`.
 pub fn readme_snippet() -> String {
-    let readme = include_str!("../../README.md");
+    let readme = include_str!("../../../README.md");
     let after = readme
         .split("<!-- nginx-snippet -->")
         .nth(1)

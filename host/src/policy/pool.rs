@@ -13,12 +13,13 @@
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use super::metrics::InstanceGauges;
+use prometheus_client::metrics::gauge::Gauge;
+
+use super::{Policy, PolicyFault, PolicySlot};
 use crate::check::{CheckRequest, Decider};
-use crate::policy::bindings::Decision;
-use crate::policy::{Policy, PolicyFault, PolicySlot};
 use crate::registry::{Identity, KeyRecord};
 use crate::time::Timestamp;
+use crate::verdict::Decision;
 
 /// The most instances, busy and idle, of one policy.
 pub const MAX_INSTANCES: usize = 32;
@@ -28,6 +29,15 @@ pub const MAX_IDLE: usize = 4;
 const IDLE_FOR: Duration = Duration::from_secs(30);
 /// How long a check waits for an instance when all are busy.
 const WAIT_FOR_INSTANCE: Duration = Duration::from_secs(2);
+
+/// How many instances are idle and busy, for `/metrics`.
+#[derive(Clone, Debug, Default)]
+pub struct InstanceGauges {
+    /// Instances kept for the next check.
+    pub idle: Gauge,
+    /// Instances in a check.
+    pub busy: Gauge,
+}
 
 /// A policy with its configuration and its instances.
 pub struct PolicyPool {
@@ -96,14 +106,17 @@ impl PolicyPool {
         }
     }
 
+    /// The pooled policy.
     pub fn policy(&self) -> &Policy {
         &self.policy
     }
 
+    /// The settings every instance was configured with.
     pub fn config(&self) -> &[(String, String)] {
         &self.config
     }
 
+    /// Why the policy refuses the settings, when it does.
     pub fn refusal(&self) -> Option<&PolicyFault> {
         self.refusal.as_ref()
     }
@@ -134,10 +147,9 @@ impl PolicyPool {
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(PolicyFault {
+                return Err(PolicyFault::Busy {
                     label: self.policy.label().to_string(),
-                    reason: format!("all {MAX_INSTANCES} instances of the policy are busy"),
-                    refused_configuration: None,
+                    max: MAX_INSTANCES,
                 });
             }
             slots = self
@@ -216,13 +228,12 @@ impl Decider for &PolicyPool {
 mod tests {
     use super::*;
     use crate::policy::{CompiledCache, PolicyEngine, SandboxLimits};
-    use crate::serve::metrics::Metrics;
 
-    fn pool(metrics: &Metrics) -> PolicyPool {
+    fn pool(gauges: &InstanceGauges) -> PolicyPool {
         let engine =
             PolicyEngine::new(CompiledCache::disabled(), SandboxLimits::default()).unwrap();
         let policy = engine.load_default().unwrap();
-        PolicyPool::new(policy, Vec::new(), metrics.instance_gauges()).unwrap()
+        PolicyPool::new(policy, Vec::new(), gauges.clone()).unwrap()
     }
 
     fn idle(pool: &PolicyPool) -> usize {
@@ -231,9 +242,8 @@ mod tests {
 
     #[test]
     fn a_burst_leaves_a_few_idle_instances_and_trimming_keeps_one() {
-        let metrics = Metrics::new();
-        let pool = pool(&metrics);
-        let gauges = metrics.instance_gauges();
+        let gauges = InstanceGauges::default();
+        let pool = pool(&gauges);
         let burst: Vec<PolicySlot> = (0..10)
             .map(|i| pool.take(&format!("kid_{i}")).unwrap())
             .collect();
@@ -253,13 +263,12 @@ mod tests {
 
     #[test]
     fn past_the_cap_a_check_waits_then_fails_closed() {
-        let metrics = Metrics::new();
-        let pool = pool(&metrics);
+        let pool = pool(&InstanceGauges::default());
         let held: Vec<PolicySlot> = (0..MAX_INSTANCES)
             .map(|i| pool.take(&format!("kid_{i}")).unwrap())
             .collect();
         let fault = pool.take("kid_late").err().expect("every instance is busy");
-        assert!(fault.reason.contains("busy"), "{}", fault.reason);
+        assert!(matches!(fault, PolicyFault::Busy { .. }), "{fault}");
         pool.give_back(held.into_iter().next().unwrap());
         assert!(pool.take("kid_late").is_ok());
     }

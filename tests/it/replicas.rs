@@ -1,13 +1,11 @@
 //! Issue #18: several `keyhost serve` replicas sharing rate limits and usage
 //! through a real Redis, and one registry file written by one primary.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::redis::Redis;
+use crate::support::{Sandbox, Server, http};
 use serde_json::{Value, json};
-use support::redis::Redis;
-use support::{Sandbox, Server, http};
 
 /// `/auth` for `key` on `server`: (status, Retry-After).
 fn auth(server: &Server, key: &str) -> (u16, Option<String>) {

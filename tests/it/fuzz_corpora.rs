@@ -5,11 +5,11 @@
 
 use std::path::Path;
 
-#[path = "../fuzz/bodies/auth_headers.rs"]
+#[path = "../../fuzz/bodies/auth_headers.rs"]
 mod auth_headers;
-#[path = "../fuzz/bodies/key_format.rs"]
+#[path = "../../fuzz/bodies/key_format.rs"]
 mod key_format;
-#[path = "../fuzz/bodies/registry_load.rs"]
+#[path = "../../fuzz/bodies/registry_load.rs"]
 mod registry_load;
 
 /// Runs `body` on every file of the target's corpus; fails naming the

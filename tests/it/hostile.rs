@@ -2,12 +2,10 @@
 //! fails closed and the host carries on; bad input is an error that leaves
 //! the registry byte-identical; secrets never show up where they should not.
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use support::{Sandbox, http, policy};
+use crate::support::{Sandbox, http, policy};
 
 const FAILING: [&str; 5] = ["trap", "loop", "grow", "recurse", "big-message"];
 const REACHING: [&str; 3] = ["read-file", "socket", "env"];

@@ -3,14 +3,12 @@
 //! reported success (plus, at most, the one write in flight, which may or
 //! may not have been committed when the process died).
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::support::{KEYHOST, Sandbox, http};
 use serde_json::{Value, json};
-use support::{KEYHOST, Sandbox, http};
 
 /// A small deterministic generator, so a failing run can be replayed.
 struct Lcg(u64);

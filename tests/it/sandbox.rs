@@ -1,15 +1,13 @@
 //! Issue #12: the sandbox's holes. Each hostile policy is built in the
 //! tests (plugin/hostile, or a component written in WAT in
-//! tests/support/policy.wat) and each test asserts the fix: bounded time,
+//! tests/it/support/policy.wat) and each test asserts the fix: bounded time,
 //! bounded memory, clean reasons, live key changes, no data across callers.
-
-mod support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
+use crate::support::{Sandbox, Server, http, policy, wat_policy};
 use serde_json::Value;
-use support::{Sandbox, Server, http, policy, wat_policy};
 
 /// Generous bounds: the fixed host answers in milliseconds, the broken one
 /// slept for an hour.

@@ -2,12 +2,10 @@
 //! registry errors, secret storage and the compiled-policy cache, all
 //! through the real binary.
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use support::{Sandbox, policy};
+use crate::support::{Sandbox, policy};
 
 #[test]
 fn user_keys_reach_every_service_including_classic_infrastructure() {

@@ -2,12 +2,10 @@
 //! crate that builds outside this repository and passes `policy test` as
 //! written; `keyhost policy config` edits `[policy.config]`.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 
-use support::{Sandbox, policy};
+use crate::support::{Sandbox, policy};
 
 #[test]
 fn policy_config_sets_shows_and_unsets_settings_through_registry_writes() {

@@ -1,0 +1,80 @@
+//! Every file keyhost keeps beside a registry, or about it in the cache, is
+//! named here, and so is the one test of whether a file changed.
+//!
+//! Beside the registry `PATH`:
+//! - `PATH.lock`: taken by every write (registry/file.rs);
+//! - `PATH.usage.json`: last use and use count per key (usage.rs).
+//!
+//! In the cache root (`$KEYHOST_CACHE_DIR`, or `keyhost/` in the user's
+//! cache folder), which holds only what can be rebuilt:
+//! - `policies/`: compiled policy components (policy/cache.rs);
+//! - `registries/`: compact indexes of registries (registry/compact.rs).
+
+use std::ffi::OsString;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// `registry` with `suffix` appended to its file name.
+fn beside(registry: &Path, suffix: &str) -> PathBuf {
+    let mut name = OsString::from(registry.as_os_str());
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// The lock file every write of `registry` takes.
+pub fn lock_path(registry: &Path) -> PathBuf {
+    beside(registry, ".lock")
+}
+
+/// The usage state file of `registry`.
+pub fn usage_path(registry: &Path) -> PathBuf {
+    beside(registry, ".usage.json")
+}
+
+/// Where keyhost keeps what it can rebuild: `$KEYHOST_CACHE_DIR`, or
+/// `keyhost/` in the user's cache folder.
+pub fn cache_root() -> Option<PathBuf> {
+    std::env::var_os("KEYHOST_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| dirs::cache_dir().map(|dir| dir.join("keyhost")))
+}
+
+/// The compact index of `registry` in `cache_root`, named by the
+/// registry's absolute path.
+pub fn index_path(cache_root: &Path, registry: &Path) -> PathBuf {
+    let absolute = std::path::absolute(registry).unwrap_or_else(|_| registry.to_path_buf());
+    let digest = Sha256::digest(absolute.as_os_str().as_encoded_bytes());
+    cache_root
+        .join("registries")
+        .join(format!("{}.idx", hex::encode(&digest[..16])))
+}
+
+/// The identity of one version of a file, read without opening it: device,
+/// inode, size, and modification and change times to the nanosecond. Every
+/// keyhost write renames a new file into place, which changes the inode; a
+/// hand edit changes the times, and nobody can set the change time back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileStamp {
+    /// The stamp of the file at `path` now.
+    pub fn of(path: &Path) -> std::io::Result<FileStamp> {
+        let meta = std::fs::metadata(path)?;
+        Ok(FileStamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        })
+    }
+}

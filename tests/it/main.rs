@@ -1,0 +1,21 @@
+//! keyhost's integration tests, as one test binary: each module links the
+//! library, wasmtime and axum once instead of once per file.
+//!
+//! Most drive the real `keyhost` binary (see `support`); the proxy and
+//! replica tests start real nginx and redis-server on loopback ports.
+
+mod support;
+
+mod authoring;
+mod contract;
+mod durability;
+mod engine;
+mod fuzz_corpora;
+mod hardening;
+mod hostile;
+mod kinds;
+mod languages;
+mod lifecycle;
+mod replicas;
+mod sandbox;
+mod serve;
