@@ -18,7 +18,9 @@ use crate::time::Timestamp;
 
 /// A registry and the secrets of a few of its keys, spread over the registry.
 pub struct Synthetic {
+    /// The registry.
     pub registry: Registry,
+    /// Secrets of some of its keys.
     pub secrets: Vec<String>,
 }
 
