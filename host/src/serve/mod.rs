@@ -4,6 +4,7 @@
 
 pub mod auth;
 mod connections;
+mod console;
 mod decision_log;
 mod errors;
 mod manage;
@@ -241,6 +242,7 @@ fn router(state: AppState, options: &ServeOptions) -> Router {
         ));
     timed
         .merge(management)
+        .merge(console::routes())
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
         .layer(middleware::from_fn_with_state(
             options.max_header_bytes,
