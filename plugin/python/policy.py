@@ -37,6 +37,19 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 CLASSIC_INFRASTRUCTURE = "classic-infrastructure"
 """The service that classic-infrastructure keys are for, unless configured."""
 
+# Rust's str::trim strips Unicode White_Space; Python's str.strip() also
+# strips the separators U+001C to U+001F, so the set is spelled out.
+WHITE_SPACE = (
+    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+
+
+def trim(text: str) -> str:
+    """`text` without the white space around it, as Rust's str::trim."""
+    return text.strip(WHITE_SPACE)
+
+
 # The settings `configure` accepted. A component instance is single-threaded
 # and keyhost configures each new instance before any `validate`, so module
 # state is the instance's state.
@@ -52,7 +65,7 @@ class WitWorld(wit_world.WitWorld):
         service = CLASSIC_INFRASTRUCTURE
         for name, value in config:
             if name == "classic_service":
-                if not value.strip():
+                if not trim(value):
                     raise Err("policy.config.classic_service must not be empty")
                 service = value
         classic_service = service
@@ -115,7 +128,7 @@ def check_source_ip(allowed: list[str], source_ip: str | None) -> Deny | None:
             DenyCode.IP_NOT_ALLOWED,
             "the key is limited to some addresses and the request gave none",
         )
-    address = parse_address(source_ip.strip())
+    address = parse_address(trim(source_ip))
     if address is None:
         return Deny(
             DenyCode.IP_NOT_ALLOWED,
