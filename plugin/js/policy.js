@@ -13,10 +13,23 @@
 // camelCase, enum cases are their WIT names as strings, an option is the
 // value or undefined, s64 is a BigInt, a tuple is an array, the decision
 // variant is `{ tag, val }`, and a thrown string is the `err` of a result.
-//
-// One known difference from the Rust policy: componentize-js 0.23 drops a
-// leading U+FEFF from every string it passes in, so the source address
-// "\uFEFF10.1.2.3" arrives here as 10.1.2.3, which Rust refuses to parse.
+
+// componentize-js 0.23's bindings decode every string passed in with one
+// default `new TextDecoder()`, which drops a leading U+FEFF as a byte-order
+// mark: the service "\uFEFFbilling" would arrive as "billing", and this
+// policy would allow what the Rust one refuses. Such a decoder is made to
+// keep the mark, so the policy sees the text keyhost sent. The bindings look
+// `decode` up at each call, so patching the prototype here is enough; the
+// default vectors with a leading U+FEFF fail if that ever changes.
+{
+  const decode = TextDecoder.prototype.decode;
+  const keepingTheMark = new TextDecoder("utf-8", { ignoreBOM: true });
+  TextDecoder.prototype.decode = function (input, options) {
+    const dropsTheMark =
+      this.encoding === "utf-8" && !this.ignoreBOM && !this.fatal && !options?.stream;
+    return dropsTheMark ? decode.call(keepingTheMark, input) : decode.call(this, input, options);
+  };
+}
 
 const CLASSIC_INFRASTRUCTURE = "classic-infrastructure";
 

@@ -32,9 +32,23 @@ from wit_world.imports.types import (
 )
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 CLASSIC_INFRASTRUCTURE = "classic-infrastructure"
 """The service that classic-infrastructure keys are for, unless configured."""
+
+# Rust's str::trim strips Unicode White_Space; Python's str.strip() also
+# strips the separators U+001C to U+001F, so the set is spelled out.
+WHITE_SPACE = (
+    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+
+
+def trim(text: str) -> str:
+    """`text` without the white space around it, as Rust's str::trim."""
+    return text.strip(WHITE_SPACE)
+
 
 # The settings `configure` accepted. A component instance is single-threaded
 # and keyhost configures each new instance before any `validate`, so module
@@ -51,7 +65,7 @@ class WitWorld(wit_world.WitWorld):
         service = CLASSIC_INFRASTRUCTURE
         for name, value in config:
             if name == "classic_service":
-                if not value.strip():
+                if not trim(value):
                     raise Err("policy.config.classic_service must not be empty")
                 service = value
         classic_service = service
@@ -114,7 +128,7 @@ def check_source_ip(allowed: list[str], source_ip: str | None) -> Deny | None:
             DenyCode.IP_NOT_ALLOWED,
             "the key is limited to some addresses and the request gave none",
         )
-    address = parse_address(source_ip.strip())
+    address = parse_address(trim(source_ip))
     if address is None:
         return Deny(
             DenyCode.IP_NOT_ALLOWED,
@@ -126,6 +140,11 @@ def check_source_ip(allowed: list[str], source_ip: str | None) -> Deny | None:
 
 
 def parse_address(text: str) -> Address | None:
+    """An address as Rust's std::net parses it, or None.
+
+    Like std, ipaddress (since Python 3.9.5) refuses IPv4 octets with
+    leading zeros (`010.0.0.1`), lest they be read as octal.
+    """
     # Rust's parser takes no IPv6 zone (`fe80::1%eth0`); Python's does, and
     # then ignores it when matching, which would admit more than Rust does.
     if "%" in text:
@@ -136,24 +155,54 @@ def parse_address(text: str) -> Address | None:
         return None
 
 
-def cidr_contains(entry: str, address: Address) -> bool:
-    """Whether a CIDR or a bare address contains `address`.
+def parse_network(text: str) -> Network | None:
+    """A network as the Rust rules' ipnet parses it, or None.
 
-    Like the Rust rules, a range with host bits set is taken as its network
-    (strict=False), and a bare address is a one-address network. An entry
-    that does not parse matches nothing, so a bad entry fails closed. An
-    address never lies in a network of the other IP version.
+    ipnet reads an address, `/` and a prefix length of at most two digits
+    for IPv4 and three for IPv6: a length, never a netmask (`/255.0.0.0`,
+    which Python also takes), and no IPv6 zone. Unlike std, it keeps an older
+    parser that reads IPv4 octets with leading zeros as decimal, so
+    `010.0.0.0/8` is 10.0.0.0/8; ipaddress refuses those octets, so they are
+    rewritten without their zeros first. A range with host bits set is taken
+    as its network (strict=False).
     """
-    # As in Rust, the prefix is a length, never a netmask (`/255.0.0.0`,
-    # which Python also takes), and there is no IPv6 zone.
-    _, slash, prefix = entry.partition("/")
-    if "%" in entry or (slash and not (prefix.isascii() and prefix.isdigit())):
-        return False
+    address, _, prefix = text.partition("/")
+    most_digits = 3 if ":" in address else 2
+    if "%" in address or not (
+        prefix.isascii() and prefix.isdigit() and len(prefix) <= most_digits
+    ):
+        return None
+    # The octets are the part after the last colon: an IPv4 address, or the
+    # IPv4 tail of an IPv6 one.
+    head, colon, tail = address.rpartition(":")
+    if "." in tail:
+        tail = ".".join(without_leading_zeros(octet) for octet in tail.split("."))
     try:
-        network = ipaddress.ip_network(entry, strict=False)
+        return ipaddress.ip_network(f"{head}{colon}{tail}/{prefix}", strict=False)
     except ValueError:
-        return False
-    return address in network
+        return None
+
+
+def without_leading_zeros(octet: str) -> str:
+    """`010` as `10`. Anything but one to three ASCII digits is kept as it
+    is, for ipaddress to refuse as ipnet does."""
+    if octet.isascii() and octet.isdigit() and len(octet) <= 3:
+        return str(int(octet))
+    return octet
+
+
+def cidr_contains(entry: str, address: Address) -> bool:
+    """Whether a CIDR, or a bare address, contains `address`.
+
+    As in the Rust rules, an entry with a `/` is a network (ipnet's parser)
+    and one without is a single address (std's parser). An entry that does
+    not parse matches nothing, so a bad entry fails closed. An address never
+    lies in a network of the other IP version.
+    """
+    if "/" not in entry:
+        return parse_address(entry) == address
+    network = parse_network(entry)
+    return network is not None and address in network
 
 
 def check_scope(

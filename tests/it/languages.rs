@@ -4,7 +4,8 @@
 //! (componentize-js) are built from source here, with the tools
 //! tests/foreign/setup.sh installs, and must pass the default vectors in
 //! keyhost. The default component must give keyhost's decisions, on every
-//! vector, under Node (jco transpile) and under wasmtime-py. Components of
+//! vector, under Node (jco transpile) and under wasmtime-py; under Node, a
+//! policy that never returns fails closed within a bound. Components of
 //! another contract version, or with imports keyhost does not provide, are
 //! refused at load.
 
@@ -224,14 +225,55 @@ fn same_decisions_as_keyhost(foreign_host: &str, mut runner: Command) {
     assert!(denies > 20, "only {denies} denies compared");
 }
 
+/// The jco/Node runner on `component` and `vectors`, in coreutils' timeout,
+/// which ends a runner that hangs (status 124).
+fn node_runner(component: &Path, vectors: &Path) -> Command {
+    let mut node = Command::new("timeout");
+    node.args(["--kill-after=5", "60", "node"])
+        .arg(root().join("tests/foreign/node/run-vectors.mjs"))
+        .arg(component)
+        .arg(vectors);
+    node
+}
+
 #[test]
 fn the_default_policy_decides_the_same_under_node_with_jco() {
     tools();
-    let mut node = Command::new("node");
-    node.arg(root().join("tests/foreign/node/run-vectors.mjs"))
-        .arg(policy("keyhost_policy_default.wasm"))
-        .arg(default_vectors());
+    let node = node_runner(&policy("keyhost_policy_default.wasm"), &default_vectors());
     same_decisions_as_keyhost("jco/Node", node);
+}
+
+#[test]
+fn a_policy_that_never_returns_fails_closed_under_node_and_the_next_case_is_run() {
+    tools();
+    // The hostile policy loops in `validate` for the service `loop`, and
+    // sleeps forever in `configure` with `hostile = sleep-forever`.
+    let mut vectors: Value =
+        serde_json::from_slice(&std::fs::read(default_vectors()).unwrap()).unwrap();
+    vectors["cases"] = serde_json::json!([
+        { "name": "validate loops", "request": { "service": "loop" },
+          "expect": { "decision": "deny", "code": "policy_error" } },
+        { "name": "after validate", "expect": { "decision": "allow" } },
+        { "name": "configure sleeps forever", "config": { "hostile": "sleep-forever" },
+          "expect": { "decision": "deny", "code": "policy_error" } },
+        { "name": "after configure", "expect": { "decision": "allow" } },
+    ]);
+    let s = Sandbox::bare();
+    let file = s.dir.path().join("never-returns.json");
+    std::fs::write(&file, vectors.to_string()).unwrap();
+
+    // Status 0: every case decided as expected, none of them hung.
+    let hostile = policy("keyhost_policy_hostile.wasm");
+    let output = step(&mut node_runner(&hostile, &file));
+    let report: Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
+    let looped = &report["results"][0]["decision"];
+    assert!(
+        looped["message"]
+            .as_str()
+            .unwrap()
+            .contains("ran out of time"),
+        "{report}"
+    );
 }
 
 #[test]

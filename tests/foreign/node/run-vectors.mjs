@@ -8,6 +8,10 @@
 // validate. WASI comes from @bytecodealliance/preview2-shim, made to grant
 // nothing, as keyhost grants nothing: no preopens (the shim's default), no
 // environment, arguments or network.
+// The policy runs in a worker thread. A case that takes longer than
+// CASE_TIMEOUT_MS, or whose call ends the thread (WASI exit), is denied with
+// policy_error, as keyhost fails closed on a call that runs out of time; the
+// thread is ended and the next case gets a new one.
 // Prints {"component", "results"} as one line of JSON; each mismatch with a
 // case's `expect` goes to stderr. Exit status: 0 when every case matches, 1
 // on a mismatch, 2 on a usage or load error.
@@ -16,12 +20,23 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
+import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
 
 import { transpile } from "@bytecodealliance/jco";
 import * as wasi from "@bytecodealliance/preview2-shim";
 
+/**
+ * How long one case (a new instance, `configure` and `validate`) may take.
+ * keyhost gives a call 250 ms; a case of a policy that returns takes a few
+ * milliseconds here, so only one that does not return reaches this.
+ */
+const CASE_TIMEOUT_MS = 2000;
+
 /** A usage or load error: the vectors could not be run at all. */
 class LoadError extends Error {}
+
+/** A case whose call did not return: it ran out of time or ended its thread. */
+class CallFailed extends Error {}
 
 async function main(args) {
   if (args.length !== 2) {
@@ -29,21 +44,112 @@ async function main(args) {
   }
   const [componentPath, vectorsPath] = args;
   const vectors = await readVectors(vectorsPath);
-  const instantiate = await loadPolicy(componentPath);
 
   const results = [];
   let mismatches = 0;
-  for (const testCase of vectors.cases) {
-    const merged = merge(vectors.defaults, testCase);
-    const decision = await decide(await instantiate(), merged);
-    results.push({ name: testCase.name, decision });
-    if (!matches(testCase.expect, decision)) {
-      mismatches++;
-      console.error(`FAIL ${testCase.name}: expected ${describe(testCase.expect)}, got ${describe(decision)}`);
+  let policy;
+  try {
+    for (const testCase of vectors.cases) {
+      policy ??= await PolicyThread.start(componentPath);
+      let decision;
+      try {
+        decision = await policy.decide(merge(vectors.defaults, testCase));
+      } catch (error) {
+        if (!(error instanceof CallFailed)) throw error;
+        await policy.stop();
+        policy = undefined;
+        decision = { decision: "deny", code: "policy_error", message: error.message };
+      }
+      results.push({ name: testCase.name, decision });
+      if (!matches(testCase.expect, decision)) {
+        mismatches++;
+        console.error(`FAIL ${testCase.name}: expected ${describe(testCase.expect)}, got ${describe(decision)}`);
+      }
     }
+  } finally {
+    await policy?.stop();
   }
   console.log(JSON.stringify({ component: componentPath, results }));
   return mismatches === 0 ? 0 : 1;
+}
+
+/**
+ * The policy, loaded in a worker thread (see `serve`): a call into it that
+ * does not return cannot be interrupted, but its thread can be ended.
+ */
+class PolicyThread {
+  #worker;
+
+  constructor(worker) {
+    this.#worker = worker;
+  }
+
+  /** A thread with the component loaded, once it is ready for cases. */
+  static async start(componentPath) {
+    const thread = new PolicyThread(new Worker(new URL(import.meta.url), { workerData: { componentPath } }));
+    try {
+      await thread.#reply();
+    } catch (error) {
+      await thread.stop();
+      throw error instanceof CallFailed ? new LoadError(`cannot load ${componentPath}: ${error.message}`) : error;
+    }
+    return thread;
+  }
+
+  /** The decision on a merged case; a CallFailed if it takes too long or ends the thread. */
+  async decide(testCase) {
+    this.#worker.postMessage(testCase);
+    return (await this.#reply(CASE_TIMEOUT_MS)).decision;
+  }
+
+  stop() {
+    return this.#worker.terminate();
+  }
+
+  /** The thread's next message, within `timeoutMs` if given. */
+  #reply(timeoutMs) {
+    const worker = this.#worker;
+    return new Promise((resolve, reject) => {
+      let timer;
+      const settle = (outcome, value) => {
+        clearTimeout(timer);
+        worker.off("message", onMessage).off("error", onError).off("exit", onExit);
+        outcome(value);
+      };
+      const onMessage = (message) =>
+        message.loadError === undefined ? settle(resolve, message) : settle(reject, new LoadError(message.loadError));
+      const onError = (error) => settle(reject, error);
+      const onExit = (code) => settle(reject, new CallFailed(`the policy ended its thread (exit code ${code})`));
+      worker.on("message", onMessage).on("error", onError).on("exit", onExit);
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(() => settle(reject, new CallFailed(`the policy ran out of time (${timeoutMs} ms)`)), timeoutMs);
+      }
+    });
+  }
+}
+
+/**
+ * The worker thread: loads the component, says it is ready, then answers
+ * each case posted to it with `{ decision }`, or `{ loadError }`.
+ */
+async function serve({ componentPath }) {
+  grantNothing();
+  const reportLoadError = (error) => {
+    if (!(error instanceof LoadError)) throw error;
+    parentPort.postMessage({ loadError: error.message });
+  };
+  let instantiate;
+  try {
+    instantiate = await loadPolicy(componentPath);
+  } catch (error) {
+    return reportLoadError(error);
+  }
+  parentPort.on("message", (testCase) =>
+    instantiate()
+      .then((policy) => decide(policy, testCase))
+      .then((decision) => parentPort.postMessage({ decision }), reportLoadError),
+  );
+  parentPort.postMessage({ ready: true });
 }
 
 async function readVectors(path) {
@@ -79,7 +185,8 @@ async function loadPolicy(path) {
   const imports = hostImports(transpiled.imports);
 
   // Only the JavaScript is written out, to be imported; the core modules
-  // are compiled from memory, once, and each instantiation links them afresh.
+  // are compiled from memory, once, before any case is timed, and each
+  // instantiation links them afresh.
   const dir = await mkdtemp(join(tmpdir(), "keyhost-policy-"));
   let instantiate;
   try {
@@ -90,10 +197,14 @@ async function loadPolicy(path) {
   }
 
   const compiled = new Map();
-  const getCoreModule = (name) => {
-    if (!compiled.has(name)) compiled.set(name, WebAssembly.compile(transpiled.files[name]));
-    return compiled.get(name);
-  };
+  try {
+    for (const [name, file] of Object.entries(transpiled.files)) {
+      if (name.endsWith(".wasm")) compiled.set(name, await WebAssembly.compile(file));
+    }
+  } catch (error) {
+    throw new LoadError(`cannot compile ${path}: ${error.message}`);
+  }
+  const getCoreModule = (name) => compiled.get(name);
   return async () => {
     try {
       return await instantiate(getCoreModule, imports);
@@ -228,10 +339,13 @@ function describe(decision) {
   return `${decision.decision}${code}${message}`;
 }
 
-try {
-  grantNothing();
-  process.exitCode = await main(process.argv.slice(2));
-} catch (error) {
-  console.error(`run-vectors: ${error instanceof LoadError ? error.message : error.stack}`);
-  process.exitCode = 2;
+if (isMainThread) {
+  try {
+    process.exitCode = await main(process.argv.slice(2));
+  } catch (error) {
+    console.error(`run-vectors: ${error instanceof LoadError ? error.message : error.stack}`);
+    process.exitCode = 2;
+  }
+} else {
+  await serve(workerData);
 }
