@@ -2,11 +2,13 @@
 //! library, wasmtime and axum once instead of once per file.
 //!
 //! Most drive the real `keyhost` binary (see `support`); the proxy and
-//! replica tests start real nginx and redis-server on loopback ports.
+//! replica tests start real nginx and redis-server on loopback ports, and the
+//! console's tests a real headless Chromium.
 
 mod support;
 
 mod authoring;
+mod console;
 mod contract;
 mod durability;
 mod engine;
