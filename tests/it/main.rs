@@ -19,3 +19,4 @@ mod lifecycle;
 mod replicas;
 mod sandbox;
 mod serve;
+mod tokens;
