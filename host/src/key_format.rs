@@ -143,13 +143,19 @@ pub fn candidate_pattern(prefix: &str) -> String {
     format!(r"{prefix}_(?:{tags})_[0-9A-Za-z]{{{body}}}")
 }
 
-/// `text` with anything shaped like a key of any registry replaced, for
-/// messages that echo user input.
+/// `text` with anything shaped like a key of any registry, or like an
+/// access token (a JWS whose header starts `{"`), replaced, for messages
+/// that echo user input: both are bearer secrets.
 pub fn redact(text: &str) -> String {
-    static PATTERN: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    static KEY: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
         regex::Regex::new(&candidate_pattern("[a-z][a-z0-9]{0,15}")).expect("valid regex")
     });
-    PATTERN.replace_all(text, "<redacted key>").into_owned()
+    static TOKEN: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"eyJ[0-9A-Za-z_-]*\.[0-9A-Za-z_-]+\.[0-9A-Za-z_-]+")
+            .expect("valid regex")
+    });
+    let keys = KEY.replace_all(text, "<redacted key>");
+    TOKEN.replace_all(&keys, "<redacted token>").into_owned()
 }
 
 /// The SHA-256 of a presented secret: the only form a registry stores.
@@ -160,6 +166,14 @@ pub fn hash(secret: &str) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_are_redacted_like_keys() {
+        let text = "unknown key id eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln, or kh_usr_x";
+        let redacted = redact(text);
+        assert!(!redacted.contains("eyJ"), "{redacted}");
+        assert!(redacted.contains("<redacted token>"), "{redacted}");
+    }
 
     #[test]
     fn generated_keys_parse() {

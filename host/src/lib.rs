@@ -22,6 +22,7 @@
 //! - [`counters`]: rate-limit windows and usage, local or shared in Redis;
 //! - [`usage`]: last use and use count per key;
 //! - [`views`]: what people and programs are shown of keys (no secrets);
+//! - [`token`]: access tokens exchanged for keys, and their signing keys;
 //! - [`scan`]: finding leaked keys in text;
 //! - [`serve`]: the HTTP service;
 //! - [`demo`]: the walk-through `keyhost demo` prints;
@@ -53,6 +54,7 @@ pub mod side_files;
 #[cfg(any(test, feature = "bench-support"))]
 pub mod synthetic;
 pub mod time;
+pub mod token;
 pub mod usage;
 pub mod verdict;
 pub mod views;

@@ -3,7 +3,9 @@
 //!
 //! Beside the registry `PATH`:
 //! - `PATH.lock`: taken by every write (registry/file.rs);
-//! - `PATH.usage.json`: last use and use count per key (usage.rs).
+//! - `PATH.usage.json`: last use and use count per key (usage.rs);
+//! - `PATH.signing-keys.json`: the private keys that sign access tokens
+//!   (token/signing.rs), mode 0600, with its own `.lock`.
 //!
 //! In the cache root (`$KEYHOST_CACHE_DIR`, or `keyhost/` in the user's
 //! cache folder), which holds only what can be rebuilt:
@@ -32,6 +34,11 @@ pub fn lock_path(registry: &Path) -> PathBuf {
 /// The usage state file of `registry`.
 pub fn usage_path(registry: &Path) -> PathBuf {
     beside(registry, ".usage.json")
+}
+
+/// The keys that sign access tokens for `registry`.
+pub fn signing_keys_path(registry: &Path) -> PathBuf {
+    beside(registry, ".signing-keys.json")
 }
 
 /// Where keyhost keeps what it can rebuild: `$KEYHOST_CACHE_DIR`, or

@@ -1,5 +1,6 @@
-//! Last-used time and use count per key, kept in a state file beside the
-//! registry (`PATH.usage.json`), so the TOML is not rewritten per request.
+//! Last-used time, use count and uses per hour over the last day, per key,
+//! kept in a state file beside the registry (`PATH.usage.json`), so the TOML
+//! is not rewritten per request.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,90 @@ pub struct Usage {
     pub last_used: Option<Timestamp>,
     /// How often it did.
     pub count: u64,
+    /// Uses per hour over the last day.
+    #[serde(default)]
+    pub hourly: Hourly,
+}
+
+impl Usage {
+    /// Counts one use at `now`.
+    pub fn add_use(&mut self, now: Timestamp) {
+        self.count += 1;
+        self.last_used = Some(self.last_used.map_or(now, |last| last.max(now)));
+        self.hourly.add(now, 1);
+    }
+
+    /// Adds uses counted elsewhere.
+    pub fn merge(&mut self, other: &Usage) {
+        self.count += other.count;
+        self.last_used = self.last_used.max(other.last_used);
+        self.hourly.merge(&other.hourly);
+    }
+}
+
+/// The hours a [`Hourly`] window holds.
+pub const HOURS: usize = 24;
+
+/// Uses per hour over the last [`HOURS`] hours: `counts[HOURS - 1]` is the
+/// hour numbered `hour` (Unix seconds / 3600), each slot before it one hour
+/// earlier.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hourly {
+    /// The latest hour held.
+    pub hour: i64,
+    /// Uses in each hour, oldest first.
+    pub counts: [u64; HOURS],
+}
+
+impl Hourly {
+    /// Counts `uses` in the hour of `at`; an hour older than the window is
+    /// dropped.
+    pub fn add(&mut self, at: Timestamp, uses: u64) {
+        let hour = at.0.div_euclid(3600);
+        self.advance(hour);
+        let back = self.hour - hour;
+        if (0..HOURS as i64).contains(&back) {
+            self.counts[HOURS - 1 - back as usize] += uses;
+        }
+    }
+
+    /// Adds another window's counts.
+    pub fn merge(&mut self, other: &Hourly) {
+        for (slot, &uses) in other.counts.iter().enumerate() {
+            if uses > 0 {
+                let hour = other.hour - (HOURS - 1 - slot) as i64;
+                self.add(Timestamp(hour * 3600), uses);
+            }
+        }
+    }
+
+    /// Moves the window forward so that its latest hour is `hour`.
+    fn advance(&mut self, hour: i64) {
+        if hour <= self.hour {
+            return;
+        }
+        let shift = (hour - self.hour).min(HOURS as i64) as usize;
+        self.counts.rotate_left(shift);
+        self.counts[HOURS - shift..].fill(0);
+        self.hour = hour;
+    }
+
+    /// The [`HOURS`] hours up to and including the hour of `now`, oldest
+    /// first: each hour's start and its uses.
+    pub fn window(&self, now: Timestamp) -> Vec<(Timestamp, u64)> {
+        let mut moved = *self;
+        moved.advance(now.0.div_euclid(3600));
+        let latest = moved.hour;
+        moved
+            .counts
+            .iter()
+            .enumerate()
+            .map(|(slot, &uses)| {
+                let hour = latest - (HOURS - 1 - slot) as i64;
+                (Timestamp(hour * 3600), uses)
+            })
+            .collect()
+    }
 }
 
 /// Reads the usage file; a missing file is no usage yet.
@@ -60,8 +145,7 @@ impl UsageTracker {
             Some(usage) => usage,
             None => state.usage.entry(key_id.to_string()).or_default(),
         };
-        usage.count += 1;
-        usage.last_used = Some(now);
+        usage.add_use(now);
         state.dirty = true;
     }
 
@@ -86,5 +170,47 @@ impl UsageTracker {
             serde_json::to_vec_pretty(&state.usage)?
         };
         crate::durable::replace(&self.path, &bytes)
+    }
+}
+
+#[cfg(test)]
+mod hourly_tests {
+    use super::*;
+
+    const HOUR: i64 = 3600;
+
+    #[test]
+    fn uses_land_in_their_hour_and_fall_out_after_a_day() {
+        let start = Timestamp(1_000 * HOUR);
+        let mut usage = Usage::default();
+        usage.add_use(start);
+        usage.add_use(Timestamp(start.0 + 59));
+        usage.add_use(Timestamp(start.0 + 2 * HOUR));
+        let window = usage.hourly.window(Timestamp(start.0 + 2 * HOUR));
+        assert_eq!(window.len(), HOURS);
+        assert_eq!(window[HOURS - 1], (Timestamp(start.0 + 2 * HOUR), 1));
+        assert_eq!(window[HOURS - 3], (start, 2));
+        assert_eq!(window.iter().map(|(_, n)| n).sum::<u64>(), 3);
+        // A day later the first hour is gone; two days later, all of them.
+        let later = usage.hourly.window(Timestamp(start.0 + 24 * HOUR));
+        assert_eq!(later.iter().map(|(_, n)| n).sum::<u64>(), 1);
+        let gone = usage.hourly.window(Timestamp(start.0 + 48 * HOUR));
+        assert_eq!(gone.iter().map(|(_, n)| n).sum::<u64>(), 0);
+        assert_eq!(usage.count, 3);
+    }
+
+    #[test]
+    fn merging_two_windows_adds_them_hour_by_hour() {
+        let start = Timestamp(2_000 * HOUR);
+        let (mut a, mut b) = (Usage::default(), Usage::default());
+        a.add_use(start);
+        b.add_use(start);
+        b.add_use(Timestamp(start.0 + 5 * HOUR));
+        a.merge(&b);
+        let window = a.hourly.window(Timestamp(start.0 + 5 * HOUR));
+        assert_eq!(window[HOURS - 6], (start, 2));
+        assert_eq!(window[HOURS - 1].1, 1);
+        assert_eq!(a.count, 3);
+        assert_eq!(a.last_used, Some(Timestamp(start.0 + 5 * HOUR)));
     }
 }

@@ -13,20 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use crate::support::foreign::{foreign, root, step, tools};
 use crate::support::{Run, Sandbox, policy};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("host/ sits in the repository")
-        .to_path_buf()
-}
-
-fn foreign() -> PathBuf {
-    root().join("target").join("foreign")
-}
 
 fn default_vectors() -> PathBuf {
     root().join("tests/vectors/default-policy.json")
@@ -34,26 +24,6 @@ fn default_vectors() -> PathBuf {
 
 fn arg(path: &Path) -> &str {
     path.to_str().expect("UTF-8 path")
-}
-
-/// Runs a set-up or build step, failing the test with its output.
-fn step(command: &mut Command) -> std::process::Output {
-    let output = command.output().expect("start a set-up step");
-    assert!(
-        output.status.success(),
-        "{command:?} failed:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
-/// Installs the Python and npm tools, once per test process.
-fn tools() {
-    static READY: OnceLock<()> = OnceLock::new();
-    READY.get_or_init(|| {
-        step(&mut Command::new(root().join("tests/foreign/setup.sh")));
-    });
 }
 
 /// keyhost with a compiled-policy cache shared by this file's tests, so a

@@ -21,3 +21,4 @@ mod lifecycle;
 mod replicas;
 mod sandbox;
 mod serve;
+mod tokens;

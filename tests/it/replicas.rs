@@ -148,6 +148,30 @@ fn usage_is_merged_exactly_across_replicas() {
         !s.dir.path().join("keys.toml.usage.json").exists(),
         "with shared state, no replica writes a usage file of its own"
     );
+    // The uses per hour are merged the same way, and any replica shows them.
+    let (_, reader) = s.create(&["--as", "user:ann", "--name", "reader"]);
+    let hours = within(Duration::from_secs(5), || {
+        hourly_total(&replicas[1], &reader, &id) == Some(31)
+    });
+    assert!(
+        hours.is_some(),
+        "{:?}",
+        hourly_total(&replicas[1], &reader, &id)
+    );
+}
+
+/// The sum of `id`'s uses per hour over the last day, as `GET
+/// /v1/keys/{id}/usage` on `server` shows them to `key`.
+fn hourly_total(server: &Server, key: &str, id: &str) -> Option<u64> {
+    let mut response = http()
+        .get(&server.url(&format!("/v1/keys/{id}/usage")))
+        .header("authorization", &format!("Bearer {key}"))
+        .call()
+        .ok()?;
+    let body: Value = serde_json::from_str(&response.body_mut().read_to_string().ok()?).ok()?;
+    let hours = body["hours"].as_array()?;
+    assert_eq!(hours.len(), 24, "{body}");
+    Some(hours.iter().filter_map(|h| h["count"].as_u64()).sum())
 }
 
 /// The current time as `keyhost show` prints it, to the second.

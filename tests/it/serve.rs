@@ -523,3 +523,46 @@ fn oversized_headers_and_bodies_are_refused() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 413);
 }
+
+#[test]
+fn usage_per_hour_and_me_show_a_user_their_own_keys_only() {
+    let s = Sandbox::new().with_people();
+    let (id, key) = s.create(&["--as", "user:alice", "--name", "used"]);
+    let (_, reader) = s.create(&["--as", "user:alice", "--name", "reader"]);
+    let (_, bob) = s.create(&["--as", "user:bob", "--name", "bob"]);
+    let server = s.serve(&[]);
+    for _ in 0..3 {
+        let (status, _, _) = get(
+            &server,
+            "/auth",
+            &[("authorization", &format!("Bearer {key}"))],
+        );
+        assert_eq!(status, 200);
+    }
+    let (status, body) = send(
+        &server,
+        "GET",
+        &format!("/v1/keys/{id}/usage"),
+        &reader,
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let hours = body["hours"].as_array().unwrap();
+    assert_eq!(hours.len(), 24);
+    assert_eq!(hours[23]["count"], 3, "{body}");
+    let total: u64 = hours.iter().map(|h| h["count"].as_u64().unwrap()).sum();
+    assert_eq!(total, 3);
+    let last_start = hours[23]["start"].as_str().unwrap();
+    assert!(last_start.ends_with(":00:00Z"), "{last_start}");
+
+    let (status, body) = send(&server, "GET", &format!("/v1/keys/{id}/usage"), &bob, None);
+    assert_eq!(status, 403, "bob reads alice's usage: {body}");
+
+    let (status, me) = send(&server, "GET", "/v1/me", &reader, None);
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["iam_id"], "user:alice");
+    assert_eq!(me["service_ids"][0]["iam_id"], "service-id:billing");
+    let (_, me) = send(&server, "GET", "/v1/me", &bob, None);
+    assert_eq!(me["iam_id"], "user:bob");
+    assert_eq!(me["service_ids"], json!([]));
+}

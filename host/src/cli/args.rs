@@ -95,6 +95,9 @@ pub enum Command {
     /// Look inside a policy component, or run conformance vectors against it.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// The keys that sign access tokens (keyhost serve's POST /identity/token).
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Run a walkthrough on a throwaway registry: create keys, check them.
     Demo,
 }
@@ -418,6 +421,25 @@ pub struct ServeArgs {
     /// then answers writes with a redirect there and takes none itself.
     #[arg(long)]
     pub primary: Option<String>,
+    /// How long an access token from POST /identity/token lives (at most
+    /// until its key expires).
+    #[arg(long, default_value = "1h", value_parser = crate::time::parse_duration)]
+    pub token_ttl: std::time::Duration,
+}
+
+/// `keyhost token ...`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a new key to sign access tokens. The old one verifies the tokens
+    /// it signed until --overlap has passed (set it to serve's --token-ttl or
+    /// more); serve takes the new key at once.
+    RotateSigningKey {
+        /// How long the previous key keeps verifying.
+        #[arg(long, default_value = "1h", value_parser = crate::time::parse_duration)]
+        overlap: std::time::Duration,
+    },
+    /// Print the public keys that verify tokens (a JWKS), as GET /identity/keys does.
+    Keys,
 }
 
 fn parse_net(text: &str) -> Result<ipnet::IpNet, String> {

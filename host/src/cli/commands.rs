@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::args::{
     ActorKeyArgs, CheckArgs, Cli, Command, CreateArgs, IdentityCommand, InitArgs, ListArgs,
-    RotateArgs, ScanArgs, ServeArgs, UpdateArgs, UsageArgs,
+    RotateArgs, ScanArgs, ServeArgs, TokenCommand, UpdateArgs, UsageArgs,
 };
 use super::input::read_presented_key;
 use super::{EXIT_DENIED, Report};
@@ -19,12 +19,13 @@ use crate::counters::{OnStateError, RedisCounters};
 use crate::key_format::{self, Secret};
 use crate::lifecycle::{self, KeyChanges, NewIdentity, NewKey, StateChange};
 use crate::policy::PolicySlot;
-use crate::registry::{self, KeyRecord, LeakAction, Registry, RegistryFile};
+use crate::registry::{self, KeyRecord, LeakAction, LoadedRegistry, Registry, RegistryFile};
 use crate::scan::Scanner;
 use crate::serve::ServeOptions;
 use crate::time::{self, Timestamp};
+use crate::token::{SigningKeys, TokenError};
 use crate::usage::{self, Usage};
-use crate::verdict::Verdict;
+use crate::verdict::{DenyCode, Verdict};
 use crate::views::{IdentityView, KeyView, issued_secret};
 
 pub fn run(cli: Cli) -> Result<Report> {
@@ -50,6 +51,7 @@ pub fn run(cli: Cli) -> Result<Report> {
         Command::Scan(args) => scan(file, args, now),
         Command::Serve(args) => serve(&cli.registry, args),
         Command::Policy(command) => super::policy::run(command, file),
+        Command::Token(command) => token(file, command, now),
         Command::Demo => crate::demo::run(),
     }
 }
@@ -72,6 +74,7 @@ fn serve(registry: &Path, args: ServeArgs) -> Result<Report> {
     options.state_timeout = args.state_timeout;
     options.on_state_error = args.on_state_error;
     options.primary = args.primary;
+    options.token_ttl = args.token_ttl;
     crate::serve::run(options)?;
     Ok(Report::new(json!({ "stopped": true }), ""))
 }
@@ -428,16 +431,48 @@ fn update(file: &RegistryFile, args: UpdateArgs, now: Timestamp) -> Result<Repor
     Ok(key_report("updated", &record, revision, now))
 }
 
+fn token(file: &RegistryFile, command: TokenCommand, now: Timestamp) -> Result<Report> {
+    match command {
+        TokenCommand::RotateSigningKey { overlap } => {
+            let kid = SigningKeys::rotate(file.path(), overlap, now)?;
+            Ok(Report::new(
+                json!({ "kid": kid, "overlap_seconds": overlap.as_secs() }),
+                format!(
+                    "new signing key {kid}; the previous one verifies for {} more",
+                    humantime::format_duration(overlap)
+                ),
+            ))
+        }
+        TokenCommand::Keys => {
+            let keys = SigningKeys::open_or_create(file.path(), now)?;
+            let jwks = serde_json::to_value(keys.jwks()).expect("a JWKS serializes");
+            let text = serde_json::to_string_pretty(&jwks).expect("JSON prints");
+            Ok(Report::new(jwks, text))
+        }
+    }
+}
+
+/// `check` with an access token: verified with the signing keys beside the
+/// registry, then decided natively on the key it names, as serve does.
+fn check_token(
+    file: &RegistryFile,
+    presented: &str,
+    request: &CheckRequest,
+    now: Timestamp,
+) -> Result<Report> {
+    let registry = LoadedRegistry::new(file.load()?);
+    let verdict = match SigningKeys::open(file.path(), now)? {
+        None => Verdict::deny(DenyCode::NotFound, TokenError::NoKeys.to_string(), None),
+        Some(keys) => match keys.verify(presented, now) {
+            Ok(claims) => crate::token::decide(&claims, &registry, request, now),
+            Err(refused) => Verdict::deny(DenyCode::NotFound, refused.to_string(), None),
+        },
+    };
+    Ok(verdict_report(&verdict, registry.registry.revision))
+}
+
 fn check(file: &RegistryFile, args: CheckArgs, now: Timestamp) -> Result<Report> {
     let presented = read_presented_key()?;
-    // A large registry is not parsed on every check: its compact index is
-    // read instead, and rebuilt when the registry changes.
-    let lookup = registry::open_for_check(file, crate::side_files::cache_root().as_deref())?;
-    let engine = super::policy::engine()?;
-    let policy = match &args.policy {
-        Some(path) => engine.load_file(path)?,
-        None => engine.load_default()?,
-    };
     let request = CheckRequest {
         service: args.service,
         scope: args.scope,
@@ -446,6 +481,17 @@ fn check(file: &RegistryFile, args: CheckArgs, now: Timestamp) -> Result<Report>
         path: args.path,
         attributes: args.attributes,
         now: Some(now),
+    };
+    if crate::token::looks_like_token(&presented) {
+        return check_token(file, &presented, &request, now);
+    }
+    // A large registry is not parsed on every check: its compact index is
+    // read instead, and rebuilt when the registry changes.
+    let lookup = registry::open_for_check(file, crate::side_files::cache_root().as_deref())?;
+    let engine = super::policy::engine()?;
+    let policy = match &args.policy {
+        Some(path) => engine.load_file(path)?,
+        None => engine.load_default()?,
     };
     let mut slot = PolicySlot::new(policy, lookup.policy_config());
     let verdict = crate::check::check(&*lookup, &mut slot, &presented, &request)?;

@@ -26,7 +26,7 @@ use tokio::runtime::Handle;
 use super::lease::{Leases, lease_size};
 use crate::ratelimit::RateLimit;
 use crate::time::Timestamp;
-use crate::usage::Usage;
+use crate::usage::{Hourly, Usage};
 
 /// What a rate-limit decision does when Redis cannot be reached in time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +61,7 @@ pub const MAX_PENDING_KEYS: usize = 100_000;
 /// The names keyhost uses in Redis; one registry per database.
 const COUNTS: &str = "keyhost:usage:count";
 const LAST_USED: &str = "keyhost:usage:last";
+const HOURLY: &str = "keyhost:usage:hourly";
 
 /// A key's rate-limit window: its grants, and the uses they hold. The hash
 /// tag keeps both in one slot of a cluster.
@@ -232,8 +233,7 @@ impl RedisCounters {
             }
             None => pending.counting.entry(key_id.to_string()).or_default(),
         };
-        usage.count += 1;
-        usage.last_used = Some(usage.last_used.map_or(now, |last| last.max(now)));
+        usage.add_use(now);
     }
 
     /// Merges the uses counted here into Redis; with none to merge, checks
@@ -258,12 +258,14 @@ impl RedisCounters {
         let mut invocation = self.merge.key(COUNTS);
         invocation
             .key(LAST_USED)
-            .key(format!("keyhost:batch:{}:{number}", self.replica));
+            .key(format!("keyhost:batch:{}:{number}", self.replica))
+            .key(HOURLY);
         for (key_id, usage) in &batch {
             invocation
                 .arg(key_id)
                 .arg(usage.count)
-                .arg(usage.last_used.map_or(0, |t| t.0));
+                .arg(usage.last_used.map_or(0, |t| t.0))
+                .arg(serde_json::to_string(&usage.hourly).expect("a window serializes"));
         }
         self.run(async { invocation.invoke_async::<i64>(&mut redis).await })
             .map_err(|why| anyhow!(why))?;
@@ -285,15 +287,25 @@ impl RedisCounters {
                     .cmd("HMGET")
                     .arg(LAST_USED)
                     .arg(key_ids)
-                    .query_async::<(Vec<Option<u64>>, Vec<Option<i64>>)>(&mut redis)
+                    .cmd("HMGET")
+                    .arg(HOURLY)
+                    .arg(key_ids)
+                    .query_async::<(Vec<Option<u64>>, Vec<Option<i64>>, Vec<Option<String>>)>(
+                        &mut redis,
+                    )
                     .await
             });
-            if let Ok((counts, lasts)) = fetched {
-                for ((id, count), last) in key_ids.iter().zip(counts).zip(lasts) {
+            if let Ok((counts, lasts, hourlies)) = fetched {
+                let rows = key_ids.iter().zip(counts).zip(lasts).zip(hourlies);
+                for (((id, count), last), hourly) in rows {
                     if count.is_some() || last.is_some() {
                         let usage = Usage {
                             count: count.unwrap_or(0),
                             last_used: last.filter(|t| *t > 0).map(Timestamp),
+                            // Redis's Lua JSON writes whole numbers as such.
+                            hourly: hourly
+                                .and_then(|json| serde_json::from_str::<Hourly>(&json).ok())
+                                .unwrap_or_default(),
                         };
                         merged.insert(id.to_string(), usage);
                     }
@@ -308,9 +320,7 @@ impl RedisCounters {
             .chain(pending.counting.iter());
         for (id, usage) in unmerged {
             if key_ids.contains(&id.as_str()) {
-                let total = merged.entry(id.clone()).or_insert_with(Usage::default);
-                total.count += usage.count;
-                total.last_used = total.last_used.max(usage.last_used);
+                merged.entry(id.clone()).or_default().merge(usage);
             }
         }
         merged

@@ -14,6 +14,7 @@ pub struct LoadedRegistry {
     pub registry: Registry,
     index: KeyIndex,
     identities: HashMap<String, usize>,
+    ids: HashMap<String, usize>,
 }
 
 impl LoadedRegistry {
@@ -26,16 +27,30 @@ impl LoadedRegistry {
             .enumerate()
             .map(|(position, identity)| (identity.iam_id.to_string(), position))
             .collect();
+        let ids = registry
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(position, key)| (key.id.clone(), position))
+            .collect();
         LoadedRegistry {
             registry,
             index,
             identities,
+            ids,
         }
     }
 
-    fn identity(&self, key: &KeyRecord) -> Option<&Identity> {
+    /// The identity `key` belongs to, if it still exists.
+    pub fn identity_of(&self, key: &KeyRecord) -> Option<&Identity> {
         let position = *self.identities.get(key.owner.as_str())?;
         self.registry.identities.get(position)
+    }
+
+    /// The position and record of key `id`: how a token finds its key.
+    pub fn key_by_id(&self, id: &str) -> Option<(usize, &KeyRecord)> {
+        let position = *self.ids.get(id)?;
+        Some((position, &self.registry.keys[position]))
     }
 }
 
@@ -58,7 +73,7 @@ impl Lookup for LoadedRegistry {
             Found {
                 position: matched.key,
                 key: Cow::Borrowed(key),
-                identity: self.identity(key).map(Cow::Borrowed),
+                identity: self.identity_of(key).map(Cow::Borrowed),
                 retired_until: matched.retired_until,
             }
         }))

@@ -359,6 +359,51 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult {
     Ok(Json(json!({ "keys": keys, "revision": checker.registry.revision })).into_response())
 }
 
+/// `GET /v1/me`: who the caller is, and the service IDs they own.
+pub async fn me(State(state): State<AppState>, caller: Caller) -> ApiResult {
+    let checker = state.shared.checker();
+    let registry = &checker.registry;
+    let scopes: Vec<&str> = registry
+        .identity(&caller.user)
+        .map(|identity| identity.rights().collect())
+        .unwrap_or_default();
+    let service_ids: Vec<Value> = registry
+        .identities
+        .iter()
+        .filter(|identity| identity.owner.as_ref() == Some(&caller.user))
+        .map(|identity| json!({ "iam_id": identity.iam_id.as_str(), "scopes": identity.scopes }))
+        .collect();
+    Ok(Json(json!({
+        "iam_id": caller.user.as_str(),
+        "scopes": scopes,
+        "service_ids": service_ids,
+        "revision": registry.revision,
+    }))
+    .into_response())
+}
+
+/// `GET /v1/keys/{id}/usage`: the key's uses per hour over the last day.
+pub async fn usage(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let checker = state.shared.checker();
+    let key = lifecycle::readable_key(&checker.registry, &id, &caller.user)?;
+    let usage = tokio::task::block_in_place(|| state.shared.usage_of(&[key.id.as_str()]));
+    let hours: Vec<Value> = usage
+        .get(&key.id)
+        .copied()
+        .unwrap_or_default()
+        .hourly
+        .window(Timestamp::now())
+        .into_iter()
+        .map(|(start, count)| json!({ "start": start, "count": count }))
+        .collect();
+    Ok(Json(json!({ "key_id": key.id, "hours": hours })).into_response())
+}
+
+/// `GET /v1/keys/{id}`.
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,

@@ -7,6 +7,7 @@ mod connections;
 mod console;
 mod decision_log;
 mod errors;
+mod identity;
 mod manage;
 mod metrics;
 mod state;
@@ -37,7 +38,7 @@ use crate::counters::{Counters, OnStateError, RedisCounters};
 use crate::policy::{CompiledCache, PolicyEngine, SandboxLimits};
 use crate::ratelimit::Buckets;
 use crate::registry::RegistryFile;
-use crate::side_files::{FileStamp, usage_path};
+use crate::side_files::{FileStamp, signing_keys_path, usage_path};
 use crate::usage::UsageTracker;
 
 /// How `keyhost serve` runs.
@@ -76,6 +77,8 @@ pub struct ServeOptions {
     /// The replica that takes management writes; this one redirects them
     /// there when set.
     pub primary: Option<String>,
+    /// How long an access token from `/identity/token` lives.
+    pub token_ttl: Duration,
 }
 
 impl ServeOptions {
@@ -97,6 +100,7 @@ impl ServeOptions {
             state_timeout: Duration::from_millis(100),
             on_state_error: OnStateError::Open,
             primary: None,
+            token_ttl: crate::token::DEFAULT_TTL,
         }
     }
 }
@@ -166,6 +170,7 @@ pub fn run(options: ServeOptions) -> Result<()> {
         source,
         counters,
         decisions,
+        options.token_ttl,
     )?);
     let served = runtime.block_on(serve(shared, options));
     // Requests still running past the shutdown deadline are not waited for.
@@ -221,6 +226,8 @@ fn router(state: AppState, options: &ServeOptions) -> Router {
         .route("/auth", any(auth::auth))
         .route("/auth/{*rest}", any(auth::auth))
         .route("/v1/keys/verify", post(auth::verify))
+        .route("/identity/token", post(identity::token))
+        .route("/identity/keys", get(identity::keys))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .layer(TimeoutLayer::with_status_code(
@@ -236,6 +243,8 @@ fn router(state: AppState, options: &ServeOptions) -> Router {
                 .delete(manage::delete),
         )
         .route("/v1/keys/{id}/{action}", post(manage::act))
+        .route("/v1/keys/{id}/usage", get(manage::usage))
+        .route("/v1/me", get(manage::me))
         .layer(middleware::from_fn_with_state(
             options.primary.clone(),
             manage::writes_to_primary,
@@ -321,7 +330,10 @@ async fn metrics(State(state): State<AppState>) -> Response {
 
 /// Polls the registry and policy files, flushes usage, and reloads on SIGHUP.
 fn spawn_watchers(shared: &Arc<Shared>, options: &ServeOptions, mut hangups: Signal) {
-    let mut watched = vec![(options.registry.clone(), Reload::Registry)];
+    let mut watched = vec![
+        (options.registry.clone(), Reload::Registry),
+        (signing_keys_path(&options.registry), Reload::SigningKeys),
+    ];
     if let Some(path) = &options.policy {
         watched.push((path.clone(), Reload::Policy));
     }
@@ -373,6 +385,7 @@ fn spawn_watchers(shared: &Arc<Shared>, options: &ServeOptions, mut hangups: Sig
 enum Reload {
     Registry,
     Policy,
+    SigningKeys,
 }
 
 impl Reload {
@@ -382,6 +395,7 @@ impl Reload {
         let _ = tokio::task::spawn_blocking(move || match self {
             Reload::Registry => shared.reload_registry(),
             Reload::Policy => shared.reload_policy(),
+            Reload::SigningKeys => shared.reload_signing_keys(),
         })
         .await;
     }

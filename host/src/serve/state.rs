@@ -17,6 +17,7 @@ use crate::counters::{Counters, Limited};
 use crate::policy::{Policy, PolicyEngine, PolicyPool};
 use crate::registry::{LoadedRegistry, RegistryFile};
 use crate::time::Timestamp;
+use crate::token::{self, SigningKeys};
 use crate::verdict::{DenyCode, Verdict};
 
 /// Where the policy comes from.
@@ -49,6 +50,10 @@ pub struct Shared {
     reloading: Mutex<()>,
     /// Why the last registry reload failed, until one succeeds.
     registry_problem: Mutex<Option<String>>,
+    /// The keys that sign and verify access tokens, reloaded on rotation.
+    signing: RwLock<Arc<SigningKeys>>,
+    /// How long an access token lives.
+    pub token_ttl: Duration,
 }
 
 impl Shared {
@@ -58,8 +63,10 @@ impl Shared {
         policy_source: PolicySource,
         counters: Counters,
         decisions: Option<DecisionLog>,
+        token_ttl: Duration,
     ) -> Result<Shared> {
         let registry = registry_file.load()?;
+        let signing = SigningKeys::open_or_create(registry_file.path(), Timestamp::now())?;
         let policy = load_policy(&engine, &policy_source)?;
         let mut metrics = Metrics::new();
         if let Counters::Redis(redis) = &counters {
@@ -81,7 +88,31 @@ impl Shared {
             decisions,
             reloading: Mutex::new(()),
             registry_problem: Mutex::new(None),
+            signing: RwLock::new(Arc::new(signing)),
+            token_ttl,
         })
+    }
+
+    /// The keys that sign and verify access tokens now.
+    pub fn signing_keys(&self) -> Arc<SigningKeys> {
+        self.signing.read().expect("signing lock").clone()
+    }
+
+    /// Re-reads the signing keys after a rotation; on failure the old ones
+    /// stay.
+    pub fn reload_signing_keys(&self) {
+        match SigningKeys::open(self.registry_file.path(), Timestamp::now()) {
+            Ok(Some(keys)) => {
+                tracing::info!(kid = keys.signing_kid(), "token signing keys reloaded");
+                *self.signing.write().expect("signing lock") = Arc::new(keys);
+            }
+            Ok(None) => {
+                tracing::error!("the token signing keys are gone; keeping the previous ones")
+            }
+            Err(e) => tracing::error!(
+                "cannot reload the token signing keys; keeping the previous ones: {e:#}"
+            ),
+        }
     }
 
     pub fn checker(&self) -> Arc<LoadedRegistry> {
@@ -92,10 +123,19 @@ impl Shared {
         self.policy.read().expect("policy lock").clone()
     }
 
-    /// The policy's verdict on a presented key, and the registry it was
-    /// reached on. Synchronous: the policy runs on this thread.
+    /// The verdict on a presented key or access token, and the registry it
+    /// was reached on. Synchronous: the policy runs on this thread. A token
+    /// is decided natively (token::decide), with no policy call.
     pub fn check(&self, presented: &str, request: &CheckRequest) -> (Verdict, Arc<LoadedRegistry>) {
         let checker = self.checker();
+        if token::looks_like_token(presented) {
+            let now = request.now.unwrap_or_else(Timestamp::now);
+            let verdict = match self.signing_keys().verify(presented, now) {
+                Ok(claims) => token::decide(&claims, &checker, request, now),
+                Err(refused) => Verdict::deny(DenyCode::NotFound, refused.to_string(), None),
+            };
+            return (verdict, checker);
+        }
         let pool = self.pool();
         // A loaded registry is read from memory: its lookup cannot fail.
         let verdict = check(&*checker, &mut &*pool, presented, request)

@@ -1,6 +1,7 @@
 //! Runs the real `keyhost` binary against a registry in a temporary folder.
 #![allow(dead_code)]
 
+pub mod foreign;
 pub mod nginx;
 pub mod redis;
 

@@ -1,0 +1,160 @@
+//! IBM Cloud IAM's token endpoints: `POST /identity/token` exchanges an API
+//! key for a short-lived access token, and `GET /identity/keys` publishes
+//! the public keys that verify tokens (a JWKS), so a service can check a
+//! token offline.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{ConnectInfo, Form, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::AppState;
+use super::auth::client_ip;
+use crate::check::CheckRequest;
+use crate::time::Timestamp;
+use crate::token::{self, API_KEY_GRANT};
+use crate::verdict::{DenyCode, Verdict};
+
+/// The service a token is for when the request names none.
+const DEFAULT_SERVICE: &str = "keyhost";
+
+/// The form of `POST /identity/token`.
+#[derive(Debug, Deserialize)]
+pub struct TokenForm {
+    grant_type: Option<String>,
+    apikey: Option<String>,
+    /// The service the token is for; `keyhost` (the management API and the
+    /// console) when unset.
+    service: Option<String>,
+}
+
+/// An OAuth error answer.
+fn oauth_error(status: StatusCode, error: &str, description: impl Into<String>) -> Response {
+    let body = json!({ "error": error, "error_description": description.into() });
+    no_store((status, Json(body)).into_response())
+}
+
+/// Token answers are never cached (RFC 6749, 5.1).
+fn no_store(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// `POST /identity/token`: checks the key through the policy, for the
+/// service asked for, and answers a token for what it was allowed.
+pub async fn token(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    form: Result<Form<TokenForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "send grant_type and apikey as application/x-www-form-urlencoded",
+        );
+    };
+    if form.grant_type.as_deref() != Some(API_KEY_GRANT) {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            format!("the grant type must be {API_KEY_GRANT}"),
+        );
+    }
+    let Some(apikey) = form.apikey.filter(|key| !key.trim().is_empty()) else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "apikey is missing",
+        );
+    };
+    if token::looks_like_token(apikey.trim()) {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "a token cannot be exchanged for another; send the API key",
+        );
+    }
+    let service = form
+        .service
+        .filter(|service| !service.is_empty())
+        .unwrap_or_else(|| DEFAULT_SERVICE.to_string());
+    let request = CheckRequest {
+        service: Some(service.clone()),
+        source_ip: Some(client_ip(&headers, &state.auth, peer.ip()).to_string()),
+        method: Some("POST".into()),
+        path: Some("/identity/token".into()),
+        ..CheckRequest::default()
+    };
+    let evaluated = state.evaluate(Some(apikey.trim()), &request).await;
+    let key = match &evaluated.verdict {
+        Verdict::Allow { key, .. } => key,
+        Verdict::Deny { code, reason, .. } => {
+            // An unknown or malformed key is not a credential at all: 401.
+            // A known key the rules refuse is a grant that is not valid: 400.
+            let status = match code {
+                DenyCode::NotFound | DenyCode::Malformed => StatusCode::UNAUTHORIZED,
+                DenyCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            let error = if status == StatusCode::UNAUTHORIZED {
+                "invalid_client"
+            } else {
+                "invalid_grant"
+            };
+            return oauth_error(status, error, format!("{}: {reason}", code.as_str()));
+        }
+    };
+    let registry = &evaluated.checker;
+    let record = &registry.registry.keys[key.index];
+    let Some(identity) = registry.identity_of(record) else {
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "the key's identity no longer exists",
+        );
+    };
+    let now = Timestamp::now();
+    let issued = token::issue(
+        &state.shared.signing_keys(),
+        record,
+        identity,
+        &service,
+        registry.registry.revision,
+        state.shared.token_ttl,
+        now,
+    );
+    match issued {
+        Ok((access_token, claims)) => no_store(
+            Json(json!({
+                "access_token": access_token,
+                "token_type": "Bearer",
+                "expires_in": claims.exp - now.0,
+                "expiration": claims.exp,
+                "scope": claims.scope,
+            }))
+            .into_response(),
+        ),
+        Err(e) => {
+            tracing::error!("cannot issue a token: {e:#}");
+            oauth_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "the token could not be signed",
+            )
+        }
+    }
+}
+
+/// `GET /identity/keys`: the public keys that verify tokens now.
+pub async fn keys(State(state): State<AppState>) -> Response {
+    Json(state.shared.signing_keys().jwks()).into_response()
+}

@@ -1,0 +1,250 @@
+//! The keys that sign access tokens: ES256 (P-256), kept beside the registry
+//! (`side_files::signing_keys_path`), mode 0600, created on first use.
+//!
+//! The newest key signs. A rotation adds a new key and gives each older one
+//! a `verify_until`: it verifies until the last token it signed has expired,
+//! then it is dropped. A private key never leaves this file: no output, log,
+//! error or JWKS carries it.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use jsonwebtoken::jwk::{Jwk, JwkSet, ThumbprintHash};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use p256::pkcs8::EncodePrivateKey;
+use serde::{Deserialize, Serialize};
+
+use super::{Claims, ISSUER, TokenError};
+use crate::durable;
+use crate::side_files::{lock_path, signing_keys_path};
+use crate::time::Timestamp;
+
+/// One key as the file keeps it.
+#[derive(Serialize, Deserialize)]
+struct StoredKey {
+    kid: String,
+    created_at: Timestamp,
+    /// Set once the key no longer signs: it verifies until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    verify_until: Option<Timestamp>,
+    /// The private key, PKCS#8 DER in base64.
+    pkcs8: String,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct Stored {
+    /// The last one signs.
+    keys: Vec<StoredKey>,
+}
+
+/// A key that verifies, with its public JWK.
+struct Verifier {
+    kid: String,
+    key: DecodingKey,
+    jwk: Jwk,
+    verify_until: Option<Timestamp>,
+}
+
+/// The signing key and every key that still verifies. Deliberately not
+/// `Debug`: it holds a private key.
+pub struct SigningKeys {
+    kid: String,
+    signing: EncodingKey,
+    verifiers: Vec<Verifier>,
+}
+
+impl SigningKeys {
+    /// The keys beside `registry`, made on first use.
+    pub fn open_or_create(registry: &Path, now: Timestamp) -> Result<SigningKeys> {
+        let path = signing_keys_path(registry);
+        if let Some(keys) = SigningKeys::open(registry, now)? {
+            return Ok(keys);
+        }
+        let _lock = lock(&path)?;
+        // Another process may have made them while we waited for the lock.
+        let mut stored = read(&path)?.unwrap_or_default();
+        if stored.keys.is_empty() {
+            stored.keys.push(new_key(now)?);
+            write(&path, &stored)?;
+            tracing::info!(file = %path.display(), "made the first token signing key");
+        }
+        SigningKeys::from_stored(&stored, now)
+    }
+
+    /// The keys beside `registry`, if it has any.
+    pub fn open(registry: &Path, now: Timestamp) -> Result<Option<SigningKeys>> {
+        match read(&signing_keys_path(registry))? {
+            Some(stored) if !stored.keys.is_empty() => {
+                SigningKeys::from_stored(&stored, now).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Makes a new signing key. Each older key verifies for `overlap` more
+    /// (the longest a token lives), and keys past their overlap are dropped.
+    /// Returns the new key's id.
+    pub fn rotate(registry: &Path, overlap: Duration, now: Timestamp) -> Result<String> {
+        let path = signing_keys_path(registry);
+        let _lock = lock(&path)?;
+        let mut stored = read(&path)?.unwrap_or_default();
+        stored
+            .keys
+            .retain(|key| key.verify_until.is_none_or(|until| until > now));
+        for key in &mut stored.keys {
+            key.verify_until.get_or_insert(now.plus(overlap));
+        }
+        let key = new_key(now)?;
+        let kid = key.kid.clone();
+        stored.keys.push(key);
+        write(&path, &stored)?;
+        Ok(kid)
+    }
+
+    fn from_stored(stored: &Stored, now: Timestamp) -> Result<SigningKeys> {
+        let mut verifiers = Vec::new();
+        let mut signing = None;
+        for (position, key) in stored.keys.iter().enumerate() {
+            let der = STANDARD
+                .decode(&key.pkcs8)
+                .with_context(|| format!("signing key {} is not valid base64", key.kid))?;
+            let encoding = EncodingKey::from_ec_der(&der);
+            let mut jwk = Jwk::from_encoding_key(&encoding, Algorithm::ES256)
+                .with_context(|| format!("signing key {} is not a P-256 key", key.kid))?;
+            jwk.common.key_id = Some(key.kid.clone());
+            let decoding = DecodingKey::from_jwk(&jwk)
+                .with_context(|| format!("signing key {} has no usable public key", key.kid))?;
+            if key.verify_until.is_none_or(|until| until > now) {
+                verifiers.push(Verifier {
+                    kid: key.kid.clone(),
+                    key: decoding,
+                    jwk,
+                    verify_until: key.verify_until,
+                });
+            }
+            if position + 1 == stored.keys.len() {
+                signing = Some((key.kid.clone(), encoding));
+            }
+        }
+        let (kid, signing) = signing.context("no signing key")?;
+        Ok(SigningKeys {
+            kid,
+            signing,
+            verifiers,
+        })
+    }
+
+    /// The id of the key that signs.
+    pub fn signing_kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// Signs `claims`.
+    pub fn sign(&self, claims: &Claims) -> Result<String> {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.signing).context("cannot sign a token")
+    }
+
+    /// The claims of `token`, if one of these keys signed it, it has not
+    /// expired at `now`, and it names this issuer.
+    pub fn verify(&self, token: &str, now: Timestamp) -> Result<Claims, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if header.alg != Algorithm::ES256 {
+            return Err(TokenError::Malformed);
+        }
+        let kid = header.kid.ok_or(TokenError::UnknownKey)?;
+        let verifier = self
+            .verifiers
+            .iter()
+            .find(|v| v.kid == kid && v.verify_until.is_none_or(|until| until > now))
+            .ok_or(TokenError::UnknownKey)?;
+        let mut validation = Validation::new(Algorithm::ES256);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        // Expiry is checked below against `now`, to the second.
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        let claims = jsonwebtoken::decode::<Claims>(token, &verifier.key, &validation)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenError::BadSignature,
+                _ => TokenError::Malformed,
+            })?
+            .claims;
+        if now.0 >= claims.exp {
+            return Err(TokenError::Expired);
+        }
+        Ok(claims)
+    }
+
+    /// The public keys that verify tokens now, as a JWKS.
+    pub fn jwks(&self) -> JwkSet {
+        JwkSet {
+            keys: self.verifiers.iter().map(|v| v.jwk.clone()).collect(),
+        }
+    }
+}
+
+/// A new P-256 key, its id the start of its public key's RFC 7638
+/// thumbprint.
+fn new_key(now: Timestamp) -> Result<StoredKey> {
+    let secret = loop {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes)
+            .map_err(|e| anyhow::anyhow!("the operating system's random generator failed: {e}"))?;
+        // Almost every 32 bytes is a valid scalar; the rest are drawn again.
+        if let Ok(secret) = p256::SecretKey::from_slice(&bytes) {
+            break secret;
+        }
+    };
+    let der = secret
+        .to_pkcs8_der()
+        .context("cannot encode a signing key")?;
+    let encoding = EncodingKey::from_ec_der(der.as_bytes());
+    let jwk = Jwk::from_encoding_key(&encoding, Algorithm::ES256)
+        .context("cannot read the new signing key's public half")?;
+    let thumbprint = jwk.thumbprint(ThumbprintHash::SHA256);
+    Ok(StoredKey {
+        kid: thumbprint.chars().take(16).collect(),
+        created_at: now,
+        verify_until: None,
+        pkcs8: STANDARD.encode(der.as_bytes()),
+    })
+}
+
+fn read(path: &Path) -> Result<Option<Stored>> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .with_context(|| format!("signing keys {} are not valid", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read signing keys {}", path.display())),
+    }
+}
+
+fn write(path: &Path, stored: &Stored) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(stored).expect("signing keys serialize");
+    // durable::replace writes through a mode 0600 temporary file.
+    durable::replace(path, &bytes)
+        .with_context(|| format!("cannot write signing keys {}", path.display()))
+}
+
+/// The lock every writer of the signing keys takes.
+fn lock(path: &Path) -> Result<File> {
+    let lock: PathBuf = lock_path(path);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&lock)
+        .with_context(|| format!("cannot open lock {}", lock.display()))?;
+    file.lock()
+        .with_context(|| format!("cannot lock {}", lock.display()))?;
+    Ok(file)
+}

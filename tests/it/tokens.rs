@@ -1,0 +1,354 @@
+//! Logging in with a key: `POST /identity/token` exchanges an API key for a
+//! short-lived ES256 token, `GET /identity/keys` publishes the keys that
+//! verify it, and the token works wherever a key does (`/auth`, the
+//! management API, `keyhost check`), until its key is disabled, deleted or
+//! leaked.
+
+use std::io::Write;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::Value;
+
+use crate::support::foreign::{python, root};
+use crate::support::{Sandbox, Server, http};
+
+const GRANT: &str = "urn:ibm:params:oauth:grant-type:apikey";
+
+/// `POST /identity/token` with `form`; the status and the JSON answer.
+fn exchange(server: &Server, form: &[(&str, &str)]) -> (u16, Value) {
+    let mut response = http()
+        .post(&server.url("/identity/token"))
+        .send_form(form.iter().copied())
+        .expect("request");
+    let status = response.status().as_u16();
+    let body = response.body_mut().read_to_string().unwrap_or_default();
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+/// A token for `key`, for the service `keyhost` unless `service` says.
+fn token_for(server: &Server, key: &str, service: Option<&str>) -> String {
+    let mut form = vec![("grant_type", GRANT), ("apikey", key)];
+    if let Some(service) = service {
+        form.push(("service", service));
+    }
+    let (status, body) = exchange(server, &form);
+    assert_eq!(status, 200, "{body}");
+    body["access_token"].as_str().expect("a token").to_string()
+}
+
+/// `/auth` with a bearer credential and headers; the status and body.
+fn auth(server: &Server, credential: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+    let mut request = http()
+        .get(&server.url("/auth"))
+        .header("authorization", &format!("Bearer {credential}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let mut response = request.call().expect("request");
+    let status = response.status().as_u16();
+    let body = response.body_mut().read_to_string().unwrap_or_default();
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+fn claims_of(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("a JWS");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64url")).expect("JSON")
+}
+
+/// Polls `/auth` until it answers `status`, for at most `within`.
+fn until_status(server: &Server, token: &str, status: u16, within: Duration) -> (Duration, Value) {
+    let started = Instant::now();
+    loop {
+        let (now, body) = auth(server, token, &[]);
+        if now == status {
+            return (started.elapsed(), body);
+        }
+        assert!(
+            started.elapsed() < within,
+            "/auth still answers {now} after {within:?}: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_token_verifies_against_the_published_keys_with_an_independent_library() {
+    let s = Sandbox::new().with_people();
+    let (id, key) = s.create(&["--as", "user:alice", "--name", "cli", "--scope", "read"]);
+    let server = s.serve(&[]);
+    let (status, body) = exchange(&server, &[("grant_type", GRANT), ("apikey", &key)]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    let expires_in = body["expires_in"].as_i64().unwrap();
+    assert!((3590..=3600).contains(&expires_in), "{body}");
+    let token = body["access_token"].as_str().unwrap();
+
+    // PyJWT fetches /identity/keys itself and checks signature, issuer and
+    // expiry.
+    let mut verify = python()
+        .arg(root().join("tests/foreign/python/verify_token.py"))
+        .arg(server.url("/identity/keys"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start python");
+    verify
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(token.as_bytes())
+        .unwrap();
+    let output = verify.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "PyJWT refused the token: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let claims: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(claims["iam_id"], "user:alice");
+    assert_eq!(claims["sub"], "user:alice");
+    assert_eq!(claims["key_id"], id.as_str());
+    assert_eq!(claims["key_kind"], "user");
+    assert_eq!(
+        claims["scope"], "read",
+        "the key's scopes narrow the identity's"
+    );
+    assert_eq!(claims["service"], "keyhost");
+    assert!(claims["rev"].as_u64().is_some());
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        3600
+    );
+
+    // The token works at /auth, for what the key may do.
+    let (status, _) = auth(&server, token, &[("x-keyhost-scope", "read")]);
+    assert_eq!(status, 200);
+    let (status, body) = auth(&server, token, &[("x-keyhost-scope", "write")]);
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("insufficient_scope"))
+    );
+    let (status, body) = auth(&server, token, &[("x-keyhost-service", "databases")]);
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("wrong_service"))
+    );
+
+    // The JWKS holds public keys only.
+    let mut response = http().get(&server.url("/identity/keys")).call().unwrap();
+    let jwks: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    let published = &jwks["keys"][0];
+    assert_eq!(
+        (published["kty"].as_str(), published["crv"].as_str()),
+        (Some("EC"), Some("P-256"))
+    );
+    assert!(
+        published.get("d").is_none(),
+        "a private key was published: {published}"
+    );
+    assert!(!server.log().contains(token), "the token reached the log");
+}
+
+#[test]
+fn tampered_expired_unknown_key_and_unsigned_tokens_get_401() {
+    let s = Sandbox::new().with_people();
+    let (_, key) = s.create(&["--as", "user:alice", "--name", "cli"]);
+    let server = s.serve(&["--token-ttl", "2s"]);
+    let token = token_for(&server, &key, None);
+    assert_eq!(auth(&server, &token, &[]).0, 200);
+
+    // A changed payload (a wider scope) no longer matches the signature.
+    let mut parts: Vec<String> = token.split('.').map(str::to_string).collect();
+    let mut claims = claims_of(&token);
+    claims["scope"] = "read write admin".into();
+    parts[1] = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let tampered = parts.join(".");
+    let (status, body) = auth(&server, &tampered, &[]);
+    assert_eq!(status, 401, "{body}");
+
+    // `alg: none`, with no signature.
+    let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#);
+    let unsigned = format!("{header}.{}.", parts[1]);
+    assert_eq!(auth(&server, &unsigned, &[]).0, 401);
+
+    // A token another keyhost signed names a key this one does not have.
+    let other = Sandbox::new().with_people();
+    let (_, other_key) = other.create(&["--as", "user:alice", "--name", "cli"]);
+    let other_server = other.serve(&[]);
+    let foreign = token_for(&other_server, &other_key, None);
+    let (status, body) = auth(&server, &foreign, &[]);
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["reason"].as_str().unwrap().contains("unknown key"),
+        "{body}"
+    );
+
+    // Past its two seconds, the token is refused.
+    std::thread::sleep(Duration::from_millis(2100));
+    let (status, body) = auth(&server, &token, &[]);
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["reason"].as_str().unwrap().contains("expired"),
+        "{body}"
+    );
+}
+
+#[test]
+fn disabling_deleting_or_leaking_the_key_stops_its_token_within_five_seconds() {
+    let s = Sandbox::new().with_people();
+    let cases = [
+        ("disable", "disabled", 403),
+        ("leak", "leaked", 403),
+        ("delete", "not_found", 401),
+    ];
+    let keys: Vec<(String, String)> = cases
+        .iter()
+        .map(|(action, _, _)| s.create(&["--as", "user:alice", "--name", action]))
+        .collect();
+    let server = s.serve(&[]);
+    for ((action, code, status), (id, key)) in cases.into_iter().zip(keys) {
+        let token = token_for(&server, &key, None);
+        assert_eq!(auth(&server, &token, &[]).0, 200);
+        s.ok(&[action, &id, "--as", "user:alice"]);
+        let (took, body) = until_status(&server, &token, status, Duration::from_secs(5));
+        assert_eq!(body["code"], code, "after {action}");
+        assert!(took < Duration::from_secs(5), "{action} took {took:?}");
+    }
+}
+
+#[test]
+fn a_rotated_signing_key_verifies_its_tokens_until_the_overlap_ends() {
+    let s = Sandbox::new().with_people();
+    let (_, key) = s.create(&["--as", "user:alice", "--name", "cli"]);
+    let server = s.serve(&[]);
+    let old = token_for(&server, &key, None);
+    let rotated = s.ok(&["token", "rotate-signing-key", "--overlap", "3s"]);
+    let new_kid = rotated["kid"].as_str().unwrap().to_string();
+
+    // serve takes the new key: new tokens name it, and both verify.
+    let started = Instant::now();
+    let new = loop {
+        let token = token_for(&server, &key, None);
+        let header: Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(token.split('.').next().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        if header["kid"] == new_kid.as_str() {
+            break token;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "serve kept the old key"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        auth(&server, &old, &[]).0,
+        200,
+        "the old key still verifies"
+    );
+    assert_eq!(auth(&server, &new, &[]).0, 200);
+
+    // Once the overlap is over, the old key verifies nothing.
+    std::thread::sleep(Duration::from_secs(3));
+    let (status, body) = auth(&server, &old, &[]);
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(auth(&server, &new, &[]).0, 200);
+    let signing =
+        std::fs::metadata(format!("{}.signing-keys.json", s.registry().display())).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(signing.permissions().mode() & 0o777, 0o600);
+}
+
+#[test]
+fn a_token_manages_keys_and_passes_keyhost_check() {
+    let s = Sandbox::new().with_people();
+    let (id, key) = s.create(&["--as", "user:alice", "--name", "cli"]);
+    let server = s.serve(&[]);
+    let token = token_for(&server, &key, None);
+    let mut response = http()
+        .get(&server.url("/v1/keys"))
+        .header("authorization", &format!("Bearer {token}"))
+        .call()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let listed: Value =
+        serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    assert!(
+        listed["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["id"] == id.as_str())
+    );
+
+    let run = s.run_with(&["check", "--json"], &token, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json()["key_id"], id.as_str());
+    let run = s.run_with(&["check", "--json", "--service", "databases"], &token, &[]);
+    assert_eq!(run.code, 1);
+    assert_eq!(run.json()["code"], "wrong_service");
+}
+
+#[test]
+fn the_exchange_refuses_what_the_key_may_not_do_in_oauth_form() {
+    let s = Sandbox::new().with_people();
+    let (_, classic) = s.create(&[
+        "--as",
+        "user:alice",
+        "--name",
+        "classic",
+        "--kind",
+        "classic-infrastructure",
+    ]);
+    let (_, expiring) = s.create(&["--as", "user:alice", "--name", "short", "--expires", "30s"]);
+    let server = s.serve(&[]);
+
+    // A classic-infrastructure key reaches only its one service.
+    let (status, body) = exchange(&server, &[("grant_type", GRANT), ("apikey", &classic)]);
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "invalid_grant");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .starts_with("wrong_service")
+    );
+    token_for(&server, &classic, Some("classic-infrastructure"));
+
+    let (status, body) = exchange(&server, &[("grant_type", GRANT), ("apikey", "kh_usr_nope")]);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    let (status, body) = exchange(&server, &[("grant_type", "password"), ("apikey", &classic)]);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("unsupported_grant_type"))
+    );
+    let (status, body) = exchange(&server, &[("grant_type", GRANT)]);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+
+    // A token is not a key: it cannot be exchanged for a longer one.
+    let token = token_for(&server, &classic, Some("classic-infrastructure"));
+    let (status, body) = exchange(&server, &[("grant_type", GRANT), ("apikey", &token)]);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+
+    // A token never outlives its key.
+    let short = token_for(&server, &expiring, None);
+    let claims = claims_of(&short);
+    let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
+    assert!(lifetime <= 30, "a 30 s key got a {lifetime} s token");
+}
