@@ -256,6 +256,8 @@ impl Browser {
         if std::env::var("KEYHOST_SCREENSHOTS").as_deref() != Ok("1") {
             return;
         }
+        // Let the page paint what it just changed (a dialog's backdrop).
+        tokio::time::sleep(Duration::from_millis(500)).await;
         let png = self.client().screenshot().await.expect("a screenshot");
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../docs")
@@ -454,6 +456,41 @@ async fn the_table_shows_exactly_the_users_keys_and_their_service_ids_keys() {
             .await
             == "1"
     );
+
+    // The key's panel charts its requests per hour.
+    browser.manage(&alice_id).await;
+    browser
+        .wait(
+            "document.getElementById('usage').getAttribute('aria-busy') === 'false'",
+            "the usage chart",
+        )
+        .await;
+    let chart = browser
+        .js(
+            "return { bars: document.querySelectorAll('#usage svg rect.bar').length, \
+             total: Number(document.getElementById('usage-summary').dataset.total), \
+             summary: document.getElementById('usage-summary').textContent, \
+             label: document.querySelector('#usage svg').getAttribute('role') };",
+        )
+        .await;
+    assert_eq!(chart["bars"], 24, "{chart}");
+    assert!(chart["total"].as_u64().unwrap() >= 3, "{chart}");
+    assert!(
+        chart["summary"]
+            .as_str()
+            .unwrap()
+            .contains("in the last 24 hours"),
+        "{chart}"
+    );
+    assert_eq!(chart["label"], "img");
+    if std::env::var("KEYHOST_SCREENSHOTS").as_deref() == Ok("1") {
+        browser
+            .client()
+            .set_window_size(1360, 1900)
+            .await
+            .expect("resize");
+        browser.js("window.scrollTo(0, 0); return null;").await;
+    }
     browser.screenshot("console-keys.png").await;
     browser.quit().await;
 }
@@ -529,7 +566,7 @@ async fn a_locked_key_cannot_be_deleted_and_the_page_says_why() {
             .await,
         "Unlock"
     );
-    assert_eq!(s.ok(&["show", &id])["locked"], true);
+    assert_eq!(s.ok(&["show", &id])["key"]["locked"], true);
 
     browser.click("#delete-button").await;
     browser.click("#delete-confirm").await;

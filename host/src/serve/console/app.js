@@ -508,10 +508,11 @@ function usageChart(key, hours) {
   const width = 720;
   const height = 200;
   const left = 40;
+  const right = 20;
   const bottom = 24;
   const top = 12;
   const plotHeight = height - bottom - top;
-  const slot = (width - left) / Math.max(hours.length, 1);
+  const slot = (width - left - right) / Math.max(hours.length, 1);
   const scale = peak > 0 ? plotHeight / peak : 0;
   const titleId = `usage-chart-title-${key.id}`;
   const descId = `usage-chart-desc-${key.id}`;
@@ -522,7 +523,7 @@ function usageChart(key, hours) {
   },
   svg('title', { id: titleId, text: `Requests per hour for the key ${key.name}, last 24 hours` }),
   svg('desc', { id: descId, text: summary }),
-  svg('line', { class: 'axis', x1: left, y1: top + plotHeight, x2: width, y2: top + plotHeight }),
+  svg('line', { class: 'axis', x1: left, y1: top + plotHeight, x2: width - right, y2: top + plotHeight }),
   svg('text', { class: 'tick', x: left - 6, y: top + 4, 'text-anchor': 'end', text: String(peak) }),
   svg('text', { class: 'tick', x: left - 6, y: top + plotHeight, 'text-anchor': 'end', text: '0' }));
   hours.forEach((hour, i) => {
