@@ -6,8 +6,9 @@ use anyhow::Result;
 
 use crate::key_format;
 use crate::policy::PolicyFault;
-use crate::registry::{Found, Identity, KeyRecord, Lookup};
+use crate::registry::{Found, Identity, KeyRecord, LoadedRegistry, Lookup};
 use crate::time::Timestamp;
+use crate::token::{self, Claims};
 use crate::verdict::{Decision, DenyCode, KeyRef, Verdict};
 
 /// What the caller presents along with the key.
@@ -60,6 +61,23 @@ pub fn check(
     }
     let found = lookup.find(&key_format::hash(presented))?;
     Ok(decide(found, decider, request))
+}
+
+/// The verdict on a request carrying an access token whose signature and
+/// expiry were verified: the token's own limits (`token::admit`: the key by
+/// id in `registry`, its state, the secret it was exchanged for, the
+/// token's service and scopes), then `decider`, as for the key itself.
+pub fn check_token(
+    registry: &LoadedRegistry,
+    decider: &mut impl Decider,
+    claims: &Claims,
+    request: &CheckRequest,
+) -> Verdict {
+    let now = request.now.unwrap_or_else(Timestamp::now);
+    match token::admit(claims, registry, request, now) {
+        Ok(found) => decide(Some(found), decider, request),
+        Err(refused) => refused,
+    }
 }
 
 /// The verdict on a looked-up secret: the registry's own refusals (unknown,

@@ -5,7 +5,9 @@
 //! - `PATH.lock`: taken by every write (registry/file.rs);
 //! - `PATH.usage.json`: last use and use count per key (usage.rs);
 //! - `PATH.signing-keys.json`: the private keys that sign access tokens
-//!   (token/signing.rs), mode 0600, with its own `.lock`.
+//!   (token/signing.rs), mode 0600, with its own `.lock`;
+//! - `PATH.token-keys.json`: their public halves, which `keyhost check`
+//!   verifies tokens with.
 //!
 //! In the cache root (`$KEYHOST_CACHE_DIR`, or `keyhost/` in the user's
 //! cache folder), which holds only what can be rebuilt:
@@ -39,6 +41,11 @@ pub fn usage_path(registry: &Path) -> PathBuf {
 /// The keys that sign access tokens for `registry`.
 pub fn signing_keys_path(registry: &Path) -> PathBuf {
     beside(registry, ".signing-keys.json")
+}
+
+/// The public halves of those keys, for verifiers.
+pub fn token_keys_path(registry: &Path) -> PathBuf {
+    beside(registry, ".token-keys.json")
 }
 
 /// Where keyhost keeps what it can rebuild: `$KEYHOST_CACHE_DIR`, or

@@ -59,9 +59,10 @@ impl Hourly {
     pub fn add(&mut self, at: Timestamp, uses: u64) {
         let hour = at.0.div_euclid(3600);
         self.advance(hour);
-        let back = self.hour - hour;
+        let back = self.hour.saturating_sub(hour);
         if (0..HOURS as i64).contains(&back) {
-            self.counts[HOURS - 1 - back as usize] += uses;
+            self.counts[HOURS - 1 - back as usize] =
+                self.counts[HOURS - 1 - back as usize].saturating_add(uses);
         }
     }
 
@@ -69,8 +70,8 @@ impl Hourly {
     pub fn merge(&mut self, other: &Hourly) {
         for (slot, &uses) in other.counts.iter().enumerate() {
             if uses > 0 {
-                let hour = other.hour - (HOURS - 1 - slot) as i64;
-                self.add(Timestamp(hour * 3600), uses);
+                let hour = other.hour.saturating_sub((HOURS - 1 - slot) as i64);
+                self.add(Timestamp(hour.saturating_mul(3600)), uses);
             }
         }
     }
@@ -80,7 +81,7 @@ impl Hourly {
         if hour <= self.hour {
             return;
         }
-        let shift = (hour - self.hour).min(HOURS as i64) as usize;
+        let shift = hour.saturating_sub(self.hour).min(HOURS as i64) as usize;
         self.counts.rotate_left(shift);
         self.counts[HOURS - shift..].fill(0);
         self.hour = hour;
@@ -97,8 +98,8 @@ impl Hourly {
             .iter()
             .enumerate()
             .map(|(slot, &uses)| {
-                let hour = latest - (HOURS - 1 - slot) as i64;
-                (Timestamp(hour * 3600), uses)
+                let hour = latest.saturating_sub((HOURS - 1 - slot) as i64);
+                (Timestamp(hour.saturating_mul(3600)), uses)
             })
             .collect()
     }

@@ -313,3 +313,74 @@ fn one_primary_writes_and_every_replica_sees_a_revocation_within_two_seconds() {
         assert!(live.is_some(), "{} does not know a new key", replica.base);
     }
 }
+
+/// Runs the usage merge script in `redis` with one key's batch.
+fn merge_batch(redis: &Redis, batch: u32, count: u64, window: &Value) -> String {
+    let script = include_str!("../../host/src/counters/merge_usage.lua");
+    let output = std::process::Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "EVAL", script, "4"])
+        .args(["c", "l", &format!("batch:{batch}"), "h"])
+        .args(["kid_a", &count.to_string(), "1", &window.to_string()])
+        .output()
+        .expect("run redis-cli");
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+fn stored_window(redis: &Redis) -> Value {
+    let output = std::process::Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "HGET", "h", "kid_a"])
+        .output()
+        .expect("run redis-cli");
+    serde_json::from_slice(&output.stdout).expect("a stored window")
+}
+
+#[test]
+fn uses_per_hour_merge_across_an_hour_boundary_and_bad_batches_write_nothing() {
+    let s = people();
+    let redis = Redis::start(s.dir.path().join("redis"));
+    let mut counts = vec![0u64; 24];
+    counts[23] = 5;
+    counts[22] = 2;
+    assert_eq!(
+        merge_batch(&redis, 1, 7, &json!({ "hour": 100, "counts": counts })),
+        "1"
+    );
+    // The next hour's batch moves the window on by one: 5 and 2 move back a
+    // slot, and hour 101 gets its 1.
+    let mut next = vec![0u64; 24];
+    next[23] = 1;
+    assert_eq!(
+        merge_batch(&redis, 2, 1, &json!({ "hour": 101, "counts": next })),
+        "1"
+    );
+    let stored = stored_window(&redis);
+    assert_eq!(stored["hour"], 101);
+    let slots: Vec<u64> = stored["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_u64().unwrap())
+        .collect();
+    assert_eq!(&slots[21..], &[2, 5, 1], "{stored}");
+    // A late batch for the older hour lands in its own slot.
+    let mut late = vec![0u64; 24];
+    late[23] = 3;
+    merge_batch(&redis, 3, 3, &json!({ "hour": 100, "counts": late }));
+    let slots: Vec<u64> = stored_window(&redis)["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_u64().unwrap())
+        .collect();
+    assert_eq!(&slots[21..], &[2, 8, 1]);
+    // A malformed window is refused before anything is written, and the
+    // batch is not marked as applied.
+    let before = stored_window(&redis);
+    let answer = merge_batch(&redis, 4, 1, &json!({ "hour": "soon", "counts": [] }));
+    assert!(answer.contains("malformed"), "{answer}");
+    assert_eq!(stored_window(&redis), before);
+    assert_eq!(
+        merge_batch(&redis, 4, 1, &json!({ "hour": 101, "counts": next })),
+        "1"
+    );
+}

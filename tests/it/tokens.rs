@@ -16,6 +16,9 @@ use crate::support::foreign::{python, root};
 use crate::support::{Sandbox, Server, http};
 
 const GRANT: &str = "urn:ibm:params:oauth:grant-type:apikey";
+/// A token is valid for the service it was issued for (`keyhost` unless the
+/// exchange names one), and only where a request names it.
+const KEYHOST: [(&str, &str); 1] = [("x-keyhost-service", "keyhost")];
 
 /// `POST /identity/token` with `form`; the status and the JSON answer.
 fn exchange(server: &Server, form: &[(&str, &str)]) -> (u16, Value) {
@@ -62,7 +65,7 @@ fn claims_of(token: &str) -> Value {
 fn until_status(server: &Server, token: &str, status: u16, within: Duration) -> (Duration, Value) {
     let started = Instant::now();
     loop {
-        let (now, body) = auth(server, token, &[]);
+        let (now, body) = auth(server, token, &KEYHOST);
         if now == status {
             return (started.elapsed(), body);
         }
@@ -125,9 +128,9 @@ fn a_token_verifies_against_the_published_keys_with_an_independent_library() {
     );
 
     // The token works at /auth, for what the key may do.
-    let (status, _) = auth(&server, token, &[("x-keyhost-scope", "read")]);
+    let (status, _) = auth(&server, token, &[KEYHOST[0], ("x-keyhost-scope", "read")]);
     assert_eq!(status, 200);
-    let (status, body) = auth(&server, token, &[("x-keyhost-scope", "write")]);
+    let (status, body) = auth(&server, token, &[KEYHOST[0], ("x-keyhost-scope", "write")]);
     assert_eq!(
         (status, body["code"].as_str()),
         (403, Some("insufficient_scope"))
@@ -159,7 +162,7 @@ fn tampered_expired_unknown_key_and_unsigned_tokens_get_401() {
     let (_, key) = s.create(&["--as", "user:alice", "--name", "cli"]);
     let server = s.serve(&["--token-ttl", "2s"]);
     let token = token_for(&server, &key, None);
-    assert_eq!(auth(&server, &token, &[]).0, 200);
+    assert_eq!(auth(&server, &token, &KEYHOST).0, 200);
 
     // A changed payload (a wider scope) no longer matches the signature.
     let mut parts: Vec<String> = token.split('.').map(str::to_string).collect();
@@ -167,20 +170,20 @@ fn tampered_expired_unknown_key_and_unsigned_tokens_get_401() {
     claims["scope"] = "read write admin".into();
     parts[1] = URL_SAFE_NO_PAD.encode(claims.to_string());
     let tampered = parts.join(".");
-    let (status, body) = auth(&server, &tampered, &[]);
+    let (status, body) = auth(&server, &tampered, &KEYHOST);
     assert_eq!(status, 401, "{body}");
 
     // `alg: none`, with no signature.
     let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#);
     let unsigned = format!("{header}.{}.", parts[1]);
-    assert_eq!(auth(&server, &unsigned, &[]).0, 401);
+    assert_eq!(auth(&server, &unsigned, &KEYHOST).0, 401);
 
     // A token another keyhost signed names a key this one does not have.
     let other = Sandbox::new().with_people();
     let (_, other_key) = other.create(&["--as", "user:alice", "--name", "cli"]);
     let other_server = other.serve(&[]);
     let foreign = token_for(&other_server, &other_key, None);
-    let (status, body) = auth(&server, &foreign, &[]);
+    let (status, body) = auth(&server, &foreign, &KEYHOST);
     assert_eq!(status, 401, "{body}");
     assert!(
         body["reason"].as_str().unwrap().contains("unknown key"),
@@ -189,7 +192,7 @@ fn tampered_expired_unknown_key_and_unsigned_tokens_get_401() {
 
     // Past its two seconds, the token is refused.
     std::thread::sleep(Duration::from_millis(2100));
-    let (status, body) = auth(&server, &token, &[]);
+    let (status, body) = auth(&server, &token, &KEYHOST);
     assert_eq!(status, 401, "{body}");
     assert!(
         body["reason"].as_str().unwrap().contains("expired"),
@@ -212,7 +215,7 @@ fn disabling_deleting_or_leaking_the_key_stops_its_token_within_five_seconds() {
     let server = s.serve(&[]);
     for ((action, code, status), (id, key)) in cases.into_iter().zip(keys) {
         let token = token_for(&server, &key, None);
-        assert_eq!(auth(&server, &token, &[]).0, 200);
+        assert_eq!(auth(&server, &token, &KEYHOST).0, 200);
         s.ok(&[action, &id, "--as", "user:alice"]);
         let (took, body) = until_status(&server, &token, status, Duration::from_secs(5));
         assert_eq!(body["code"], code, "after {action}");
@@ -249,17 +252,17 @@ fn a_rotated_signing_key_verifies_its_tokens_until_the_overlap_ends() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(
-        auth(&server, &old, &[]).0,
+        auth(&server, &old, &KEYHOST).0,
         200,
         "the old key still verifies"
     );
-    assert_eq!(auth(&server, &new, &[]).0, 200);
+    assert_eq!(auth(&server, &new, &KEYHOST).0, 200);
 
     // Once the overlap is over, the old key verifies nothing.
     std::thread::sleep(Duration::from_secs(3));
-    let (status, body) = auth(&server, &old, &[]);
+    let (status, body) = auth(&server, &old, &KEYHOST);
     assert_eq!(status, 401, "{body}");
-    assert_eq!(auth(&server, &new, &[]).0, 200);
+    assert_eq!(auth(&server, &new, &KEYHOST).0, 200);
     let signing =
         std::fs::metadata(format!("{}.signing-keys.json", s.registry().display())).unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -288,7 +291,7 @@ fn a_token_manages_keys_and_passes_keyhost_check() {
             .any(|k| k["id"] == id.as_str())
     );
 
-    let run = s.run_with(&["check", "--json"], &token, &[]);
+    let run = s.run_with(&["check", "--json", "--service", "keyhost"], &token, &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.json()["key_id"], id.as_str());
     let run = s.run_with(&["check", "--json", "--service", "databases"], &token, &[]);
@@ -351,4 +354,264 @@ fn the_exchange_refuses_what_the_key_may_not_do_in_oauth_form() {
     let claims = claims_of(&short);
     let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
     assert!(lifetime <= 30, "a 30 s key got a {lifetime} s token");
+}
+
+#[test]
+fn rotating_the_secret_ends_its_tokens_and_a_leaked_key_stays_shut() {
+    let s = Sandbox::new().with_people();
+    let (id, key) = s.create(&["--as", "user:alice", "--name", "rotated"]);
+    let (leaky, leaky_key) = s.create(&["--as", "user:alice", "--name", "leaky"]);
+    let server = s.serve(&[]);
+    let token = token_for(&server, &key, Some("databases"));
+    let service = [("x-keyhost-service", "databases")];
+    assert_eq!(auth(&server, &token, &service).0, 200);
+
+    // During a rotation's grace period, the old secret still works, and so
+    // does a token exchanged for it; end-grace ends both.
+    let rotated = s.ok(&["rotate", &id, "--as", "user:alice", "--grace", "1h"]);
+    let new_key = rotated["key"].as_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(auth(&server, &token, &service).0, 200);
+    let on_new = token_for(&server, &new_key, Some("databases"));
+    s.ok(&["end-grace", &id, "--as", "user:alice"]);
+    let (_, body) = until_status(&server, &token, 401, Duration::from_secs(5));
+    assert!(
+        body["reason"].as_str().unwrap().contains("rotated"),
+        "{body}"
+    );
+    assert_eq!(auth(&server, &on_new, &service).0, 200);
+
+    // Leak, then rotate (which clears the flag): the leaked secret's token
+    // stays refused.
+    let leaked_token = token_for(&server, &leaky_key, Some("databases"));
+    s.ok(&["leak", &leaky, "--as", "user:alice"]);
+    until_status(&server, &leaked_token, 403, Duration::from_secs(5));
+    s.ok(&["rotate", &leaky, "--as", "user:alice"]);
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(auth(&server, &leaked_token, &service).0, 401);
+}
+
+#[test]
+fn a_token_is_valid_only_where_its_service_is_named() {
+    let s = Sandbox::new().with_people();
+    let (_, bound) = s.create(&[
+        "--as",
+        "user:alice",
+        "--name",
+        "db",
+        "--kind",
+        "service-specific",
+        "--service",
+        "db",
+    ]);
+    let server = s.serve(&[]);
+    let token = token_for(&server, &bound, Some("db"));
+    assert_eq!(auth(&server, &token, &[("x-keyhost-service", "db")]).0, 200);
+    // No service named: refused, as a service-bound key would be.
+    let (status, body) = auth(&server, &token, &[]);
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("wrong_service")),
+        "{body}"
+    );
+    let mut response = http()
+        .post(&server.url("/v1/keys/verify"))
+        .send_json(serde_json::json!({ "key": token }))
+        .unwrap();
+    let verified: Value =
+        serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(verified["valid"], false, "{verified}");
+    // A token for the management API is no token for an upstream.
+    let (_, user_key) = s.create(&["--as", "user:alice", "--name", "console"]);
+    std::thread::sleep(Duration::from_millis(600));
+    let console = token_for(&server, &user_key, None);
+    let (status, body) = auth(&server, &console, &[("x-keyhost-service", "databases")]);
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("wrong_service"))
+    );
+}
+
+#[test]
+fn the_policy_decides_on_a_token_as_on_its_key() {
+    let s = Sandbox::new().with_people();
+    let (_, key) = s.create(&["--as", "user:alice", "--name", "no-expiry"]);
+    let live = s.dir.path().join("live.wasm");
+    std::fs::copy(crate::support::policy("keyhost_policy_default.wasm"), &live).unwrap();
+    let server = s.serve(&["--policy", live.to_str().unwrap()]);
+    let token = token_for(&server, &key, Some("databases"));
+    let service = [("x-keyhost-service", "databases")];
+    assert_eq!(auth(&server, &token, &service).0, 200);
+    // The strict policy wants an expiry on every key: swapped in, it refuses
+    // the token too, without a new exchange.
+    std::fs::copy(crate::support::policy("keyhost_policy_strict.wasm"), &live).unwrap();
+    let started = Instant::now();
+    loop {
+        let (status, body) = auth(&server, &token, &service);
+        if status == 403 {
+            assert_eq!(body["code"], "denied", "{body}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the strict policy never took over"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // keyhost check takes --policy for a token as for a key.
+    let strict = crate::support::policy("keyhost_policy_strict.wasm");
+    let run = s.run_with(
+        &[
+            "check",
+            "--json",
+            "--service",
+            "databases",
+            "--policy",
+            strict.to_str().unwrap(),
+        ],
+        &token,
+        &[],
+    );
+    assert_eq!((run.code, run.json()["code"].as_str()), (1, Some("denied")));
+}
+
+#[test]
+fn a_scope_or_address_taken_away_after_the_exchange_is_refused() {
+    let s = Sandbox::new().with_people();
+    let (id, key) = s.create(&["--as", "user:alice", "--name", "k"]);
+    let server = s.serve(&[]);
+    let token = token_for(&server, &key, Some("databases"));
+    let write = [
+        ("x-keyhost-service", "databases"),
+        ("x-keyhost-scope", "write"),
+    ];
+    assert_eq!(auth(&server, &token, &write).0, 200);
+    s.ok(&[
+        "identity",
+        "update",
+        "user:alice",
+        "--remove-scope",
+        "write",
+    ]);
+    let started = Instant::now();
+    while auth(&server, &token, &write).0 != 403 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the scope stayed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    s.ok(&[
+        "update",
+        &id,
+        "--as",
+        "user:alice",
+        "--allow-ip",
+        "10.0.0.0/8",
+    ]);
+    let service = [("x-keyhost-service", "databases")];
+    let started = Instant::now();
+    loop {
+        let (status, body) = auth(&server, &token, &service);
+        if status == 403 {
+            assert_eq!(body["code"], "ip_not_allowed", "{body}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the allow-list was not applied"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn forged_headers_and_a_service_ids_token_get_nothing() {
+    let s = Sandbox::new().with_people();
+    let (_, key) = s.create(&["--as", "user:alice", "--name", "k"]);
+    let (_, app) = s.create(&[
+        "--as",
+        "user:alice",
+        "--for",
+        "service-id:billing",
+        "--name",
+        "app",
+    ]);
+    let server = s.serve(&[]);
+    let token = token_for(&server, &key, None);
+    let parts: Vec<&str> = token.split('.').collect();
+
+    // HS256 keyed with the published public key, a missing kid, and a
+    // header that points at a key of the attacker's.
+    let mut response = http().get(&server.url("/identity/keys")).call().unwrap();
+    let jwks = response.body_mut().read_to_string().unwrap();
+    for header in [
+        r#"{"alg":"HS256","typ":"JWT"}"#.to_string(),
+        r#"{"alg":"ES256","typ":"JWT"}"#.to_string(),
+        format!(r#"{{"alg":"ES256","kid":"x","jku":"http://127.0.0.1:1/","jwk":{jwks}}}"#),
+    ] {
+        let forged = format!(
+            "{}.{}.{}",
+            URL_SAFE_NO_PAD.encode(&header),
+            parts[1],
+            parts[2]
+        );
+        let (status, body) = auth(&server, &forged, &KEYHOST);
+        assert_eq!(status, 401, "{header}: {body}");
+    }
+    let app_token = token_for(&server, &app, None);
+    let mut response = http()
+        .get(&server.url("/v1/keys"))
+        .header("authorization", &format!("Bearer {app_token}"))
+        .call()
+        .unwrap();
+    assert_eq!(
+        response.status().as_u16(),
+        403,
+        "{}",
+        response.body_mut().read_to_string().unwrap()
+    );
+}
+
+#[test]
+fn past_its_overlap_an_old_signing_key_is_neither_published_nor_kept() {
+    let s = Sandbox::new().with_people();
+    // `token keys` only reads: it makes no key.
+    assert_eq!(s.ok(&["token", "keys"])["keys"], serde_json::json!([]));
+    let signing = format!("{}.signing-keys.json", s.registry().display());
+    assert!(!std::path::Path::new(&signing).exists());
+
+    let server = s.serve(&[]);
+    let first = s.ok(&["token", "keys"])["keys"][0]["kid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.ok(&["token", "rotate-signing-key", "--overlap", "1s"]);
+    std::thread::sleep(Duration::from_millis(1200));
+    let published = |server: &Server| -> Vec<String> {
+        let mut response = http().get(&server.url("/identity/keys")).call().unwrap();
+        let jwks: Value =
+            serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+        jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(
+        !published(&server).contains(&first),
+        "{:?}",
+        published(&server)
+    );
+    assert!(
+        !s.ok(&["token", "keys"])["keys"]
+            .to_string()
+            .contains(&first)
+    );
+    // A restart drops it from the file of private keys.
+    drop(server);
+    let server = s.serve(&[]);
+    assert!(!std::fs::read_to_string(&signing).unwrap().contains(&first));
+    assert_eq!(published(&server).len(), 1);
 }

@@ -14,16 +14,18 @@ use super::args::{
 };
 use super::input::read_presented_key;
 use super::{EXIT_DENIED, Report};
-use crate::check::CheckRequest;
+use crate::check::{CheckRequest, check_token};
 use crate::counters::{OnStateError, RedisCounters};
 use crate::key_format::{self, Secret};
 use crate::lifecycle::{self, KeyChanges, NewIdentity, NewKey, StateChange};
 use crate::policy::PolicySlot;
-use crate::registry::{self, KeyRecord, LeakAction, LoadedRegistry, Registry, RegistryFile};
+use crate::registry::{
+    self, KeyRecord, LeakAction, LoadedRegistry, Lookup, Registry, RegistryFile,
+};
 use crate::scan::Scanner;
 use crate::serve::ServeOptions;
 use crate::time::{self, Timestamp};
-use crate::token::{SigningKeys, TokenError};
+use crate::token::{SigningKeys, TokenError, TokenVerifier};
 use crate::usage::{self, Usage};
 use crate::verdict::{DenyCode, Verdict};
 use crate::views::{IdentityView, KeyView, issued_secret};
@@ -444,31 +446,15 @@ fn token(file: &RegistryFile, command: TokenCommand, now: Timestamp) -> Result<R
             ))
         }
         TokenCommand::Keys => {
-            let keys = SigningKeys::open_or_create(file.path(), now)?;
-            let jwks = serde_json::to_value(keys.jwks()).expect("a JWKS serializes");
+            let jwks = match TokenVerifier::open(file.path())? {
+                Some(keys) => keys.jwks(now),
+                None => jsonwebtoken::jwk::JwkSet { keys: Vec::new() },
+            };
+            let jwks = serde_json::to_value(jwks).expect("a JWKS serializes");
             let text = serde_json::to_string_pretty(&jwks).expect("JSON prints");
             Ok(Report::new(jwks, text))
         }
     }
-}
-
-/// `check` with an access token: verified with the signing keys beside the
-/// registry, then decided natively on the key it names, as serve does.
-fn check_token(
-    file: &RegistryFile,
-    presented: &str,
-    request: &CheckRequest,
-    now: Timestamp,
-) -> Result<Report> {
-    let registry = LoadedRegistry::new(file.load()?);
-    let verdict = match SigningKeys::open(file.path(), now)? {
-        None => Verdict::deny(DenyCode::NotFound, TokenError::NoKeys.to_string(), None),
-        Some(keys) => match keys.verify(presented, now) {
-            Ok(claims) => crate::token::decide(&claims, &registry, request, now),
-            Err(refused) => Verdict::deny(DenyCode::NotFound, refused.to_string(), None),
-        },
-    };
-    Ok(verdict_report(&verdict, registry.registry.revision))
 }
 
 fn check(file: &RegistryFile, args: CheckArgs, now: Timestamp) -> Result<Report> {
@@ -482,17 +468,28 @@ fn check(file: &RegistryFile, args: CheckArgs, now: Timestamp) -> Result<Report>
         attributes: args.attributes,
         now: Some(now),
     };
-    if crate::token::looks_like_token(&presented) {
-        return check_token(file, &presented, &request, now);
-    }
-    // A large registry is not parsed on every check: its compact index is
-    // read instead, and rebuilt when the registry changes.
-    let lookup = registry::open_for_check(file, crate::side_files::cache_root().as_deref())?;
     let engine = super::policy::engine()?;
     let policy = match &args.policy {
         Some(path) => engine.load_file(path)?,
         None => engine.load_default()?,
     };
+    if crate::token::looks_like_token(&presented) {
+        // A token names its key by id: the registry is loaded, and the
+        // token verified with the public keys beside it.
+        let registry = LoadedRegistry::new(file.load()?);
+        let mut slot = PolicySlot::new(policy, registry.policy_config());
+        let verdict = match TokenVerifier::open(file.path())? {
+            None => Verdict::deny(DenyCode::NotFound, TokenError::NoKeys.to_string(), None),
+            Some(keys) => match keys.verify(&presented, now) {
+                Ok(claims) => check_token(&registry, &mut slot, &claims, &request),
+                Err(refused) => Verdict::deny(DenyCode::NotFound, refused.to_string(), None),
+            },
+        };
+        return Ok(verdict_report(&verdict, registry.revision()));
+    }
+    // A large registry is not parsed on every check: its compact index is
+    // read instead, and rebuilt when the registry changes.
+    let lookup = registry::open_for_check(file, crate::side_files::cache_root().as_deref())?;
     let mut slot = PolicySlot::new(policy, lookup.policy_config());
     let verdict = crate::check::check(&*lookup, &mut slot, &presented, &request)?;
     Ok(verdict_report(&verdict, lookup.revision()))

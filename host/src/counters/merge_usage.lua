@@ -2,14 +2,39 @@
 -- applied but whose answer was lost is sent again, and skipped here.
 -- KEYS[1]: use counts (hash); KEYS[2]: last-used times (hash);
 -- KEYS[3]: the batch's marker; KEYS[4]: uses per hour (hash of JSON
--- windows {"hour": H, "counts": [24 numbers, oldest first]}).
+-- windows {"hour": H, "counts": [24 numbers, oldest first]}, the last slot
+-- being hour H).
 -- ARGV: key id, count, last-used time (unix seconds), the key's hourly
 -- window as JSON, repeated.
 -- Returns 1 when the batch was applied now, 0 when it already had been.
+local HOURS = 24
+
+-- A window, or nil when it is not one (nothing is written for a bad one).
+local function window(json)
+  local ok, w = pcall(cjson.decode, json)
+  if not ok or type(w) ~= 'table' or type(w.hour) ~= 'number' or type(w.counts) ~= 'table' then
+    return nil
+  end
+  for slot = 1, HOURS do
+    local n = w.counts[slot]
+    if n ~= nil and (type(n) ~= 'number' or n < 0) then return nil end
+  end
+  return w
+end
+
+-- Everything is read and checked before the first write: a script that
+-- fails half-way would leave the batch half-applied and marked as done.
+local adds = {}
+for i = 1, #ARGV, 4 do
+  local add = window(ARGV[i + 3])
+  if add == nil or tonumber(ARGV[i + 1]) == nil or tonumber(ARGV[i + 2]) == nil then
+    return redis.error_reply('keyhost: a malformed usage batch')
+  end
+  adds[i] = add
+end
 if redis.call('SET', KEYS[3], '1', 'NX', 'EX', 86400) == false then
   return 0
 end
-local HOURS = 24
 for i = 1, #ARGV, 4 do
   local id = ARGV[i]
   redis.call('HINCRBY', KEYS[1], id, ARGV[i + 1])
@@ -18,20 +43,19 @@ for i = 1, #ARGV, 4 do
   if last > seen then
     redis.call('HSET', KEYS[2], id, last)
   end
-  -- The stored window moves forward to the later of the two latest hours;
-  -- hours that fall out of it are dropped.
-  local add = cjson.decode(ARGV[i + 3])
-  local stored = redis.call('HGET', KEYS[4], id)
-  local into = stored and cjson.decode(stored) or { hour = add.hour, counts = {} }
+  -- Slot s of a window whose last hour is L holds hour L - (HOURS - s). The
+  -- merged window ends at the later of the two last hours; hours that fall
+  -- out of it are dropped. A stored window that is not one starts over.
+  local add = adds[i]
+  local into = window(redis.call('HGET', KEYS[4], id) or '') or { hour = add.hour, counts = {} }
   local latest = math.max(into.hour, add.hour)
   local counts = {}
   for slot = 1, HOURS do
-    local hour = latest - (HOURS - slot)
-    local from_into = slot + (into.hour - latest)
-    local from_add = slot + (add.hour - latest)
     local n = 0
-    if from_into >= 1 and from_into <= HOURS then n = n + (tonumber(into.counts[from_into]) or 0) end
-    if from_add >= 1 and from_add <= HOURS then n = n + (tonumber(add.counts[from_add]) or 0) end
+    local from_into = slot + (latest - into.hour)
+    local from_add = slot + (latest - add.hour)
+    if from_into <= HOURS then n = n + (into.counts[from_into] or 0) end
+    if from_add <= HOURS then n = n + (add.counts[from_add] or 0) end
     counts[slot] = n
   end
   redis.call('HSET', KEYS[4], id, cjson.encode({ hour = latest, counts = counts }))

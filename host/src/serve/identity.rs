@@ -16,6 +16,7 @@ use serde_json::json;
 use super::AppState;
 use super::auth::client_ip;
 use crate::check::CheckRequest;
+use crate::registry::KeyHash;
 use crate::time::Timestamp;
 use crate::token::{self, API_KEY_GRANT};
 use crate::verdict::{DenyCode, Verdict};
@@ -127,6 +128,7 @@ pub async fn token(
         &state.shared.signing_keys(),
         record,
         identity,
+        &KeyHash::of(apikey.trim()),
         &service,
         registry.registry.revision,
         state.shared.token_ttl,
@@ -156,5 +158,5 @@ pub async fn token(
 
 /// `GET /identity/keys`: the public keys that verify tokens now.
 pub async fn keys(State(state): State<AppState>) -> Response {
-    Json(state.shared.signing_keys().jwks()).into_response()
+    Json(state.shared.signing_keys().jwks(Timestamp::now())).into_response()
 }

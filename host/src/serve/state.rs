@@ -12,7 +12,7 @@ use anyhow::Result;
 
 use super::decision_log::DecisionLog;
 use super::metrics::Metrics;
-use crate::check::{CheckRequest, check};
+use crate::check::{CheckRequest, check, check_token};
 use crate::counters::{Counters, Limited};
 use crate::policy::{Policy, PolicyEngine, PolicyPool};
 use crate::registry::{LoadedRegistry, RegistryFile};
@@ -124,14 +124,13 @@ impl Shared {
     }
 
     /// The verdict on a presented key or access token, and the registry it
-    /// was reached on. Synchronous: the policy runs on this thread. A token
-    /// is decided natively (token::decide), with no policy call.
+    /// was reached on. Synchronous: the policy runs on this thread.
     pub fn check(&self, presented: &str, request: &CheckRequest) -> (Verdict, Arc<LoadedRegistry>) {
         let checker = self.checker();
         if token::looks_like_token(presented) {
             let now = request.now.unwrap_or_else(Timestamp::now);
             let verdict = match self.signing_keys().verify(presented, now) {
-                Ok(claims) => token::decide(&claims, &checker, request, now),
+                Ok(claims) => check_token(&checker, &mut &*self.pool(), &claims, request),
                 Err(refused) => Verdict::deny(DenyCode::NotFound, refused.to_string(), None),
             };
             return (verdict, checker);

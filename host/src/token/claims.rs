@@ -1,6 +1,7 @@
 //! What a token says, how one is issued for a key that passed its check,
 //! and the verdict on a request that carries one.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -10,7 +11,7 @@ use super::{ISSUER, SigningKeys};
 use crate::check::CheckRequest;
 use crate::iam::KeyKind;
 use crate::net::parse_cidr;
-use crate::registry::{Identity, KeyRecord, LoadedRegistry};
+use crate::registry::{Found, Identity, KeyHash, KeyRecord, LoadedRegistry};
 use crate::time::Timestamp;
 use crate::verdict::{DenyCode, KeyRef, Verdict};
 
@@ -34,6 +35,12 @@ pub struct Claims {
     pub scope: String,
     /// The service the token was issued for; it is valid for that one only.
     pub service: String,
+    /// The same, as the audience, for JWT libraries that check one.
+    pub aud: String,
+    /// The first bytes of the SHA-256 of the secret that was exchanged, in
+    /// hex: the token lives only as long as that secret does (a rotation, or
+    /// the end of its grace period, ends it).
+    pub sec: String,
     /// Issued at, in Unix seconds.
     pub iat: i64,
     /// Expires at, in Unix seconds.
@@ -60,12 +67,20 @@ pub fn effective_scopes<'a>(key: &'a KeyRecord, identity: &'a Identity) -> Vec<&
         .collect()
 }
 
+/// The `sec` claim of a secret whose SHA-256 is `hash`.
+fn secret_claim(hash: &KeyHash) -> String {
+    hex::encode(&hash.0[..8])
+}
+
 /// A signed token for `key` of `identity`, which was just allowed for
-/// `service`. It lives `ttl`, but never past the key's own expiry.
+/// `service` with the secret whose SHA-256 is `secret`. It lives `ttl`, but
+/// never past the key's own expiry.
+#[allow(clippy::too_many_arguments)]
 pub fn issue(
     keys: &SigningKeys,
     key: &KeyRecord,
     identity: &Identity,
+    secret: &KeyHash,
     service: &str,
     revision: u64,
     ttl: Duration,
@@ -86,6 +101,8 @@ pub fn issue(
         key_kind: key.kind,
         scope: effective_scopes(key, identity).join(" "),
         service: service.to_string(),
+        aud: service.to_string(),
+        sec: secret_claim(secret),
         iat: now.0,
         exp: exp.0,
         rev: revision,
@@ -95,22 +112,24 @@ pub fn issue(
 }
 
 /// The verdict on `request` carrying a token with `claims`, whose signature
-/// and expiry were verified. The key it names is read from `registry`, the
-/// one in force: a key deleted, disabled, leaked or expired since the token
-/// was issued refuses it, and a scope taken from the key or its identity
-/// since then is no longer granted.
-pub fn decide(
+/// and expiry were verified, before the policy has its say (the caller asks
+/// it next, as for a key). The key it names is read from `registry`, the one
+/// in force: a key deleted, disabled, leaked or expired since the token was
+/// issued refuses it, so does a rotation of the secret it was exchanged
+/// for, and a scope taken from the key or its identity since then is no
+/// longer granted. The request must name the token's service.
+pub fn admit<'r>(
     claims: &Claims,
-    registry: &LoadedRegistry,
+    registry: &'r LoadedRegistry,
     request: &CheckRequest,
     now: Timestamp,
-) -> Verdict {
+) -> Result<Found<'r>, Verdict> {
     let Some((index, key)) = registry.key_by_id(&claims.key_id) else {
-        return Verdict::deny(
+        return Err(Verdict::deny(
             DenyCode::NotFound,
             "the key this token was issued for no longer exists",
             None,
-        );
+        ));
     };
     let key_ref = KeyRef {
         index,
@@ -118,11 +137,25 @@ pub fn decide(
         owner: key.owner.to_string(),
         kind: key.kind,
     };
-    let deny = |code, reason: String| Verdict::deny(code, reason, Some(key_ref.clone()));
+    let deny = |code, reason: String| Err(Verdict::deny(code, reason, Some(key_ref.clone())));
     if key.owner.as_str() != claims.sub {
         return deny(
             DenyCode::NotFound,
             "the key this token was issued for no longer exists".into(),
+        );
+    }
+    let current = secret_claim(&key.hash) == claims.sec;
+    let in_grace = key
+        .retired
+        .iter()
+        .any(|retired| secret_claim(&retired.hash) == claims.sec && now < retired.valid_until);
+    if !current && !in_grace {
+        return deny(
+            DenyCode::NotFound,
+            format!(
+                "the secret this token was exchanged for no longer works (key {} was rotated)",
+                key.id
+            ),
         );
     }
     if key.leaked {
@@ -143,13 +176,15 @@ pub fn decide(
             "the key's identity no longer exists".into(),
         );
     };
-    if let Some(service) = &request.service
-        && service != &claims.service
-    {
+    if request.service.as_deref() != Some(claims.service.as_str()) {
+        let asked = match &request.service {
+            Some(service) => format!("{service:?}"),
+            None => "none".to_string(),
+        };
         return deny(
             DenyCode::WrongService,
             format!(
-                "the token was issued for the service {:?}, not {service:?}",
+                "the token is valid for the service {:?} only; the request names {asked}",
                 claims.service
             ),
         );
@@ -182,8 +217,10 @@ pub fn decide(
             );
         }
     }
-    Verdict::Allow {
-        key: key_ref,
-        info: Vec::new(),
-    }
+    Ok(Found {
+        position: index,
+        key: Cow::Borrowed(key),
+        identity: Some(Cow::Borrowed(identity)),
+        retired_until: None,
+    })
 }

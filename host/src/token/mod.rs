@@ -6,16 +6,17 @@
 //! - `claims`: what a token says, how it is issued, and the verdict on a
 //!   request that carries one.
 //!
-//! A token is checked with no hash lookup and no policy call: its signature
-//! and expiry, then the key it names, by id, in the registry in force. So a
-//! key disabled, deleted or marked leaked stops its tokens as soon as the
+//! A token is checked with no hash lookup: its signature and expiry, then
+//! the key it names, by id, in the registry in force (`admit`), then the
+//! policy, as for the key itself (`check::check_token`). So a key disabled,
+//! deleted, rotated or marked leaked stops its tokens as soon as the
 //! registry change is live (serve reloads within its watch interval).
 
 mod claims;
 mod signing;
 
-pub use claims::{Claims, DEFAULT_TTL, decide, effective_scopes, issue};
-pub use signing::SigningKeys;
+pub use claims::{Claims, DEFAULT_TTL, admit, effective_scopes, issue};
+pub use signing::{SigningKeys, TokenVerifier};
 
 /// The grant type of the exchange, as IBM Cloud names it.
 pub const API_KEY_GRANT: &str = "urn:ibm:params:oauth:grant-type:apikey";

@@ -1,14 +1,17 @@
 //! The keys that sign access tokens: ES256 (P-256), kept beside the registry
-//! (`side_files::signing_keys_path`), mode 0600, created on first use.
+//! (`side_files::signing_keys_path`), mode 0600, created on first use. Their
+//! public halves are written beside them too (`token_keys_path`), so that a
+//! verifier (`keyhost check`) never needs the private keys.
 //!
 //! The newest key signs. A rotation adds a new key and gives each older one
 //! a `verify_until`: it verifies until the last token it signed has expired,
-//! then it is dropped. A private key never leaves this file: no output, log,
-//! error or JWKS carries it.
+//! and after that it is neither published nor trusted, and is dropped from
+//! the file at the next rotation or serve start. A private key never leaves
+//! its file: no output, log, error or JWKS carries it.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -21,11 +24,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{Claims, ISSUER, TokenError};
 use crate::durable;
-use crate::side_files::{lock_path, signing_keys_path};
+use crate::side_files::{lock_path, signing_keys_path, token_keys_path};
 use crate::time::Timestamp;
 
-/// One key as the file keeps it.
-#[derive(Serialize, Deserialize)]
+/// One private key as its file keeps it.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 struct StoredKey {
     kid: String,
     created_at: Timestamp,
@@ -36,10 +39,22 @@ struct StoredKey {
     pkcs8: String,
 }
 
-#[derive(Default, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 struct Stored {
     /// The last one signs.
     keys: Vec<StoredKey>,
+}
+
+/// One public key as the public file keeps it.
+#[derive(Serialize, Deserialize)]
+struct PublicKey {
+    verify_until: Option<Timestamp>,
+    jwk: Jwk,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct Published {
+    keys: Vec<PublicKey>,
 }
 
 /// A key that verifies, with its public JWK.
@@ -50,33 +65,123 @@ struct Verifier {
     verify_until: Option<Timestamp>,
 }
 
-/// The signing key and every key that still verifies. Deliberately not
-/// `Debug`: it holds a private key.
-pub struct SigningKeys {
-    kid: String,
-    signing: EncodingKey,
+impl Verifier {
+    fn of(jwk: Jwk, verify_until: Option<Timestamp>) -> Result<Verifier> {
+        let kid = jwk
+            .common
+            .key_id
+            .clone()
+            .context("a signing key has no kid")?;
+        let key = DecodingKey::from_jwk(&jwk)
+            .with_context(|| format!("signing key {kid} has no usable public key"))?;
+        Ok(Verifier {
+            kid,
+            key,
+            jwk,
+            verify_until,
+        })
+    }
+
+    fn trusted_at(&self, now: Timestamp) -> bool {
+        self.verify_until.is_none_or(|until| now < until)
+    }
+}
+
+/// The public keys that verify tokens.
+pub struct TokenVerifier {
     verifiers: Vec<Verifier>,
 }
 
-impl SigningKeys {
-    /// The keys beside `registry`, made on first use.
-    pub fn open_or_create(registry: &Path, now: Timestamp) -> Result<SigningKeys> {
-        let path = signing_keys_path(registry);
-        if let Some(keys) = SigningKeys::open(registry, now)? {
-            return Ok(keys);
-        }
-        let _lock = lock(&path)?;
-        // Another process may have made them while we waited for the lock.
-        let mut stored = read(&path)?.unwrap_or_default();
-        if stored.keys.is_empty() {
-            stored.keys.push(new_key(now)?);
-            write(&path, &stored)?;
-            tracing::info!(file = %path.display(), "made the first token signing key");
-        }
-        SigningKeys::from_stored(&stored, now)
+impl TokenVerifier {
+    /// The public keys written beside `registry`; `None` when it never
+    /// issued a token.
+    pub fn open(registry: &Path) -> Result<Option<TokenVerifier>> {
+        let path = token_keys_path(registry);
+        let published: Published = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("token keys {} are not valid", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot read token keys {}", path.display()));
+            }
+        };
+        let verifiers = published
+            .keys
+            .into_iter()
+            .map(|key| Verifier::of(key.jwk, key.verify_until))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(TokenVerifier { verifiers }))
     }
 
-    /// The keys beside `registry`, if it has any.
+    /// The claims of `token`, if one of these keys signed it, it has not
+    /// expired at `now`, and it names this issuer.
+    pub fn verify(&self, token: &str, now: Timestamp) -> Result<Claims, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if header.alg != Algorithm::ES256 {
+            return Err(TokenError::Malformed);
+        }
+        let kid = header.kid.ok_or(TokenError::UnknownKey)?;
+        let verifier = self
+            .verifiers
+            .iter()
+            .find(|v| v.kid == kid && v.trusted_at(now))
+            .ok_or(TokenError::UnknownKey)?;
+        let mut validation = Validation::new(Algorithm::ES256);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        // Expiry is checked below against `now`, to the second; the audience
+        // is the token's service, which `admit` holds the request to.
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        let claims = jsonwebtoken::decode::<Claims>(token, &verifier.key, &validation)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenError::BadSignature,
+                _ => TokenError::Malformed,
+            })?
+            .claims;
+        if now.0 >= claims.exp {
+            return Err(TokenError::Expired);
+        }
+        Ok(claims)
+    }
+
+    /// The public keys trusted at `now`, as a JWKS.
+    pub fn jwks(&self, now: Timestamp) -> JwkSet {
+        JwkSet {
+            keys: self
+                .verifiers
+                .iter()
+                .filter(|v| v.trusted_at(now))
+                .map(|v| v.jwk.clone())
+                .collect(),
+        }
+    }
+}
+
+/// The signing key and the keys that verify. Deliberately not `Debug`: it
+/// holds a private key.
+pub struct SigningKeys {
+    kid: String,
+    signing: EncodingKey,
+    verifier: TokenVerifier,
+}
+
+impl SigningKeys {
+    /// The keys beside `registry`, made on first use; keys past their
+    /// overlap are dropped from the file.
+    pub fn open_or_create(registry: &Path, now: Timestamp) -> Result<SigningKeys> {
+        SigningKeys::change(registry, now, |stored| {
+            if stored.keys.is_empty() {
+                stored.keys.push(new_key(now)?);
+                tracing::info!("made the first token signing key");
+            }
+            Ok(())
+        })
+    }
+
+    /// The keys beside `registry`, read without a change; `None` when there
+    /// are none.
     pub fn open(registry: &Path, now: Timestamp) -> Result<Option<SigningKeys>> {
         match read(&signing_keys_path(registry))? {
             Some(stored) if !stored.keys.is_empty() => {
@@ -87,23 +192,56 @@ impl SigningKeys {
     }
 
     /// Makes a new signing key. Each older key verifies for `overlap` more
-    /// (the longest a token lives), and keys past their overlap are dropped.
-    /// Returns the new key's id.
+    /// (the longest a token lives). Returns the new key's id.
     pub fn rotate(registry: &Path, overlap: Duration, now: Timestamp) -> Result<String> {
+        let keys = SigningKeys::change(registry, now, |stored| {
+            for key in &mut stored.keys {
+                key.verify_until.get_or_insert(now.plus(overlap));
+            }
+            stored.keys.push(new_key(now)?);
+            Ok(())
+        })?;
+        Ok(keys.kid)
+    }
+
+    /// Applies `change` to the stored keys under the lock, drops keys past
+    /// their overlap, and writes both files when anything changed.
+    fn change(
+        registry: &Path,
+        now: Timestamp,
+        change: impl FnOnce(&mut Stored) -> Result<()>,
+    ) -> Result<SigningKeys> {
         let path = signing_keys_path(registry);
         let _lock = lock(&path)?;
-        let mut stored = read(&path)?.unwrap_or_default();
+        durable::remove_stale_temps(&path);
+        durable::remove_stale_temps(&token_keys_path(registry));
+        let before = read(&path)?;
+        let mut stored = before.clone().unwrap_or_default();
         stored
             .keys
-            .retain(|key| key.verify_until.is_none_or(|until| until > now));
-        for key in &mut stored.keys {
-            key.verify_until.get_or_insert(now.plus(overlap));
+            .retain(|key| key.verify_until.is_none_or(|until| now < until));
+        change(&mut stored)?;
+        let unchanged = before.as_ref() == Some(&stored);
+        let keys = SigningKeys::from_stored(&stored, now)?;
+        if !unchanged || !token_keys_path(registry).exists() {
+            write(&path, &serde_json::to_vec_pretty(&stored)?)?;
+            let published = Published {
+                keys: keys
+                    .verifier
+                    .verifiers
+                    .iter()
+                    .map(|v| PublicKey {
+                        verify_until: v.verify_until,
+                        jwk: v.jwk.clone(),
+                    })
+                    .collect(),
+            };
+            write(
+                &token_keys_path(registry),
+                &serde_json::to_vec_pretty(&published)?,
+            )?;
         }
-        let key = new_key(now)?;
-        let kid = key.kid.clone();
-        stored.keys.push(key);
-        write(&path, &stored)?;
-        Ok(kid)
+        Ok(keys)
     }
 
     fn from_stored(stored: &Stored, now: Timestamp) -> Result<SigningKeys> {
@@ -117,15 +255,9 @@ impl SigningKeys {
             let mut jwk = Jwk::from_encoding_key(&encoding, Algorithm::ES256)
                 .with_context(|| format!("signing key {} is not a P-256 key", key.kid))?;
             jwk.common.key_id = Some(key.kid.clone());
-            let decoding = DecodingKey::from_jwk(&jwk)
-                .with_context(|| format!("signing key {} has no usable public key", key.kid))?;
-            if key.verify_until.is_none_or(|until| until > now) {
-                verifiers.push(Verifier {
-                    kid: key.kid.clone(),
-                    key: decoding,
-                    jwk,
-                    verify_until: key.verify_until,
-                });
+            let verifier = Verifier::of(jwk, key.verify_until)?;
+            if verifier.trusted_at(now) {
+                verifiers.push(verifier);
             }
             if position + 1 == stored.keys.len() {
                 signing = Some((key.kid.clone(), encoding));
@@ -135,7 +267,7 @@ impl SigningKeys {
         Ok(SigningKeys {
             kid,
             signing,
-            verifiers,
+            verifier: TokenVerifier { verifiers },
         })
     }
 
@@ -151,42 +283,14 @@ impl SigningKeys {
         jsonwebtoken::encode(&header, claims, &self.signing).context("cannot sign a token")
     }
 
-    /// The claims of `token`, if one of these keys signed it, it has not
-    /// expired at `now`, and it names this issuer.
+    /// As [`TokenVerifier::verify`].
     pub fn verify(&self, token: &str, now: Timestamp) -> Result<Claims, TokenError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
-        if header.alg != Algorithm::ES256 {
-            return Err(TokenError::Malformed);
-        }
-        let kid = header.kid.ok_or(TokenError::UnknownKey)?;
-        let verifier = self
-            .verifiers
-            .iter()
-            .find(|v| v.kid == kid && v.verify_until.is_none_or(|until| until > now))
-            .ok_or(TokenError::UnknownKey)?;
-        let mut validation = Validation::new(Algorithm::ES256);
-        validation.set_issuer(&[ISSUER]);
-        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        // Expiry is checked below against `now`, to the second.
-        validation.validate_exp = false;
-        validation.validate_aud = false;
-        let claims = jsonwebtoken::decode::<Claims>(token, &verifier.key, &validation)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenError::BadSignature,
-                _ => TokenError::Malformed,
-            })?
-            .claims;
-        if now.0 >= claims.exp {
-            return Err(TokenError::Expired);
-        }
-        Ok(claims)
+        self.verifier.verify(token, now)
     }
 
-    /// The public keys that verify tokens now, as a JWKS.
-    pub fn jwks(&self) -> JwkSet {
-        JwkSet {
-            keys: self.verifiers.iter().map(|v| v.jwk.clone()).collect(),
-        }
+    /// As [`TokenVerifier::jwks`].
+    pub fn jwks(&self, now: Timestamp) -> JwkSet {
+        self.verifier.jwks(now)
     }
 }
 
@@ -227,16 +331,14 @@ fn read(path: &Path) -> Result<Option<Stored>> {
     }
 }
 
-fn write(path: &Path, stored: &Stored) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(stored).expect("signing keys serialize");
-    // durable::replace writes through a mode 0600 temporary file.
-    durable::replace(path, &bytes)
-        .with_context(|| format!("cannot write signing keys {}", path.display()))
+/// Durably replaces `path` (through a mode 0600 temporary file).
+fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+    durable::replace(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The lock every writer of the signing keys takes.
 fn lock(path: &Path) -> Result<File> {
-    let lock: PathBuf = lock_path(path);
+    let lock = lock_path(path);
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
