@@ -449,7 +449,7 @@ async fn the_table_shows_exactly_the_users_keys_and_their_service_ids_keys() {
     };
     assert_eq!(browser.text(&badges(&locked_id)).await, "locked");
     assert_eq!(browser.text(&badges(&off_id)).await, "disabled");
-    assert_eq!(browser.text(&badges(&alice_id)).await, "active");
+    assert_eq!(browser.text(&badges(&alice_id)).await, "active session");
     assert!(
         browser
             .text("[...document.querySelectorAll('#keys-table [data-badge=expiring]')].length + ''")
@@ -599,7 +599,7 @@ async fn a_locked_key_cannot_be_deleted_and_the_page_says_why() {
 #[tokio::test]
 async fn rotating_in_the_page_keeps_the_old_secret_for_its_grace_period() {
     let s = Sandbox::new().with_people();
-    let (_, alice) = s.create(&["--as", "user:alice", "--name", "laptop"]);
+    let (alice_id, alice) = s.create(&["--as", "user:alice", "--name", "laptop"]);
     let (id, old) = s.create(&["--as", "user:alice", "--name", "web"]);
     let server = s.serve(&[]);
     let browser = Browser::start().await;
@@ -622,6 +622,24 @@ async fn rotating_in_the_page_keeps_the_old_secret_for_its_grace_period() {
         .await;
     assert_eq!(auth(&server, &new), 200, "the new secret");
     assert_eq!(auth(&server, &old), 200, "the old secret, in its grace");
+
+    // Rotating the key this session logged in with, at once: the new secret
+    // is shown until it is saved, then the page asks to log in again.
+    browser.manage(&alice_id).await;
+    browser.fill("#rotate-grace", "").await;
+    browser.click("#rotate-button").await;
+    let renewed = browser.take_secret(None).await;
+    browser
+        .wait(
+            "document.getElementById('console').hidden \
+             && !document.getElementById('login-section').hidden",
+            "the login form after rotating the session's key",
+        )
+        .await;
+    assert!(browser.messages().await.contains("Log in again"));
+    assert_eq!(auth(&server, &alice), 401, "the old secret, no grace");
+    browser.login(&renewed).await;
+    assert!(browser.key_ids().await.contains(&alice_id));
     browser.quit().await;
 }
 

@@ -17,6 +17,8 @@ const BASE = new URL('../', document.baseURI);
 
 let token = null;
 let tokenTimer = null;
+// The id of the key this session logged in with, from the token's claims.
+let sessionKeyId = null;
 let me = null;
 let keys = [];
 let selectedId = null;
@@ -178,6 +180,7 @@ async function login(event) {
       throw new ApiError(0, 'the token endpoint gave no access token');
     }
     token = answer.access_token;
+    sessionKeyId = claims(token).key_id || null;
     const seconds = Number(answer.expires_in);
     if (seconds > 0) {
       tokenTimer = setTimeout(() => logout('Your session has expired. Log in again.'),
@@ -197,15 +200,28 @@ async function login(event) {
   }
 }
 
-/** Forgets the token and everything shown since logging in. */
+/** The claims of a JWT, or an empty object (they are only shown, never trusted). */
+function claims(jwt) {
+  try {
+    const payload = jwt.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    return JSON.parse(atob(payload.padEnd(Math.ceil(payload.length / 4) * 4, '='))) || {};
+  } catch {
+    return {};
+  }
+}
+
+/**
+ * Forgets the token and everything shown since logging in. A secret still
+ * on screen stays until its dialog is closed: it may be the only copy.
+ */
 function logout(message) {
   token = null;
+  sessionKeyId = null;
   me = null;
   keys = [];
   selectedId = null;
   if (tokenTimer) clearTimeout(tokenTimer);
   tokenTimer = null;
-  closeSecret();
   for (const body of byId('keys-table').querySelectorAll('tbody')) body.remove();
   byId('keys-table').setAttribute('aria-busy', 'true');
   const details = byId('key-details');
@@ -268,6 +284,7 @@ function badges(key) {
   }
   if (key.rotation_grace_until) list.push(['grace', 'Old secret in grace']);
   if (!list.length) list.push(['active', 'Active']);
+  if (key.id === sessionKeyId) list.push(['session', 'Logged in with it']);
   return el('ul', { class: 'badges' },
     list.map(([kind, label]) => el('li', { class: `badge badge-${kind}`, dataset: { badge: kind }, text: label })));
 }
@@ -466,6 +483,13 @@ async function rotate(key, grace, trigger) {
     say(until
       ? `The key “${key.name}” has a new secret; the old one works until ${until}.`
       : `The key “${key.name}” has a new secret; the old one no longer works.`, 'success');
+    if (key.id === sessionKeyId) {
+      // A rotation ends the tokens of the old secret, this session's too:
+      // the new secret stays on screen until it is saved, then log in again.
+      showSecret(answer, 'New secret', trigger, () => logout(
+        `The key “${key.name}” you logged in with was rotated, which ends its sessions. Log in again with its new secret.`));
+      return;
+    }
     showSecret(answer, 'New secret', trigger);
     await loadKeys();
   } catch (error) {
@@ -626,7 +650,7 @@ async function create(event) {
 let closeSecretDialog = null;
 
 /** Shows a secret once, in a modal dialog removed from the page on close. */
-function showSecret(answer, heading, trigger) {
+function showSecret(answer, heading, trigger, onClose) {
   closeSecret();
   let secret = answer.key;
   const record = answer.record || {};
@@ -673,7 +697,8 @@ function showSecret(answer, heading, trigger) {
     dialog.replaceChildren();
     dialog.remove();
     if (closeSecretDialog === finish) closeSecretDialog = null;
-    if (restoreFocus) {
+    if (onClose) onClose();
+    else if (restoreFocus) {
       const back = trigger && trigger.isConnected ? trigger : byId('keys-title');
       back?.focus();
     }
