@@ -19,6 +19,9 @@ let token = null;
 let tokenTimer = null;
 // The id of the key this session logged in with, from the token's claims.
 let sessionKeyId = null;
+// Counts logins and logouts: an answer to a request made in an earlier
+// session is dropped, never shown in this one.
+let session = 0;
 let me = null;
 let keys = [];
 let selectedId = null;
@@ -87,10 +90,17 @@ function plural(count, one, many = `${one}s`) {
 // ------------------------------------------------------------------- the API
 
 class ApiError extends Error {
-  constructor(status, message) {
+  constructor(status, message, stale = false) {
     super(message);
     this.status = status;
+    this.stale = stale;
   }
+}
+
+/** Says why an action failed, unless its session has ended since. */
+function report(what, error) {
+  if (!token || error.stale) return;
+  say(`${what}: ${error.message}`, 'error');
 }
 
 /** The message of an error answer: the management API's or OAuth's form. */
@@ -131,21 +141,27 @@ async function send(path, init) {
 
 /** Calls the management API with the access token. */
 async function api(method, path, body) {
-  if (!token) throw new ApiError(401, 'you are not logged in');
+  if (!token) throw new ApiError(401, 'you are not logged in', true);
+  const asked = session;
   const headers = { Accept: 'application/json', Authorization: `Bearer ${token}` };
   const init = { method, headers };
   if (body !== undefined) {
     headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
   }
+  let answer;
   try {
-    return await send(path, init);
+    answer = await send(path, init);
   } catch (error) {
+    if (asked !== session) throw new ApiError(error.status, error.message, true);
     if (error.status === 401) {
       logout(`Your session has ended (${error.message}). Log in again.`);
+      error.stale = true;
     }
     throw error;
   }
+  if (asked !== session) throw new ApiError(0, 'the session has ended', true);
+  return answer;
 }
 
 const keyPath = (id, action = '') =>
@@ -180,11 +196,13 @@ async function login(event) {
       throw new ApiError(0, 'the token endpoint gave no access token');
     }
     token = answer.access_token;
+    session += 1;
     sessionKeyId = claims(token).key_id || null;
     const seconds = Number(answer.expires_in);
     if (seconds > 0) {
+      // setTimeout takes at most 2^31 - 1 ms.
       tokenTimer = setTimeout(() => logout('Your session has expired. Log in again.'),
-        seconds * 1000);
+        Math.min(seconds * 1000, 2 ** 31 - 1));
     }
     me = await api('GET', 'v1/me');
     showConsole();
@@ -193,6 +211,7 @@ async function login(event) {
     byId('console-title').focus();
   } catch (error) {
     if (token) logout();
+    if (error.stale && error.status !== 401) return;
     say(`Could not log in: ${error.message}`, 'error');
     input.focus();
   } finally {
@@ -216,6 +235,8 @@ function claims(jwt) {
  */
 function logout(message) {
   token = null;
+  session += 1;
+  detailsRender += 1;
   sessionKeyId = null;
   me = null;
   keys = [];
@@ -455,7 +476,7 @@ async function act(key, action) {
     await loadKeys();
     byId('details-title')?.focus();
   } catch (error) {
-    if (token) say(`Could not ${action.replace('-', ' ')} the key “${key.name}”: ${error.message}`, 'error');
+    report(`Could not ${action.replace('-', ' ')} the key “${key.name}”`, error);
   }
 }
 
@@ -467,8 +488,8 @@ async function remove(key) {
     await loadKeys();
     byId('keys-title').focus();
   } catch (error) {
-    if (token) {
-      say(`Could not delete the key “${key.name}”: ${error.message}`, 'error');
+    if (token && !error.stale) {
+      report(`Could not delete the key “${key.name}”`, error);
       const box = byId('delete-confirm-box');
       if (box) box.hidden = true;
       byId('delete-button')?.focus();
@@ -493,7 +514,7 @@ async function rotate(key, grace, trigger) {
     showSecret(answer, 'New secret', trigger);
     await loadKeys();
   } catch (error) {
-    if (token) say(`Could not rotate the key “${key.name}”: ${error.message}`, 'error');
+    report(`Could not rotate the key “${key.name}”`, error);
   }
 }
 
@@ -504,7 +525,7 @@ async function loadUsage(key, container, render) {
   try {
     answer = await api('GET', `${keyPath(key.id)}/usage`);
   } catch (error) {
-    if (render !== detailsRender) return;
+    if (render !== detailsRender || error.stale) return;
     container.setAttribute('aria-busy', 'false');
     container.replaceChildren(el('p', { class: 'hint', text: `Usage is not available: ${error.message}` }));
     return;
@@ -639,7 +660,7 @@ async function create(event) {
     showSecret(answer, 'API key created', button);
     await loadKeys();
   } catch (error) {
-    if (token) say(`Could not create the key: ${error.message}`, 'error');
+    report('Could not create the key', error);
   } finally {
     button.disabled = false;
   }
@@ -738,7 +759,7 @@ function start() {
       await loadKeys();
       say('The list is up to date.', 'info');
     } catch (error) {
-      if (token) say(`Could not load the keys: ${error.message}`, 'error');
+      report('Could not load the keys', error);
     }
   });
   byId('create-form').addEventListener('submit', create);
