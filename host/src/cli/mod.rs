@@ -2,6 +2,7 @@
 //! report as text or as one JSON object, and exits 0, 1 or 2.
 
 mod args;
+mod check;
 mod commands;
 mod input;
 mod policy;

@@ -11,6 +11,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::key_format;
+use crate::lifecycle::LifecycleError;
+use crate::registry::{Missing, TooLate};
+
 /// The `error.kind` keyhost gives a status.
 fn kind_of(status: StatusCode) -> &'static str {
     match status {
@@ -63,3 +67,71 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
     fresh.headers_mut().extend(parts.headers);
     fresh
 }
+
+/// An API error: its status and a JSON body saying what went wrong.
+pub struct ApiError {
+    pub(super) status: StatusCode,
+    pub(super) kind: &'static str,
+    pub(super) message: String,
+    pub(super) code: Option<&'static str>,
+}
+
+impl ApiError {
+    pub(super) fn new(
+        status: StatusCode,
+        kind: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
+        ApiError {
+            status,
+            kind,
+            message: message.into(),
+            code: None,
+        }
+    }
+
+    pub(super) fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(error: anyhow::Error) -> ApiError {
+        let (status, kind) = if let Some(error) = error.downcast_ref::<LifecycleError>() {
+            match error {
+                LifecycleError::Refused(_) => (StatusCode::FORBIDDEN, "refused"),
+                LifecycleError::Unknown { .. } => (StatusCode::NOT_FOUND, "not_found"),
+                LifecycleError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            }
+        } else if error.downcast_ref::<TooLate>().is_some() {
+            (StatusCode::SERVICE_UNAVAILABLE, "timeout")
+        } else if error.downcast_ref::<Missing>().is_some() {
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the registry file is missing on the server; nothing was written",
+            );
+        } else {
+            (StatusCode::BAD_REQUEST, "bad_request")
+        };
+        // An id or field may be a secret pasted in the wrong place.
+        ApiError::new(status, kind, key_format::redact(&format!("{error:#}")))
+    }
+}
+
+impl From<LifecycleError> for ApiError {
+    fn from(error: LifecycleError) -> ApiError {
+        ApiError::from(anyhow::Error::from(error))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body =
+            json!({ "error": { "kind": self.kind, "code": self.code, "message": self.message } });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// What a management handler answers.
+pub(super) type ApiResult = Result<Response, ApiError>;

@@ -1,20 +1,14 @@
-//! The management API. The caller's own key authenticates it and, as in IBM
-//! Cloud, a user's key acts as that user. Managing keys is a service of its
-//! own (`keyhost`) with scopes of its own: `keys:read` to list and show,
-//! `keys:write` for every change, checked by the policy like any scope. A
-//! key never grants more than it has ([`Ceiling`]). Every change goes
-//! through the same library rules as the CLI (`lifecycle`), so a non-owner
-//! is refused (403).
+//! The management API's routes. The caller (`caller.rs`) is a user's key
+//! or token for the service `keyhost`: `keys:read` to list and show,
+//! `keys:write` for every change. Every change goes through the same library
+//! rules as the CLI (`lifecycle`), so a non-owner is refused (403), and a
+//! key never grants more than it has.
 //!
 //! A write keeps to the request deadline up to its commit, and is always
 //! answered once committed: an answer of failure means nothing was written.
 
-use std::net::SocketAddr;
-use std::time::Instant;
-
 use axum::Json;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request, State};
-use axum::http::request::Parts;
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -23,86 +17,14 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::auth::{client_ip, deny_status, presented_key};
-use crate::ceiling::Ceiling;
-use crate::check::CheckRequest;
+use super::caller::Caller;
+use super::errors::{ApiError, ApiResult};
 use crate::iam::{IamId, KeyKind};
 use crate::key_format;
-use crate::lifecycle::{self, KeyChanges, LifecycleError, NewKey, StateChange};
-use crate::registry::{KeyRecord, Missing, Registry, TooLate};
+use crate::lifecycle::{self, KeyChanges, NewKey, StateChange};
+use crate::registry::KeyRecord;
 use crate::time::{self, Timestamp};
-use crate::verdict::Verdict;
 use crate::views::{KeyView, issued_secret};
-
-/// The service a key must be valid for to use the management API.
-pub const MANAGEMENT_SERVICE: &str = "keyhost";
-/// The scope that reading keys takes.
-pub const READ_SCOPE: &str = crate::registry::MANAGEMENT_SCOPES[0];
-/// The scope that changing keys takes.
-pub const WRITE_SCOPE: &str = crate::registry::MANAGEMENT_SCOPES[1];
-
-/// An API error: its status and a JSON body saying what went wrong.
-pub struct ApiError {
-    status: StatusCode,
-    kind: &'static str,
-    message: String,
-    code: Option<&'static str>,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            kind,
-            message: message.into(),
-            code: None,
-        }
-    }
-
-    fn bad_request(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
-    }
-}
-
-impl From<anyhow::Error> for ApiError {
-    fn from(error: anyhow::Error) -> ApiError {
-        let (status, kind) = if let Some(error) = error.downcast_ref::<LifecycleError>() {
-            match error {
-                LifecycleError::Refused(_) => (StatusCode::FORBIDDEN, "refused"),
-                LifecycleError::Unknown { .. } => (StatusCode::NOT_FOUND, "not_found"),
-                LifecycleError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            }
-        } else if error.downcast_ref::<TooLate>().is_some() {
-            (StatusCode::SERVICE_UNAVAILABLE, "timeout")
-        } else if error.downcast_ref::<Missing>().is_some() {
-            return ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "the registry file is missing on the server; nothing was written",
-            );
-        } else {
-            (StatusCode::BAD_REQUEST, "bad_request")
-        };
-        // An id or field may be a secret pasted in the wrong place.
-        ApiError::new(status, kind, key_format::redact(&format!("{error:#}")))
-    }
-}
-
-impl From<LifecycleError> for ApiError {
-    fn from(error: LifecycleError) -> ApiError {
-        ApiError::from(anyhow::Error::from(error))
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body =
-            json!({ "error": { "kind": self.kind, "code": self.code, "message": self.message } });
-        (self.status, Json(body)).into_response()
-    }
-}
-
-type ApiResult = Result<Response, ApiError>;
 
 /// On a replica that does not take writes (`--primary URL`), a management
 /// write is answered `307 Temporary Redirect` to the primary, which keeps the
@@ -133,64 +55,6 @@ pub async fn writes_to_primary(
         response.headers_mut().insert(header::LOCATION, location);
     }
     response
-}
-
-/// The caller: the user its key acts as, the bounds of that key, and the
-/// deadline of its request.
-pub struct Caller {
-    user: IamId,
-    ceiling: Ceiling,
-    deadline: Instant,
-}
-
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
-        let deadline = Instant::now() + state.request_timeout;
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|info| info.0.ip())
-            .ok_or_else(|| ApiError::bad_request("no peer address"))?;
-        let scope = if parts.method == Method::GET {
-            READ_SCOPE
-        } else {
-            WRITE_SCOPE
-        };
-        let request = CheckRequest {
-            service: Some(MANAGEMENT_SERVICE.into()),
-            scope: Some(scope.into()),
-            source_ip: Some(client_ip(&parts.headers, &state.auth, peer).to_string()),
-            method: Some(parts.method.to_string()),
-            path: Some(parts.uri.path().to_string()),
-            ..CheckRequest::default()
-        };
-        let presented = presented_key(&parts.headers, &state.auth);
-        let evaluated = state.evaluate(presented.as_deref(), &request).await;
-        let key = match evaluated.verdict {
-            Verdict::Allow { key, .. } => key,
-            Verdict::Deny { code, reason, .. } => {
-                return Err(ApiError {
-                    code: Some(code.as_str()),
-                    ..ApiError::new(deny_status(code), "unauthorized", reason)
-                });
-            }
-        };
-        if key.kind != KeyKind::User {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "refused",
-                format!("only a user's key manages keys; this is a {} key", key.kind),
-            ));
-        }
-        let record = &evaluated.checker.registry.keys[key.index];
-        Ok(Caller {
-            user: key.owner.parse().map_err(ApiError::bad_request)?,
-            ceiling: Ceiling::of(record),
-            deadline,
-        })
-    }
 }
 
 /// A JSON body, read before the caller's deadline. An empty body is the
@@ -245,35 +109,6 @@ impl<T: DeserializeOwned + Default> FromRequest<AppState> for Body<T> {
         serde_json::from_slice(&bytes)
             .map(Body)
             .map_err(|e| ApiError::bad_request(format!("the JSON body is not valid: {e}")))
-    }
-}
-
-impl Caller {
-    /// Runs a registry change off the async threads (it locks and fsyncs),
-    /// checks what it made against the caller's ceiling, commits it before
-    /// the deadline or not at all, and makes it live at once.
-    async fn write<T: Send + 'static>(
-        &self,
-        state: &AppState,
-        change: impl FnOnce(&mut Registry, &IamId) -> Result<T, LifecycleError> + Send + 'static,
-    ) -> Result<(T, u64), ApiError> {
-        let shared = state.shared.clone();
-        let user = self.user.clone();
-        let deadline = self.deadline;
-        // The task runs to its end even if this request is dropped, so its
-        // outcome, commit or not, is what the answer says.
-        let result = tokio::task::spawn_blocking(move || {
-            let result = shared
-                .registry_file
-                .update_until(Some(deadline), |registry| Ok(change(registry, &user)?));
-            if result.is_ok() {
-                shared.reload_registry();
-            }
-            result
-        })
-        .await
-        .map_err(|e| ApiError::from(anyhow::anyhow!("the write task failed: {e}")))?;
-        Ok(result?)
     }
 }
 

@@ -3,6 +3,7 @@
 //! registry and the policy.
 
 pub mod auth;
+mod caller;
 mod connections;
 mod console;
 mod decision_log;

@@ -1,0 +1,116 @@
+//! Who is calling the management API: a key (or a token) valid for the
+//! service `keyhost` with the scope the route needs, checked like any other
+//! through the policy. A user's key acts as that user, bounded by the key
+//! itself ([`Ceiling`]); a write through it keeps to the request deadline up
+//! to its commit.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
+
+use super::AppState;
+use super::auth::{client_ip, deny_status, presented_key};
+use super::errors::ApiError;
+use crate::ceiling::Ceiling;
+use crate::check::CheckRequest;
+use crate::iam::{IamId, KeyKind};
+use crate::lifecycle::LifecycleError;
+use crate::registry::Registry;
+use crate::verdict::Verdict;
+
+/// The service a key must be valid for to use the management API.
+pub const MANAGEMENT_SERVICE: &str = "keyhost";
+/// The scope that reading keys takes.
+pub const READ_SCOPE: &str = crate::registry::MANAGEMENT_SCOPES[0];
+/// The scope that changing keys takes.
+pub const WRITE_SCOPE: &str = crate::registry::MANAGEMENT_SCOPES[1];
+
+/// The caller: the user its key acts as, the bounds of that key, and the
+/// deadline of its request.
+pub struct Caller {
+    pub(super) user: IamId,
+    pub(super) ceiling: Ceiling,
+    pub(super) deadline: Instant,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
+        let deadline = Instant::now() + state.request_timeout;
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip())
+            .ok_or_else(|| ApiError::bad_request("no peer address"))?;
+        let scope = if parts.method == Method::GET {
+            READ_SCOPE
+        } else {
+            WRITE_SCOPE
+        };
+        let request = CheckRequest {
+            service: Some(MANAGEMENT_SERVICE.into()),
+            scope: Some(scope.into()),
+            source_ip: Some(client_ip(&parts.headers, &state.auth, peer).to_string()),
+            method: Some(parts.method.to_string()),
+            path: Some(parts.uri.path().to_string()),
+            ..CheckRequest::default()
+        };
+        let presented = presented_key(&parts.headers, &state.auth);
+        let evaluated = state.evaluate(presented.as_deref(), &request).await;
+        let key = match evaluated.verdict {
+            Verdict::Allow { key, .. } => key,
+            Verdict::Deny { code, reason, .. } => {
+                return Err(ApiError {
+                    code: Some(code.as_str()),
+                    ..ApiError::new(deny_status(code), "unauthorized", reason)
+                });
+            }
+        };
+        if key.kind != KeyKind::User {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "refused",
+                format!("only a user's key manages keys; this is a {} key", key.kind),
+            ));
+        }
+        let record = &evaluated.checker.registry.keys[key.index];
+        Ok(Caller {
+            user: key.owner.parse().map_err(ApiError::bad_request)?,
+            ceiling: Ceiling::of(record),
+            deadline,
+        })
+    }
+}
+
+impl Caller {
+    /// Runs a registry change off the async threads (it locks and fsyncs),
+    /// checks what it made against the caller's ceiling, commits it before
+    /// the deadline or not at all, and makes it live at once.
+    pub(super) async fn write<T: Send + 'static>(
+        &self,
+        state: &AppState,
+        change: impl FnOnce(&mut Registry, &IamId) -> Result<T, LifecycleError> + Send + 'static,
+    ) -> Result<(T, u64), ApiError> {
+        let shared = state.shared.clone();
+        let user = self.user.clone();
+        let deadline = self.deadline;
+        // The task runs to its end even if this request is dropped, so its
+        // outcome, commit or not, is what the answer says.
+        let result = tokio::task::spawn_blocking(move || {
+            let result = shared
+                .registry_file
+                .update_until(Some(deadline), |registry| Ok(change(registry, &user)?));
+            if result.is_ok() {
+                shared.reload_registry();
+            }
+            result
+        })
+        .await
+        .map_err(|e| ApiError::from(anyhow::anyhow!("the write task failed: {e}")))?;
+        Ok(result?)
+    }
+}
