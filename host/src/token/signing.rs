@@ -10,8 +10,10 @@
 //! its file: no output, log, error or JWKS carries it.
 
 use std::fs::{File, OpenOptions};
+use std::num::NonZeroUsize;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -19,8 +21,10 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use jsonwebtoken::jwk::{Jwk, JwkSet, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use lru::LruCache;
 use p256::pkcs8::EncodePrivateKey;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use super::{Claims, ISSUER, TokenError};
 use crate::durable;
@@ -87,9 +91,17 @@ impl Verifier {
     }
 }
 
-/// The public keys that verify tokens.
+/// How many verified tokens are remembered.
+const VERIFIED_CACHE: usize = 4096;
+
+/// The public keys that verify tokens, and the tokens they verified lately:
+/// an ECDSA verification costs ten times a whole `/auth` check, and a
+/// client sends the same token again and again. An entry is found only by
+/// the SHA-256 of the exact token, and its expiry and key are checked again
+/// on every use.
 pub struct TokenVerifier {
     verifiers: Vec<Verifier>,
+    verified: Mutex<LruCache<[u8; 32], (String, Claims)>>,
 }
 
 impl TokenVerifier {
@@ -111,12 +123,56 @@ impl TokenVerifier {
             .into_iter()
             .map(|key| Verifier::of(key.jwk, key.verify_until))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Some(TokenVerifier { verifiers }))
+        Ok(Some(TokenVerifier::new(verifiers)))
+    }
+
+    fn new(verifiers: Vec<Verifier>) -> TokenVerifier {
+        let size = NonZeroUsize::new(VERIFIED_CACHE).expect("not zero");
+        TokenVerifier {
+            verifiers,
+            verified: Mutex::new(LruCache::new(size)),
+        }
     }
 
     /// The claims of `token`, if one of these keys signed it, it has not
     /// expired at `now`, and it names this issuer.
     pub fn verify(&self, token: &str, now: Timestamp) -> Result<Claims, TokenError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let remembered = self
+            .verified
+            .lock()
+            .expect("token cache")
+            .get(&digest)
+            .cloned();
+        if let Some((kid, claims)) = remembered {
+            let trusted = self
+                .verifiers
+                .iter()
+                .any(|v| v.kid == kid && v.trusted_at(now));
+            return match (trusted, now.0 >= claims.exp) {
+                (false, _) => Err(TokenError::UnknownKey),
+                (true, true) => Err(TokenError::Expired),
+                (true, false) => Ok(claims),
+            };
+        }
+        let (kid, claims) = self.verify_signature(token, now)?;
+        if now.0 >= claims.exp {
+            return Err(TokenError::Expired);
+        }
+        self.verified
+            .lock()
+            .expect("token cache")
+            .put(digest, (kid, claims.clone()));
+        Ok(claims)
+    }
+
+    /// The key id and claims of `token`, if one of these keys signed it and
+    /// it names this issuer; its expiry is the caller's to check.
+    fn verify_signature(
+        &self,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<(String, Claims), TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         if header.alg != Algorithm::ES256 {
             return Err(TokenError::Malformed);
@@ -140,10 +196,7 @@ impl TokenVerifier {
                 _ => TokenError::Malformed,
             })?
             .claims;
-        if now.0 >= claims.exp {
-            return Err(TokenError::Expired);
-        }
-        Ok(claims)
+        Ok((kid, claims))
     }
 
     /// The public keys trusted at `now`, as a JWKS.
@@ -267,7 +320,7 @@ impl SigningKeys {
         Ok(SigningKeys {
             kid,
             signing,
-            verifier: TokenVerifier { verifiers },
+            verifier: TokenVerifier::new(verifiers),
         })
     }
 
