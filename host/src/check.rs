@@ -8,7 +8,7 @@ use crate::key_format;
 use crate::policy::PolicyFault;
 use crate::registry::{Found, Identity, KeyRecord, LoadedRegistry, Lookup};
 use crate::time::Timestamp;
-use crate::token::{self, Claims};
+use crate::token::{self, TokenError, TokenVerifier};
 use crate::verdict::{Decision, DenyCode, KeyRef, Verdict};
 
 /// What the caller presents along with the key.
@@ -63,18 +63,27 @@ pub fn check(
     Ok(decide(found, decider, request))
 }
 
-/// The verdict on a request carrying an access token whose signature and
-/// expiry were verified: the token's own limits (`token::admit`: the key by
+/// The verdict on `presented`, an access token, for `request`: its
+/// signature and expiry (with `verifier`; none means this registry never
+/// issued a token), then the token's own limits (`token::admit`: the key by
 /// id in `registry`, its state, the secret it was exchanged for, the
 /// token's service and scopes), then `decider`, as for the key itself.
 pub fn check_token(
     registry: &LoadedRegistry,
+    verifier: Option<&TokenVerifier>,
     decider: &mut impl Decider,
-    claims: &Claims,
+    presented: &str,
     request: &CheckRequest,
 ) -> Verdict {
     let now = request.now.unwrap_or_else(Timestamp::now);
-    match token::admit(claims, registry, request, now) {
+    let claims = match verifier
+        .ok_or(TokenError::NoKeys)
+        .and_then(|v| v.verify(presented, now))
+    {
+        Ok(claims) => claims,
+        Err(refused) => return Verdict::deny(DenyCode::NotFound, refused.to_string(), None),
+    };
+    match token::admit(&claims, registry, request, now) {
         Ok(found) => decide(Some(found), decider, request),
         Err(refused) => refused,
     }

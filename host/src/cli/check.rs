@@ -10,8 +10,8 @@ use crate::check::{CheckRequest, check_token};
 use crate::policy::PolicySlot;
 use crate::registry::{self, LoadedRegistry, Lookup, RegistryFile};
 use crate::time::Timestamp;
-use crate::token::{SigningKeys, TokenError, TokenVerifier};
-use crate::verdict::{DenyCode, Verdict};
+use crate::token::{SigningKeys, TokenVerifier};
+use crate::verdict::Verdict;
 
 pub fn token(file: &RegistryFile, command: TokenCommand, now: Timestamp) -> Result<Report> {
     match command {
@@ -58,13 +58,14 @@ pub fn check(file: &RegistryFile, args: CheckArgs, now: Timestamp) -> Result<Rep
         // token verified with the public keys beside it.
         let registry = LoadedRegistry::new(file.load()?);
         let mut slot = PolicySlot::new(policy, registry.policy_config());
-        let verdict = match TokenVerifier::open(file.path())? {
-            None => Verdict::deny(DenyCode::NotFound, TokenError::NoKeys.to_string(), None),
-            Some(keys) => match keys.verify(&presented, now) {
-                Ok(claims) => check_token(&registry, &mut slot, &claims, &request),
-                Err(refused) => Verdict::deny(DenyCode::NotFound, refused.to_string(), None),
-            },
-        };
+        let verifier = TokenVerifier::open(file.path())?;
+        let verdict = check_token(
+            &registry,
+            verifier.as_ref(),
+            &mut slot,
+            &presented,
+            &request,
+        );
         return Ok(verdict_report(&verdict, registry.revision()));
     }
     // A large registry is not parsed on every check: its compact index is

@@ -128,11 +128,10 @@ impl Shared {
     pub fn check(&self, presented: &str, request: &CheckRequest) -> (Verdict, Arc<LoadedRegistry>) {
         let checker = self.checker();
         if token::looks_like_token(presented) {
-            let now = request.now.unwrap_or_else(Timestamp::now);
-            let verdict = match self.signing_keys().verify(presented, now) {
-                Ok(claims) => check_token(&checker, &mut &*self.pool(), &claims, request),
-                Err(refused) => Verdict::deny(DenyCode::NotFound, refused.to_string(), None),
-            };
+            let keys = self.signing_keys();
+            let pool = self.pool();
+            let verifier = Some(keys.verifier());
+            let verdict = check_token(&checker, verifier, &mut &*pool, presented, request);
             return (verdict, checker);
         }
         let pool = self.pool();

@@ -336,9 +336,9 @@ impl SigningKeys {
         jsonwebtoken::encode(&header, claims, &self.signing).context("cannot sign a token")
     }
 
-    /// As [`TokenVerifier::verify`].
-    pub fn verify(&self, token: &str, now: Timestamp) -> Result<Claims, TokenError> {
-        self.verifier.verify(token, now)
+    /// The public keys that verify, and the tokens they verified lately.
+    pub fn verifier(&self) -> &TokenVerifier {
+        &self.verifier
     }
 
     /// As [`TokenVerifier::jwks`].
