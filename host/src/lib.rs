@@ -39,8 +39,6 @@ pub mod counters;
 pub mod demo;
 pub mod durable;
 pub mod fields;
-pub mod iam;
-pub mod key_format;
 pub mod lifecycle;
 #[cfg(feature = "bench-support")]
 pub mod native;
@@ -53,8 +51,8 @@ pub mod serve;
 pub mod side_files;
 #[cfg(any(test, feature = "bench-support"))]
 pub mod synthetic;
-pub mod time;
 pub mod token;
 pub mod usage;
-pub mod verdict;
 pub mod views;
+
+pub use keyhost_core::{iam, key_format, time, verdict};

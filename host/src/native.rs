@@ -27,6 +27,8 @@ impl NativeRules {
 }
 
 impl Decider for NativeRules {
+    type Fault = PolicyFault;
+
     fn decide(
         &mut self,
         key: &KeyRecord,

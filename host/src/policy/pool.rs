@@ -207,6 +207,8 @@ impl Drop for PolicyPool {
 }
 
 impl Decider for &PolicyPool {
+    type Fault = PolicyFault;
+
     fn decide(
         &mut self,
         key: &KeyRecord,

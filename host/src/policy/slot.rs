@@ -44,6 +44,8 @@ impl PolicySlot {
 }
 
 impl Decider for PolicySlot {
+    type Fault = PolicyFault;
+
     fn decide(
         &mut self,
         key: &KeyRecord,

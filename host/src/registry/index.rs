@@ -57,18 +57,7 @@ impl KeyIndex {
     pub fn hashes(
         registry: &Registry,
     ) -> impl Iterator<Item = ([u8; 32], usize, Option<Timestamp>)> + '_ {
-        registry
-            .keys
-            .iter()
-            .enumerate()
-            .flat_map(|(position, key)| {
-                let current = std::iter::once((key.hash.0, position, None));
-                let retired = key
-                    .retired
-                    .iter()
-                    .map(move |r| (r.hash.0, position, Some(r.valid_until)));
-                current.chain(retired)
-            })
+        keyhost_core::record::secret_hashes(&registry.keys)
     }
 
     /// The key whose secret hashes to `hash`, if any.

@@ -1,0 +1,308 @@
+//! The registry snapshot: what every reader other than the registry's own
+//! writer reads. `keyhost check` keeps one in its cache, and `keyhost gate
+//! build` puts one inside a gate component. Only hashes and records, never a
+//! secret.
+//!
+//! It is read where it lies, with no parsing proportional to its size: a
+//! binary search over fixed-size entries sorted by hash, then one record.
+//! A reader gives positioned reads ([`ReadAt`]): a file in the host, the
+//! data component's memory in the gate.
+//!
+//! Layout: [`MAGIC`], a u64 header length, the header (JSON), the entries
+//! ([`ENTRY_LEN`] bytes each, sorted by hash), then the records (JSON).
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use crate::lookup::{Found, Lookup};
+use crate::record::{Identity, KeyRecord, secret_hashes};
+use crate::time::Timestamp;
+
+/// 03: the header names its source as opaque text.
+pub const MAGIC: &[u8; 8] = b"KHSNAP03";
+/// hash (32) | key position (8) | record offset (8) | record length (8) |
+/// retired until (8, i64::MIN for a current secret).
+pub const ENTRY_LEN: usize = 64;
+const NOT_RETIRED: i64 = i64::MIN;
+
+/// What a check needs besides the keys, and where the snapshot came from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    /// What the snapshot was made from, in the writer's words (the host
+    /// writes the registry file's stamp): a reader whose source now says
+    /// otherwise rebuilds rather than answer from a stale snapshot.
+    pub source: String,
+    /// The registry's revision.
+    pub revision: u64,
+    /// The first part of every secret.
+    pub prefix: String,
+    /// `[policy.config]`, as name/value pairs.
+    pub policy_config: Vec<(String, String)>,
+    /// How many secret hashes (current and retired) it holds.
+    pub entries: u64,
+    /// How many keys it holds.
+    pub keys: u64,
+    /// The whole snapshot's length, so a truncated one is never read.
+    pub total_len: u64,
+}
+
+/// A key as the snapshot keeps it, with its identity.
+#[derive(Debug, Serialize, Deserialize)]
+struct SnapshotKey {
+    key: KeyRecord,
+    identity: Option<Identity>,
+}
+
+/// Positioned reads of a snapshot's bytes.
+pub trait ReadAt {
+    /// Fills `buf` from `offset`; an error when fewer bytes are there.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()>;
+    /// How many bytes there are.
+    fn len(&self) -> Result<u64>;
+}
+
+impl ReadAt for [u8] {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        let start = usize::try_from(offset).context("offset")?;
+        let bytes = start
+            .checked_add(buf.len())
+            .and_then(|end| self.get(start..end))
+            .context("the snapshot is truncated")?;
+        buf.copy_from_slice(bytes);
+        Ok(())
+    }
+
+    fn len(&self) -> Result<u64> {
+        Ok(<[u8]>::len(self) as u64)
+    }
+}
+
+impl ReadAt for Vec<u8> {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        self.as_slice().read_at(buf, offset)
+    }
+
+    fn len(&self) -> Result<u64> {
+        Ok(self.as_slice().len() as u64)
+    }
+}
+
+#[cfg(unix)]
+impl ReadAt for std::fs::File {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(self, buf, offset)
+            .context("the snapshot is truncated")
+    }
+
+    fn len(&self) -> Result<u64> {
+        Ok(self.metadata()?.len())
+    }
+}
+
+/// An open snapshot whose header and bounds have been checked.
+pub struct Snapshot<S> {
+    source: S,
+    header: Header,
+    entries_at: u64,
+}
+
+impl<S: ReadAt> Snapshot<S> {
+    /// Opens `source`, checking its magic, header and length. Reads the
+    /// header only, whatever the number of keys.
+    pub fn open(source: S) -> Result<Snapshot<S>> {
+        let mut prelude = [0u8; 16];
+        source
+            .read_at(&mut prelude, 0)
+            .context("not a keyhost snapshot: too short")?;
+        if &prelude[..8] != MAGIC {
+            bail!("not a keyhost snapshot of this version (no {MAGIC:?} at the start)");
+        }
+        let header_len = u64::from_le_bytes(prelude[8..].try_into().expect("8 bytes"));
+        let total = source.len()?;
+        if header_len > total {
+            bail!("the snapshot is truncated (its header runs past its end)");
+        }
+        let mut header = vec![0u8; header_len as usize];
+        source.read_at(&mut header, 16)?;
+        let header: Header =
+            serde_json::from_slice(&header).context("the snapshot's header is corrupt")?;
+        let entries_at = 16 + header_len;
+        let entries_end = header
+            .entries
+            .checked_mul(ENTRY_LEN as u64)
+            .and_then(|len| len.checked_add(entries_at))
+            .context("the snapshot's header is corrupt")?;
+        if header.total_len != total || entries_end > total {
+            bail!(
+                "the snapshot is truncated or padded: {total} bytes where its header says {}",
+                header.total_len
+            );
+        }
+        Ok(Snapshot {
+            source,
+            header,
+            entries_at,
+        })
+    }
+
+    /// The header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    fn entry(&self, at: u64) -> Result<[u8; ENTRY_LEN]> {
+        let mut entry = [0u8; ENTRY_LEN];
+        self.source
+            .read_at(&mut entry, self.entries_at + at * ENTRY_LEN as u64)?;
+        Ok(entry)
+    }
+
+    /// The key whose secret hashes to `hash`. Entries are found by the first
+    /// 8 bytes of the hash, then every entry with those bytes is compared in
+    /// full, in constant time, as the host's in-memory index does.
+    fn find_entry(&self, hash: &[u8; 32]) -> Result<Option<Found<'static>>> {
+        let (mut low, mut high) = (0u64, self.header.entries);
+        while low < high {
+            let middle = low + (high - low) / 2;
+            if self.entry(middle)?[..8] < hash[..8] {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        let mut matched = None;
+        let mut at = low;
+        while at < self.header.entries {
+            let entry = self.entry(at)?;
+            if entry[..8] != hash[..8] {
+                break;
+            }
+            if bool::from(entry[..32].ct_eq(hash)) {
+                matched = Some(entry);
+            }
+            at += 1;
+        }
+        matched.map(|entry| self.hit(&entry)).transpose()
+    }
+
+    fn hit(&self, entry: &[u8; ENTRY_LEN]) -> Result<Found<'static>> {
+        let field = |at: usize| u64::from_le_bytes(entry[at..at + 8].try_into().expect("8 bytes"));
+        let (position, offset, len) = (field(32), field(40), field(48));
+        let retired = field(56) as i64;
+        let end = offset
+            .checked_add(len)
+            .context("a snapshot entry is corrupt")?;
+        if end > self.header.total_len {
+            bail!("a snapshot entry points past its end");
+        }
+        let mut record = vec![0u8; usize::try_from(len).context("record length")?];
+        self.source.read_at(&mut record, offset)?;
+        let record: SnapshotKey =
+            serde_json::from_slice(&record).context("a snapshot record is corrupt")?;
+        Ok(Found {
+            position: usize::try_from(position).context("key position")?,
+            key: Cow::Owned(record.key),
+            identity: record.identity.map(Cow::Owned),
+            retired_until: (retired != NOT_RETIRED).then_some(Timestamp(retired)),
+        })
+    }
+}
+
+impl<S: ReadAt> Lookup for Snapshot<S> {
+    fn prefix(&self) -> &str {
+        &self.header.prefix
+    }
+
+    fn revision(&self) -> u64 {
+        self.header.revision
+    }
+
+    fn policy_config(&self) -> Vec<(String, String)> {
+        self.header.policy_config.clone()
+    }
+
+    fn find(&self, hash: &[u8; 32]) -> Result<Option<Found<'_>>> {
+        self.find_entry(hash)
+    }
+}
+
+/// What a snapshot is made of.
+pub struct Contents<'a> {
+    /// See [`Header::source`].
+    pub source: String,
+    /// The registry's revision.
+    pub revision: u64,
+    /// The first part of every secret.
+    pub prefix: &'a str,
+    /// `[policy.config]`, as name/value pairs.
+    pub policy_config: Vec<(String, String)>,
+    /// Every key.
+    pub keys: &'a [KeyRecord],
+    /// Every identity.
+    pub identities: &'a [Identity],
+}
+
+/// The bytes of a snapshot of `contents`.
+pub fn encode(contents: &Contents<'_>) -> Vec<u8> {
+    let identities: HashMap<&str, &Identity> = contents
+        .identities
+        .iter()
+        .map(|identity| (identity.iam_id.as_str(), identity))
+        .collect();
+    let mut records = Vec::new();
+    let mut located = Vec::with_capacity(contents.keys.len());
+    for key in contents.keys {
+        let record = SnapshotKey {
+            key: key.clone(),
+            identity: identities.get(key.owner.as_str()).map(|i| (*i).clone()),
+        };
+        let start = records.len();
+        serde_json::to_writer(&mut records, &record).expect("a record serializes");
+        located.push((start as u64, (records.len() - start) as u64));
+    }
+    let mut entries: Vec<([u8; 32], u64, i64)> = secret_hashes(contents.keys)
+        .map(|(hash, position, retired)| {
+            (hash, position as u64, retired.map_or(NOT_RETIRED, |t| t.0))
+        })
+        .collect();
+    entries.sort_unstable_by_key(|entry| entry.0);
+
+    // The header holds the whole length, and its own length is part of
+    // that: it is serialized with a placeholder of the same width first.
+    let mut header = Header {
+        source: contents.source.clone(),
+        revision: contents.revision,
+        prefix: contents.prefix.to_string(),
+        policy_config: contents.policy_config.clone(),
+        entries: entries.len() as u64,
+        keys: contents.keys.len() as u64,
+        total_len: u64::MAX,
+    };
+    let width = serde_json::to_vec(&header)
+        .expect("the header serializes")
+        .len();
+    let body = (entries.len() * ENTRY_LEN + records.len()) as u64;
+    // The real length is shorter; spaces (valid JSON) make up the width.
+    header.total_len = 16 + width as u64 + body;
+    let mut header = serde_json::to_vec(&header).expect("the header serializes");
+    header.resize(width, b' ');
+    let records_at = (16 + header.len() + entries.len() * ENTRY_LEN) as u64;
+    let mut bytes = Vec::with_capacity(records_at as usize + records.len());
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&header);
+    for (hash, position, retired) in &entries {
+        let (offset, len) = located[*position as usize];
+        bytes.extend_from_slice(hash);
+        bytes.extend_from_slice(&position.to_le_bytes());
+        bytes.extend_from_slice(&(records_at + offset).to_le_bytes());
+        bytes.extend_from_slice(&len.to_le_bytes());
+        bytes.extend_from_slice(&retired.to_le_bytes());
+    }
+    bytes.extend_from_slice(&records);
+    bytes
+}
