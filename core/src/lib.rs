@@ -10,11 +10,14 @@
 //!   identities;
 //! - [`lookup`]: finding a key by the hash of its secret;
 //! - [`snapshot`]: the registry snapshot every other reader reads;
+//! - [`text`]: the sanitiser for text that comes from a policy;
 //! - [`verdict`]: the decision types;
-//! - [`check`]: the check pipeline.
+//! - [`check`]: the check pipeline;
+//! - [`http`]: where a request carries its key, and what a verdict answers.
 #![deny(missing_docs)]
 
 pub mod check;
+pub mod http;
 pub mod iam;
 pub mod key_format;
 pub mod key_hash;
@@ -22,5 +25,6 @@ pub mod lookup;
 pub mod rate_limit;
 pub mod record;
 pub mod snapshot;
+pub mod text;
 pub mod time;
 pub mod verdict;

@@ -33,17 +33,7 @@ fn bad(field: &'static str, problem: impl Into<String>) -> BadField {
     }
 }
 
-/// Characters that would let a text rewrite a terminal or reorder what is
-/// shown around it: control characters (C0, DEL, C1) and the bidirectional
-/// embeddings, overrides, isolates and marks. Fields refuse them; text from
-/// a policy has them replaced (`policy::text`).
-pub fn is_unsafe_char(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
-        )
-}
+pub use keyhost_core::text::is_unsafe_char;
 
 /// Checks a free-text value: its length in characters, unsafe characters,
 /// and anything shaped like a key (a secret pasted into the wrong field would

@@ -9,9 +9,10 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, he
 use axum::response::{IntoResponse, Response};
 use ipnet::IpNet;
 use serde::Deserialize;
-use serde_json::json;
 
 use super::AppState;
+use keyhost_core::http;
+
 use crate::check::CheckRequest;
 use crate::verdict::DenyCode;
 use crate::verdict::Verdict;
@@ -37,7 +38,10 @@ pub struct AuthSettings {
 impl Default for AuthSettings {
     fn default() -> Self {
         AuthSettings {
-            key_headers: vec![header::AUTHORIZATION, HeaderName::from_static("x-api-key")],
+            key_headers: http::KEY_HEADERS
+                .iter()
+                .map(|name| HeaderName::from_static(name))
+                .collect(),
             service: None,
             service_header: HeaderName::from_static("x-keyhost-service"),
             scope_header: HeaderName::from_static("x-keyhost-scope"),
@@ -60,16 +64,8 @@ pub const AUTH_PREFIX: &str = "/auth";
 /// The key the request carries, if any.
 pub fn presented_key(headers: &HeaderMap, settings: &AuthSettings) -> Option<String> {
     settings.key_headers.iter().find_map(|name| {
-        let value = headers.get(name)?.to_str().ok()?.trim();
-        let key = if name == header::AUTHORIZATION {
-            let (scheme, token) = value.split_once(' ')?;
-            scheme
-                .eq_ignore_ascii_case("bearer")
-                .then_some(token.trim())?
-        } else {
-            value
-        };
-        (!key.is_empty()).then(|| key.to_string())
+        let value = headers.get(name)?.to_str().ok()?;
+        http::key_in_header(name.as_str(), value).map(str::to_string)
     })
 }
 
@@ -145,11 +141,7 @@ pub fn check_request(
 /// The HTTP status of a denial: 401 when the key is missing or unknown,
 /// 429 when rate limited, 403 when a known key is refused.
 pub fn deny_status(code: DenyCode) -> StatusCode {
-    match code {
-        DenyCode::NotFound | DenyCode::Malformed => StatusCode::UNAUTHORIZED,
-        DenyCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-        _ => StatusCode::FORBIDDEN,
-    }
+    StatusCode::from_u16(http::deny_status(code)).expect("a valid status")
 }
 
 /// `/auth`: 200 with the identity headers, or 401/403/429 with a JSON body.
@@ -166,9 +158,6 @@ pub async fn auth(
     verdict_response(&evaluated.verdict, evaluated.retry_after)
 }
 
-/// The prefix of the headers that carry a policy's allow info.
-const INFO_HEADER_PREFIX: &str = "x-keyhost-info-";
-
 fn verdict_response(verdict: &Verdict, retry_after: Option<std::time::Duration>) -> Response {
     match verdict {
         Verdict::Allow { key, info } => {
@@ -178,20 +167,10 @@ fn verdict_response(verdict: &Verdict, retry_after: Option<std::time::Duration>)
             // connection per request and ran at 7% of nginx alone).
             let mut response = StatusCode::OK.into_response();
             let headers = response.headers_mut();
-            for (name, value) in [
-                ("x-keyhost-key-id", key.key_id.as_str()),
-                ("x-keyhost-owner", key.owner.as_str()),
-                ("x-keyhost-kind", key.kind.as_str()),
-            ] {
-                if let Ok(value) = HeaderValue::from_str(value) {
-                    headers.insert(name, value);
-                }
-            }
-            // The policy's info, as `X-Keyhost-Info-NAME`; a pair whose name
-            // or value cannot be a header is left out.
-            for (name, value) in info {
-                let name = HeaderName::try_from(format!("{INFO_HEADER_PREFIX}{name}"));
-                if let (Ok(name), Ok(value)) = (name, HeaderValue::from_str(value)) {
+            for (name, value) in http::identity_headers(key, info) {
+                if let (Ok(name), Ok(value)) =
+                    (HeaderName::try_from(name), HeaderValue::try_from(value))
+                {
                     headers.append(name, value);
                 }
             }
@@ -199,17 +178,17 @@ fn verdict_response(verdict: &Verdict, retry_after: Option<std::time::Duration>)
         }
         Verdict::Deny { code, reason, .. } => {
             let status = deny_status(*code);
-            let body = json!({ "decision": "deny", "code": code.as_str(), "reason": reason });
-            let mut response = (status, Json(body)).into_response();
+            let mut response = (
+                status,
+                [(header::CONTENT_TYPE, "application/json")],
+                http::deny_body(*code, reason),
+            )
+                .into_response();
             let headers = response.headers_mut();
-            if status == StatusCode::UNAUTHORIZED {
-                let challenge = format!(
-                    "Bearer realm=\"keyhost\", error=\"invalid_token\", error_description=\"{}\"",
-                    code.as_str()
-                );
-                if let Ok(value) = HeaderValue::from_str(&challenge) {
-                    headers.insert(header::WWW_AUTHENTICATE, value);
-                }
+            if status == StatusCode::UNAUTHORIZED
+                && let Ok(value) = HeaderValue::from_str(&http::challenge(*code))
+            {
+                headers.insert(header::WWW_AUTHENTICATE, value);
             }
             if let Some(wait) = retry_after {
                 headers.insert(header::RETRY_AFTER, retry_after_value(wait));

@@ -1,0 +1,89 @@
+//! The one sanitiser for text that can come from a policy: deny messages,
+//! allow info pairs, a refused configuration's message, and the reasons
+//! keyhost writes about a failed call (which quote wasmtime's backtrace, and
+//! so function names the policy chose). Such text reaches terminals, logs
+//! and HTTP bodies, so it is cut short and rid of control characters and of
+//! the bidirectional controls that make a line read as something else.
+//! The host, the gate and the filters all clean it here.
+
+/// Characters that would let a text rewrite a terminal or reorder what is
+/// shown around it: control characters (C0, DEL, C1) and the bidirectional
+/// embeddings, overrides, isolates and marks. Fields refuse them; text from
+/// a policy has them replaced (below).
+pub fn is_unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// The longest text kept, in bytes; longer text is cut and ends in `...`.
+pub const MAX_POLICY_TEXT: usize = 1024;
+
+/// The most info pairs an allow keeps.
+pub const MAX_INFO_PAIRS: usize = 32;
+
+/// `text`, cut to [`MAX_POLICY_TEXT`] bytes, with every control character
+/// and bidirectional control replaced by a space.
+pub fn policy_text(text: &str) -> String {
+    let mut end = text.len().min(MAX_POLICY_TEXT);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out: String = text[..end]
+        .chars()
+        .map(|c| {
+            if is_unsafe_char(c) {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect();
+    if end < text.len() {
+        out.push_str("...");
+    }
+    out
+}
+
+/// Info pairs, at most [`MAX_INFO_PAIRS`] of them, each side cleaned.
+pub fn policy_pairs(pairs: Vec<(String, String)>) -> Vec<(String, String)> {
+    pairs
+        .into_iter()
+        .take(MAX_INFO_PAIRS)
+        .map(|(name, value)| (policy_text(&name), policy_text(&value)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_and_bidi_controls_become_spaces() {
+        let hostile = "ok\u{1b}]0;pwned\u{7}\u{1b}[2J\nfake\u{202E}txt.exe\u{2066}\u{9b}";
+        let clean = policy_text(hostile);
+        assert_eq!(clean, "ok ]0;pwned  [2J fake txt.exe  ");
+        assert!(!clean.chars().any(is_unsafe_char));
+    }
+
+    #[test]
+    fn long_text_is_cut_on_a_character_boundary() {
+        let long = "é".repeat(MAX_POLICY_TEXT);
+        let clean = policy_text(&long);
+        assert!(clean.ends_with("..."));
+        assert!(clean.len() <= MAX_POLICY_TEXT + 3);
+        assert_eq!(policy_text("short"), "short");
+    }
+
+    #[test]
+    fn info_pairs_are_counted_and_cleaned() {
+        let pairs = (0..100)
+            .map(|i| (format!("n{i}\u{1b}"), "v\u{202E}".to_string()))
+            .collect();
+        let kept = policy_pairs(pairs);
+        assert_eq!(kept.len(), MAX_INFO_PAIRS);
+        assert_eq!(kept[0], ("n0 ".to_string(), "v ".to_string()));
+    }
+}
