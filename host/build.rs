@@ -10,12 +10,14 @@ use std::process::Command;
 use sha2::{Digest, Sha256};
 
 const TARGET: &str = "wasm32-wasip2";
-/// The policy crates, by package name; each builds `<name with _>.wasm`.
+/// The component crates, by package name; each builds `<name with _>.wasm`:
+/// the policies, and the gate `keyhost gate build` composes.
 const POLICIES: &[&str] = &[
     "keyhost-policy-default",
     "keyhost-policy-strict",
     "keyhost-policy-hostile",
     "keyhost-policy-example",
+    "keyhost-gate",
 ];
 
 fn main() {
@@ -24,7 +26,7 @@ fn main() {
         .parent()
         .expect("host/ sits in the workspace")
         .to_path_buf();
-    for watched in ["plugin", "wit", "Cargo.lock"] {
+    for watched in ["plugin", "wit", "core", "gate", "Cargo.lock"] {
         println!(
             "cargo:rerun-if-changed={}",
             workspace.join(watched).display()

@@ -95,9 +95,9 @@ pub fn is_identity_header(name: &str) -> bool {
 /// An RFC 9110 token.
 fn is_header_name(name: &str) -> bool {
     !name.is_empty()
-        && name.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Visible ASCII and spaces, nothing a proxy could read as a line break.
@@ -136,7 +136,10 @@ mod tests {
         let info = vec![
             ("tier".to_string(), "gold".to_string()),
             ("evil\r\nx-keyhost-key-id".to_string(), "forged".to_string()),
-            ("note".to_string(), "a\r\nx-keyhost-owner: user:root".to_string()),
+            (
+                "note".to_string(),
+                "a\r\nx-keyhost-owner: user:root".to_string(),
+            ),
         ];
         let headers = identity_headers(&key, &info);
         assert_eq!(

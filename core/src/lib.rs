@@ -12,11 +12,15 @@
 //! - [`snapshot`]: the registry snapshot every other reader reads;
 //! - [`text`]: the sanitiser for text that comes from a policy;
 //! - [`verdict`]: the decision types;
+//! - [`answer`]: a policy's answer made safe to act on;
 //! - [`check`]: the check pipeline;
+//! - [`gate`]: the settings a gate component is built with;
 //! - [`http`]: where a request carries its key, and what a verdict answers.
 #![deny(missing_docs)]
 
+pub mod answer;
 pub mod check;
+pub mod gate;
 pub mod http;
 pub mod iam;
 pub mod key_format;

@@ -62,7 +62,7 @@ pub trait ReadAt {
     /// Fills `buf` from `offset`; an error when fewer bytes are there.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()>;
     /// How many bytes there are.
-    fn len(&self) -> Result<u64>;
+    fn size(&self) -> Result<u64>;
 }
 
 impl ReadAt for [u8] {
@@ -76,7 +76,7 @@ impl ReadAt for [u8] {
         Ok(())
     }
 
-    fn len(&self) -> Result<u64> {
+    fn size(&self) -> Result<u64> {
         Ok(<[u8]>::len(self) as u64)
     }
 }
@@ -86,7 +86,7 @@ impl ReadAt for Vec<u8> {
         self.as_slice().read_at(buf, offset)
     }
 
-    fn len(&self) -> Result<u64> {
+    fn size(&self) -> Result<u64> {
         Ok(self.as_slice().len() as u64)
     }
 }
@@ -98,7 +98,7 @@ impl ReadAt for std::fs::File {
             .context("the snapshot is truncated")
     }
 
-    fn len(&self) -> Result<u64> {
+    fn size(&self) -> Result<u64> {
         Ok(self.metadata()?.len())
     }
 }
@@ -122,7 +122,7 @@ impl<S: ReadAt> Snapshot<S> {
             bail!("not a keyhost snapshot of this version (no {MAGIC:?} at the start)");
         }
         let header_len = u64::from_le_bytes(prelude[8..].try_into().expect("8 bytes"));
-        let total = source.len()?;
+        let total = source.size()?;
         if header_len > total {
             bail!("the snapshot is truncated (its header runs past its end)");
         }

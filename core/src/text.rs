@@ -33,13 +33,7 @@ pub fn policy_text(text: &str) -> String {
     }
     let mut out: String = text[..end]
         .chars()
-        .map(|c| {
-            if is_unsafe_char(c) {
-                ' '
-            } else {
-                c
-            }
-        })
+        .map(|c| if is_unsafe_char(c) { ' ' } else { c })
         .collect();
     if end < text.len() {
         out.push_str("...");

@@ -26,6 +26,7 @@
 //! - [`scan`]: finding leaked keys in text;
 //! - [`serve`]: the HTTP service;
 //! - [`demo`]: the walk-through `keyhost demo` prints;
+//! - [`gate`]: `keyhost gate build`, the check as a wasi:http component;
 //! - [`cli`]: the `keyhost` command;
 //! - `native` and `synthetic` (feature `bench-support`): the default rules
 //!   compiled in, and generated registries, for benchmarks and tests.
@@ -39,6 +40,7 @@ pub mod counters;
 pub mod demo;
 pub mod durable;
 pub mod fields;
+pub mod gate;
 pub mod lifecycle;
 #[cfg(feature = "bench-support")]
 pub mod native;

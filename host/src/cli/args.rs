@@ -98,8 +98,46 @@ pub enum Command {
     /// The keys that sign access tokens (keyhost serve's POST /identity/token).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Build keyhost's whole check into one component for wasi:http proxy
+    /// hosts (wasmtime serve, jco serve, Spin, wasmCloud).
+    #[command(subcommand)]
+    Gate(GateCommand),
     /// Run a walkthrough on a throwaway registry: create keys, check them.
     Demo,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GateCommand {
+    /// Compose the gate, a policy and a snapshot of the registry into one
+    /// wasi:http component that forwards allowed requests to --upstream.
+    /// The snapshot holds hashes and records, never a secret; a registry
+    /// change means building and deploying the gate again.
+    Build(GateBuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GateBuildArgs {
+    /// Where to write the composed component.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// The policy component; the built-in default when unset.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// The service every request through this gate is for.
+    #[arg(long)]
+    pub service: Option<String>,
+    /// The scope every request through this gate needs.
+    #[arg(long)]
+    pub scope: Option<String>,
+    /// Trust this header's last entry as the client's address (set it only
+    /// when a proxy in front writes it). Without it, keys with an IP
+    /// allow-list are refused: wasi:http does not give the peer address.
+    #[arg(long, value_name = "HEADER")]
+    pub client_ip_header: Option<String>,
+    /// Forward allowed requests to this URL (http:// or https://), the
+    /// request's own path appended.
+    #[arg(long, value_name = "URL")]
+    pub upstream: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -47,6 +47,7 @@ pub fn run(cli: Cli) -> Result<Report> {
         Command::Serve(args) => serve(&cli.registry, args),
         Command::Policy(command) => super::policy::run(command, file),
         Command::Token(command) => super::check::token(file, command, now),
+        Command::Gate(command) => super::gate::run(command, file),
         Command::Demo => crate::demo::run(),
     }
 }

@@ -4,6 +4,7 @@
 mod args;
 mod check;
 mod commands;
+mod gate;
 mod input;
 mod policy;
 mod policy_config;

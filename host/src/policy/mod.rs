@@ -7,16 +7,15 @@
 //! requests. Each contract version has its own module of bindings
 //! (`v0_1`); nothing generated leaves it.
 //!
-//! - `answer`: a policy's answer made safe to act on;
+//! - `keyhost_core::answer`: a policy's answer made safe to act on;
 //! - `budget`: the memory a store may take;
 //! - `cache`: compiled policies kept on disk;
 //! - `contract`: what a component declares, read before linking;
 //! - `fault`: why a call failed;
 //! - `no_wait`: WASI waits that return at once;
 //! - `sandbox`: the empty WASI context;
-//! - `text`: the sanitiser for text from a policy.
+//! - `keyhost_core::text`: the sanitiser for text from a policy.
 
-mod answer;
 mod budget;
 mod cache;
 pub mod contract;
@@ -25,9 +24,9 @@ mod no_wait;
 mod pool;
 mod sandbox;
 mod slot;
-mod text;
 mod v0_1;
 
+use keyhost_core::answer;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,10 +39,10 @@ use wasmtime::{Config, Engine, Store, Trap, WasmBacktrace};
 pub use cache::CompiledCache;
 pub use contract::Summary;
 pub use fault::PolicyFault;
+use keyhost_core::text::policy_text;
 pub use pool::{InstanceGauges, PolicyPool};
 pub use sandbox::{Sandbox, SandboxLimits};
 pub use slot::PolicySlot;
-use text::policy_text;
 
 use crate::check::CheckRequest;
 use crate::registry::{Identity, KeyRecord};

@@ -50,7 +50,7 @@ impl CompactRegistry {
         if let Some(stamp) = stamp
             && FileStamp::of(registry.path()).ok().as_ref() == Some(&stamp)
         {
-            let bytes = encode(&loaded, source_of(&stamp));
+            let bytes = encode_snapshot(&loaded, source_of(&stamp));
             let written = std::fs::create_dir_all(durable::folder_of(&path))
                 .map_err(anyhow::Error::from)
                 .and_then(|()| durable::replace(&path, &bytes));
@@ -111,7 +111,7 @@ fn source_of(stamp: &FileStamp) -> String {
 }
 
 /// The bytes of a snapshot of `registry`, naming `source` as its origin.
-pub fn encode(registry: &Registry, source: String) -> Vec<u8> {
+pub fn encode_snapshot(registry: &Registry, source: String) -> Vec<u8> {
     snapshot::encode(&Contents {
         source,
         revision: registry.revision,

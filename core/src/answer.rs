@@ -2,7 +2,7 @@
 //! through the sanitiser, and the deny codes only keyhost may give
 //! (`DenyCode::is_keyhosts_own`) become `denied`.
 
-use super::text::{policy_pairs, policy_text};
+use crate::text::{policy_pairs, policy_text};
 use crate::verdict::{Decision, DenyCode};
 
 /// `decision` with cleaned texts and no code reserved for keyhost.

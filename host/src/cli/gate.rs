@@ -1,0 +1,75 @@
+//! `keyhost gate build`.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use keyhost_core::gate::{GateMode, GateSettings, Upstream};
+use serde_json::json;
+
+use super::Report;
+use super::args::{GateBuildArgs, GateCommand};
+use crate::durable;
+use crate::gate;
+use crate::policy::DEFAULT_POLICY;
+use crate::registry::RegistryFile;
+
+pub fn run(command: GateCommand, file: &RegistryFile) -> Result<Report> {
+    match command {
+        GateCommand::Build(args) => build(file, args),
+    }
+}
+
+fn build(file: &RegistryFile, args: GateBuildArgs) -> Result<Report> {
+    let started = Instant::now();
+    let upstream =
+        Upstream::parse(&args.upstream).map_err(|e| anyhow::anyhow!("--upstream: {e}"))?;
+    if let Some(header) = &args.client_ip_header
+        && (header.is_empty()
+            || !header
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    {
+        bail!("--client-ip-header: {header:?} is not a header name");
+    }
+    let policy = match &args.policy {
+        Some(path) => std::fs::read(path)
+            .with_context(|| format!("--policy: cannot read {}", path.display()))?,
+        None => DEFAULT_POLICY.to_vec(),
+    };
+    let registry = file.load()?;
+    let settings = GateSettings {
+        mode: GateMode::ReverseProxy(upstream),
+        service: args.service,
+        scope: args.scope,
+        client_ip_header: args.client_ip_header.map(|h| h.to_ascii_lowercase()),
+    };
+    let built = gate::build(&registry, &policy, settings).with_context(|| match &args.policy {
+        Some(path) => format!("cannot build a gate with the policy {}", path.display()),
+        None => "cannot build a gate".to_string(),
+    })?;
+    if let Some(folder) = args.output.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(folder)
+            .with_context(|| format!("cannot create {}", folder.display()))?;
+    }
+    durable::replace(&args.output, &built.wasm)
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    let took = started.elapsed();
+    let label = &built.label;
+    let text = format!(
+        "wrote {} ({} bytes): a {} gate to {}, registry revision {}, {} keys, in {:.2?}",
+        args.output.display(),
+        built.wasm.len(),
+        label.mode,
+        label.upstream.as_deref().unwrap_or("the app"),
+        label.revision,
+        label.keys,
+        took
+    );
+    let json = json!({
+        "output": args.output,
+        "bytes": built.wasm.len(),
+        "gate": label,
+        "seconds": took.as_secs_f64(),
+    });
+    Ok(Report::new(json, text))
+}

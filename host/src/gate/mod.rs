@@ -1,0 +1,103 @@
+//! `keyhost gate build`: keyhost's whole check as one component for
+//! `wasi:http/proxy` hosts (`wasmtime serve`, `jco serve`, Spin,
+//! wasmCloud). The gate (gate/, built with keyhost and embedded in it) is
+//! composed with a policy and a generated support component holding the
+//! registry snapshot and the gate's settings.
+//!
+//! - `support`: the generated support component;
+//! - `compose`: the composition, with wac-graph;
+//! - this file: what a build takes, and the label it leaves in the result
+//!   for `keyhost policy inspect`.
+
+mod compose;
+mod support;
+
+use anyhow::{Context, Result};
+use keyhost_core::gate::{GateMode, GateSettings};
+use serde::{Deserialize, Serialize};
+use wasm_encoder::{ComponentSection, CustomSection, Encode};
+
+use crate::registry::{Registry, encode_snapshot};
+
+pub use compose::HANDLER;
+
+/// The gate component, as built with this keyhost.
+const GATE: &[u8] = include_bytes!(concat!(env!("KEYHOST_POLICY_DIR"), "/keyhost_gate.wasm"));
+
+/// The custom section that says what a built gate is.
+pub const LABEL_SECTION: &str = "keyhost-gate";
+
+/// What a built gate says about itself (`keyhost policy inspect`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GateLabel {
+    /// The policy contract the gate speaks.
+    pub contract: String,
+    /// `reverse-proxy` or `middleware`.
+    pub mode: String,
+    /// The upstream, in reverse-proxy mode.
+    pub upstream: Option<String>,
+    /// The registry revision of its snapshot.
+    pub revision: u64,
+    /// How many keys its snapshot holds.
+    pub keys: u64,
+    /// The snapshot's size in bytes.
+    pub snapshot_bytes: u64,
+    /// The settings it was built with.
+    pub settings: GateSettings,
+}
+
+/// A built gate.
+pub struct BuiltGate {
+    /// The composed component.
+    pub wasm: Vec<u8>,
+    /// What it says about itself.
+    pub label: GateLabel,
+}
+
+/// Builds a gate for `registry` with `settings`, deciding with `policy`.
+pub fn build(registry: &Registry, policy: &[u8], settings: GateSettings) -> Result<BuiltGate> {
+    // The source of a built gate's snapshot is the build, not a file: it is
+    // never compared with anything, only shown.
+    let snapshot = encode_snapshot(registry, "keyhost gate build".to_string());
+    let settings_json = serde_json::to_vec(&settings).expect("settings serialize");
+    let support = support::component(&settings_json, &snapshot)?;
+    let mut wasm = compose::compose(&support, policy, GATE)?;
+    let label = GateLabel {
+        contract: crate::policy::contract::CONTRACT.to_string(),
+        mode: match &settings.mode {
+            GateMode::ReverseProxy(_) => "reverse-proxy".into(),
+            GateMode::Middleware => "middleware".into(),
+        },
+        upstream: match &settings.mode {
+            GateMode::ReverseProxy(upstream) => Some(upstream.url()),
+            GateMode::Middleware => None,
+        },
+        revision: registry.revision,
+        keys: registry.keys.len() as u64,
+        snapshot_bytes: snapshot.len() as u64,
+        settings,
+    };
+    let label_json = serde_json::to_vec(&label).expect("a label serializes");
+    let section = CustomSection {
+        name: LABEL_SECTION.into(),
+        data: label_json.into(),
+    };
+    wasm.push(ComponentSection::id(&section));
+    section.encode(&mut wasm);
+    Ok(BuiltGate { wasm, label })
+}
+
+/// The label of a built gate, if `wasm` is one.
+pub fn label_of(wasm: &[u8]) -> Result<Option<GateLabel>> {
+    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+        match payload.context("reading the component")? {
+            wasmparser::Payload::CustomSection(section) if section.name() == LABEL_SECTION => {
+                return Ok(Some(
+                    serde_json::from_slice(section.data()).context("a corrupt gate label")?,
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(None)
+}
