@@ -11,13 +11,17 @@ use sha2::{Digest, Sha256};
 
 const TARGET: &str = "wasm32-wasip2";
 /// The component crates, by package name; each builds `<name with _>.wasm`:
-/// the policies, and the gate `keyhost gate build` composes.
+/// the policies, the gates `keyhost gate build` composes, and the echo app
+/// the gate tests put behind a middleware gate.
 const POLICIES: &[&str] = &[
     "keyhost-policy-default",
     "keyhost-policy-strict",
     "keyhost-policy-hostile",
     "keyhost-policy-example",
-    "keyhost-gate",
+    "keyhost-gate-proxy",
+    "keyhost-gate-middleware",
+    "keyhost-gate-virt",
+    "keyhost-echo-app",
 ];
 
 fn main() {
@@ -26,7 +30,14 @@ fn main() {
         .parent()
         .expect("host/ sits in the workspace")
         .to_path_buf();
-    for watched in ["plugin", "wit", "core", "gate", "Cargo.lock"] {
+    for watched in [
+        "plugin",
+        "wit",
+        "core",
+        "gate",
+        "tests/echo-app",
+        "Cargo.lock",
+    ] {
         println!(
             "cargo:rerun-if-changed={}",
             workspace.join(watched).display()

@@ -109,7 +109,8 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum GateCommand {
     /// Compose the gate, a policy and a snapshot of the registry into one
-    /// wasi:http component that forwards allowed requests to --upstream.
+    /// wasi:http component that hands allowed requests to --app (an app
+    /// component composed behind it) or --upstream (a URL).
     /// The snapshot holds hashes and records, never a secret; a registry
     /// change means building and deploying the gate again.
     Build(GateBuildArgs),
@@ -134,10 +135,19 @@ pub struct GateBuildArgs {
     /// allow-list are refused: wasi:http does not give the peer address.
     #[arg(long, value_name = "HEADER")]
     pub client_ip_header: Option<String>,
+    /// Hand allowed requests to this app component (it exports
+    /// wasi:http/incoming-handler), composed behind the gate.
+    #[arg(
+        long,
+        value_name = "APP.wasm",
+        required_unless_present = "upstream",
+        conflicts_with = "upstream"
+    )]
+    pub app: Option<PathBuf>,
     /// Forward allowed requests to this URL (http:// or https://), the
     /// request's own path appended.
     #[arg(long, value_name = "URL")]
-    pub upstream: String,
+    pub upstream: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

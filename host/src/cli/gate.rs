@@ -9,7 +9,7 @@ use serde_json::json;
 use super::Report;
 use super::args::{GateBuildArgs, GateCommand};
 use crate::durable;
-use crate::gate;
+use crate::gate::{self, Behind};
 use crate::policy::DEFAULT_POLICY;
 use crate::registry::RegistryFile;
 
@@ -21,8 +21,19 @@ pub fn run(command: GateCommand, file: &RegistryFile) -> Result<Report> {
 
 fn build(file: &RegistryFile, args: GateBuildArgs) -> Result<Report> {
     let started = Instant::now();
-    let upstream =
-        Upstream::parse(&args.upstream).map_err(|e| anyhow::anyhow!("--upstream: {e}"))?;
+    let mode = match &args.upstream {
+        Some(url) => GateMode::ReverseProxy(
+            Upstream::parse(url).map_err(|e| anyhow::anyhow!("--upstream: {e}"))?,
+        ),
+        None => GateMode::Middleware,
+    };
+    let app = match &args.app {
+        Some(path) => Some(
+            std::fs::read(path)
+                .with_context(|| format!("--app: cannot read {}", path.display()))?,
+        ),
+        None => None,
+    };
     if let Some(header) = &args.client_ip_header
         && (header.is_empty()
             || !header
@@ -38,14 +49,29 @@ fn build(file: &RegistryFile, args: GateBuildArgs) -> Result<Report> {
     };
     let registry = file.load()?;
     let settings = GateSettings {
-        mode: GateMode::ReverseProxy(upstream),
+        mode,
         service: args.service,
         scope: args.scope,
         client_ip_header: args.client_ip_header.map(|h| h.to_ascii_lowercase()),
     };
-    let built = gate::build(&registry, &policy, settings).with_context(|| match &args.policy {
-        Some(path) => format!("cannot build a gate with the policy {}", path.display()),
-        None => "cannot build a gate".to_string(),
+    let behind = match &app {
+        Some(app) => Behind::App(app),
+        None => Behind::Upstream,
+    };
+    let built = gate::build(&registry, &policy, settings, behind).with_context(|| {
+        let policy = args
+            .policy
+            .as_ref()
+            .map_or("the default policy".to_string(), |p| {
+                p.display().to_string()
+            });
+        match &args.app {
+            Some(app) => format!(
+                "cannot build a gate with {policy} in front of {}",
+                app.display()
+            ),
+            None => format!("cannot build a gate with {policy}"),
+        }
     })?;
     if let Some(folder) = args.output.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(folder)

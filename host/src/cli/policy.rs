@@ -4,12 +4,13 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde_json::json;
 
 use super::args::PolicyCommand;
 use super::{EXIT_DENIED, EXIT_ERROR, Report};
 use crate::conformance::{self, Expected, Outcome, VectorFile};
+use crate::gate::{self, GateLabel};
 use crate::policy::contract::{CONTRACT, Item};
 use crate::policy::{CompiledCache, PolicyEngine, SandboxLimits};
 use crate::registry::RegistryFile;
@@ -33,6 +34,10 @@ pub fn run(command: PolicyCommand, registry: &RegistryFile) -> Result<Report> {
 }
 
 fn inspect(file: &Path) -> Result<Report> {
+    let wasm = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    if let Some(label) = gate::label_of(&wasm)? {
+        return inspect_gate(file, &wasm, &label);
+    }
     let (summary, refusal) = engine()?.inspect_file(file)?;
     let json = json!({
         "file": file,
@@ -67,6 +72,60 @@ fn inspect(file: &Path) -> Result<Report> {
     } else {
         report
     })
+}
+
+/// A gate built by `keyhost gate build`: what it was built with, and its
+/// outside as a proxy host sees it.
+fn inspect_gate(file: &Path, wasm: &[u8], label: &GateLabel) -> Result<Report> {
+    let (imports, exports) = gate::outside_of(wasm)?;
+    let json = json!({
+        "file": file,
+        "gate": label,
+        "contract": label.contract,
+        "mode": label.mode,
+        "revision": label.revision,
+        "keys": label.keys,
+        "imports": imports,
+        "exports": exports,
+    });
+    let mut text = format!("component: {}\n", file.display());
+    let _ = writeln!(text, "a keyhost gate, built by `keyhost gate build`");
+    let _ = writeln!(text, "contract: {}", label.contract);
+    let _ = writeln!(
+        text,
+        "mode: {}{}",
+        label.mode,
+        label
+            .upstream
+            .as_ref()
+            .map(|url| format!(" to {url}"))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(
+        text,
+        "snapshot: registry revision {}, {} keys, {} bytes",
+        label.revision, label.keys, label.snapshot_bytes
+    );
+    let _ = writeln!(
+        text,
+        "service: {}; scope: {}; client address from: {}",
+        label.settings.service.as_deref().unwrap_or("(none)"),
+        label.settings.scope.as_deref().unwrap_or("(none)"),
+        label
+            .settings
+            .client_ip_header
+            .as_deref()
+            .unwrap_or("(nowhere: keys with an IP allow-list are refused)")
+    );
+    let _ = writeln!(text, "imports:");
+    for name in &imports {
+        let _ = writeln!(text, "  {name}");
+    }
+    let _ = writeln!(text, "exports:");
+    for name in &exports {
+        let _ = writeln!(text, "  {name}");
+    }
+    Ok(Report::new(json, text.trim_end().to_string()))
 }
 
 fn write_items(text: &mut String, heading: &str, items: &[Item]) {

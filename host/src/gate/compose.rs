@@ -10,32 +10,60 @@ use wac_graph::{CompositionGraph, EncodeOptions, NodeId, PackageId};
 
 /// The gate's export, which the composed component exports.
 pub const HANDLER: &str = "wasi:http/incoming-handler@0.2.12";
+/// The gates, as built with this keyhost (gate/).
+const PROXY_GATE: &[u8] = include_bytes!(concat!(
+    env!("KEYHOST_POLICY_DIR"),
+    "/keyhost_gate_proxy.wasm"
+));
+const MIDDLEWARE_GATE: &[u8] = include_bytes!(concat!(
+    env!("KEYHOST_POLICY_DIR"),
+    "/keyhost_gate_middleware.wasm"
+));
+/// The virtual HTTP types for the app behind a middleware gate.
+const VIRT: &[u8] = include_bytes!(concat!(
+    env!("KEYHOST_POLICY_DIR"),
+    "/keyhost_gate_virt.wasm"
+));
+/// What the virt component exports to the app, and to the gate.
+const APP_TYPES: &str = "keyhost:app-http/types@0.2.0";
+const APP_OUTGOING: &str = "keyhost:app-http/outgoing-handler@0.2.0";
+const HAND_ON: &str = "keyhost:gate/hand-on@0.1.0";
+/// The app's handler, as the middleware gate imports it.
+const APP_HANDLER: &str = "keyhost:app-http/incoming-handler@0.2.0";
+/// What the app exports and imports, in any `wasi:http` 0.2 version.
+const APP_EXPORT: &str = "wasi:http/incoming-handler@0.2";
+const APP_IMPORTS: [(&str, &str); 2] = [
+    ("wasi:http/types@0.2", APP_TYPES),
+    ("wasi:http/outgoing-handler@0.2", APP_OUTGOING),
+];
+
 /// The contract's types, which the support component exports.
 const POLICY_TYPES: &str = "keyhost:policy/types@0.1.0";
 /// The contract functions the gate imports from the policy.
 const POLICY_FUNCTIONS: [&str; 2] = ["configure", "validate"];
 
-/// The three components, composed into one.
-pub fn compose(support: &[u8], policy: &[u8], gate: &[u8]) -> Result<Vec<u8>> {
+/// What a gate hands allowed requests on to.
+pub enum Behind<'a> {
+    /// The upstream in its settings: the reverse-proxy gate alone.
+    Upstream,
+    /// This app component, behind the middleware gate and the virtual
+    /// HTTP types.
+    App(&'a [u8]),
+}
+
+/// The gate for `behind`, the support component and the policy, composed
+/// into one component.
+pub fn compose(support: &[u8], policy: &[u8], behind: Behind<'_>) -> Result<Vec<u8>> {
     let mut graph = CompositionGraph::new();
     let support = register(&mut graph, "keyhost:support", support)?;
     let policy_package = register(&mut graph, "keyhost:policy", policy)
         .context("the policy is not a WebAssembly component")?;
-    let gate = register(&mut graph, "keyhost:gate", gate)?;
-
-    let policy_exports: Vec<String> = graph.types()[graph[policy_package].ty()]
-        .exports
-        .keys()
-        .cloned()
-        .collect();
-    for name in POLICY_FUNCTIONS {
-        if !policy_exports.iter().any(|export| export == name) {
-            bail!(
-                "the policy does not export `{name}`: it is not a keyhost:policy@0.1.0 component (it exports {})",
-                policy_exports.join(", ")
-            );
-        }
-    }
+    check_contract(&graph, policy_package)?;
+    let gate_wasm = match behind {
+        Behind::Upstream => PROXY_GATE,
+        Behind::App(_) => MIDDLEWARE_GATE,
+    };
+    let gate = register(&mut graph, "keyhost:gate", gate_wasm)?;
 
     let support_instance = graph.instantiate(support);
     let policy = graph.instantiate(policy_package);
@@ -51,11 +79,113 @@ pub fn compose(support: &[u8], policy: &[u8], gate: &[u8]) -> Result<Vec<u8>> {
                 anyhow!("the policy's `{name}` does not match keyhost:policy@0.1.0: {e}")
             })?;
     }
+    if let Behind::App(app) = behind {
+        put_app_behind(&mut graph, support, support_instance, gate_instance, app)?;
+    }
     let handler = graph.alias_instance_export(gate_instance, HANDLER)?;
     graph.export(handler, HANDLER)?;
     graph
         .encode(EncodeOptions::default())
         .context("encoding the composed gate")
+}
+
+/// The policy's contract: the functions the gate imports, and the version
+/// of the types they speak.
+fn check_contract(graph: &CompositionGraph, policy: PackageId) -> Result<()> {
+    let world = &graph.types()[graph[policy].ty()];
+    if let Some(other) = world.imports.keys().find(|name| {
+        name.starts_with("keyhost:policy/") && !are_semver_compatible(name, POLICY_TYPES)
+    }) {
+        bail!(
+            "the policy speaks another contract ({other}); this gate speaks keyhost:policy@0.1.0"
+        );
+    }
+    for name in POLICY_FUNCTIONS {
+        if !world.exports.contains_key(name) {
+            bail!(
+                "the policy does not export `{name}`: it is not a keyhost:policy@0.1.0 component (it exports {})",
+                world.exports.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The virtual HTTP types between the gate and `app`: the gate hands
+/// requests on through them, and the app takes its HTTP types from them.
+fn put_app_behind(
+    graph: &mut CompositionGraph,
+    support: PackageId,
+    support_instance: NodeId,
+    gate: NodeId,
+    app: &[u8],
+) -> Result<()> {
+    let app_package =
+        register(graph, "keyhost:app", app).context("the app is not a WebAssembly component")?;
+    let app_world = &graph.types()[graph[app_package].ty()];
+    let Some(app_handler) = app_world
+        .exports
+        .keys()
+        .find(|name| is_version_of(name, APP_EXPORT))
+        .cloned()
+    else {
+        bail!(
+            "the app does not export wasi:http/incoming-handler@0.2 (it exports {})",
+            app_world
+                .exports
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    };
+    let app_http_imports: Vec<String> = app_world
+        .imports
+        .keys()
+        .filter(|name| name.starts_with("wasi:http/"))
+        .cloned()
+        .collect();
+
+    let virt_package = register(graph, "keyhost:virt", VIRT)?;
+    let virt = graph.instantiate(virt_package);
+    plug(graph, support, support_instance, virt)?;
+    let app = graph.instantiate(app_package);
+    plug(graph, support, support_instance, app)?;
+    for import in &app_http_imports {
+        let Some((_, export)) = APP_IMPORTS
+            .into_iter()
+            .find(|(wasi, _)| is_version_of(import, wasi))
+        else {
+            bail!("the app imports {import}, which a gate cannot give it");
+        };
+        let node = graph.alias_instance_export(virt, export)?;
+        graph
+            .set_instantiation_argument(app, import, node)
+            .with_context(|| format!("giving the app its {import}"))?;
+    }
+    // The gate reaches the app's types through `hand-on`; it imports them
+    // by name only if its build kept that import.
+    let gate_package = graph[gate].package().expect("an instantiation");
+    for name in [HAND_ON, APP_TYPES] {
+        if graph.types()[graph[gate_package].ty()]
+            .imports
+            .contains_key(name)
+        {
+            let node = graph.alias_instance_export(virt, name)?;
+            graph.set_instantiation_argument(gate, name, node)?;
+        }
+    }
+    let handler = graph.alias_instance_export(app, &app_handler)?;
+    graph
+        .set_instantiation_argument(gate, APP_HANDLER, handler)
+        .context("the app's wasi:http/incoming-handler does not match the gate's")?;
+    Ok(())
+}
+
+/// Whether `name` is `prefix` (`...@0.2`) in some version: `...@0.2.6`.
+fn is_version_of(name: &str, prefix: &str) -> bool {
+    name.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
 }
 
 fn register(graph: &mut CompositionGraph, name: &str, bytes: &[u8]) -> Result<PackageId> {

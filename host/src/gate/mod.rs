@@ -1,8 +1,9 @@
 //! `keyhost gate build`: keyhost's whole check as one component for
 //! `wasi:http/proxy` hosts (`wasmtime serve`, `jco serve`, Spin,
-//! wasmCloud). The gate (gate/, built with keyhost and embedded in it) is
+//! wasmCloud). A gate (gate/, built with keyhost and embedded in it) is
 //! composed with a policy and a generated support component holding the
-//! registry snapshot and the gate's settings.
+//! registry snapshot and the gate's settings; in middleware mode, also
+//! with the app and the virtual HTTP types between them.
 //!
 //! - `support`: the generated support component;
 //! - `compose`: the composition, with wac-graph;
@@ -19,10 +20,7 @@ use wasm_encoder::{ComponentSection, CustomSection, Encode};
 
 use crate::registry::{Registry, encode_snapshot};
 
-pub use compose::HANDLER;
-
-/// The gate component, as built with this keyhost.
-const GATE: &[u8] = include_bytes!(concat!(env!("KEYHOST_POLICY_DIR"), "/keyhost_gate.wasm"));
+pub use compose::{Behind, HANDLER};
 
 /// The custom section that says what a built gate is.
 pub const LABEL_SECTION: &str = "keyhost-gate";
@@ -54,14 +52,20 @@ pub struct BuiltGate {
     pub label: GateLabel,
 }
 
-/// Builds a gate for `registry` with `settings`, deciding with `policy`.
-pub fn build(registry: &Registry, policy: &[u8], settings: GateSettings) -> Result<BuiltGate> {
+/// Builds a gate for `registry` with `settings`, deciding with `policy`,
+/// in front of `behind`.
+pub fn build(
+    registry: &Registry,
+    policy: &[u8],
+    settings: GateSettings,
+    behind: Behind<'_>,
+) -> Result<BuiltGate> {
     // The source of a built gate's snapshot is the build, not a file: it is
     // never compared with anything, only shown.
     let snapshot = encode_snapshot(registry, "keyhost gate build".to_string());
     let settings_json = serde_json::to_vec(&settings).expect("settings serialize");
     let support = support::component(&settings_json, &snapshot)?;
-    let mut wasm = compose::compose(&support, policy, GATE)?;
+    let mut wasm = compose::compose(&support, policy, behind)?;
     let label = GateLabel {
         contract: crate::policy::contract::CONTRACT.to_string(),
         mode: match &settings.mode {
@@ -100,4 +104,16 @@ pub fn label_of(wasm: &[u8]) -> Result<Option<GateLabel>> {
         }
     }
     Ok(None)
+}
+
+/// The names a component imports and exports, read without compiling it.
+pub fn outside_of(wasm: &[u8]) -> Result<(Vec<String>, Vec<String>)> {
+    let mut types = wac_graph::types::Types::default();
+    let package =
+        wac_graph::types::Package::from_bytes("component", None, wasm.to_vec(), &mut types)?;
+    let world = &types[package.ty()];
+    Ok((
+        world.imports.keys().cloned().collect(),
+        world.exports.keys().cloned().collect(),
+    ))
 }

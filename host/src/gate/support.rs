@@ -38,6 +38,10 @@ const WIT: &[(&str, &str)] = &[
     ),
     ("cli.wit", include_str!("../../../gate/wit/deps/cli.wit")),
     ("http.wit", include_str!("../../../gate/wit/deps/http.wit")),
+    (
+        "http-app.wit",
+        include_str!("../../../gate/wit/deps/http-app.wit"),
+    ),
     ("policy.wit", include_str!("../../../wit/policy.wit")),
     ("gate.wit", include_str!("../../../gate/wit/gate.wit")),
 ];

@@ -1,8 +1,8 @@
-//! One request: read the key and what the request asks for, check it, then
-//! answer the refusal or hand the request on.
+//! One request: read the key and what the request asks for, and check it;
+//! and the answers a gate gives itself.
 
 use keyhost_core::check::{self, CheckRequest};
-use keyhost_core::gate::{GateMode, GateSettings};
+use keyhost_core::gate::GateSettings;
 use keyhost_core::http;
 use keyhost_core::lookup::Lookup;
 use keyhost_core::verdict::{DenyCode, Verdict};
@@ -10,10 +10,32 @@ use keyhost_core::verdict::{DenyCode, Verdict};
 use crate::wasi::http::types::{
     Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
-use crate::{data, forward, policy};
+use crate::{data, policy};
 
-/// Decides on `request` and answers through `out`.
-pub fn handle(request: IncomingRequest, out: ResponseOutparam) {
+/// What a gate does with a request.
+pub enum Outcome {
+    /// Hand it on with these headers: its own, less any `X-Keyhost-*`, the
+    /// key and hop-by-hop ones, plus the identity headers.
+    Allow(Vec<(String, Vec<u8>)>),
+    /// Answer this refusal.
+    Deny(DenyCode, String),
+}
+
+/// Headers that belong to one connection, or that `wasi:http` sets itself.
+pub const NOT_HANDED_ON: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "trailer",
+    "host",
+    "http2-settings",
+];
+
+/// Checks `request`.
+pub fn check(request: &IncomingRequest) -> Outcome {
     let headers = request.headers().entries();
     let header = |name: &str| {
         headers
@@ -21,30 +43,34 @@ pub fn handle(request: IncomingRequest, out: ResponseOutparam) {
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .and_then(|(_, value)| std::str::from_utf8(value).ok())
     };
-    let settings = match data::settings() {
-        Ok(settings) => settings,
-        Err(broken) => return respond_deny(out, DenyCode::PolicyError, &broken),
-    };
-    let verdict = match verdict(&request, settings, header) {
-        Ok(verdict) => verdict,
-        Err(broken) => return respond_deny(out, DenyCode::PolicyError, &broken),
-    };
+    let verdict = data::settings().and_then(|settings| verdict(request, settings, header));
     match verdict {
-        Verdict::Allow { key, info } => {
-            let identity = http::identity_headers(&key, &info);
-            match &settings.mode {
-                GateMode::ReverseProxy(upstream) => {
-                    forward::forward(request, &headers, &identity, upstream, out)
-                }
-                GateMode::Middleware => respond_deny(
-                    out,
-                    DenyCode::PolicyError,
-                    "this gate was built for another mode",
-                ),
-            }
+        Ok(Verdict::Allow { key, info }) => {
+            let mut handed_on: Vec<(String, Vec<u8>)> = headers
+                .iter()
+                .filter(|(name, _)| handed_on(name))
+                .cloned()
+                .collect();
+            handed_on.extend(
+                http::identity_headers(&key, &info)
+                    .into_iter()
+                    .map(|(name, value)| (name, value.into_bytes())),
+            );
+            Outcome::Allow(handed_on)
         }
-        Verdict::Deny { code, reason, .. } => respond_deny(out, code, &reason),
+        Ok(Verdict::Deny { code, reason, .. }) => Outcome::Deny(code, reason),
+        Err(broken) => Outcome::Deny(DenyCode::PolicyError, broken),
     }
+}
+
+fn handed_on(name: &str) -> bool {
+    !(http::is_identity_header(name)
+        || http::KEY_HEADERS
+            .iter()
+            .any(|key| name.eq_ignore_ascii_case(key))
+        || NOT_HANDED_ON
+            .iter()
+            .any(|hop| name.eq_ignore_ascii_case(hop)))
 }
 
 /// The check, as `/auth` makes it. The service and scope are the build's

@@ -1,63 +1,26 @@
 //! Handing an allowed request to the upstream through
-//! `wasi:http/outgoing-handler`, and its answer back. The request goes on
-//! with the identity headers; the client's own `X-Keyhost-*` headers, the
-//! key itself and hop-by-hop headers do not.
+//! `wasi:http/outgoing-handler`, and its answer back, both streamed.
 
 use keyhost_core::gate::Upstream;
-use keyhost_core::http;
-
-use crate::gate::respond_deny;
-use crate::wasi::http::outgoing_handler;
-use crate::wasi::http::types::{
+use keyhost_core::verdict::DenyCode;
+use keyhost_gate_check::wasi::http::types::{
     Fields, IncomingBody, IncomingRequest, OutgoingBody, OutgoingRequest, OutgoingResponse,
     ResponseOutparam, Scheme,
 };
-use crate::wasi::io::streams::{InputStream, OutputStream, StreamError};
-use keyhost_core::verdict::DenyCode;
+use keyhost_gate_check::wasi::io::streams::{InputStream, OutputStream, StreamError};
+use keyhost_gate_check::{NOT_HANDED_ON, respond, respond_deny};
 
-/// Headers that belong to one connection, or that `wasi:http` sets itself.
-const NOT_FORWARDED: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "upgrade",
-    "te",
-    "trailer",
-    "host",
-    "http2-settings",
-];
+use crate::wasi::http::outgoing_handler;
 
-fn forwarded(name: &str) -> bool {
-    !(http::is_identity_header(name)
-        || http::KEY_HEADERS
-            .iter()
-            .any(|key| name.eq_ignore_ascii_case(key))
-        || NOT_FORWARDED
-            .iter()
-            .any(|hop| name.eq_ignore_ascii_case(hop)))
-}
-
-/// Forwards `request` (whose headers are `headers`) to `upstream`, adding
-/// `identity`, and streams the answer to `out`.
+/// Forwards `request` to `upstream` with `headers` (the check's), and
+/// streams the answer to `out`.
 pub fn forward(
     request: IncomingRequest,
     headers: &[(String, Vec<u8>)],
-    identity: &[(String, String)],
     upstream: &Upstream,
     out: ResponseOutparam,
 ) {
-    let mut list: Vec<(String, Vec<u8>)> = headers
-        .iter()
-        .filter(|(name, _)| forwarded(name))
-        .cloned()
-        .collect();
-    list.extend(
-        identity
-            .iter()
-            .map(|(name, value)| (name.clone(), value.clone().into_bytes())),
-    );
-    let Ok(fields) = Fields::from_list(&list) else {
+    let Ok(fields) = Fields::from_list(headers) else {
         return respond_deny(
             out,
             DenyCode::Denied,
@@ -116,7 +79,7 @@ pub fn forward(
         .entries()
         .into_iter()
         .filter(|(name, _)| {
-            !NOT_FORWARDED
+            !NOT_HANDED_ON
                 .iter()
                 .any(|hop| name.eq_ignore_ascii_case(hop))
         })
@@ -151,7 +114,7 @@ fn copy(from: &InputStream, to: &OutputStream) {
 
 fn bad_gateway(out: ResponseOutparam, why: &str) {
     let body = serde_json::json!({ "error": "bad_gateway", "reason": why }).to_string();
-    crate::gate::respond(
+    respond(
         out,
         502,
         vec![("content-type".into(), b"application/json".to_vec())],
