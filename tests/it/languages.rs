@@ -74,12 +74,12 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn python_policy() -> &'static Path {
+pub(crate) fn python_policy() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| build("python", &root().join("wit"), None))
 }
 
-fn js_policy() -> &'static Path {
+pub(crate) fn js_policy() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| build("js", &root().join("wit"), None))
 }

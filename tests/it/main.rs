@@ -13,6 +13,7 @@ mod contract;
 mod durability;
 mod engine;
 mod fuzz_corpora;
+mod gate;
 mod hardening;
 mod hostile;
 mod kinds;

@@ -6,7 +6,8 @@
 //! A data segment is what makes a fresh instance cheap at any number of
 //! keys: wasmtime maps it copy-on-write from the compiled image rather than
 //! copying it, and the gate reads it in place, with no parsing. Its
-//! functions only hand out slices of that memory, or empty answers.
+//! functions only hand out slices of that memory, answer "nothing", or trap
+//! (the WASI parts a proxy host lacks; see the `support` world).
 
 use anyhow::{Context, Result};
 use wasm_encoder::{
@@ -14,7 +15,8 @@ use wasm_encoder::{
     Instruction, MemArg, MemorySection, MemoryType, Module, TypeSection, ValType,
 };
 use wit_component::{ComponentEncoder, StringEncoding, embed_component_metadata};
-use wit_parser::{Resolve, WorldId};
+use wit_parser::abi::{AbiVariant, WasmSignature, WasmType};
+use wit_parser::{Resolve, WorldId, WorldItem};
 
 /// The WIT the gate is built against, with its dependencies in the order
 /// they depend on each other.
@@ -57,7 +59,7 @@ const PAGE: u64 = 65_536;
 /// The support component holding `settings` (JSON) and `snapshot`.
 pub fn component(settings: &[u8], snapshot: &[u8]) -> Result<Vec<u8>> {
     let (resolve, world) = support_world()?;
-    let mut module = core_module(settings, snapshot)?;
+    let mut module = core_module(&resolve, world, settings, snapshot)?;
     embed_component_metadata(&mut module, &resolve, world, StringEncoding::UTF8)
         .context("embedding the support world")?;
     ComponentEncoder::default()
@@ -82,7 +84,27 @@ fn support_world() -> Result<(Resolve, WorldId)> {
     Ok((resolve, world))
 }
 
-fn core_module(settings: &[u8], snapshot: &[u8]) -> Result<Vec<u8>> {
+/// The functions that answer "nothing": an empty list or `none`, whose
+/// answer lives in memory that is never written.
+const EMPTY_ANSWERS: [&str; 7] = [
+    "wasi:cli/environment@0.2.12#get-environment",
+    "wasi:cli/environment@0.2.12#get-arguments",
+    "wasi:cli/environment@0.2.12#initial-cwd",
+    "wasi:cli/terminal-stdin@0.2.12#get-terminal-stdin",
+    "wasi:cli/terminal-stdout@0.2.12#get-terminal-stdout",
+    "wasi:cli/terminal-stderr@0.2.12#get-terminal-stderr",
+    "wasi:filesystem/preopens@0.2.12#get-directories",
+];
+
+/// The core module: every function the support world exports, with the
+/// core signature wit-parser gives it. The data functions hand out slices
+/// of the data segment; the empty answers point at zeros; the rest trap.
+fn core_module(
+    resolve: &Resolve,
+    world: WorldId,
+    settings: &[u8],
+    snapshot: &[u8],
+) -> Result<Vec<u8>> {
     let snapshot_at = (SETTINGS_AT + settings.len() as u64).next_multiple_of(8);
     let end = snapshot_at + snapshot.len() as u64;
     let pages = end.div_ceil(PAGE).max(1);
@@ -91,53 +113,169 @@ fn core_module(settings: &[u8], snapshot: &[u8]) -> Result<Vec<u8>> {
         "the snapshot ({} bytes) does not fit a 32-bit memory",
         snapshot.len()
     );
-    let snapshot_len = snapshot.len() as i64;
+    let data = Data {
+        settings_len: settings.len() as i32,
+        snapshot_at: snapshot_at as i32,
+        snapshot_len: snapshot.len() as i64,
+    };
+
+    let mut functions: Vec<(String, WasmSignature)> = Vec::new();
+    for (key, item) in &resolve.worlds[world].exports {
+        let WorldItem::Interface { id, .. } = item else {
+            continue;
+        };
+        let interface = resolve.name_world_key(key);
+        for function in resolve.interfaces[*id].functions.values() {
+            functions.push((
+                format!("{interface}#{}", function.name),
+                resolve.wasm_signature(AbiVariant::GuestExport, function),
+            ));
+        }
+    }
 
     let mut types = TypeSection::new();
-    types.ty().function([], [ValType::I32]); // 0: () -> pointer
-    types.ty().function([], [ValType::I64]); // 1: () -> u64
-    types
-        .ty()
-        .function([ValType::I64, ValType::I32], [ValType::I32]); // 2: (offset, len) -> pointer
-    types.ty().function([ValType::I32], []); // 3: (status) -> ()
+    let mut type_of: Vec<(Vec<ValType>, Vec<ValType>)> = Vec::new();
+    let mut function_section = FunctionSection::new();
+    let mut exports = ExportSection::new();
+    let mut code = CodeSection::new();
+    let mut add = |name: &str, params: Vec<ValType>, results: Vec<ValType>, body: Function| {
+        let signature = (params, results);
+        let ty = match type_of.iter().position(|known| *known == signature) {
+            Some(ty) => ty,
+            None => {
+                types
+                    .ty()
+                    .function(signature.0.iter().copied(), signature.1.iter().copied());
+                type_of.push(signature);
+                type_of.len() - 1
+            }
+        };
+        let index = function_section.len();
+        function_section.function(ty as u32);
+        exports.export(name, ExportKind::Func, index);
+        code.function(&body);
+    };
+    for (name, signature) in &functions {
+        let params: Vec<ValType> = signature.params.iter().map(val_type).collect();
+        let results: Vec<ValType> = signature.results.iter().map(val_type).collect();
+        let body = match name.as_str() {
+            "keyhost:gate/data@0.1.0#settings" => data.settings(),
+            "keyhost:gate/data@0.1.0#snapshot-len" => data.snapshot_len(),
+            "keyhost:gate/data@0.1.0#snapshot" => data.snapshot(),
+            empty if EMPTY_ANSWERS.contains(&empty) => {
+                anyhow::ensure!(
+                    results == [ValType::I32],
+                    "{empty} does not answer through memory"
+                );
+                returning(Instruction::I32Const(ZEROS_AT))
+            }
+            _ => trap(),
+        };
+        add(name, params, results, body);
+    }
+    // Arguments that are lists or strings are written into this module's
+    // memory through its allocator. Nothing here takes any: it traps.
+    add(
+        "cabi_realloc",
+        vec![ValType::I32; 4],
+        vec![ValType::I32],
+        trap(),
+    );
 
-    let store = |at: i32| MemArg {
-        offset: at as u64,
-        align: 2,
-        memory_index: 0,
-    };
-    let zeros = || {
+    exports.export("memory", ExportKind::Memory, 0);
+    let mut memories = MemorySection::new();
+    memories.memory(MemoryType {
+        minimum: pages,
+        maximum: Some(pages),
+        memory64: false,
+        shared: false,
+        page_size_log2: None,
+    });
+    let mut data_section = DataSection::new();
+    data_section.active(
+        0,
+        &ConstExpr::i32_const(SETTINGS_AT as i32),
+        settings.iter().copied(),
+    );
+    data_section.active(
+        0,
+        &ConstExpr::i32_const(snapshot_at as i32),
+        snapshot.iter().copied(),
+    );
+
+    let mut module = Module::new();
+    module
+        .section(&types)
+        .section(&function_section)
+        .section(&memories)
+        .section(&exports)
+        .section(&code)
+        .section(&data_section);
+    Ok(module.finish())
+}
+
+fn val_type(ty: &WasmType) -> ValType {
+    match ty {
+        WasmType::I32 | WasmType::Pointer | WasmType::Length => ValType::I32,
+        WasmType::I64 | WasmType::PointerOrI64 => ValType::I64,
+        WasmType::F32 => ValType::F32,
+        WasmType::F64 => ValType::F64,
+    }
+}
+
+fn trap() -> Function {
+    let mut f = Function::new([]);
+    f.instruction(&Instruction::Unreachable);
+    f.instruction(&Instruction::End);
+    f
+}
+
+fn returning(value: Instruction<'static>) -> Function {
+    let mut f = Function::new([]);
+    f.instruction(&value);
+    f.instruction(&Instruction::End);
+    f
+}
+
+/// Where the settings and the snapshot lie in memory.
+struct Data {
+    settings_len: i32,
+    snapshot_at: i32,
+    snapshot_len: i64,
+}
+
+impl Data {
+    fn store(at: i32) -> MemArg {
+        MemArg {
+            offset: at as u64,
+            align: 2,
+            memory_index: 0,
+        }
+    }
+
+    /// `settings() -> list<u8>`: (pointer, length) at RETURN_AT.
+    fn settings(&self) -> Function {
         let mut f = Function::new([]);
-        f.instruction(&Instruction::I32Const(ZEROS_AT));
-        f.instruction(&Instruction::End);
-        f
-    };
-    let trap = || {
-        let mut f = Function::new([]);
-        f.instruction(&Instruction::Unreachable);
-        f.instruction(&Instruction::End);
-        f
-    };
-    let settings_fn = {
-        let mut f = Function::new([]);
-        for (at, value) in [(0, SETTINGS_AT as i32), (4, settings.len() as i32)] {
+        for (at, value) in [(0, SETTINGS_AT as i32), (4, self.settings_len)] {
             f.instruction(&Instruction::I32Const(0));
             f.instruction(&Instruction::I32Const(value));
-            f.instruction(&Instruction::I32Store(store(RETURN_AT + at)));
+            f.instruction(&Instruction::I32Store(Self::store(RETURN_AT + at)));
         }
         f.instruction(&Instruction::I32Const(RETURN_AT));
         f.instruction(&Instruction::End);
         f
-    };
-    let snapshot_len_fn = {
-        let mut f = Function::new([]);
-        f.instruction(&Instruction::I64Const(snapshot_len));
-        f.instruction(&Instruction::End);
-        f
-    };
-    // start = min(offset, len); count = min(asked, len - start), unsigned.
-    let snapshot_fn = {
+    }
+
+    fn snapshot_len(&self) -> Function {
+        returning(Instruction::I64Const(self.snapshot_len))
+    }
+
+    /// `snapshot(offset, len) -> list<u8>`: start = min(offset, total),
+    /// count = min(len, total - start), unsigned; (pointer, count) at
+    /// RETURN_AT.
+    fn snapshot(&self) -> Function {
         let (offset, asked, start, count, asked_wide) = (0, 1, 2, 3, 4);
+        let total = self.snapshot_len;
         let mut f = Function::new([(3, ValType::I64)]);
         let min_u = |f: &mut Function, a: Instruction<'static>, b: Instruction<'static>| {
             f.instruction(&a);
@@ -150,10 +288,10 @@ fn core_module(settings: &[u8], snapshot: &[u8]) -> Result<Vec<u8>> {
         min_u(
             &mut f,
             Instruction::LocalGet(offset),
-            Instruction::I64Const(snapshot_len),
+            Instruction::I64Const(total),
         );
         f.instruction(&Instruction::LocalSet(start));
-        f.instruction(&Instruction::I64Const(snapshot_len));
+        f.instruction(&Instruction::I64Const(total));
         f.instruction(&Instruction::LocalGet(start));
         f.instruction(&Instruction::I64Sub);
         f.instruction(&Instruction::LocalSet(count));
@@ -169,86 +307,15 @@ fn core_module(settings: &[u8], snapshot: &[u8]) -> Result<Vec<u8>> {
         f.instruction(&Instruction::I32Const(0));
         f.instruction(&Instruction::LocalGet(start));
         f.instruction(&Instruction::I32WrapI64);
-        f.instruction(&Instruction::I32Const(snapshot_at as i32));
+        f.instruction(&Instruction::I32Const(self.snapshot_at));
         f.instruction(&Instruction::I32Add);
-        f.instruction(&Instruction::I32Store(store(RETURN_AT)));
+        f.instruction(&Instruction::I32Store(Self::store(RETURN_AT)));
         f.instruction(&Instruction::I32Const(0));
         f.instruction(&Instruction::LocalGet(count));
         f.instruction(&Instruction::I32WrapI64);
-        f.instruction(&Instruction::I32Store(store(RETURN_AT + 4)));
+        f.instruction(&Instruction::I32Store(Self::store(RETURN_AT + 4)));
         f.instruction(&Instruction::I32Const(RETURN_AT));
         f.instruction(&Instruction::End);
         f
-    };
-
-    let cli = "wasi:cli";
-    let v = "@0.2.12";
-    let functions: Vec<(String, u32, Function)> = vec![
-        ("keyhost:gate/data@0.1.0#settings".into(), 0, settings_fn),
-        (
-            "keyhost:gate/data@0.1.0#snapshot-len".into(),
-            1,
-            snapshot_len_fn,
-        ),
-        ("keyhost:gate/data@0.1.0#snapshot".into(), 2, snapshot_fn),
-        (format!("{cli}/environment{v}#get-environment"), 0, zeros()),
-        (format!("{cli}/environment{v}#get-arguments"), 0, zeros()),
-        (format!("{cli}/environment{v}#initial-cwd"), 0, zeros()),
-        (format!("{cli}/exit{v}#exit"), 3, trap()),
-        (format!("{cli}/exit{v}#exit-with-code"), 3, trap()),
-        (
-            format!("{cli}/terminal-stdin{v}#get-terminal-stdin"),
-            0,
-            zeros(),
-        ),
-        (
-            format!("{cli}/terminal-stdout{v}#get-terminal-stdout"),
-            0,
-            zeros(),
-        ),
-        (
-            format!("{cli}/terminal-stderr{v}#get-terminal-stderr"),
-            0,
-            zeros(),
-        ),
-    ];
-
-    let mut function_section = FunctionSection::new();
-    let mut exports = ExportSection::new();
-    let mut code = CodeSection::new();
-    for (index, (name, ty, body)) in functions.iter().enumerate() {
-        function_section.function(*ty);
-        exports.export(name, ExportKind::Func, index as u32);
-        code.function(body);
     }
-    exports.export("memory", ExportKind::Memory, 0);
-    let mut memories = MemorySection::new();
-    memories.memory(MemoryType {
-        minimum: pages,
-        maximum: Some(pages),
-        memory64: false,
-        shared: false,
-        page_size_log2: None,
-    });
-    let mut data = DataSection::new();
-    data.active(
-        0,
-        &ConstExpr::i32_const(SETTINGS_AT as i32),
-        settings.iter().copied(),
-    );
-    data.active(
-        0,
-        &ConstExpr::i32_const(snapshot_at as i32),
-        snapshot.iter().copied(),
-    );
-
-    let mut module = Module::new();
-    module
-        .section(&types)
-        .section(&function_section)
-        .section(&memories)
-        .section(&exports)
-        .section(&code)
-        .section(&data);
-    Ok(module.finish())
 }

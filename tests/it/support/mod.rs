@@ -3,6 +3,7 @@
 
 pub mod foreign;
 pub mod nginx;
+pub mod proxy_host;
 pub mod redis;
 
 use std::io::Write;

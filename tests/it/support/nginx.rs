@@ -15,6 +15,27 @@ fn nginx_binary() -> String {
     panic!("nginx is not installed: .ci/run installs it (apt-get install nginx)");
 }
 
+/// Starts nginx with `config` in `dir`, and waits until it listens on `port`.
+fn spawn(dir: &std::path::Path, config: &str, port: u16) -> std::process::Child {
+    let conf = dir.join("nginx.conf");
+    std::fs::write(&conf, config).unwrap();
+    let child = Command::new(nginx_binary())
+        .args(["-c", conf.to_str().unwrap(), "-p", dir.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start nginx");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nginx did not start: {}",
+            std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
 /// The README's nginx snippet: the fenced block after the line
 /// `<!-- nginx-snippet -->`.
 pub fn readme_snippet() -> String {
@@ -87,22 +108,49 @@ http {{
 }}
 "#
         );
-        let conf = dir.join("nginx.conf");
-        std::fs::write(&conf, config).unwrap();
-        let child = Command::new(nginx_binary())
-            .args(["-c", conf.to_str().unwrap(), "-p", dir.to_str().unwrap()])
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start nginx");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nginx did not start: {}",
-                std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let child = spawn(&dir, &config, port);
+        Nginx { child, port, dir }
+    }
+
+    /// nginx as a plain upstream on its own port: `/static/hello.txt` is a
+    /// static file, and `/static/echo` answers with the identity headers and
+    /// the key headers it was given, one `name: value` line each.
+    pub fn upstream(dir: &std::path::Path) -> Nginx {
+        let dir = dir.join("upstream");
+        std::fs::create_dir_all(dir.join("www/static")).unwrap();
+        std::fs::write(
+            dir.join("www/static/hello.txt"),
+            "hello from a static file\n",
+        )
+        .unwrap();
+        let port = free_port();
+        let d = dir.display();
+        let config = format!(
+            r#"
+daemon off;
+master_process off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        root {d}/www;
+        location = /static/echo {{
+            return 200 "$request_method $request_uri\nx-keyhost-key-id: $http_x_keyhost_key_id\nx-keyhost-owner: $http_x_keyhost_owner\nx-keyhost-kind: $http_x_keyhost_kind\nx-keyhost-service: $http_x_keyhost_service\nauthorization: $http_authorization\nx-api-key: $http_x_api_key\n";
+        }}
+    }}
+}}
+"#
+        );
+        let child = spawn(&dir, &config, port);
         Nginx { child, port, dir }
     }
 
