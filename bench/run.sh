@@ -10,8 +10,9 @@
 # packages when they are missing; builds keyhost in release mode; writes
 # registries of 10k and 1M keys (and their sample secrets) in bench/work/ the
 # first time, with `cargo run --release --example synthetic_registry`.
-# Takes about 12 minutes after the release build. `bench/run.sh replicas`
-# runs only the rows of replicas sharing state through Redis.
+# Takes about 15 minutes after the release build. `bench/run.sh replicas`
+# runs only the rows of replicas sharing state through Redis;
+# `bench/run.sh gate` only those of the gate under `wasmtime serve`.
 set -euo pipefail
 only="${1:-all}"
 cd "$(dirname "$0")/.."
@@ -108,19 +109,88 @@ NGINX
   wait "${pids[@]}" 2>/dev/null || true
   unset KEYHOST_REGISTRY
 }
-if [ "$only" = replicas ]; then
-  replica_rows
+# The gate (keyhost gate build) under `wasmtime serve`, in front of the echo
+# app the tests use: against the bare app served the same way, with instance
+# reuse and at one instance per request; a 100k-key snapshot against a
+# 1k-key one; and the build itself at 100k keys. Every request goes through
+# every rule (service, scope, the client address from X-Forwarded-For).
+gate_rows() {
+  local gw="$work/gate" base=18470 pids=()
+  local wasmtime="$root/target/foreign/venv/bin/wasmtime"
+  local app="$root/target/policies/wasm32-wasip2/release/keyhost_echo_app.wasm"
+  "$root/tests/foreign/setup.sh"
+  mkdir -p "$gw"
+  registries 1000 100000
+  local gate_args=(--app "$app" --service billing --scope read --client-ip-header x-forwarded-for)
+  say "gate rows: keyhost gate build with 100k keys (hyperfine)"
+  hyperfine -N --warmup 1 --runs 5 --export-json "$work/gate-build-100k.json" \
+    "$kh --registry $work/100000.toml gate build -o $gw/gate-100k.wasm ${gate_args[*]}" >&2
+  "$kh" --registry "$work/1000.toml" gate build -o "$gw/gate-1k.wasm" "${gate_args[@]}" >&2
+  local secret_1k secret_100k
+  secret_1k="$(head -n 1 "$work/1000.secrets")"
+  secret_100k="$(head -n 1 "$work/100000.secrets")"
+  serve_wasm() { # PORT WASM ARGS...
+    local port=$1 wasm=$2; shift 2
+    "$wasmtime" serve --addr "127.0.0.1:$port" "$@" "$wasm" >"$gw/serve-$port.log" 2>&1 &
+    pids+=($!)
+    for _ in $(seq 1 200); do curl -s -o /dev/null "http://127.0.0.1:$port/" && return; sleep 0.1; done
+    say "wasmtime serve on $port did not start"; cat "$gw/serve-$port.log" >&2; exit 1
+  }
+  serve_wasm $base "$app" --max-instance-reuse-count 128
+  serve_wasm $((base + 1)) "$gw/gate-1k.wasm" --max-instance-reuse-count 128
+  serve_wasm $((base + 2)) "$app"
+  serve_wasm $((base + 3)) "$gw/gate-1k.wasm"
+  serve_wasm $((base + 4)) "$gw/gate-100k.wasm"
+  # What copy-on-write data buys: the same, with memories copied instead.
+  serve_wasm $((base + 5)) "$gw/gate-100k.wasm" -O memory-init-cow=n
+  # The gate really checks: the key passes, a wrong one is refused.
+  local got
+  for expected in "200 $secret_1k $((base + 1))" "200 $secret_100k $((base + 4))" "401 kh_usr_wrong $((base + 3))"; do
+    read -r want key port <<<"$expected"
+    got="$(curl -s -o /dev/null -w '%{http_code}' -H "X-API-Key: $key" -H 'X-Forwarded-For: 10.1.2.3' "http://127.0.0.1:$port/")"
+    [ "$got" = "$want" ] || { say "the gate on $port answered $got, not $want"; exit 1; }
+  done
+  local round side out
+  rm -f "$work"/wrk-gate-*.txt
+  for round in 1 2 3; do
+    say "gate wrk round $round of 3"
+    for side in "app-reuse:$base:$secret_1k" "gate-reuse:$((base + 1)):$secret_1k" \
+      "app-fresh:$((base + 2)):$secret_1k" "gate-fresh:$((base + 3)):$secret_1k" \
+      "gate-fresh-100k:$((base + 4)):$secret_100k" "gate-fresh-100k-copied:$((base + 5)):$secret_100k"; do
+      IFS=: read -r name port key <<<"$side"
+      out="$(wrk -t2 -c16 -d8s -H "X-API-Key: $key" -H 'X-Forwarded-For: 10.1.2.3' "http://127.0.0.1:$port/")"
+      if grep -q "Non-2xx" <<<"$out"; then say "$name: some responses were not 2xx"; echo "$out" >&2; exit 1; fi
+      awk '/Requests\/sec/ {print $2}' <<<"$out" >>"$work/wrk-gate-$name.txt"
+    done
+  done
+  kill "${pids[@]}" 2>/dev/null || true
+  wait "${pids[@]}" 2>/dev/null || true
+}
+
+# Synthetic registries of each size in $@, made once.
+registries() {
+  local keys
+  for keys in "$@"; do
+    if [ ! -s "$work/$keys.secrets" ]; then
+      rm -f "$work/$keys.toml" "$work/$keys.secrets"
+      "$root/target/release/examples/synthetic_registry" --keys "$keys" \
+        --registry "$work/$keys.toml" --secrets "$work/$keys.secrets"
+    fi
+  done
+}
+
+case "$only" in
+  all) ;;
+  replicas) replica_rows ;;
+  gate) gate_rows ;;
+  *) say "usage: bench/run.sh [replicas|gate]"; exit 2 ;;
+esac
+if [ "$only" != all ]; then
   python3 "$root/bench/report.py" "$work" "$root/target/criterion"
   exit 0
 fi
 
-for keys in 10000 1000000; do
-  if [ ! -s "$work/$keys.secrets" ]; then
-    rm -f "$work/$keys.toml" "$work/$keys.secrets"
-    "$root/target/release/examples/synthetic_registry" --keys "$keys" \
-      --registry "$work/$keys.toml" --secrets "$work/$keys.secrets"
-  fi
-done
+registries 10000 1000000
 export KEYHOST_CACHE_DIR="$work/cache"
 check_args=(check --service billing --scope read --ip 10.1.2.3)
 
@@ -244,5 +314,6 @@ awk '/VmHWM/ {print $2}' "/proc/$serve_pid/status" >"$work/serve-rss.txt"
 cleanup
 trap - EXIT
 replica_rows
+gate_rows
 
 python3 "$root/bench/report.py" "$work" "$root/target/criterion"

@@ -532,16 +532,17 @@ fn a_gate_build_refuses_what_cannot_work_and_says_why() {
     assert_eq!(neither.code, 2, "{}", neither.stderr);
 }
 
-/// A policy that traps, exits, returns a code only keyhost may give, or
-/// info no header can carry: the request fails closed or is cleaned, and
-/// nothing it should not see reaches the app.
+/// A policy that traps, exits, loops, hoards memory, returns a code only
+/// keyhost may give, or info no header can carry: the request fails closed
+/// (within the host's bounds) or is cleaned, and nothing it should not see
+/// reaches the app.
 #[test]
 fn a_hostile_policy_inside_a_gate_fails_closed() {
     let s = Sandbox::new().with_people();
     let (_, key) = s.create(&["--as", "user:alice", "--name", "k"]);
     let hostile = policy("keyhost_policy_hostile.wasm");
     let auth = bearer(&key);
-    for service in ["trap", "exit", "reserved-not-found", "info"] {
+    for service in ["trap", "exit", "loop", "grow", "reserved-not-found", "info"] {
         let wasm = build(
             &s,
             &format!("{service}.wasm"),
@@ -549,10 +550,17 @@ fn a_hostile_policy_inside_a_gate_fails_closed() {
             None,
             &["--policy", arg(&hostile), "--service", service],
         );
-        let host = ProxyHost::start(HostKind::WasmtimeServe, &wasm, &[]);
+        // In a proxy, time and memory bounds are the host's settings.
+        let bounds = ["-W", "timeout=500ms", "-W", "max-memory-size=67108864"];
+        let host = ProxyHost::start(HostKind::WasmtimeServe, &wasm, &bounds);
+        let started = std::time::Instant::now();
         let answer = send(&host, "/", &[("authorization", &auth)]);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{service} held the request"
+        );
         match service {
-            "trap" | "exit" => {
+            "trap" | "exit" | "loop" | "grow" => {
                 // The host answers a trapped instance with a 500; the app
                 // never ran.
                 assert!(

@@ -91,16 +91,23 @@ pub fn build(
     Ok(BuiltGate { wasm, label })
 }
 
-/// The label of a built gate, if `wasm` is one.
+/// The label of a built gate, if `wasm` is one. Anything else, a file
+/// that is not a component included, is not a gate: the policy checks say
+/// what it is.
 pub fn label_of(wasm: &[u8]) -> Result<Option<GateLabel>> {
+    if !wasmparser::Parser::is_component(wasm) {
+        return Ok(None);
+    }
     for payload in wasmparser::Parser::new(0).parse_all(wasm) {
-        match payload.context("reading the component")? {
-            wasmparser::Payload::CustomSection(section) if section.name() == LABEL_SECTION => {
-                return Ok(Some(
-                    serde_json::from_slice(section.data()).context("a corrupt gate label")?,
-                ));
-            }
-            _ => {}
+        let Ok(payload) = payload else {
+            return Ok(None);
+        };
+        if let wasmparser::Payload::CustomSection(section) = payload
+            && section.name() == LABEL_SECTION
+        {
+            return Ok(Some(
+                serde_json::from_slice(section.data()).context("a corrupt gate label")?,
+            ));
         }
     }
     Ok(None)
