@@ -86,10 +86,37 @@ pub fn identity_headers(key: &KeyRef, info: &[(String, String)]) -> Vec<(String,
     headers
 }
 
-/// Whether `name` is keyhost's to set: a client's copy never passes.
+/// `name` as servers that fold `_` into `-` read it (CGI, WSGI, PHP:
+/// `X_Keyhost_Owner` arrives as `HTTP_X_KEYHOST_OWNER`, the same as
+/// `X-Keyhost-Owner`), lowercase.
+fn folded(name: &str) -> String {
+    name.to_ascii_lowercase().replace('_', "-")
+}
+
+/// Whether `name` is keyhost's to set, in any spelling: a client's copy
+/// never passes.
 pub fn is_identity_header(name: &str) -> bool {
-    name.len() >= IDENTITY_PREFIX.len()
-        && name[..IDENTITY_PREFIX.len()].eq_ignore_ascii_case(IDENTITY_PREFIX)
+    folded(name).starts_with(IDENTITY_PREFIX)
+}
+
+/// Whether `name` carries a key, in any spelling: it never goes on.
+pub fn is_key_header(name: &str) -> bool {
+    let name = folded(name);
+    KEY_HEADERS.contains(&name.as_str())
+}
+
+/// Whether a request's `path` (with its query) may go on as it is: it
+/// starts with `/` and has no `.` or `..` segment, written plainly or
+/// percent-encoded, that would climb out of an upstream's base path or
+/// sidestep a policy's path rules.
+pub fn is_plain_path(path: &str) -> bool {
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    path.starts_with('/')
+        && !path.contains('\\')
+        && path.split('/').all(|segment| {
+            let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+            decoded != "." && decoded != ".."
+        })
 }
 
 /// An RFC 9110 token.
@@ -152,6 +179,29 @@ mod tests {
             ]
         );
         assert!(is_identity_header("X-Keyhost-Key-Id"));
+        assert!(is_identity_header("X_Keyhost_Owner"));
+        assert!(is_identity_header("x-keyhost_info_role"));
         assert!(!is_identity_header("x-keyhos"));
+        assert!(!is_identity_header("é-keyhost-éé"));
+        assert!(is_key_header("X_API_Key") && is_key_header("Authorization"));
+        assert!(!is_key_header("x-api-keys"));
+    }
+
+    #[test]
+    fn paths_that_climb_are_not_plain() {
+        for plain in ["/", "/a/b.txt", "/a/..b/c?x=../y", "/.well-known/x"] {
+            assert!(is_plain_path(plain), "{plain}");
+        }
+        for climbing in [
+            "/../admin",
+            "/a/./b",
+            "/a/%2e%2E/b",
+            "/a/.%2e",
+            "relative",
+            "",
+            "/a\\..\\b",
+        ] {
+            assert!(!is_plain_path(climbing), "{climbing}");
+        }
     }
 }

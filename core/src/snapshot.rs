@@ -123,7 +123,7 @@ impl<S: ReadAt> Snapshot<S> {
         }
         let header_len = u64::from_le_bytes(prelude[8..].try_into().expect("8 bytes"));
         let total = source.size()?;
-        if header_len > total {
+        if header_len > total.saturating_sub(16) {
             bail!("the snapshot is truncated (its header runs past its end)");
         }
         let mut header = vec![0u8; header_len as usize];

@@ -47,6 +47,7 @@ struct Keys {
     disabled: String,
     expired: String,
     ip: String,
+    limited: String,
 }
 
 fn keys() -> Keys {
@@ -74,8 +75,17 @@ fn keys() -> Keys {
         "--allow-ip",
         "10.0.0.0/8",
     ]);
+    let (_, limited) = s.create(&[
+        "--as",
+        "user:alice",
+        "--name",
+        "limited",
+        "--rate-limit",
+        "100/min",
+    ]);
     Keys {
         s,
+        limited,
         ok,
         bound,
         narrow,
@@ -206,6 +216,9 @@ fn every_case(kind: HostKind, mode: Mode) {
                 ("X-Keyhost-Key-Id", "kid_forged"),
                 ("x-keyhost-owner", "user:root"),
                 ("X-Keyhost-Service", "forged"),
+                // Read as X-Keyhost-* by servers that fold `_` into `-`.
+                ("X_Keyhost_Info_Role", "admin"),
+                ("x_api_key", "kh_usr_forged"),
             ],
         );
         assert_eq!(answer.status, 200, "{kind:?} {mode:?}: {}", answer.body);
@@ -217,6 +230,12 @@ fn every_case(kind: HostKind, mode: Mode) {
         );
         assert_eq!(seen.get("x-keyhost-kind").map(String::as_str), Some("user"));
         assert!(!seen.contains_key("x-keyhost-service"), "{}", answer.body);
+        assert!(
+            !answer.body.to_ascii_lowercase().contains("x_keyhost"),
+            "{}",
+            answer.body
+        );
+        assert!(!answer.body.contains("kh_usr_forged"), "{}", answer.body);
         assert!(
             !seen.contains_key("authorization"),
             "the key went on: {}",
@@ -263,6 +282,17 @@ fn every_case(kind: HostKind, mode: Mode) {
     let answer = send(&gate, echo, &[("x-api-key", &stranger)]);
     assert_eq!((answer.status, answer.code().as_str()), (401, "not_found"));
 
+    // A path that climbs out of the upstream's base path, or past a
+    // policy's path rules, is refused before anything else.
+    for climbing in ["/%2e%2e/admin", "/a/%2E%2e/b", "/a/./b"] {
+        let answer = send(&gate, climbing, &[("x-api-key", ok)]);
+        assert_eq!(
+            (answer.status, answer.code().as_str()),
+            (403, "denied"),
+            "{climbing}"
+        );
+    }
+
     // Known keys refused by the rules: 403 with the code.
     std::thread::sleep(Duration::from_millis(1100)); // the 1s key is past its expiry
     for (key, code) in [
@@ -270,6 +300,8 @@ fn every_case(kind: HostKind, mode: Mode) {
         (&k.narrow, "insufficient_scope"),
         (&k.disabled, "disabled"),
         (&k.expired, "expired"),
+        // A rate limit the gate cannot keep: refused, not let through.
+        (&k.limited, "denied"),
     ] {
         let answer = send(&gate, echo, &[("authorization", &bearer(key))]);
         assert_eq!(answer.status, 403, "{code}: {}", answer.body);
@@ -465,7 +497,9 @@ fn a_built_gate_imports_only_the_proxy_world_and_says_what_it_is() {
 fn a_gate_build_refuses_what_cannot_work_and_says_why() {
     let s = Sandbox::new().with_people();
     let out = s.dir.path().join("gate.wasm");
-    let cases: [(Vec<String>, &str); 6] = [
+    let empty = s.dir.path().join("empty.wasm");
+    std::fs::write(&empty, wat::parse_str("(component)").unwrap()).unwrap();
+    let cases: [(Vec<String>, &str); 7] = [
         (
             vec![
                 "--app".into(),
@@ -473,12 +507,22 @@ fn a_gate_build_refuses_what_cannot_work_and_says_why() {
             ],
             "does not export wasi:http/incoming-handler",
         ),
+        // A component that would reach the network from inside the gate.
         (
             vec![
                 "--upstream".into(),
                 "http://127.0.0.1:1".into(),
                 "--policy".into(),
                 arg(&echo_app()).into(),
+            ],
+            "imports wasi:http/types@0.2.12, which a gate does not give a policy",
+        ),
+        (
+            vec![
+                "--upstream".into(),
+                "http://127.0.0.1:1".into(),
+                "--policy".into(),
+                arg(&empty).into(),
             ],
             "does not export `configure`",
         ),

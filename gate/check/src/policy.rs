@@ -39,6 +39,17 @@ impl Decider for Policy {
         request: &CheckRequest,
         now: Timestamp,
     ) -> Result<Decision, String> {
+        // A rate limit needs counts shared between requests, which a gate
+        // (often an instance per request) does not keep: such a key is
+        // refused rather than let through unlimited.
+        if let Some(limit) = key.rate_limit {
+            return Ok(Decision::Deny {
+                code: DenyCode::Denied,
+                message: format!(
+                    "this key has a rate limit ({limit}), which a gate cannot keep; keyhost serve can"
+                ),
+            });
+        }
         let key = wit::KeyRecord {
             id: key.id.clone(),
             name: key.name.clone(),

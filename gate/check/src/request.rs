@@ -37,13 +37,31 @@ pub const NOT_HANDED_ON: [&str; 9] = [
 /// Checks `request`.
 pub fn check(request: &IncomingRequest) -> Outcome {
     let headers = request.headers().entries();
-    let header = |name: &str| {
+    // The first line of a header for the key; the last for the client's
+    // address, which a proxy in front appends (entries before it, on that
+    // line or others, can come from the client).
+    let first = |name: &str| {
         headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .and_then(|(_, value)| std::str::from_utf8(value).ok())
     };
-    let verdict = data::settings().and_then(|settings| verdict(request, settings, header));
+    let last = |name: &str| {
+        headers
+            .iter()
+            .rfind(|(n, _)| n.eq_ignore_ascii_case(name))
+            .and_then(|(_, value)| std::str::from_utf8(value).ok())
+    };
+    if !request
+        .path_with_query()
+        .is_some_and(|path| http::is_plain_path(&path))
+    {
+        return Outcome::Deny(
+            DenyCode::Denied,
+            "the path has a `.` or `..` segment, or does not start with `/`".into(),
+        );
+    }
+    let verdict = data::settings().and_then(|settings| verdict(request, settings, first, last));
     match verdict {
         Ok(Verdict::Allow { key, info }) => {
             let mut handed_on: Vec<(String, Vec<u8>)> = headers
@@ -59,15 +77,21 @@ pub fn check(request: &IncomingRequest) -> Outcome {
             Outcome::Allow(handed_on)
         }
         Ok(Verdict::Deny { code, reason, .. }) => Outcome::Deny(code, reason),
-        Err(broken) => Outcome::Deny(DenyCode::PolicyError, broken),
+        Err(broken) => {
+            // The detail goes to the host's log, not to whoever sent the
+            // request: it can quote the registry's settings.
+            eprintln!("keyhost gate: {broken}");
+            Outcome::Deny(
+                DenyCode::PolicyError,
+                "the gate cannot decide: its policy or its snapshot failed".into(),
+            )
+        }
     }
 }
 
 fn handed_on(name: &str) -> bool {
     !(http::is_identity_header(name)
-        || http::KEY_HEADERS
-            .iter()
-            .any(|key| name.eq_ignore_ascii_case(key))
+        || http::is_key_header(name)
         || NOT_HANDED_ON
             .iter()
             .any(|hop| name.eq_ignore_ascii_case(hop)))
@@ -80,6 +104,7 @@ fn verdict<'r>(
     request: &IncomingRequest,
     settings: &GateSettings,
     header: impl Fn(&str) -> Option<&'r str>,
+    last_header: impl Fn(&str) -> Option<&'r str>,
 ) -> Result<Verdict, String> {
     let snapshot = data::snapshot()?;
     let check_request = CheckRequest {
@@ -88,7 +113,7 @@ fn verdict<'r>(
         source_ip: settings
             .client_ip_header
             .as_deref()
-            .and_then(|name| last_address(header(name)?)),
+            .and_then(|name| last_address(last_header(name)?)),
         method: Some(method_name(&request.method())),
         path: request.path_with_query(),
         attributes: Vec::new(),

@@ -112,8 +112,14 @@ fn copy(from: &InputStream, to: &OutputStream) {
     let _ = to.blocking_flush();
 }
 
+/// A 502; what went wrong goes to the host's log, not to the client.
 fn bad_gateway(out: ResponseOutparam, why: &str) {
-    let body = serde_json::json!({ "error": "bad_gateway", "reason": why }).to_string();
+    eprintln!("keyhost gate: the upstream failed: {why}");
+    let body = serde_json::json!({
+        "error": "bad_gateway",
+        "reason": "the upstream could not be reached",
+    })
+    .to_string();
     respond(
         out,
         502,

@@ -19,6 +19,8 @@ mod convert;
 
 use std::cell::RefCell;
 
+use keyhost_core::http;
+
 use convert::{error_to_app, error_to_host, header_error, method_to_app, method_to_host};
 use convert::{scheme_to_app, scheme_to_host};
 
@@ -322,6 +324,16 @@ impl app::GuestIncomingBody for IncomingBody {
     }
 }
 
+/// `fields` less any `X-Keyhost-*` and key header, in any spelling.
+fn without_keyhosts(fields: &host::Fields) -> host::Fields {
+    let kept: Vec<(String, Vec<u8>)> = fields
+        .entries()
+        .into_iter()
+        .filter(|(name, _)| !(http::is_identity_header(name) || http::is_key_header(name)))
+        .collect();
+    host::Fields::from_list(&kept).unwrap_or_else(|_| host::Fields::new())
+}
+
 /// `future-trailers`.
 pub struct FutureTrailers {
     inner: host::FutureTrailers,
@@ -334,11 +346,13 @@ impl app::GuestFutureTrailers for FutureTrailers {
         self.inner.subscribe()
     }
 
+    /// Trailers come from the client too: keyhost's own names and the key
+    /// are taken out of them, as out of the headers.
     fn get(&self) -> Trailers {
         self.inner.get().map(|taken| {
             taken.map(|answer| {
                 answer
-                    .map(|trailers| trailers.map(Fields::wrap))
+                    .map(|trailers| trailers.map(|t| Fields::wrap(without_keyhosts(&t))))
                     .map_err(error_to_app)
             })
         })

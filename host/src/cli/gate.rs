@@ -48,6 +48,12 @@ fn build(file: &RegistryFile, args: GateBuildArgs) -> Result<Report> {
         None => DEFAULT_POLICY.to_vec(),
     };
     let registry = file.load()?;
+    if registry.keys.len() >= 100_000 {
+        eprintln!(
+            "keyhost: composing a gate with a snapshot of {} keys",
+            registry.keys.len()
+        );
+    }
     let settings = GateSettings {
         mode,
         service: args.service,

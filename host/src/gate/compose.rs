@@ -37,6 +37,37 @@ const APP_IMPORTS: [(&str, &str); 2] = [
     ("wasi:http/outgoing-handler@0.2", APP_OUTGOING),
 ];
 
+/// The snapshot and settings, which the support component exports.
+const DATA: &str = "keyhost:gate/data@0.1.0";
+/// What a policy may import: what keyhost's own sandbox gives it (WASI's
+/// streams, clocks, randomness, stdio) and what the support component
+/// stands in for (the rest of `wasi:cli`, files and sockets, which trap).
+/// No network, and not the gate's data.
+const POLICY_MAY_IMPORT: [&str; 7] = [
+    "wasi:io/",
+    "wasi:clocks/",
+    "wasi:random/",
+    "wasi:cli/",
+    "wasi:filesystem/",
+    "wasi:sockets/",
+    "keyhost:policy/types@",
+];
+/// The `wasi:http/proxy` world, which every proxy host provides: all a
+/// built gate may import.
+pub const PROXY_WORLD: [&str; 11] = [
+    "wasi:io/poll",
+    "wasi:io/error",
+    "wasi:io/streams",
+    "wasi:clocks/monotonic-clock",
+    "wasi:clocks/wall-clock",
+    "wasi:random/random",
+    "wasi:cli/stdout",
+    "wasi:cli/stderr",
+    "wasi:cli/stdin",
+    "wasi:http/types",
+    "wasi:http/outgoing-handler",
+];
+
 /// The contract's types, which the support component exports.
 const POLICY_TYPES: &str = "keyhost:policy/types@0.1.0";
 /// The contract functions the gate imports from the policy.
@@ -84,15 +115,36 @@ pub fn compose(support: &[u8], policy: &[u8], behind: Behind<'_>) -> Result<Vec<
     }
     let handler = graph.alias_instance_export(gate_instance, HANDLER)?;
     graph.export(handler, HANDLER)?;
-    graph
+    let composed = graph
         .encode(EncodeOptions::default())
-        .context("encoding the composed gate")
+        .context("encoding the composed gate")?;
+    // What any proxy host runs: refuse a gate that would need more.
+    let (imports, _) = super::outside_of(&composed)?;
+    if let Some(outside) = imports
+        .iter()
+        .find(|name| !PROXY_WORLD.contains(&name.split('@').next().unwrap_or(name)))
+    {
+        bail!(
+            "the composed gate would import {outside}, outside the wasi:http/proxy world that proxy hosts provide (the app or the policy asks for it)"
+        );
+    }
+    Ok(composed)
 }
 
 /// The policy's contract: the functions the gate imports, and the version
 /// of the types they speak.
 fn check_contract(graph: &CompositionGraph, policy: PackageId) -> Result<()> {
     let world = &graph.types()[graph[policy].ty()];
+    if let Some((import, _)) = world.imports.iter().find(|(name, kind)| {
+        !matches!(kind, ItemKind::Type(_))
+            && !POLICY_MAY_IMPORT
+                .iter()
+                .any(|allowed| name.starts_with(allowed))
+    }) {
+        bail!(
+            "the policy imports {import}, which a gate does not give a policy (a policy gets no network and no data but its arguments)"
+        );
+    }
     if let Some(other) = world.imports.keys().find(|name| {
         name.starts_with("keyhost:policy/") && !are_semver_compatible(name, POLICY_TYPES)
     }) {
@@ -202,6 +254,12 @@ fn plug(
     support_instance: NodeId,
     instance: NodeId,
 ) -> Result<()> {
+    // The snapshot and settings are the gate's alone: a policy or an app
+    // that asks for them is left unsatisfied, and the build refuses it.
+    let is_gate = graph[instance].package()
+        == graph
+            .get_package_by_name("keyhost:gate", None)
+            .map(|(id, _)| id);
     let package = graph[instance].package().expect("an instantiation");
     let exports: Vec<String> = graph.types()[graph[support].ty()]
         .exports
@@ -228,6 +286,7 @@ fn plug(
         let Some(export) = exports
             .iter()
             .find(|export| *export == import || are_semver_compatible(export, import))
+            .filter(|export| is_gate || export.as_str() != DATA)
         else {
             continue;
         };
