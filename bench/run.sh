@@ -136,9 +136,11 @@ gate_rows() {
     for _ in $(seq 1 200); do curl -s -o /dev/null "http://127.0.0.1:$port/" && return; sleep 0.1; done
     say "wasmtime serve on $port did not start"; cat "$gw/serve-$port.log" >&2; exit 1
   }
-  serve_wasm $base "$app" --max-instance-reuse-count 128
+  # The bare app is built with Rust's std, which imports wasi:cli beyond the
+  # proxy world (the gate's support component answers those): `-S cli`.
+  serve_wasm $base "$app" -S cli --max-instance-reuse-count 128
   serve_wasm $((base + 1)) "$gw/gate-1k.wasm" --max-instance-reuse-count 128
-  serve_wasm $((base + 2)) "$app"
+  serve_wasm $((base + 2)) "$app" -S cli
   serve_wasm $((base + 3)) "$gw/gate-1k.wasm"
   serve_wasm $((base + 4)) "$gw/gate-100k.wasm"
   # What copy-on-write data buys: the same, with memories copied instead.

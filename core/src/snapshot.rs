@@ -81,6 +81,16 @@ impl ReadAt for [u8] {
     }
 }
 
+impl ReadAt for &[u8] {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        (**self).read_at(buf, offset)
+    }
+
+    fn size(&self) -> Result<u64> {
+        Ok(<[u8]>::len(self) as u64)
+    }
+}
+
 impl ReadAt for Vec<u8> {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
         self.as_slice().read_at(buf, offset)
@@ -152,6 +162,13 @@ impl<S: ReadAt> Snapshot<S> {
     /// The header.
     pub fn header(&self) -> &Header {
         &self.header
+    }
+
+    /// All of it, as it lies.
+    pub fn bytes(&self) -> Result<Vec<u8>> {
+        let mut bytes = vec![0u8; usize::try_from(self.header.total_len).context("length")?];
+        self.source.read_at(&mut bytes, 0)?;
+        Ok(bytes)
     }
 
     fn entry(&self, at: u64) -> Result<[u8; ENTRY_LEN]> {

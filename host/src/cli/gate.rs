@@ -11,7 +11,8 @@ use super::args::{GateBuildArgs, GateCommand};
 use crate::durable;
 use crate::gate::{self, Behind};
 use crate::policy::DEFAULT_POLICY;
-use crate::registry::RegistryFile;
+use crate::registry::{self, RegistryFile};
+use crate::side_files;
 
 pub fn run(command: GateCommand, file: &RegistryFile) -> Result<Report> {
     match command {
@@ -47,11 +48,13 @@ fn build(file: &RegistryFile, args: GateBuildArgs) -> Result<Report> {
             .with_context(|| format!("--policy: cannot read {}", path.display()))?,
         None => DEFAULT_POLICY.to_vec(),
     };
-    let registry = file.load()?;
-    if registry.keys.len() >= 100_000 {
+    // The snapshot in the cache when it is current: a rebuild after no
+    // change parses no TOML.
+    let snapshot = registry::snapshot_bytes(file, side_files::cache_root().as_deref())?;
+    if snapshot.len() >= 32 << 20 {
         eprintln!(
-            "keyhost: composing a gate with a snapshot of {} keys",
-            registry.keys.len()
+            "keyhost: composing a gate around a registry snapshot of {} MiB",
+            snapshot.len() >> 20
         );
     }
     let settings = GateSettings {
@@ -64,7 +67,7 @@ fn build(file: &RegistryFile, args: GateBuildArgs) -> Result<Report> {
         Some(app) => Behind::App(app),
         None => Behind::Upstream,
     };
-    let built = gate::build(&registry, &policy, settings, behind).with_context(|| {
+    let built = gate::build(snapshot, &policy, settings, behind).with_context(|| {
         let policy = args
             .policy
             .as_ref()

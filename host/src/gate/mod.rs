@@ -18,7 +18,7 @@ use keyhost_core::gate::{GateMode, GateSettings};
 use serde::{Deserialize, Serialize};
 use wasm_encoder::{ComponentSection, CustomSection, Encode};
 
-use crate::registry::{Registry, encode_snapshot};
+use keyhost_core::snapshot::Snapshot;
 
 pub use compose::{Behind, HANDLER};
 
@@ -52,17 +52,19 @@ pub struct BuiltGate {
     pub label: GateLabel,
 }
 
-/// Builds a gate for `registry` with `settings`, deciding with `policy`,
-/// in front of `behind`.
+/// Builds a gate around `snapshot` (a registry snapshot, as
+/// `registry::snapshot_bytes` gives it) with `settings`, deciding with
+/// `policy`, in front of `behind`.
 pub fn build(
-    registry: &Registry,
+    snapshot: Vec<u8>,
     policy: &[u8],
     settings: GateSettings,
     behind: Behind<'_>,
 ) -> Result<BuiltGate> {
-    // The source of a built gate's snapshot is the build, not a file: it is
-    // never compared with anything, only shown.
-    let snapshot = encode_snapshot(registry, "keyhost gate build".to_string());
+    let header = Snapshot::open(snapshot.as_slice())
+        .context("the registry snapshot")?
+        .header()
+        .clone();
     let settings_json = serde_json::to_vec(&settings).expect("settings serialize");
     let support = support::component(&settings_json, &snapshot)?;
     let mut wasm = compose::compose(&support, policy, behind)?;
@@ -76,8 +78,8 @@ pub fn build(
             GateMode::ReverseProxy(upstream) => Some(upstream.url()),
             GateMode::Middleware => None,
         },
-        revision: registry.revision,
-        keys: registry.keys.len() as u64,
+        revision: header.revision,
+        keys: header.keys,
         snapshot_bytes: snapshot.len() as u64,
         settings,
     };

@@ -105,6 +105,16 @@ impl Lookup for CompactRegistry {
     }
 }
 
+/// The snapshot of `registry` as bytes, with its header: the one in
+/// `cache_dir` when it is current (no TOML parsed), else made now (and kept
+/// when there is a cache).
+pub fn snapshot_bytes(registry: &RegistryFile, cache_dir: Option<&Path>) -> Result<Vec<u8>> {
+    match CompactRegistry::open_or_build(registry, cache_dir)? {
+        Ok(index) => index.snapshot.bytes(),
+        Err(loaded) => Ok(encode_snapshot(&loaded, "keyhost".to_string())),
+    }
+}
+
 /// How a snapshot's header names the registry file it was made from.
 fn source_of(stamp: &FileStamp) -> String {
     serde_json::to_string(stamp).expect("a stamp serializes")
