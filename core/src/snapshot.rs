@@ -415,10 +415,11 @@ mod tests {
             let snapshot = entries(&hashes);
             let mut sorted = hashes.clone();
             sorted.sort_unstable();
-            let probes = sorted
-                .iter()
-                .map(|h| prefix(h))
-                .chain([0, 1, u64::MAX, u64::MAX - 1, 1 << 63]);
+            let probes =
+                sorted
+                    .iter()
+                    .map(|h| prefix(h))
+                    .chain([0, 1, u64::MAX, u64::MAX - 1, 1 << 63]);
             for wanted in probes {
                 assert_eq!(
                     snapshot.first_not_below(wanted).unwrap(),

@@ -39,10 +39,6 @@ use wasi::io::streams::{InputStream, OutputStream};
 struct Virt;
 
 /// Takes the host resource out of a virtual one the app gave up.
-fn host_of<V: Inner>(virtual_: V) -> V::Host {
-    virtual_.into_host()
-}
-
 trait Inner {
     type Host;
     fn into_host(self) -> Self::Host;
@@ -176,7 +172,7 @@ impl Inner for app::OutgoingRequest {
 impl app::GuestOutgoingRequest for OutgoingRequest {
     fn new(headers: app::Fields) -> OutgoingRequest {
         OutgoingRequest {
-            inner: host::OutgoingRequest::new(host_of(headers)),
+            inner: host::OutgoingRequest::new(headers.into_host()),
         }
     }
 
@@ -273,7 +269,7 @@ pub struct ResponseOutparam {
 impl app::GuestResponseOutparam for ResponseOutparam {
     fn set(param: app::ResponseOutparam, response: Result<app::OutgoingResponse, app::ErrorCode>) {
         let param = param.into_inner::<ResponseOutparam>().inner;
-        let response = response.map(host_of).map_err(error_to_host);
+        let response = response.map(Inner::into_host).map_err(error_to_host);
         host::ResponseOutparam::set(param, response);
     }
 }
@@ -374,7 +370,7 @@ impl Inner for app::OutgoingResponse {
 impl app::GuestOutgoingResponse for OutgoingResponse {
     fn new(headers: app::Fields) -> OutgoingResponse {
         OutgoingResponse {
-            inner: host::OutgoingResponse::new(host_of(headers)),
+            inner: host::OutgoingResponse::new(headers.into_host()),
         }
     }
 
@@ -422,7 +418,7 @@ impl app::GuestOutgoingBody for OutgoingBody {
             .inner
             .into_inner()
             .expect("a body is finished once");
-        host::OutgoingBody::finish(body, trailers.map(host_of)).map_err(error_to_app)
+        host::OutgoingBody::finish(body, trailers.map(Inner::into_host)).map_err(error_to_app)
     }
 }
 
@@ -472,7 +468,7 @@ impl exports::keyhost::app_http::outgoing_handler::Guest for Virt {
         request: app::OutgoingRequest,
         options: Option<app::RequestOptions>,
     ) -> Result<app::FutureIncomingResponse, app::ErrorCode> {
-        wasi::http::outgoing_handler::handle(host_of(request), options.map(host_of))
+        wasi::http::outgoing_handler::handle(request.into_host(), options.map(Inner::into_host))
             .map(|inner| app::FutureIncomingResponse::new(FutureIncomingResponse { inner }))
             .map_err(error_to_app)
     }

@@ -15,6 +15,30 @@ fn nginx_binary() -> String {
     panic!("nginx is not installed: .ci/run installs it (apt-get install nginx)");
 }
 
+/// An nginx configuration that keeps everything in `dir`, with `servers`
+/// (and whatever else belongs in its `http` block).
+fn config(dir: &std::path::Path, servers: &str) -> String {
+    let d = dir.display();
+    format!(
+        r#"
+daemon off;
+master_process off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+{servers}}}
+"#
+    )
+}
+
 /// Starts nginx with `config` in `dir`, and waits until it listens on `port`.
 fn spawn(dir: &std::path::Path, config: &str, port: u16) -> std::process::Child {
     let conf = dir.join("nginx.conf");
@@ -84,29 +108,16 @@ impl Nginx {
             .replace("127.0.0.1:8080", auth)
             .replace("listen 80;", &format!("listen 127.0.0.1:{port};"))
             .replace("http://backend", &format!("http://127.0.0.1:{upstream}"));
-        let d = dir.display();
-        let config = format!(
-            r#"
-daemon off;
-master_process off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-{snippet}
+        let config = config(
+            &dir,
+            &format!(
+                r#"{snippet}
     server {{
         listen 127.0.0.1:{upstream};
         location / {{ return 200 "upstream saw key id [$http_x_keyhost_key_id] owner [$http_x_keyhost_owner] $request_method $request_uri\n"; }}
     }}
-}}
 "#
+            ),
         );
         let child = spawn(&dir, &config, port);
         Nginx { child, port, dir }
@@ -125,30 +136,18 @@ http {{
         .unwrap();
         let port = free_port();
         let d = dir.display();
-        let config = format!(
-            r#"
-daemon off;
-master_process off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    server {{
+        let config = config(
+            &dir,
+            &format!(
+                r#"    server {{
         listen 127.0.0.1:{port};
         root {d}/www;
         location = /static/echo {{
             return 200 "$request_method $request_uri\nx-keyhost-key-id: $http_x_keyhost_key_id\nx-keyhost-owner: $http_x_keyhost_owner\nx-keyhost-kind: $http_x_keyhost_kind\nx-keyhost-service: $http_x_keyhost_service\nauthorization: $http_authorization\nx-api-key: $http_x_api_key\n";
         }}
     }}
-}}
 "#
+            ),
         );
         let child = spawn(&dir, &config, port);
         Nginx { child, port, dir }
