@@ -12,7 +12,8 @@
 # first time, with `cargo run --release --example synthetic_registry`.
 # Takes about 15 minutes after the release build. `bench/run.sh replicas`
 # runs only the rows of replicas sharing state through Redis;
-# `bench/run.sh gate` only those of the gate under `wasmtime serve`.
+# `bench/run.sh gate` only those of the gate under `wasmtime serve`;
+# `bench/run.sh filters` only those of the filters in Envoy and Traefik.
 set -euo pipefail
 only="${1:-all}"
 cd "$(dirname "$0")/.."
@@ -169,6 +170,240 @@ gate_rows() {
   wait "${pids[@]}" 2>/dev/null || true
 }
 
+# The filters inside Envoy (proxy-wasm) and Traefik (http-wasm), in front of
+# nginx's `return 200`: Envoy with the filter against the same Envoy without
+# auth and against Envoy's ext_authz to keyhost serve (the README's
+# snippet), with the CPU each adds per request read from /proc (proxy,
+# keyhost and upstream together, less bare Envoy's); the filter with a
+# 100k-key snapshot against a 1k-key one (both fetched live from keyhost
+# serve); Traefik with the plugin against the same Traefik without it; and
+# the snapshot endpoint's size and cost at 100k keys.
+filter_rows() {
+  local fw="$work/filters" base=18500 pids=()
+  local venv="$root/target/foreign/venv"
+  "$root/tests/foreign/setup.sh"
+  rm -rf "$fw" && mkdir -p "$fw/www"
+  registries 1000 100000
+  local secret_1k secret_100k
+  secret_1k="$(head -n 1 "$work/1000.secrets")"
+  secret_100k="$(head -n 1 "$work/100000.secrets")"
+  local up=$base serve_1k=$((base + 1)) serve_100k=$((base + 2))
+  cat >"$fw/nginx.conf" <<NGINX
+daemon off;
+worker_processes 1;
+pid $fw/nginx.pid;
+error_log $fw/nginx-error.log;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $fw/body;
+    proxy_temp_path $fw/proxy;
+    fastcgi_temp_path $fw/fastcgi;
+    uwsgi_temp_path $fw/uwsgi;
+    scgi_temp_path $fw/scgi;
+    server { listen 127.0.0.1:$up; location / { return 200 "ok\n"; } }
+}
+NGINX
+  "$nginx_bin" -c "$fw/nginx.conf" -p "$fw" 2>>"$fw/nginx-error.log" &
+  local nginx_pid=$!
+  pids+=("$nginx_pid")
+  local credential="" keys
+  for keys in 1000 100000; do
+    "$kh" --registry "$work/$keys.toml" replica revoke bench >/dev/null 2>&1 || true
+  done
+  credential="$("$kh" --registry "$work/1000.toml" replica add bench)"
+  local credential_100k
+  credential_100k="$("$kh" --registry "$work/100000.toml" replica add bench)"
+  start_keyhost() { # PORT KEYS
+    "$kh" --registry "$work/$2.toml" serve --listen "127.0.0.1:$1" >"$fw/serve-$1.out" 2>"$fw/serve-$1.log" &
+    pids+=($!)
+    eval "serve_pid_$1=$!"
+    for _ in $(seq 1 600); do grep -q listening "$fw/serve-$1.out" 2>/dev/null && return; sleep 0.2; done
+    say "keyhost serve on $1 did not start"; cat "$fw/serve-$1.log" >&2; exit 1
+  }
+  start_keyhost $serve_1k 1000
+  start_keyhost $serve_100k 100000
+  local keyhost_pid
+  eval "keyhost_pid=\$serve_pid_$serve_1k"
+  # The snapshot endpoint at 100k keys: its size, a full fetch and a
+  # "not modified" one.
+  local snap_url="http://127.0.0.1:$serve_100k/v1/snapshot"
+  curl -s -o "$fw/snapshot-100k" -D "$fw/snapshot-100k.headers" -H "Authorization: Bearer $credential_100k" "$snap_url"
+  stat -c %s "$fw/snapshot-100k" >"$work/snapshot-100k-bytes.txt"
+  local etag
+  etag="$(awk 'tolower($1) == "etag:" {print $2}' "$fw/snapshot-100k.headers" | tr -d '\r')"
+  hyperfine -N --warmup 2 --runs 20 --export-json "$work/snapshot-fetch-100k.json" \
+    "curl -s -o /dev/null -H 'Authorization: Bearer $credential_100k' $snap_url" >&2
+  hyperfine -N --warmup 5 --runs 100 --export-json "$work/snapshot-304-100k.json" \
+    "curl -s -o /dev/null -H 'Authorization: Bearer $credential_100k' -H 'If-None-Match: $etag' $snap_url" >&2
+
+  cluster() { # NAME PORT
+    printf '  - { name: %s, type: STATIC, connect_timeout: 1s, load_assignment: { cluster_name: %s, endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: %s } } } }] }] } }\n' "$1" "$1" "$2"
+  }
+  envoy() { # NAME PORT KEYHOST_PORT CREDENTIAL FILTERS...
+    local name=$1 port=$2 keyhost=$3 cred=$4; shift 4
+    {
+      cat <<YAML
+static_resources:
+  listeners:
+  - name: main
+    address: { socket_address: { address: 127.0.0.1, port_value: $port } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          route_config:
+            virtual_hosts:
+            - { name: app, domains: ["*"], routes: [{ match: { prefix: "/" }, route: { cluster: app } }] }
+          http_filters:
+YAML
+      printf '%s\n' "$@"
+      echo "          - { name: envoy.filters.http.router, typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router } }"
+      echo "  clusters:"
+      cluster app "$up"
+      cluster keyhost "$keyhost"
+    } >"$fw/envoy-$name.yaml"
+    KEYHOST_REPLICA_CREDENTIAL="$cred" "$venv/bin/envoy" -c "$fw/envoy-$name.yaml" \
+      --concurrency 1 -l error --disable-hot-restart >"$fw/envoy-$name.log" 2>&1 &
+    pids+=($!)
+    eval "envoy_pid_$name=$!"
+  }
+  local wasm="$fw/keyhost.wasm"
+  "$kh" --registry "$work/1000.toml" export envoy --wasm "$wasm" >&2
+  wasm_filter() { # (no arguments): the filter, live from the cluster
+    cat <<YAML
+          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: keyhost
+                root_id: keyhost
+                failure_policy: FAIL_CLOSED
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: '{"service": "billing", "scope": "read", "client_ip_header": "x-forwarded-for", "registry": {"live": {"cluster": "keyhost"}}}'
+                vm_config:
+                  vm_id: keyhost
+                  runtime: envoy.wasm.runtime.v8
+                  code: { local: { filename: $wasm } }
+                  environment_variables: { host_env_keys: [KEYHOST_REPLICA_CREDENTIAL] }
+YAML
+  }
+  local ext_authz
+  ext_authz="$(cat <<YAML
+          - name: envoy.filters.http.ext_authz
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
+              allowed_headers:
+                patterns: [{ exact: authorization }, { exact: x-api-key }, { exact: x-forwarded-for }]
+              http_service:
+                server_uri: { uri: 127.0.0.1:$serve_1k, cluster: keyhost, timeout: 0.25s }
+                path_prefix: /auth
+                authorization_request:
+                  headers_to_add: [{ key: x-keyhost-service, value: billing }, { key: x-keyhost-scope, value: read }]
+                authorization_response:
+                  allowed_upstream_headers:
+                    patterns: [{ prefix: x-keyhost- }]
+YAML
+)"
+  envoy bare $((base + 10)) $serve_1k ""
+  envoy filter $((base + 11)) $serve_1k "$credential" "$(wasm_filter)"
+  envoy filter100k $((base + 12)) $serve_100k "$credential_100k" "$(wasm_filter)"
+  envoy extauthz $((base + 13)) $serve_1k "" "$ext_authz"
+
+  # Traefik: one process, the same router with and without the plugin, on
+  # two entry points. X-Real-Ip is Traefik's own word for the client.
+  local tf="$fw/traefik"
+  mkdir -p "$tf/dynamic"
+  "$kh" --registry "$work/1000.toml" export traefik --plugins "$tf/plugins-local" \
+    --config "$tf/dynamic/keyhost.yml" --service billing --scope read --client-ip-header x-real-ip >&2
+  cat >"$tf/traefik.yml" <<YAML
+global: { checkNewVersion: false, sendAnonymousUsage: false }
+log: { level: ERROR, noColor: true }
+entryPoints:
+  bare: { address: "127.0.0.1:$((base + 20))" }
+  auth: { address: "127.0.0.1:$((base + 21))" }
+providers: { file: { directory: ./dynamic, watch: true } }
+experimental: { localPlugins: { keyhost: { moduleName: keyhost } } }
+YAML
+  cat >"$tf/dynamic/app.yml" <<YAML
+http:
+  routers:
+    bare: { entryPoints: [bare], rule: "PathPrefix(\`/\`)", service: app }
+    auth: { entryPoints: [auth], rule: "PathPrefix(\`/\`)", service: app, middlewares: [keyhost] }
+  services:
+    app: { loadBalancer: { servers: [ { url: "http://127.0.0.1:$up" } ] } }
+YAML
+  (cd "$tf" && exec "$venv/bin/traefik" --configFile=traefik.yml >"$tf/traefik.log" 2>&1) &
+  pids+=($!)
+
+  # Every side really checks: the key passes, a wrong one is refused.
+  local got want key port
+  for expected in "200 $secret_1k $((base + 10))" "200 $secret_1k $((base + 11))" \
+    "200 $secret_100k $((base + 12))" "200 $secret_1k $((base + 13))" "401 kh_usr_wrong $((base + 11))" \
+    "401 kh_usr_wrong $((base + 13))" "200 $secret_1k $((base + 20))" "200 $secret_1k $((base + 21))" \
+    "401 kh_usr_wrong $((base + 21))"; do
+    read -r want key port <<<"$expected"
+    for _ in $(seq 1 300); do
+      got="$(curl -s -o /dev/null -w '%{http_code}' -H "X-API-Key: $key" -H 'X-Forwarded-For: 10.1.2.3' "http://127.0.0.1:$port/")"
+      [ "$got" = "$want" ] && break
+      sleep 0.2
+    done
+    [ "$got" = "$want" ] || { say "port $port answered $got, not $want"; tail -5 "$fw"/*.log >&2; exit 1; }
+  done
+
+  # CPU ticks of processes (all their threads): user + system.
+  ticks() { local pid total=0; for pid in "$@"; do total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done; echo "$total"; }
+  local hz nginx_workers
+  hz="$(getconf CLK_TCK)"
+  nginx_workers="$(pgrep -P "$nginx_pid" | tr '\n' ' ')"
+  local round side name port key procs before after out requests
+  rm -f "$work"/wrk-filter-*.txt "$work"/cpu-filter-*.txt
+  for round in 1 2 3; do
+    say "filter wrk round $round of 3"
+    for side in "envoy-bare:$((base + 10)):$secret_1k" "envoy-filter:$((base + 11)):$secret_1k" \
+      "envoy-filter-100k:$((base + 12)):$secret_100k" "envoy-extauthz:$((base + 13)):$secret_1k" \
+      "traefik-bare:$((base + 20)):$secret_1k" "traefik-plugin:$((base + 21)):$secret_1k"; do
+      IFS=: read -r name port key <<<"$side"
+      case "$name" in
+        envoy-bare) procs="$envoy_pid_bare $nginx_pid $nginx_workers" ;;
+        envoy-filter) procs="$envoy_pid_filter $nginx_pid $nginx_workers" ;;
+        envoy-extauthz) procs="$envoy_pid_extauthz $nginx_pid $nginx_workers $keyhost_pid" ;;
+        *) procs="" ;;
+      esac
+      # shellcheck disable=SC2086
+      [ -n "$procs" ] && before="$(ticks $procs)"
+      out="$(wrk -t2 -c32 -d8s -H "X-API-Key: $key" -H 'X-Forwarded-For: 10.1.2.3' "http://127.0.0.1:$port/")"
+      if grep -q "Non-2xx" <<<"$out"; then say "$name: some responses were not 2xx"; echo "$out" >&2; exit 1; fi
+      awk '/Requests\/sec/ {print $2}' <<<"$out" >>"$work/wrk-filter-$name.txt"
+      if [ -n "$procs" ]; then
+        # shellcheck disable=SC2086
+        after="$(ticks $procs)"
+        requests="$(awk '/requests in/ {print $1}' <<<"$out")"
+        # core-µs per request
+        echo "$(( (after - before) * 1000000 / hz / requests ))" >>"$work/cpu-filter-$name.txt"
+      fi
+    done
+  done
+  python3 - "$work" <<'PY'
+import sys
+from pathlib import Path
+work = Path(sys.argv[1])
+read = lambda name: [float(v) for v in (work / f"cpu-filter-{name}.txt").read_text().split()]
+bare = read("envoy-bare")
+for name in ("envoy-filter", "envoy-extauthz"):
+    added = [max(side - base, 0.1) for side, base in zip(read(name), bare)]
+    (work / f"cpu-filter-{name}-added.txt").write_text("\n".join(f"{v:.1f}" for v in added) + "\n")
+PY
+  kill "${pids[@]}" 2>/dev/null || true
+  wait "${pids[@]}" 2>/dev/null || true
+  for keys in 1000 100000; do
+    "$kh" --registry "$work/$keys.toml" replica revoke bench >/dev/null 2>&1 || true
+  done
+}
+
 # Synthetic registries of each size in $@, made once.
 registries() {
   local keys
@@ -185,7 +420,8 @@ case "$only" in
   all) ;;
   replicas) replica_rows ;;
   gate) gate_rows ;;
-  *) say "usage: bench/run.sh [replicas|gate]"; exit 2 ;;
+  filters) filter_rows ;;
+  *) say "usage: bench/run.sh [replicas|gate|filters]"; exit 2 ;;
 esac
 if [ "$only" != all ]; then
   python3 "$root/bench/report.py" "$work" "$root/target/criterion"
@@ -317,5 +553,6 @@ cleanup
 trap - EXIT
 replica_rows
 gate_rows
+filter_rows
 
 python3 "$root/bench/report.py" "$work" "$root/target/criterion"

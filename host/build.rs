@@ -1,7 +1,9 @@
 //! Builds the policy components in `plugin/` for wasm32-wasip2, so that the
 //! default policy can be embedded in the binary and the others are ready for
-//! the tests. Installs the wasm32-wasip2 target when it is missing: rustup
-//! does not do so by itself where RUSTUP_AUTO_INSTALL=0.
+//! the tests; and the proxy filters (a policy built with the SDK's
+//! `proxy-wasm` or `http-wasm` feature) for wasm32-wasip1. Installs a target
+//! when it is missing: rustup does not do so by itself where
+//! RUSTUP_AUTO_INSTALL=0.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -10,6 +12,27 @@ use std::process::Command;
 use sha2::{Digest, Sha256};
 
 const TARGET: &str = "wasm32-wasip2";
+/// Envoy and Traefik load core modules.
+const FILTER_TARGET: &str = "wasm32-wasip1";
+/// The filters, as (file, policy crates, SDK feature): the default policy
+/// in each ABI, and the strict one as proxy-wasm, for the tests.
+const FILTERS: &[(&str, &str, &str)] = &[
+    (
+        "keyhost_proxy_wasm.wasm",
+        "keyhost-policy-default",
+        "proxy-wasm",
+    ),
+    (
+        "keyhost_proxy_wasm_strict.wasm",
+        "keyhost-policy-strict",
+        "proxy-wasm",
+    ),
+    (
+        "keyhost_http_wasm.wasm",
+        "keyhost-policy-default",
+        "http-wasm",
+    ),
+];
 /// The component crates, by package name; each builds `<name with _>.wasm`:
 /// the policies, the gates `keyhost gate build` composes, and the echo app
 /// the gate tests put behind a middleware gate.
@@ -36,6 +59,7 @@ fn main() {
         "core",
         "gate",
         "tests/echo-app",
+        "filters",
         "Cargo.lock",
     ] {
         println!(
@@ -50,7 +74,8 @@ fn main() {
     // relocations, the largest single cost of a `keyhost check` start, are
     // packed as DT_RELR, which the loader applies as a compact bitmap.
     println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
-    ensure_target(&workspace);
+    ensure_target(&workspace, TARGET);
+    ensure_target(&workspace, FILTER_TARGET);
     let built = build_policies(&workspace);
 
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo")).join("policies");
@@ -59,6 +84,12 @@ fn main() {
         let file = format!("{}.wasm", package.replace('-', "_"));
         std::fs::copy(built.join(&file), out_dir.join(&file))
             .unwrap_or_else(|e| panic!("copy {file} from {}: {e}", built.display()));
+    }
+    for (file, package, feature) in FILTERS {
+        let built = build_filter(&workspace, package, feature);
+        let name = format!("{}.wasm", package.replace('-', "_"));
+        std::fs::copy(built.join(&name), out_dir.join(file))
+            .unwrap_or_else(|e| panic!("copy {name} from {}: {e}", built.display()));
     }
     println!("cargo:rustc-env=KEYHOST_POLICY_DIR={}", out_dir.display());
     // The embedded default policy's SHA-256 (its compiled-cache key), so a
@@ -98,41 +129,62 @@ fn workspace_tool(program: &str, workspace: &Path) -> Command {
     command
 }
 
-/// Adds the wasm32-wasip2 target with rustup when the sysroot lacks it.
-fn ensure_target(workspace: &Path) {
+/// Adds `target` with rustup when the sysroot lacks it.
+fn ensure_target(workspace: &Path, target: &str) {
     let output = workspace_tool("rustc", workspace)
-        .args(["--print", "target-libdir", "--target", TARGET])
+        .args(["--print", "target-libdir", "--target", target])
         .output()
         .expect("run rustc --print target-libdir");
     let libdir = String::from_utf8_lossy(&output.stdout).trim().to_string();
     if output.status.success() && Path::new(&libdir).is_dir() {
         return;
     }
-    println!("cargo:warning=installing the {TARGET} target with rustup");
+    println!("cargo:warning=installing the {target} target with rustup");
     let status = workspace_tool("rustup", workspace)
-        .args(["target", "add", TARGET])
+        .args(["target", "add", target])
         .status().unwrap_or_else(|e| {
-        panic!("the {TARGET} target is missing and rustup could not be run ({e}); install it with `rustup target add {TARGET}`")
+        panic!("the {target} target is missing and rustup could not be run ({e}); install it with `rustup target add {target}`")
     });
-    assert!(status.success(), "`rustup target add {TARGET}` failed");
+    assert!(status.success(), "`rustup target add {target}` failed");
 }
 
 /// Runs cargo for the policy crates into their own target dir and returns
 /// the folder holding the built components.
 fn build_policies(workspace: &Path) -> PathBuf {
     let target_dir = workspace.join("target").join("policies");
+    let mut command = wasm_cargo(workspace, TARGET, &target_dir);
+    for package in POLICIES {
+        command.args(["-p", package]);
+    }
+    run(command, "the policy components");
+    target_dir.join(TARGET).join("release")
+}
+
+/// Builds policy `package` as a filter with the SDK's `feature`, in a
+/// target dir per feature (so that each stays built), and returns the
+/// folder holding it. This is the command the README gives for a policy of
+/// one's own.
+fn build_filter(workspace: &Path, package: &str, feature: &str) -> PathBuf {
+    let target_dir = workspace.join("target").join("filters").join(feature);
+    let mut command = wasm_cargo(workspace, FILTER_TARGET, &target_dir);
+    command
+        .args(["-p", package])
+        .args(["--features", &format!("keyhost-policy-sdk/{feature}")]);
+    run(command, &format!("the {feature} filter of {package}"));
+    target_dir.join(FILTER_TARGET).join("release")
+}
+
+/// `cargo build --release` for `target`, into `target_dir`.
+fn wasm_cargo(workspace: &Path, target: &str, target_dir: &Path) -> Command {
     let mut command = workspace_tool("cargo", workspace);
     command
         .arg("build")
         .arg("--release")
-        .args(["--target", TARGET])
+        .args(["--target", target])
         .arg("--target-dir")
-        .arg(&target_dir)
+        .arg(target_dir)
         .arg("--manifest-path")
         .arg(workspace.join("Cargo.toml"));
-    for package in POLICIES {
-        command.args(["-p", package]);
-    }
     // The components sit in the hot path and are small: whole-program
     // optimisation for them only (the host keeps the workspace's profile).
     command
@@ -150,14 +202,17 @@ fn build_policies(workspace: &Path) -> PathBuf {
     ] {
         command.env_remove(name);
     }
+    command
+}
+
+fn run(mut command: Command, what: &str) {
     let output = command
         .output()
-        .expect("run cargo for the policy components");
+        .unwrap_or_else(|e| panic!("run cargo for {what}: {e}"));
     if !output.status.success() {
         panic!(
-            "building the policy components failed:\n{}",
+            "building {what} failed:\n{}",
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    target_dir.join(TARGET).join("release")
 }

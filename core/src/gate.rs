@@ -3,20 +3,16 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::request::Checking;
+
 /// A gate's settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GateSettings {
     /// Where an allowed request goes.
     pub mode: GateMode,
-    /// The service every request is for; none means the request names none.
-    pub service: Option<String>,
-    /// The scope every request needs; none means no particular scope.
-    pub scope: Option<String>,
-    /// The header whose last entry is the client's address, set by a proxy
-    /// in front that the builder trusts. None: the address is unknown, and
-    /// a key with an IP allow-list fails closed.
-    pub client_ip_header: Option<String>,
+    /// What every request is checked for, as in the proxy filters.
+    pub checking: Checking,
 }
 
 /// Where a gate hands an allowed request on.

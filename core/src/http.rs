@@ -120,7 +120,7 @@ pub fn is_plain_path(path: &str) -> bool {
 }
 
 /// An RFC 9110 token.
-fn is_header_name(name: &str) -> bool {
+pub fn is_header_name(name: &str) -> bool {
     !name.is_empty()
         && name
             .bytes()

@@ -74,12 +74,25 @@ pub fn validate_prefix(prefix: &str) -> Result<(), String> {
     }
 }
 
+/// The tag of a replica credential (`PREFIX_rep_...`): shaped like a key, so
+/// `keyhost scan` finds a leaked one, but no key check accepts it.
+pub const REPLICA_TAG: &str = "rep";
+
 /// Makes a new secret for a key of `kind` in a registry with `prefix`.
 pub fn generate(prefix: &str, kind: KeyKind) -> Secret {
+    generate_tagged(prefix, kind.tag())
+}
+
+/// Makes a new replica credential for a registry with `prefix`.
+pub fn generate_replica(prefix: &str) -> Secret {
+    generate_tagged(prefix, REPLICA_TAG)
+}
+
+fn generate_tagged(prefix: &str, tag: &str) -> Secret {
     let mut text = String::with_capacity(prefix.len() + 5 + RANDOM_LEN + CHECK_LEN);
     text.push_str(prefix);
     text.push('_');
-    text.push_str(kind.tag());
+    text.push_str(tag);
     text.push('_');
     let mut filled = 0;
     let mut pool = Zeroizing::new([0u8; 64]);

@@ -13,9 +13,11 @@
 //! - [`text`]: the sanitiser for text that comes from a policy;
 //! - [`verdict`]: the decision types;
 //! - [`answer`]: a policy's answer made safe to act on;
+//! - [`policy_types`]: records into the policy contract's types and back;
 //! - [`check`]: the check pipeline;
 //! - [`gate`]: the settings a gate component is built with;
-//! - [`http`]: where a request carries its key, and what a verdict answers.
+//! - [`http`]: where a request carries its key, and what a verdict answers;
+//! - [`request`]: one request checked in place, by the gate and the filters.
 #![deny(missing_docs)]
 
 pub mod answer;
@@ -26,8 +28,10 @@ pub mod iam;
 pub mod key_format;
 pub mod key_hash;
 pub mod lookup;
+pub mod policy_types;
 pub mod rate_limit;
 pub mod record;
+pub mod request;
 pub mod snapshot;
 pub mod text;
 pub mod time;

@@ -9,21 +9,27 @@
 //! data component's memory in the gate.
 //!
 //! Layout: [`MAGIC`], a u64 header length, the header (JSON), the entries
-//! ([`ENTRY_LEN`] bytes each, sorted by hash), then the records (JSON).
+//! ([`ENTRY_LEN`] bytes each, sorted by hash), the records (JSON), then the
+//! SHA-256 of everything before it ([`CHECKSUM_LEN`] bytes). Opening reads
+//! only the header; a reader that took the bytes from elsewhere (a filter
+//! fetching them over the network) calls [`Snapshot::verify`] once.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::lookup::{Found, Lookup};
 use crate::record::{Identity, KeyRecord, secret_hashes};
 use crate::time::Timestamp;
 
-/// 03: the header names its source as opaque text.
-pub const MAGIC: &[u8; 8] = b"KHSNAP03";
+/// 04: a SHA-256 of the whole snapshot ends it.
+pub const MAGIC: &[u8; 8] = b"KHSNAP04";
+/// The length of the checksum at the end.
+pub const CHECKSUM_LEN: usize = 32;
 /// hash (32) | key position (8) | record offset (8) | record length (8) |
 /// retired until (8, i64::MIN for a current secret).
 pub const ENTRY_LEN: usize = 64;
@@ -113,6 +119,11 @@ impl ReadAt for std::fs::File {
     }
 }
 
+/// The entity tag of a snapshot with `checksum`.
+pub fn etag_of(checksum: &[u8; CHECKSUM_LEN]) -> String {
+    format!("\"{}\"", hex::encode(&checksum[..16]))
+}
+
 /// The first 8 bytes of a hash (or an entry), as the number they order by.
 fn prefix(bytes: &[u8]) -> u64 {
     u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes"))
@@ -151,7 +162,7 @@ impl<S: ReadAt> Snapshot<S> {
             .checked_mul(ENTRY_LEN as u64)
             .and_then(|len| len.checked_add(entries_at))
             .context("the snapshot's header is corrupt")?;
-        if header.total_len != total || entries_end > total {
+        if header.total_len != total || entries_end > total.saturating_sub(CHECKSUM_LEN as u64) {
             bail!(
                 "the snapshot is truncated or padded: {total} bytes where its header says {}",
                 header.total_len
@@ -167,6 +178,31 @@ impl<S: ReadAt> Snapshot<S> {
     /// The header.
     pub fn header(&self) -> &Header {
         &self.header
+    }
+
+    /// The checksum at its end, as it lies (unverified).
+    pub fn checksum(&self) -> Result<[u8; CHECKSUM_LEN]> {
+        let mut checksum = [0u8; CHECKSUM_LEN];
+        self.source
+            .read_at(&mut checksum, self.header.total_len - CHECKSUM_LEN as u64)?;
+        Ok(checksum)
+    }
+
+    /// The snapshot's HTTP entity tag: its checksum, quoted. `keyhost serve`
+    /// answers "not modified" to a fetch that sends it back.
+    pub fn etag(&self) -> Result<String> {
+        Ok(etag_of(&self.checksum()?))
+    }
+
+    /// Whether every byte is as written: the checksum at the end is the
+    /// SHA-256 of all before it. Reads the whole snapshot.
+    pub fn verify(&self) -> Result<()> {
+        let bytes = self.bytes()?;
+        let (body, checksum) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
+        if !bool::from(Sha256::digest(body).as_slice().ct_eq(checksum)) {
+            bail!("the snapshot is corrupt: its checksum does not match its bytes");
+        }
+        Ok(())
     }
 
     /// All of it, as it lies.
@@ -246,8 +282,8 @@ impl<S: ReadAt> Snapshot<S> {
         let end = offset
             .checked_add(len)
             .context("a snapshot entry is corrupt")?;
-        if end > self.header.total_len {
-            bail!("a snapshot entry points past its end");
+        if end > self.header.total_len - CHECKSUM_LEN as u64 {
+            bail!("a snapshot entry points past its records");
         }
         let mut record = vec![0u8; usize::try_from(len).context("record length")?];
         self.source.read_at(&mut record, offset)?;
@@ -335,13 +371,13 @@ pub fn encode(contents: &Contents<'_>) -> Vec<u8> {
     let width = serde_json::to_vec(&header)
         .expect("the header serializes")
         .len();
-    let body = (entries.len() * ENTRY_LEN + records.len()) as u64;
+    let body = (entries.len() * ENTRY_LEN + records.len() + CHECKSUM_LEN) as u64;
     // The real length is shorter; spaces (valid JSON) make up the width.
     header.total_len = 16 + width as u64 + body;
     let mut header = serde_json::to_vec(&header).expect("the header serializes");
     header.resize(width, b' ');
     let records_at = (16 + header.len() + entries.len() * ENTRY_LEN) as u64;
-    let mut bytes = Vec::with_capacity(records_at as usize + records.len());
+    let mut bytes = Vec::with_capacity(records_at as usize + records.len() + CHECKSUM_LEN);
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&(header.len() as u64).to_le_bytes());
     bytes.extend_from_slice(&header);
@@ -354,13 +390,14 @@ pub fn encode(contents: &Contents<'_>) -> Vec<u8> {
         bytes.extend_from_slice(&retired.to_le_bytes());
     }
     bytes.extend_from_slice(&records);
+    let checksum = Sha256::digest(&bytes);
+    bytes.extend_from_slice(&checksum);
     bytes
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sha2::{Digest, Sha256};
 
     /// A snapshot of `n` entries with the hashes of 0..n, sorted, and no
     /// records: enough to test the search.
@@ -377,7 +414,7 @@ mod tests {
             total_len: u64::MAX,
         };
         let width = serde_json::to_vec(&header).unwrap().len();
-        header.total_len = (16 + width + sorted.len() * ENTRY_LEN) as u64;
+        header.total_len = (16 + width + sorted.len() * ENTRY_LEN + CHECKSUM_LEN) as u64;
         let mut head = serde_json::to_vec(&header).unwrap();
         head.resize(width, b' ');
         let mut bytes = MAGIC.to_vec();
@@ -387,6 +424,7 @@ mod tests {
             bytes.extend_from_slice(hash);
             bytes.extend_from_slice(&[0u8; ENTRY_LEN - 32]);
         }
+        bytes.extend_from_slice(&[0u8; CHECKSUM_LEN]);
         Snapshot::open(bytes).unwrap()
     }
 
@@ -427,6 +465,27 @@ mod tests {
                     "{wanted:x}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_flipped_bit_anywhere_fails_verification() {
+        let contents = Contents {
+            source: String::new(),
+            revision: 3,
+            prefix: "kh",
+            policy_config: Vec::new(),
+            keys: &[],
+            identities: &[],
+        };
+        let bytes = encode(&contents);
+        Snapshot::open(bytes.as_slice()).unwrap().verify().unwrap();
+        for at in [0, 9, 20, bytes.len() / 2, bytes.len() - 1] {
+            let mut flipped = bytes.clone();
+            flipped[at] ^= 0x01;
+            // Either the frame no longer opens, or the checksum says so.
+            let refused = Snapshot::open(flipped.as_slice()).and_then(|s| s.verify());
+            assert!(refused.is_err(), "a flip at {at} went unseen");
         }
     }
 }

@@ -1,8 +1,9 @@
 //! Durable file replacement: write a temporary file in the same folder
 //! (mode 0600), fsync it, rename it over the target, fsync the folder.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -72,6 +73,22 @@ fn sync_folder(path: &Path) -> Result<()> {
     File::open(folder)
         .and_then(|dir| dir.sync_all())
         .with_context(|| format!("cannot fsync folder {}", folder.display()))
+}
+
+/// Takes the lock every writer of `path` takes (`PATH.lock`, mode 0600),
+/// held until the file returned is dropped.
+pub fn lock(path: &Path) -> Result<File> {
+    let lock = crate::side_files::lock_path(path);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&lock)
+        .with_context(|| format!("cannot open lock {}", lock.display()))?;
+    file.lock()
+        .with_context(|| format!("cannot lock {}", lock.display()))?;
+    Ok(file)
 }
 
 /// Replaces `path` with `bytes`, atomically and durably.

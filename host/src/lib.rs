@@ -27,6 +27,8 @@
 //! - [`serve`]: the HTTP service;
 //! - [`demo`]: the walk-through `keyhost demo` prints;
 //! - [`gate`]: `keyhost gate build`, the check as a wasi:http component;
+//! - [`export`]: the proxy filters built in, and their configurations;
+//! - [`replicas`]: the credentials proxy filters fetch snapshots with;
 //! - [`cli`]: the `keyhost` command;
 //! - `native` and `synthetic` (feature `bench-support`): the default rules
 //!   compiled in, and generated registries, for benchmarks and tests.
@@ -39,6 +41,7 @@ pub mod conformance;
 pub mod counters;
 pub mod demo;
 pub mod durable;
+pub mod export;
 pub mod fields;
 pub mod gate;
 pub mod lifecycle;
@@ -48,6 +51,7 @@ pub mod net;
 pub mod policy;
 pub mod ratelimit;
 pub mod registry;
+pub mod replicas;
 pub mod scan;
 pub mod serve;
 pub mod side_files;

@@ -7,7 +7,10 @@
 //! - `PATH.signing-keys.json`: the private keys that sign access tokens
 //!   (token/signing.rs), mode 0600, with its own `.lock`;
 //! - `PATH.token-keys.json`: their public halves, which `keyhost check`
-//!   verifies tokens with.
+//!   verifies tokens with;
+//! - `PATH.replicas.json`: the hashes of replica credentials, which fetch
+//!   snapshots from serve's `GET /v1/snapshot` (replicas.rs), mode 0600,
+//!   with its own `.lock`.
 //!
 //! In the cache root (`$KEYHOST_CACHE_DIR`, or `keyhost/` in the user's
 //! cache folder), which holds only what can be rebuilt:
@@ -46,6 +49,11 @@ pub fn signing_keys_path(registry: &Path) -> PathBuf {
 /// The public halves of those keys, for verifiers.
 pub fn token_keys_path(registry: &Path) -> PathBuf {
     beside(registry, ".token-keys.json")
+}
+
+/// The hashes of `registry`'s replica credentials.
+pub fn replicas_path(registry: &Path) -> PathBuf {
+    beside(registry, ".replicas.json")
 }
 
 /// Where keyhost keeps what it can rebuild: `$KEYHOST_CACHE_DIR`, or

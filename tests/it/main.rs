@@ -12,6 +12,7 @@ mod console;
 mod contract;
 mod durability;
 mod engine;
+mod filters;
 mod fuzz_corpora;
 mod gate;
 mod hardening;

@@ -23,3 +23,5 @@ wit_bindgen::generate!({
     generate_all,
     pub_export_macro: true,
 });
+
+keyhost_core::policy_conversions!(crate::keyhost::policy::types);

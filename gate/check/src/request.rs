@@ -1,10 +1,9 @@
 //! One request: read the key and what the request asks for, and check it;
 //! and the answers a gate gives itself.
 
-use keyhost_core::check::{self, CheckRequest};
-use keyhost_core::gate::GateSettings;
 use keyhost_core::http;
 use keyhost_core::lookup::Lookup;
+use keyhost_core::request::{self, Seen};
 use keyhost_core::verdict::{DenyCode, Verdict};
 
 use crate::wasi::http::types::{
@@ -61,7 +60,18 @@ pub fn check(request: &IncomingRequest) -> Outcome {
             "the path has a `.` or `..` segment, or does not start with `/`".into(),
         );
     }
-    let verdict = data::settings().and_then(|settings| verdict(request, settings, first, last));
+    let verdict = data::settings().and_then(|settings| {
+        let snapshot = data::snapshot()?;
+        policy::configured(|| snapshot.policy_config())?;
+        let seen = Seen {
+            first,
+            last,
+            method: Some(method_name(&request.method())),
+            path: request.path_with_query(),
+        };
+        request::verdict(snapshot, &mut policy::Policy, &settings.checking, seen)
+            .map_err(|e| format!("{e:#}"))
+    });
     match verdict {
         Ok(Verdict::Allow { key, info }) => {
             let mut handed_on: Vec<(String, Vec<u8>)> = headers
@@ -97,48 +107,6 @@ fn handed_on(name: &str) -> bool {
             .any(|hop| name.eq_ignore_ascii_case(hop)))
 }
 
-/// The check, as `/auth` makes it. The service and scope are the build's
-/// settings, never the client's; the client's address comes only from the
-/// header the build named.
-fn verdict<'r>(
-    request: &IncomingRequest,
-    settings: &GateSettings,
-    header: impl Fn(&str) -> Option<&'r str>,
-    last_header: impl Fn(&str) -> Option<&'r str>,
-) -> Result<Verdict, String> {
-    let snapshot = data::snapshot()?;
-    let check_request = CheckRequest {
-        service: settings.service.clone(),
-        scope: settings.scope.clone(),
-        source_ip: settings
-            .client_ip_header
-            .as_deref()
-            .and_then(|name| last_address(last_header(name)?)),
-        method: Some(method_name(&request.method())),
-        path: request.path_with_query(),
-        attributes: Vec::new(),
-        now: None,
-    };
-    let Some(key) = http::presented_key(&header) else {
-        return Ok(Verdict::deny(
-            DenyCode::NotFound,
-            "no API key in the request",
-            None,
-        ));
-    };
-    policy::configured(|| snapshot.policy_config())?;
-    check::check(snapshot, &mut policy::Policy, key, &check_request).map_err(|e| format!("{e:#}"))
-}
-
-/// The last entry of a forwarding header (the one the trusted proxy wrote;
-/// entries to its left come from the client), if it is an address.
-fn last_address(value: &str) -> Option<String> {
-    let last = value.rsplit(',').next()?.trim();
-    last.parse::<std::net::IpAddr>()
-        .ok()
-        .map(|ip| ip.to_canonical().to_string())
-}
-
 fn method_name(method: &Method) -> String {
     match method {
         Method::Get => "GET",
@@ -155,23 +123,15 @@ fn method_name(method: &Method) -> String {
     .to_string()
 }
 
-/// Answers a refusal as `/auth` does: 401 with a challenge for a missing,
-/// malformed or unknown key, 403 (or 429) otherwise, and a JSON body.
+/// Answers a refusal as `/auth` does.
 pub fn respond_deny(out: ResponseOutparam, code: DenyCode, reason: &str) {
-    let status = http::deny_status(code);
-    let mut headers = vec![("content-type".to_string(), b"application/json".to_vec())];
-    if status == 401 {
-        headers.push((
-            "www-authenticate".to_string(),
-            http::challenge(code).into_bytes(),
-        ));
-    }
-    respond(
-        out,
-        status,
-        headers,
-        http::deny_body(code, reason).as_bytes(),
-    );
+    let refusal = request::refusal(code, reason);
+    let headers = refusal
+        .headers
+        .into_iter()
+        .map(|(name, value)| (name, value.into_bytes()))
+        .collect();
+    respond(out, refusal.status, headers, refusal.body.as_bytes());
 }
 
 /// Answers with `status`, `headers` and a whole `body`.

@@ -102,6 +102,16 @@ pub enum Command {
     /// hosts (wasmtime serve, jco serve, Spin, wasmCloud).
     #[command(subcommand)]
     Gate(GateCommand),
+    /// Write what Envoy (proxy-wasm) or Traefik (http-wasm) needs to check
+    /// keys inside the proxy: the filter, and its configuration with the
+    /// registry's snapshot (hashes and records, never a secret).
+    #[command(subcommand)]
+    Export(ExportCommand),
+    /// Credentials for replicas: proxy filters that fetch the registry's
+    /// snapshot from keyhost serve (GET /v1/snapshot). Not user keys: they
+    /// read the snapshot and nothing else.
+    #[command(subcommand)]
+    Replica(ReplicaCommand),
     /// Run a walkthrough on a throwaway registry: create keys, check them.
     Demo,
 }
@@ -148,6 +158,102 @@ pub struct GateBuildArgs {
     /// request's own path appended.
     #[arg(long, value_name = "URL")]
     pub upstream: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// Write the proxy-wasm filter for Envoy (--wasm) and its plugin
+    /// configuration (--config): the snapshot inline, or fetched live from
+    /// keyhost serve through an Envoy cluster (--live CLUSTER).
+    Envoy(EnvoyExportArgs),
+    /// Write the http-wasm plugin for Traefik (--plugins DIR, as
+    /// plugins-local) and a dynamic configuration file defining the
+    /// middleware with the snapshot inline (--config FILE). With --watch,
+    /// rewrite the file on every registry change; Traefik reloads it.
+    Traefik(TraefikExportArgs),
+}
+
+/// What every request through a filter is checked for.
+#[derive(Debug, Args)]
+pub struct FilterCheckArgs {
+    /// The service every request through the filter is for.
+    #[arg(long)]
+    pub service: Option<String>,
+    /// The scope every request through the filter needs.
+    #[arg(long)]
+    pub scope: Option<String>,
+    /// Trust this header's last entry as the client's address (the proxy's
+    /// own forwarding header). Without it, keys with an IP allow-list are
+    /// refused.
+    #[arg(long, value_name = "HEADER")]
+    pub client_ip_header: Option<String>,
+    /// Headers that carry the key, in order (Authorization is read as
+    /// `Bearer KEY`); Authorization and X-API-Key when unset.
+    #[arg(long = "key-header", value_name = "HEADER")]
+    pub key_headers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["wasm", "config"])))]
+pub struct EnvoyExportArgs {
+    /// Where to write the filter module (the default policy built in).
+    #[arg(long, value_name = "FILE.wasm")]
+    pub wasm: Option<PathBuf>,
+    /// Where to write the plugin configuration (JSON, for the filter's
+    /// `configuration` StringValue).
+    #[arg(long, value_name = "FILE.json")]
+    pub config: Option<PathBuf>,
+    /// Fetch snapshots live from keyhost serve through this Envoy cluster
+    /// (with a replica credential in the Envoy process's
+    /// KEYHOST_REPLICA_CREDENTIAL); without it, the snapshot goes inline.
+    #[arg(long, value_name = "CLUSTER")]
+    pub live: Option<String>,
+    #[command(flatten)]
+    pub checking: FilterCheckArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["plugins", "config"])))]
+pub struct TraefikExportArgs {
+    /// Write the plugin here as Traefik's plugins-local folder
+    /// (DIR/src/keyhost/plugin.wasm and .traefik.yml).
+    #[arg(long, value_name = "DIR")]
+    pub plugins: Option<PathBuf>,
+    /// A plugin built from a policy of one's own (cargo build --target
+    /// wasm32-wasip1 --features keyhost-policy-sdk/http-wasm) instead of
+    /// the built-in default.
+    #[arg(long, value_name = "FILE.wasm", requires = "plugins")]
+    pub filter: Option<PathBuf>,
+    /// Write the dynamic configuration that defines the middleware here
+    /// (a .yml file for Traefik's file provider).
+    #[arg(long, value_name = "FILE.yml")]
+    pub config: Option<PathBuf>,
+    /// The middleware's name in Traefik.
+    #[arg(long, default_value = "keyhost")]
+    pub middleware: String,
+    /// Keep running, and rewrite --config within a second of every
+    /// registry change.
+    #[arg(long, requires = "config")]
+    pub watch: bool,
+    #[command(flatten)]
+    pub checking: FilterCheckArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReplicaCommand {
+    /// Make a replica credential and print it, once (keyhost keeps its
+    /// SHA-256 in REGISTRY.replicas.json).
+    Add {
+        /// A name for it: the proxy or site that will use it.
+        name: String,
+    },
+    /// List replica credentials (names and dates, never a secret).
+    List,
+    /// Revoke a replica credential: its next fetch is refused.
+    Revoke {
+        /// Its name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -2,8 +2,9 @@
 
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use keyhost_core::gate::{GateMode, GateSettings, Upstream};
+use keyhost_core::request::Checking;
 use serde_json::json;
 
 use super::Report;
@@ -35,14 +36,6 @@ fn build(file: &RegistryFile, args: GateBuildArgs) -> Result<Report> {
         ),
         None => None,
     };
-    if let Some(header) = &args.client_ip_header
-        && (header.is_empty()
-            || !header
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
-    {
-        bail!("--client-ip-header: {header:?} is not a header name");
-    }
     let policy = match &args.policy {
         Some(path) => std::fs::read(path)
             .with_context(|| format!("--policy: cannot read {}", path.display()))?,
@@ -57,12 +50,16 @@ fn build(file: &RegistryFile, args: GateBuildArgs) -> Result<Report> {
             snapshot.len() >> 20
         );
     }
-    let settings = GateSettings {
-        mode,
+    let checking = Checking {
         service: args.service,
         scope: args.scope,
         client_ip_header: args.client_ip_header.map(|h| h.to_ascii_lowercase()),
+        key_headers: Vec::new(),
     };
+    checking
+        .validate()
+        .map_err(|e| anyhow::anyhow!("--client-ip-header: {e}"))?;
+    let settings = GateSettings { mode, checking };
     let behind = match &app {
         Some(app) => Behind::App(app),
         None => Behind::Upstream,

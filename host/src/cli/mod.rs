@@ -4,6 +4,7 @@
 mod args;
 mod check;
 mod commands;
+mod export;
 mod gate;
 mod input;
 mod policy;

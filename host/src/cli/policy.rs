@@ -109,10 +109,16 @@ fn inspect_gate(file: &Path, wasm: &[u8], label: &GateLabel) -> Result<Report> {
     let _ = writeln!(
         text,
         "service: {}; scope: {}; client address from: {}",
-        label.settings.service.as_deref().unwrap_or("(none)"),
-        label.settings.scope.as_deref().unwrap_or("(none)"),
         label
             .settings
+            .checking
+            .service
+            .as_deref()
+            .unwrap_or("(none)"),
+        label.settings.checking.scope.as_deref().unwrap_or("(none)"),
+        label
+            .settings
+            .checking
             .client_ip_header
             .as_deref()
             .unwrap_or("(nowhere: keys with an IP allow-list are refused)")

@@ -11,6 +11,7 @@ mod errors;
 mod identity;
 mod manage;
 mod metrics;
+mod snapshot;
 mod state;
 
 use std::io::Write;
@@ -114,6 +115,8 @@ pub struct AppState {
     /// How long a request may take (management writes keep to it themselves).
     request_timeout: Duration,
     max_body_bytes: usize,
+    /// The snapshot proxy filters fetch, made once per registry.
+    snapshots: Arc<snapshot::SnapshotCache>,
 }
 
 impl AppState {
@@ -202,6 +205,7 @@ async fn serve(shared: Arc<Shared>, options: ServeOptions) -> Result<()> {
         auth: Arc::new(options.auth.clone()),
         request_timeout: options.request_timeout,
         max_body_bytes: options.max_body_bytes,
+        snapshots: Arc::default(),
     };
     let app = router(state, &options);
     connections::serve(
@@ -229,6 +233,7 @@ fn router(state: AppState, options: &ServeOptions) -> Router {
         .route("/v1/keys/verify", post(auth::verify))
         .route("/identity/token", post(identity::token))
         .route("/identity/keys", get(identity::keys))
+        .route("/v1/snapshot", get(snapshot::snapshot))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .layer(TimeoutLayer::with_status_code(

@@ -9,9 +9,7 @@
 //! the file at the next rotation or serve start. A private key never leaves
 //! its file: no output, log, error or JWKS carries it.
 
-use std::fs::{File, OpenOptions};
 use std::num::NonZeroUsize;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -28,7 +26,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Claims, ISSUER, TokenError};
 use crate::durable;
-use crate::side_files::{lock_path, signing_keys_path, token_keys_path};
+use crate::side_files::{signing_keys_path, token_keys_path};
 use crate::time::Timestamp;
 
 /// One private key as its file keeps it.
@@ -265,7 +263,7 @@ impl SigningKeys {
         change: impl FnOnce(&mut Stored) -> Result<()>,
     ) -> Result<SigningKeys> {
         let path = signing_keys_path(registry);
-        let _lock = lock(&path)?;
+        let _lock = durable::lock(&path)?;
         durable::remove_stale_temps(&path);
         durable::remove_stale_temps(&token_keys_path(registry));
         let before = read(&path)?;
@@ -387,19 +385,4 @@ fn read(path: &Path) -> Result<Option<Stored>> {
 /// Durably replaces `path` (through a mode 0600 temporary file).
 fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     durable::replace(path, bytes).with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// The lock every writer of the signing keys takes.
-fn lock(path: &Path) -> Result<File> {
-    let lock = lock_path(path);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&lock)
-        .with_context(|| format!("cannot open lock {}", lock.display()))?;
-    file.lock()
-        .with_context(|| format!("cannot lock {}", lock.display()))?;
-    Ok(file)
 }

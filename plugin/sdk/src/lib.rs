@@ -3,6 +3,11 @@
 //! A policy crate implements [`Guest`] and exports it with
 //! `keyhost_policy_sdk::export!(MyPolicy with_types_in keyhost_policy_sdk::bindings);`.
 //! The conversions below let it reuse the default rules.
+//!
+//! The same source builds as a filter for hosts that load core modules, not
+//! components: with the `proxy-wasm` feature (Envoy) or the `http-wasm`
+//! feature (Traefik), `export!` starts keyhost's filter around the policy
+//! instead of exporting the contract (see `filter`).
 
 /// The code generated from the WIT package.
 pub mod bindings {
@@ -15,7 +20,15 @@ pub mod bindings {
 }
 
 pub use bindings::keyhost::policy::types::{Deny, DenyCode, IdentityKind, KeyKind};
-pub use bindings::{Decision, Guest, Identity, KeyRecord, Request, export};
+pub use bindings::{Decision, Guest, Identity, KeyRecord, Request};
+
+#[cfg(not(any(feature = "proxy-wasm", feature = "http-wasm")))]
+pub use bindings::export;
+
+#[cfg(any(feature = "proxy-wasm", feature = "http-wasm"))]
+pub mod filter;
+
+keyhost_core::policy_conversions!(crate::bindings::keyhost::policy::types);
 pub use keyhost_policy_rules as rules;
 
 /// The record's fields the default rules read, borrowed.

@@ -60,20 +60,9 @@ fn spawn(dir: &std::path::Path, config: &str, port: u16) -> std::process::Child 
     child
 }
 
-/// The README's nginx snippet: the fenced block after the line
-/// `<!-- nginx-snippet -->`.
+/// The README's nginx snippet.
 pub fn readme_snippet() -> String {
-    let readme = include_str!("../../../README.md");
-    let after = readme
-        .split("<!-- nginx-snippet -->")
-        .nth(1)
-        .expect("the README marks its nginx snippet");
-    let block = after
-        .split("```nginx\n")
-        .nth(1)
-        .and_then(|rest| rest.split("```").next())
-        .expect("a fenced nginx block follows the marker");
-    block.to_string()
+    super::readme_block("nginx-snippet", "nginx")
 }
 
 pub struct Nginx {
@@ -143,7 +132,7 @@ impl Nginx {
         listen 127.0.0.1:{port};
         root {d}/www;
         location = /static/echo {{
-            return 200 "$request_method $request_uri\nx-keyhost-key-id: $http_x_keyhost_key_id\nx-keyhost-owner: $http_x_keyhost_owner\nx-keyhost-kind: $http_x_keyhost_kind\nx-keyhost-service: $http_x_keyhost_service\nauthorization: $http_authorization\nx-api-key: $http_x_api_key\n";
+            return 200 "$request_method $request_uri\nx-keyhost-key-id: $http_x_keyhost_key_id\nx-keyhost-owner: $http_x_keyhost_owner\nx-keyhost-kind: $http_x_keyhost_kind\nx-keyhost-info-role: $http_x_keyhost_info_role\nx-keyhost-service: $http_x_keyhost_service\nauthorization: $http_authorization\nx-api-key: $http_x_api_key\n";
         }}
     }}
 "#

@@ -78,6 +78,16 @@ impl ProxyHost {
     }
 }
 
+impl super::in_place::Front for ProxyHost {
+    fn url(&self, path: &str) -> String {
+        ProxyHost::url(self, path)
+    }
+
+    fn log(&self) -> String {
+        ProxyHost::log(self)
+    }
+}
+
 impl Drop for ProxyHost {
     fn drop(&mut self) {
         let _ = self.child.kill();

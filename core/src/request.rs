@@ -1,0 +1,242 @@
+//! One request as a proxy that checks it in place sees it: its headers,
+//! method and path in; a verdict, then what to hand on or answer, out. The
+//! gate component and the proxy-wasm and http-wasm filters all run this, so
+//! a request gets the same answer in each.
+
+use serde::{Deserialize, Serialize};
+
+use crate::check::{self, CheckRequest, Decider};
+use crate::http;
+use crate::lookup::Lookup;
+use crate::record::{Identity, KeyRecord};
+use crate::time::Timestamp;
+use crate::verdict::{Decision, DenyCode, Verdict};
+
+/// What a proxy's configuration says of every request it checks.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checking {
+    /// The service every request is for; none means the request names none.
+    #[serde(default)]
+    pub service: Option<String>,
+    /// The scope every request needs; none means no particular scope.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// The header whose last entry is the client's address, set by a proxy
+    /// in front that the operator trusts. None: the address is unknown, and
+    /// a key with an IP allow-list fails closed.
+    #[serde(default)]
+    pub client_ip_header: Option<String>,
+    /// The headers that carry the key, in the order they are read
+    /// (lowercase); empty means [`http::KEY_HEADERS`].
+    #[serde(default)]
+    pub key_headers: Vec<String>,
+}
+
+impl Checking {
+    /// Refuses a setting a proxy could not act on: a header name that is
+    /// not a token, or one of keyhost's own. The error names the setting,
+    /// not its value (a filter's configuration is never quoted back).
+    pub fn validate(&self) -> Result<(), String> {
+        let settings = self
+            .key_headers
+            .iter()
+            .map(|name| ("key_headers", name))
+            .chain(
+                self.client_ip_header
+                    .iter()
+                    .map(|name| ("client_ip_header", name)),
+            );
+        for (setting, name) in settings {
+            if !http::is_header_name(name) {
+                return Err(format!(
+                    "`{setting}` holds something that is not a header name"
+                ));
+            }
+            if http::is_identity_header(name) {
+                return Err(format!(
+                    "`{setting}` names one of keyhost's own X-Keyhost-* headers, which cannot carry a key or an address"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The headers that carry the key.
+    pub fn key_headers(&self) -> Vec<&str> {
+        if self.key_headers.is_empty() {
+            http::KEY_HEADERS.to_vec()
+        } else {
+            self.key_headers.iter().map(String::as_str).collect()
+        }
+    }
+
+    /// Whether header `name` carries the key, in any spelling: it is never
+    /// handed on.
+    pub fn is_key_header(&self, name: &str) -> bool {
+        http::is_key_header(name)
+            || self
+                .key_headers
+                .iter()
+                .any(|key| key.eq_ignore_ascii_case(name))
+    }
+}
+
+/// A request's parts, as the proxy gives them.
+pub struct Seen<F, L> {
+    /// The value of a header (lowercase name), its first line.
+    pub first: F,
+    /// The value of a header, its last line (for forwarding headers, whose
+    /// last entry the trusted proxy wrote).
+    pub last: L,
+    /// The request's method.
+    pub method: Option<String>,
+    /// The request's path, with its query.
+    pub path: Option<String>,
+}
+
+/// The verdict on a request, as `/auth` reaches it. The service and scope
+/// are the configuration's, never the client's; the client's address comes
+/// only from the header the configuration names. An `Err` is a registry
+/// that cannot be read.
+pub fn verdict<'r, F, L>(
+    lookup: &(impl Lookup + ?Sized),
+    decider: &mut impl Decider,
+    checking: &Checking,
+    seen: Seen<F, L>,
+) -> anyhow::Result<Verdict>
+where
+    F: Fn(&str) -> Option<&'r str>,
+    L: Fn(&str) -> Option<&'r str>,
+{
+    let presented = checking
+        .key_headers()
+        .into_iter()
+        .find_map(|name| http::key_in_header(name, (seen.first)(name)?));
+    let Some(presented) = presented else {
+        return Ok(Verdict::deny(
+            DenyCode::NotFound,
+            "no API key in the request",
+            None,
+        ));
+    };
+    let request = CheckRequest {
+        service: checking.service.clone(),
+        scope: checking.scope.clone(),
+        source_ip: checking
+            .client_ip_header
+            .as_deref()
+            .and_then(|name| last_address((seen.last)(name)?)),
+        method: seen.method,
+        path: seen.path,
+        attributes: Vec::new(),
+        now: None,
+    };
+    check::check(lookup, &mut InPlace(decider), presented, &request)
+}
+
+/// The last entry of a forwarding header (the one the trusted proxy wrote;
+/// entries to its left come from the client), if it is an address.
+pub fn last_address(value: &str) -> Option<String> {
+    let last = value.rsplit(',').next()?.trim();
+    last.parse::<std::net::IpAddr>()
+        .ok()
+        .map(|ip| ip.to_canonical().to_string())
+}
+
+/// A decider where a check runs in place (the gate, the filters): a rate
+/// limit needs counts shared between requests, which an in-place check (often
+/// an instance per request, a VM per worker) does not keep, so a key with one
+/// is refused rather than let through unlimited.
+pub struct InPlace<'d, D>(pub &'d mut D);
+
+impl<D: Decider> Decider for InPlace<'_, D> {
+    type Fault = D::Fault;
+
+    fn decide(
+        &mut self,
+        key: &KeyRecord,
+        identity: &Identity,
+        request: &CheckRequest,
+        now: Timestamp,
+    ) -> Result<Decision, D::Fault> {
+        match key.rate_limit {
+            Some(limit) => Ok(Decision::Deny {
+                code: DenyCode::Denied,
+                message: format!(
+                    "this key has a rate limit ({limit}), which a check inside a proxy cannot keep; keyhost serve can"
+                ),
+            }),
+            None => self.0.decide(key, identity, request, now),
+        }
+    }
+}
+
+/// A refusal as every face answers it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Refusal {
+    /// 401, 403 or 429.
+    pub status: u16,
+    /// `content-type`, and the challenge of a 401.
+    pub headers: Vec<(String, String)>,
+    /// The JSON body.
+    pub body: String,
+}
+
+/// The answer to a refusal with `code` and `reason`: 401 with a challenge
+/// for a missing, malformed or unknown key, 403 (or 429) otherwise, and a
+/// JSON body.
+pub fn refusal(code: DenyCode, reason: &str) -> Refusal {
+    let status = http::deny_status(code);
+    let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+    if status == 401 {
+        headers.push(("www-authenticate".to_string(), http::challenge(code)));
+    }
+    Refusal {
+        status,
+        headers,
+        body: http::deny_body(code, reason),
+    }
+}
+
+/// What a proxy says when it cannot decide (its snapshot or policy failed):
+/// the detail goes to the proxy's log, not to whoever sent the request, as
+/// it can quote the registry's settings.
+pub fn cannot_decide() -> Refusal {
+    refusal(
+        DenyCode::PolicyError,
+        "keyhost cannot decide here: its policy or its snapshot failed",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_forwarded_entry_is_the_address_and_only_an_address() {
+        assert_eq!(
+            last_address("6.6.6.6, 10.0.0.9").as_deref(),
+            Some("10.0.0.9")
+        );
+        assert_eq!(
+            last_address("::ffff:192.0.2.7").as_deref(),
+            Some("192.0.2.7")
+        );
+        assert_eq!(last_address("10.0.0.9, evil"), None);
+    }
+
+    #[test]
+    fn settings_that_name_keyhosts_own_headers_are_refused() {
+        let mut checking = Checking::default();
+        assert_eq!(checking.key_headers(), http::KEY_HEADERS.to_vec());
+        checking.key_headers = vec!["x-keyhost-key-id".into()];
+        assert!(checking.validate().is_err());
+        checking.key_headers = vec!["bad header".into()];
+        assert!(checking.validate().is_err());
+        checking.key_headers = vec!["x-token".into()];
+        checking.client_ip_header = Some("x-real-ip".into());
+        assert!(checking.validate().is_ok());
+        assert!(checking.is_key_header("X-Token") && checking.is_key_header("x-api-key"));
+    }
+}

@@ -1,0 +1,295 @@
+//! The snapshot a filter has in force and its policy, configured for that
+//! snapshot's settings; and one request checked against them.
+
+use keyhost_core::http;
+use keyhost_core::lookup::Lookup;
+use keyhost_core::request::{self, Checking, Refusal, Seen};
+use keyhost_core::snapshot::Snapshot;
+use keyhost_core::verdict::{DenyCode, Verdict};
+
+use crate::policy::Policy;
+
+/// What a filter does with a request.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    /// Let it on, without the headers named in `remove` (a client's
+    /// `X-Keyhost-*` and the key), with the identity headers in `add`.
+    Allow {
+        /// Names to remove, as the request spelled them.
+        remove: Vec<String>,
+        /// Headers to set.
+        add: Vec<(String, String)>,
+    },
+    /// Answer this refusal; `log` says why the filter could not decide,
+    /// for the proxy's log and not the client.
+    Deny {
+        /// The answer.
+        refusal: Refusal,
+        /// The detail of a failure to decide.
+        log: Option<String>,
+    },
+}
+
+/// The settings a policy was given, and its answer.
+struct Configured {
+    config: Vec<(String, String)>,
+    answer: Result<(), String>,
+}
+
+/// A policy and the snapshot it decides on.
+pub struct Held<P> {
+    policy: P,
+    snapshot: Option<Snapshot<Vec<u8>>>,
+    /// The settings the policy was last given, and its answer.
+    configured: Option<Configured>,
+}
+
+impl<P: Policy> Held<P> {
+    /// Holds `policy`, with no snapshot yet: every check fails closed until
+    /// one comes.
+    pub fn new(policy: P) -> Held<P> {
+        Held {
+            policy,
+            snapshot: None,
+            configured: None,
+        }
+    }
+
+    /// The snapshot in force.
+    pub fn snapshot(&self) -> Option<&Snapshot<Vec<u8>>> {
+        self.snapshot.as_ref()
+    }
+
+    /// Puts `snapshot` in force (it was verified), and gives the policy its
+    /// settings when they changed.
+    pub fn replace(&mut self, snapshot: Snapshot<Vec<u8>>) {
+        let config = snapshot.policy_config();
+        if self.configured.as_ref().map(|c| &c.config) != Some(&config) {
+            let answer = self.policy.configure(&config);
+            self.configured = Some(Configured { config, answer });
+        }
+        self.snapshot = Some(snapshot);
+    }
+
+    /// Checks a request with `headers` (name, value: every line), `method`
+    /// and `path`, as `/auth` would.
+    pub fn check(
+        &mut self,
+        checking: &Checking,
+        headers: &[(String, String)],
+        method: Option<&str>,
+        path: Option<&str>,
+    ) -> Outcome {
+        let cannot = |log: String| Outcome::Deny {
+            refusal: request::cannot_decide(),
+            log: Some(log),
+        };
+        let Some(snapshot) = &self.snapshot else {
+            return cannot("no registry snapshot yet".into());
+        };
+        if let Some(Configured {
+            answer: Err(refused),
+            ..
+        }) = &self.configured
+        {
+            return cannot(format!("the policy refused its settings: {refused}"));
+        }
+        if !path.is_some_and(http::is_plain_path) {
+            return Outcome::Deny {
+                refusal: request::refusal(
+                    DenyCode::Denied,
+                    "the path has a `.` or `..` segment, or does not start with `/`",
+                ),
+                log: None,
+            };
+        }
+        let first = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, value)| value.as_str())
+        };
+        let last = |name: &str| {
+            headers
+                .iter()
+                .rfind(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, value)| value.as_str())
+        };
+        let seen = Seen {
+            first,
+            last,
+            method: method.map(str::to_string),
+            path: path.map(str::to_string),
+        };
+        match request::verdict(snapshot, &mut self.policy, checking, seen) {
+            Ok(Verdict::Allow { key, info }) => {
+                let mut remove: Vec<String> = headers
+                    .iter()
+                    .map(|(name, _)| name)
+                    .filter(|name| http::is_identity_header(name) || checking.is_key_header(name))
+                    .cloned()
+                    .collect();
+                remove.dedup();
+                Outcome::Allow {
+                    remove,
+                    add: http::identity_headers(&key, &info),
+                }
+            }
+            Ok(Verdict::Deny { code, reason, .. }) => Outcome::Deny {
+                refusal: request::refusal(code, &reason),
+                log: None,
+            },
+            Err(broken) => cannot(format!("{broken:#}")),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use keyhost_core::check::{CheckRequest, Decider};
+    use keyhost_core::iam::KeyKind;
+    use keyhost_core::key_format;
+    use keyhost_core::record::{Identity, KeyRecord};
+    use keyhost_core::snapshot::{self, Contents, Snapshot};
+    use keyhost_core::time::Timestamp;
+    use keyhost_core::verdict::Decision;
+
+    use super::*;
+
+    /// Allows every key, unless its settings say `refuse`.
+    #[derive(Default)]
+    pub struct Allowing;
+
+    impl Decider for Allowing {
+        type Fault = String;
+        fn decide(
+            &mut self,
+            _: &KeyRecord,
+            _: &Identity,
+            _: &CheckRequest,
+            _: Timestamp,
+        ) -> Result<Decision, String> {
+            Ok(Decision::Allow(vec![("tier".into(), "gold".into())]))
+        }
+    }
+
+    impl Policy for Allowing {
+        fn configure(&mut self, config: &[(String, String)]) -> Result<(), String> {
+            match config.iter().any(|(name, _)| name == "refuse") {
+                true => Err("refused".into()),
+                false => Ok(()),
+            }
+        }
+    }
+
+    /// A snapshot of one key of `user:alice` at `revision`, with
+    /// `config`, and the key's secret.
+    pub fn snapshot_of(revision: u64, config: &[(&str, &str)]) -> (Vec<u8>, String) {
+        let secret = key_format::generate("kh", KeyKind::User);
+        let now = Timestamp(1_700_000_000);
+        let key = KeyRecord {
+            id: "kid_1".into(),
+            name: "laptop".into(),
+            kind: KeyKind::User,
+            owner: "user:alice".parse().unwrap(),
+            service: None,
+            description: String::new(),
+            scopes: Vec::new(),
+            allowed_ips: Vec::new(),
+            hash: keyhost_core::key_hash::KeyHash::of(secret.expose()),
+            created_at: now,
+            updated_at: now,
+            expires_at: None,
+            locked: false,
+            disabled: false,
+            leaked: false,
+            rate_limit: None,
+            retired: Vec::new(),
+        };
+        let identity = Identity {
+            iam_id: "user:alice".parse().unwrap(),
+            owner: None,
+            scopes: vec!["read".into()],
+            created_at: now,
+        };
+        let bytes = snapshot::encode(&Contents {
+            source: "test".into(),
+            revision,
+            prefix: "kh",
+            policy_config: config
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            keys: &[key],
+            identities: &[identity],
+        });
+        (bytes, secret.expose().to_string())
+    }
+
+    fn check(held: &mut Held<Allowing>, headers: &[(&str, &str)]) -> Outcome {
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        held.check(&Checking::default(), &headers, Some("GET"), Some("/x"))
+    }
+
+    #[test]
+    fn without_a_snapshot_every_check_fails_closed() {
+        let mut held = Held::new(Allowing);
+        let Outcome::Deny { refusal, log } = check(&mut held, &[("x-api-key", "kh_usr_x")]) else {
+            panic!("allowed with no snapshot")
+        };
+        assert_eq!(refusal.status, 403);
+        assert!(log.unwrap().contains("no registry snapshot"));
+    }
+
+    #[test]
+    fn an_allowed_request_loses_forged_identity_headers_and_the_key() {
+        let (bytes, secret) = snapshot_of(1, &[]);
+        let mut held = Held::new(Allowing);
+        held.replace(Snapshot::open(bytes).unwrap());
+        let outcome = check(
+            &mut held,
+            &[
+                ("x-api-key", &secret),
+                ("X-Keyhost-Key-Id", "kid_forged"),
+                ("x_keyhost_owner", "user:root"),
+                ("x-other", "kept"),
+            ],
+        );
+        let Outcome::Allow { remove, add } = outcome else {
+            panic!("refused: {outcome:?}")
+        };
+        assert_eq!(remove, ["x-api-key", "X-Keyhost-Key-Id", "x_keyhost_owner"]);
+        assert!(add.contains(&("x-keyhost-key-id".into(), "kid_1".into())));
+        assert!(add.contains(&("x-keyhost-info-tier".into(), "gold".into())));
+        // A path that climbs is refused before the key is looked at.
+        let headers = vec![("x-api-key".to_string(), secret.clone())];
+        let outcome = held.check(&Checking::default(), &headers, Some("GET"), Some("/a/../b"));
+        assert!(matches!(outcome, Outcome::Deny { refusal, .. } if refusal.status == 403));
+    }
+
+    #[test]
+    fn settings_the_policy_refuses_fail_every_check_closed_until_new_ones() {
+        let (refused, secret) = snapshot_of(1, &[("refuse", "1")]);
+        let mut held = Held::new(Allowing);
+        held.replace(Snapshot::open(refused).unwrap());
+        let outcome = check(&mut held, &[("x-api-key", &secret)]);
+        let Outcome::Deny { refusal, log } = outcome else {
+            panic!("allowed under refused settings")
+        };
+        assert!(refusal.body.contains("policy_error"), "{}", refusal.body);
+        assert!(
+            !refusal.body.contains("refused"),
+            "the detail reached the client"
+        );
+        assert!(log.unwrap().contains("refused its settings"));
+        let (taken, secret) = snapshot_of(2, &[]);
+        held.replace(Snapshot::open(taken).unwrap());
+        assert!(matches!(
+            check(&mut held, &[("x-api-key", &secret)]),
+            Outcome::Allow { .. }
+        ));
+    }
+}

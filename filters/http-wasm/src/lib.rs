@@ -1,0 +1,121 @@
+//! keyhost's check inside an http-wasm host (Traefik). The snapshot comes
+//! inline in the middleware's configuration (`keyhost export traefik`
+//! writes it); Traefik reloads that file when it changes, and so a new
+//! plugin instance takes the new snapshot.
+//!
+//! A policy crate becomes a plugin through the SDK: `plugin/sdk`'s
+//! `http-wasm` feature turns its `export!` into [`export!`].
+
+use std::cell::RefCell;
+
+use http_wasm_guest::host::{Request, Response, admin, log};
+use http_wasm_guest::{Guest, register};
+use keyhost_core::request::{self, Checking};
+use keyhost_filter::config::inline_snapshot;
+use keyhost_filter::{FilterConfig, Held, Outcome, Policy, RegistrySource};
+
+pub use http_wasm_guest;
+
+/// http-wasm's log levels.
+const WARN: i32 = 1;
+const ERROR: i32 = 2;
+
+/// The plugin: its configuration, or why it has none.
+struct Plugin<P> {
+    configured: Result<(Checking, RefCell<Held<P>>), String>,
+}
+
+/// Starts the plugin around policy `P`: reads the configuration and the
+/// snapshot in it once, at instantiation. A configuration that cannot be
+/// used is logged, and every request fails closed.
+pub fn start<P: Policy + Default + 'static>() {
+    let configured = configure::<P>(&admin::config());
+    if let Err(why) = &configured {
+        log::write(ERROR, format!("keyhost: {why}").as_bytes());
+    }
+    register(Plugin { configured });
+}
+
+fn configure<P: Policy + Default>(bytes: &[u8]) -> Result<(Checking, RefCell<Held<P>>), String> {
+    let config = FilterConfig::parse(bytes)?;
+    let RegistrySource::Inline(base64) = config.registry else {
+        return Err("`registry.live` is for proxy-wasm hosts; give an http-wasm plugin `registry.inline` (`keyhost export traefik`)".into());
+    };
+    let snapshot = inline_snapshot(&base64).map_err(|e| format!("`registry.inline`: {e}"))?;
+    let mut held = Held::new(P::default());
+    held.replace(snapshot);
+    Ok((config.checking, RefCell::new(held)))
+}
+
+impl<P: Policy> Guest for Plugin<P> {
+    fn handle_request(&self, request: &Request, response: &Response) -> (bool, i32) {
+        let outcome = match &self.configured {
+            Err(_) => Outcome::Deny {
+                refusal: request::cannot_decide(),
+                log: None,
+            },
+            Ok((checking, held)) => {
+                // Every line of every header; a value that is not UTF-8
+                // cannot carry a key and is not read.
+                let mut headers = Vec::new();
+                for name in request.header.names() {
+                    let Ok(name) = String::from_utf8(name.to_vec()) else {
+                        continue;
+                    };
+                    for value in request.header.values(name.as_bytes()) {
+                        if let Ok(value) = String::from_utf8(value.to_vec()) {
+                            headers.push((name.clone(), value));
+                        }
+                    }
+                }
+                let method = String::from_utf8(request.method().to_vec()).ok();
+                let uri = String::from_utf8(request.uri().to_vec()).ok();
+                held.borrow_mut()
+                    .check(checking, &headers, method.as_deref(), uri.as_deref())
+            }
+        };
+        match outcome {
+            Outcome::Allow { remove, add } => {
+                for name in &remove {
+                    request.header.remove(name.as_bytes());
+                }
+                for (name, value) in &add {
+                    request.header.set(name.as_bytes(), value.as_bytes());
+                }
+                (true, 0)
+            }
+            Outcome::Deny { refusal, log: why } => {
+                if let Some(why) = why {
+                    log::write(WARN, format!("keyhost: {why}").as_bytes());
+                }
+                for (name, value) in &refusal.headers {
+                    response.header.set(name.as_bytes(), value.as_bytes());
+                }
+                response.set_status(i32::from(refusal.status));
+                response.body.write(refusal.body.as_bytes());
+                (false, 0)
+            }
+        }
+    }
+}
+
+/// Makes this module an http-wasm plugin around policy `$policy`: its
+/// `_initialize` (which Traefik runs at instantiation) starts it.
+#[macro_export]
+macro_rules! export {
+    ($policy:ty) => {
+        #[cfg(target_os = "wasi")]
+        unsafe extern "C" {
+            fn __wasm_call_ctors();
+        }
+
+        #[unsafe(no_mangle)]
+        pub extern "C" fn _initialize() {
+            #[cfg(target_os = "wasi")]
+            unsafe {
+                __wasm_call_ctors();
+            }
+            $crate::start::<$policy>();
+        }
+    };
+}

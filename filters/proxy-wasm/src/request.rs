@@ -1,0 +1,62 @@
+//! One request: checked against the snapshot in force, then handed on
+//! with the identity headers, or answered as `/auth` answers.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use keyhost_core::request::Checking;
+use keyhost_filter::{Held, Outcome, Policy};
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, LogLevel};
+
+pub struct Request<P> {
+    pub checking: Rc<Checking>,
+    pub held: Rc<RefCell<Held<P>>>,
+}
+
+impl<P: Policy> Context for Request<P> {}
+
+impl<P: Policy> HttpContext for Request<P> {
+    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        let headers = self.get_http_request_headers();
+        let pseudo = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, value)| value.as_str())
+        };
+        let outcome = self.held.borrow_mut().check(
+            &self.checking,
+            &headers,
+            pseudo(":method"),
+            pseudo(":path"),
+        );
+        match outcome {
+            Outcome::Allow { remove, add } => {
+                for name in &remove {
+                    self.set_http_request_header(name, None);
+                }
+                for (name, value) in &add {
+                    self.set_http_request_header(name, Some(value));
+                }
+                Action::Continue
+            }
+            Outcome::Deny { refusal, log } => {
+                if let Some(log) = log {
+                    let _ = proxy_wasm::hostcalls::log(LogLevel::Error, &format!("keyhost: {log}"));
+                }
+                let headers: Vec<(&str, &str)> = refusal
+                    .headers
+                    .iter()
+                    .map(|(name, value)| (name.as_str(), value.as_str()))
+                    .collect();
+                self.send_http_response(
+                    u32::from(refusal.status),
+                    headers,
+                    Some(refusal.body.as_bytes()),
+                );
+                Action::Pause
+            }
+        }
+    }
+}

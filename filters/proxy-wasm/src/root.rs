@@ -1,0 +1,340 @@
+//! A VM's root context: it reads the configuration, holds the snapshot and
+//! the policy, and keeps the snapshot current.
+//!
+//! Live mode: every VM looks at the shared data on a short tick and takes a
+//! newer snapshot that another has put there. One fetch is in flight at a
+//! time, whichever VM claims it: the due time of the next fetch is shared,
+//! and claimed with compare-and-swap. A failed fetch keeps the snapshot in
+//! force, logs why, and sets the `keyhost_snapshot_stale` gauge.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use keyhost_core::lookup::Lookup;
+use keyhost_core::request::Checking;
+use keyhost_core::snapshot::Snapshot;
+use keyhost_filter::config::{Live, inline_snapshot};
+use keyhost_filter::live::{self, Fetched};
+use keyhost_filter::{FilterConfig, Held, Policy, RegistrySource};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{ContextType, LogLevel, MetricType};
+
+use crate::request::Request;
+
+/// How often a VM looks for a snapshot another VM fetched.
+const TICK: Duration = Duration::from_millis(100);
+
+pub struct Root<P> {
+    checking: Rc<Checking>,
+    held: Rc<RefCell<Held<P>>>,
+    live: Option<Fetching>,
+}
+
+impl<P: Policy + Default> Default for Root<P> {
+    fn default() -> Self {
+        Root {
+            checking: Rc::default(),
+            held: Rc::new(RefCell::new(Held::new(P::default()))),
+            live: None,
+        }
+    }
+}
+
+/// A live filter's state.
+struct Fetching {
+    live: Live,
+    credential: String,
+    /// The shared data's keys, per endpoint.
+    snapshot_key: String,
+    etag_key: String,
+    due_key: String,
+    /// The entity tag of the snapshot this VM holds.
+    etag: Option<String>,
+    /// This VM's fetch in flight.
+    in_flight: Option<u32>,
+    metrics: Metrics,
+}
+
+struct Metrics {
+    stale: Option<u32>,
+    revision: Option<u32>,
+    failures: Option<u32>,
+}
+
+impl Metrics {
+    fn define() -> Metrics {
+        Metrics {
+            stale: hostcalls::define_metric(MetricType::Gauge, "keyhost_snapshot_stale").ok(),
+            revision: hostcalls::define_metric(MetricType::Gauge, "keyhost_snapshot_revision").ok(),
+            failures: hostcalls::define_metric(
+                MetricType::Counter,
+                "keyhost_snapshot_fetch_failures",
+            )
+            .ok(),
+        }
+    }
+
+    fn record(id: Option<u32>, value: u64) {
+        if let Some(id) = id {
+            let _ = hostcalls::record_metric(id, value);
+        }
+    }
+}
+
+fn log(level: LogLevel, message: &str) {
+    let _ = hostcalls::log(level, &format!("keyhost: {message}"));
+}
+
+impl<P: Policy> Root<P> {
+    fn now_ms(&self) -> u64 {
+        self.get_current_time()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    }
+
+    /// Takes a snapshot into force.
+    fn take(&self, snapshot: Snapshot<Vec<u8>>) {
+        log(
+            LogLevel::Info,
+            &format!(
+                "registry snapshot of revision {} ({} keys) in force",
+                snapshot.revision(),
+                snapshot.header().keys
+            ),
+        );
+        if let Some(fetching) = &self.live {
+            Metrics::record(fetching.metrics.revision, snapshot.revision());
+        }
+        self.held.borrow_mut().replace(snapshot);
+    }
+
+    /// Takes the snapshot another VM shared, when it is not the one held.
+    fn adopt_shared(&mut self) {
+        let Some(fetching) = &self.live else { return };
+        let (Some(etag), _) = self.get_shared_data(&fetching.etag_key) else {
+            return;
+        };
+        let etag = String::from_utf8_lossy(&etag).into_owned();
+        if fetching.etag.as_deref() == Some(etag.as_str()) {
+            return;
+        }
+        let (Some(bytes), _) = self.get_shared_data(&fetching.snapshot_key) else {
+            return;
+        };
+        // The VM that shared it verified it whole; opening checks its frame.
+        match Snapshot::open(bytes) {
+            Ok(snapshot) => {
+                self.take(snapshot);
+                if let Some(fetching) = &mut self.live {
+                    fetching.etag = Some(etag);
+                }
+            }
+            Err(e) => log(
+                LogLevel::Error,
+                &format!("the shared snapshot is refused: {e:#}"),
+            ),
+        }
+    }
+
+    /// Claims the next fetch when it is due, and sends it.
+    fn fetch_when_due(&mut self) {
+        let now = self.now_ms();
+        let Some(fetching) = &self.live else { return };
+        if fetching.in_flight.is_some() {
+            return;
+        }
+        let (due, cas) = self.get_shared_data(&fetching.due_key);
+        let due = due
+            .and_then(|d| String::from_utf8(d).ok())
+            .and_then(|d| d.parse::<u64>().ok())
+            .unwrap_or(0);
+        if now < due {
+            return;
+        }
+        // In flight until answered or timed out; then the next is due.
+        let until = now + fetching.live.timeout_ms + 100;
+        if self
+            .set_shared_data(&fetching.due_key, Some(until.to_string().as_bytes()), cas)
+            .is_err()
+        {
+            return; // another VM claimed it
+        }
+        let held = self.held.borrow();
+        let headers = live::request_headers(&fetching.live, &fetching.credential, held.snapshot());
+        drop(held);
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let sent = self.dispatch_http_call(
+            &fetching.live.cluster,
+            headers,
+            None,
+            Vec::new(),
+            Duration::from_millis(fetching.live.timeout_ms),
+        );
+        match sent {
+            Ok(token) => {
+                if let Some(fetching) = &mut self.live {
+                    fetching.in_flight = Some(token);
+                }
+            }
+            Err(status) => self.failed(&format!(
+                "cannot reach cluster {:?}: {status:?}",
+                fetching.live.cluster
+            )),
+        }
+    }
+
+    /// A fetch failed: the snapshot in force stays.
+    fn failed(&mut self, why: &str) {
+        let now = self.now_ms();
+        let Some(fetching) = &mut self.live else {
+            return;
+        };
+        fetching.in_flight = None;
+        let revision = self.held.borrow().snapshot().map(|s| s.revision());
+        let kept = revision.map_or(
+            "no snapshot yet: every check fails closed".to_string(),
+            |r| format!("keeping the last good snapshot, revision {r}"),
+        );
+        log(
+            LogLevel::Warn,
+            &format!("snapshot fetch failed ({why}); {kept}"),
+        );
+        Metrics::record(fetching.metrics.stale, 1);
+        if let Some(id) = fetching.metrics.failures {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+        let next = now + fetching.live.every_ms;
+        let _ =
+            hostcalls::set_shared_data(&fetching.due_key, Some(next.to_string().as_bytes()), None);
+    }
+}
+
+impl<P: Policy> Context for Root<P> {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let Some(fetching) = &self.live else { return };
+        if fetching.in_flight != Some(token) {
+            return;
+        }
+        let status = self.get_http_call_response_header(":status");
+        let body = (body_size > 0)
+            .then(|| self.get_http_call_response_body(0, body_size))
+            .flatten();
+        let answer = {
+            let held = self.held.borrow();
+            live::answer(status.as_deref(), body, held.snapshot())
+        };
+        match answer {
+            Err(why) => self.failed(&why),
+            Ok(fetched) => {
+                let now = self.now_ms();
+                let Some(fetching) = &mut self.live else {
+                    return;
+                };
+                fetching.in_flight = None;
+                Metrics::record(fetching.metrics.stale, 0);
+                if let Fetched::New(snapshot) = fetched {
+                    let etag = snapshot.etag().unwrap_or_default();
+                    let shared = snapshot.bytes().ok();
+                    if let Some(bytes) = shared {
+                        // The snapshot first, then its tag: a VM that sees
+                        // the new tag finds the new snapshot.
+                        let _ =
+                            hostcalls::set_shared_data(&fetching.snapshot_key, Some(&bytes), None);
+                        let _ = hostcalls::set_shared_data(
+                            &fetching.etag_key,
+                            Some(etag.as_bytes()),
+                            None,
+                        );
+                    }
+                    fetching.etag = Some(etag);
+                    self.take(snapshot);
+                }
+                let Some(fetching) = &self.live else { return };
+                let next = now + fetching.live.every_ms;
+                let _ = hostcalls::set_shared_data(
+                    &fetching.due_key,
+                    Some(next.to_string().as_bytes()),
+                    None,
+                );
+            }
+        }
+    }
+}
+
+impl<P: Policy + Default + 'static> RootContext for Root<P> {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let Some(bytes) = self.get_plugin_configuration() else {
+            log(LogLevel::Critical, "the filter has no configuration");
+            return false;
+        };
+        let config = match FilterConfig::parse(&bytes) {
+            Ok(config) => config,
+            Err(e) => {
+                log(LogLevel::Critical, &e);
+                return false;
+            }
+        };
+        self.checking = Rc::new(config.checking);
+        match config.registry {
+            RegistrySource::Inline(base64) => match inline_snapshot(&base64) {
+                Ok(snapshot) => self.take(snapshot),
+                Err(e) => {
+                    log(LogLevel::Critical, &format!("`registry.inline`: {e}"));
+                    return false;
+                }
+            },
+            RegistrySource::Live(live) => {
+                let Ok(credential) = std::env::var(&live.credential_env) else {
+                    log(
+                        LogLevel::Critical,
+                        &format!(
+                            "the environment variable {} holds no replica credential; pass it to the VM with vm_config.environment_variables.host_env_keys",
+                            live.credential_env
+                        ),
+                    );
+                    return false;
+                };
+                let endpoint = format!("keyhost/{}{}", live.cluster, live.path);
+                self.live = Some(Fetching {
+                    snapshot_key: format!("{endpoint}/snapshot"),
+                    etag_key: format!("{endpoint}/etag"),
+                    due_key: format!("{endpoint}/due"),
+                    live,
+                    credential,
+                    etag: None,
+                    in_flight: None,
+                    metrics: Metrics::define(),
+                });
+                self.set_tick_period(TICK);
+            }
+        }
+        true
+    }
+
+    fn on_tick(&mut self) {
+        self.adopt_shared();
+        self.fetch_when_due();
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Request {
+            checking: self.checking.clone(),
+            held: self.held.clone(),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}

@@ -1,0 +1,649 @@
+//! keyhost's check inside the proxies themselves: the proxy-wasm filter in
+//! a real Envoy and the http-wasm plugin in a real Traefik, each in front of
+//! a real nginx upstream, with the README's configurations. Also Envoy
+//! running the README's `ext_authz` snippet against `keyhost serve`.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use crate::support::envoy::Envoy;
+use crate::support::in_place::{Answer, Front, bearer, decides_every_case, keys, send};
+use crate::support::nginx::Nginx;
+use crate::support::traefik::Traefik;
+use crate::support::{Sandbox, http, policy};
+
+/// The configuration the README's filter snippet carries.
+const README_CONFIG: &str = r#"'{"service": "inventory", "scope": "read", "client_ip_header": "x-forwarded-for", "registry": {"live": {"cluster": "keyhost"}}}'"#;
+/// Where the README's filter snippet loads the filter from.
+const README_WASM: &str = "/etc/envoy/keyhost.wasm";
+
+fn arg(path: &Path) -> &str {
+    path.to_str().expect("UTF-8 path")
+}
+
+/// The README's Envoy filter snippet with `wasm` and an inline snapshot
+/// of `s`'s registry (written by `keyhost export envoy`), checking
+/// `checks` (`--service`, ...).
+fn inline_envoy(s: &Sandbox, wasm: &Path, upstream: &Nginx, checks: &[&str]) -> Envoy {
+    let config = s.dir.path().join("plugin.json");
+    let mut args = vec!["export", "envoy", "--config", arg(&config)];
+    args.extend_from_slice(checks);
+    let exported = s.ok(&args);
+    assert!(
+        exported["snapshot"]["keys"].as_u64().unwrap() > 0,
+        "{exported}"
+    );
+    let config = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        !config.contains('\''),
+        "the configuration fits a YAML single-quoted string"
+    );
+    Envoy::start(
+        s.dir.path(),
+        "envoy-filter-snippet",
+        &[
+            (README_WASM, arg(wasm)),
+            (README_CONFIG, &format!("'{config}'")),
+        ],
+        upstream.port,
+        None,
+        &[],
+    )
+}
+
+/// Sends until `done` says the answer is the one awaited, for up to
+/// `within`; returns how long that took.
+fn until(
+    front: &impl Front,
+    headers: &[(&str, &str)],
+    within: Duration,
+    done: impl Fn(&Answer) -> bool,
+) -> Duration {
+    let start = Instant::now();
+    loop {
+        let answer = send(front, "/static/echo", headers);
+        if done(&answer) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "not within {within:?}: {} {}\n{}",
+            answer.status,
+            answer.body,
+            front.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn is(status: u16, code: Option<&'static str>) -> impl Fn(&Answer) -> bool {
+    move |answer: &Answer| answer.status == status && code.is_none_or(|code| answer.code() == code)
+}
+
+#[test]
+fn envoy_with_the_filter_and_an_inline_snapshot_decides_every_case() {
+    let k = keys();
+    let upstream = Nginx::upstream(k.s.dir.path());
+    let envoy = inline_envoy(
+        &k.s,
+        &policy("keyhost_proxy_wasm.wasm"),
+        &upstream,
+        &[
+            "--service",
+            "object-storage",
+            "--scope",
+            "read",
+            "--client-ip-header",
+            "x-forwarded-for",
+        ],
+    );
+    decides_every_case(&envoy, &k, "/static/echo", "envoy");
+    // Envoy appends the peer it saw to X-Forwarded-For: what a client
+    // writes there does not make it an allowed address.
+    let ip = bearer(&k.ip);
+    for forged in ["10.1.2.3", "192.0.2.9, 10.1.2.3"] {
+        let answer = send(
+            &envoy,
+            "/static/echo",
+            &[("authorization", &ip), ("x-forwarded-for", forged)],
+        );
+        assert_eq!(
+            (answer.status, answer.code().as_str()),
+            (403, "ip_not_allowed"),
+            "{forged}"
+        );
+    }
+    assert!(
+        !envoy.log().contains("kh_"),
+        "a key or the configuration reached Envoy's log: {}",
+        envoy.log()
+    );
+}
+
+/// A bad configuration is refused at load, with an error that names the
+/// field and never quotes the value.
+#[test]
+fn envoy_refuses_a_filter_configuration_it_cannot_use_and_does_not_quote_it() {
+    let s = Sandbox::new();
+    let upstream = Nginx::upstream(s.dir.path());
+    let wasm = policy("keyhost_proxy_wasm.wasm");
+    let dir = s.dir.path().to_path_buf();
+    for (config, said) in [
+        (
+            r#"{"servce": "kh_usr_SECRETSECRET", "registry": {"inline": ""}}"#,
+            "unknown field `servce`",
+        ),
+        (
+            r#"{"service": ["kh_usr_SECRETSECRET"], "registry": {"inline": ""}}"#,
+            "wrong type",
+        ),
+        (
+            r#"{"registry": {"inline": "S0hTTkFQMDQgdHJ1bmNhdGVk"}}"#,
+            "registry.inline",
+        ),
+    ] {
+        let config = format!("'{config}'");
+        let file = dir.join("refused.yaml");
+        let mut snippet = crate::support::readme_block("envoy-filter-snippet", "yaml")
+            .replace(README_WASM, arg(&wasm))
+            .replace(README_CONFIG, &config);
+        snippet = snippet
+            .lines()
+            .map(|l| format!("          {l}\n"))
+            .collect();
+        std::fs::write(&file, bootstrap_for_validation(&snippet, upstream.port)).unwrap();
+        let output =
+            std::process::Command::new(crate::support::foreign::foreign().join("venv/bin/envoy"))
+                .args(["--mode", "validate", "-c", arg(&file), "-l", "info"])
+                .args(["--disable-hot-restart"])
+                .output()
+                .unwrap();
+        let log = String::from_utf8_lossy(&output.stderr).to_string()
+            + &String::from_utf8_lossy(&output.stdout);
+        assert!(!output.status.success(), "{config} was taken:\n{log}");
+        assert!(log.contains(said), "{config}: {said:?} not in\n{log}");
+        assert!(
+            !log.contains("SECRETSECRET"),
+            "the value was quoted:\n{log}"
+        );
+    }
+}
+
+fn bootstrap_for_validation(filters: &str, upstream: u16) -> String {
+    format!(
+        r#"static_resources:
+  listeners:
+  - name: main
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          route_config:
+            virtual_hosts:
+            - {{ name: app, domains: ["*"], routes: [{{ match: {{ prefix: "/" }}, route: {{ cluster: app }} }}] }}
+{filters}  clusters:
+  - name: app
+    type: STATIC
+    load_assignment:
+      cluster_name: app
+      endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream} }} }} }} }}] }}]
+"#
+    )
+}
+
+/// A server on `port` that answers every request with `response`, until
+/// dropped: a snapshot endpoint that has gone wrong.
+struct Canned {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    port: u16,
+}
+
+impl Canned {
+    fn start(port: u16, response: Vec<u8>) -> Canned {
+        // keyhost serve's socket may take a moment to go.
+        let start = Instant::now();
+        let listener = loop {
+            match TcpListener::bind(("127.0.0.1", port)) {
+                Ok(listener) => break listener,
+                Err(e) if start.elapsed() > Duration::from_secs(10) => {
+                    panic!("take over port {port}: {e}")
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        };
+        listener.set_nonblocking(true).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        std::thread::spawn(move || {
+            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut stream, _)) => {
+                        stream.set_nonblocking(false).unwrap();
+                        let mut request = Vec::new();
+                        let mut buf = [0u8; 4096];
+                        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match stream.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => request.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        let _ = stream.write_all(&response);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Canned { stop, port }
+    }
+}
+
+impl Drop for Canned {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn snapshot_answer(body: &[u8], etag: &str) -> Vec<u8> {
+    let mut response = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/vnd.keyhost.snapshot\r\netag: {etag}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    response.extend_from_slice(body);
+    response
+}
+
+/// Live mode, the README's configuration as it stands: revocation and new
+/// keys reach Envoy within 2 s with no restart; with keyhost serve down,
+/// or answering with a broken snapshot, Envoy decides on the last good one
+/// and says so.
+#[test]
+fn envoy_in_live_mode_follows_the_registry_and_outlives_keyhost_serve() {
+    let s = Sandbox::new().with_people();
+    let (ok_id, ok) = s.create(&["--as", "user:alice", "--name", "ok"]);
+    let credential = s.ok(&["replica", "add", "envoy-1"])["credential"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let serve = s.serve(&[]);
+    let keyhost_port: u16 = serve.base.rsplit(':').next().unwrap().parse().unwrap();
+    let upstream = Nginx::upstream(s.dir.path());
+    let wasm = policy("keyhost_proxy_wasm.wasm");
+    let envoy = Envoy::start(
+        s.dir.path(),
+        "envoy-filter-snippet",
+        &[(README_WASM, arg(&wasm))],
+        upstream.port,
+        Some(keyhost_port),
+        &[("KEYHOST_REPLICA_CREDENTIAL", &credential)],
+    );
+    // The first snapshot comes on the first tick.
+    until(
+        &envoy,
+        &[("authorization", bearer(&ok).as_str())],
+        Duration::from_secs(10),
+        is(200, None),
+    );
+    let seen = send(
+        &envoy,
+        "/static/echo",
+        &[("authorization", bearer(&ok).as_str())],
+    )
+    .seen();
+    assert_eq!(seen.get("x-keyhost-key-id"), Some(&ok_id));
+    assert_eq!(envoy.stat("wasmcustom.keyhost_snapshot_stale"), Some(0));
+
+    // A disabled key is refused, and a new one passes, within 2 s.
+    s.ok(&["disable", &ok_id, "--as", "user:alice"]);
+    let took = until(
+        &envoy,
+        &[("authorization", bearer(&ok).as_str())],
+        Duration::from_secs(5),
+        is(403, Some("disabled")),
+    );
+    assert!(took < Duration::from_secs(2), "revocation took {took:?}");
+    let (_, fresh) = s.create(&["--as", "user:alice", "--name", "fresh"]);
+    let took = until(
+        &envoy,
+        &[("authorization", bearer(&fresh).as_str())],
+        Duration::from_secs(5),
+        is(200, None),
+    );
+    assert!(took < Duration::from_secs(2), "a new key took {took:?}");
+
+    // A fetch without the credential, or with a revoked one, is refused.
+    let snapshot_url = serve.url("/v1/snapshot");
+    let unauthorized = http().get(&snapshot_url).call().unwrap();
+    assert_eq!(unauthorized.status().as_u16(), 401);
+    let mut fetched = http()
+        .get(&snapshot_url)
+        .header("authorization", format!("Bearer {credential}"))
+        .call()
+        .unwrap();
+    assert_eq!(fetched.status().as_u16(), 200);
+    let good = fetched.body_mut().read_to_vec().unwrap();
+
+    // keyhost serve goes away: Envoy keeps deciding, and says it is stale.
+    drop(serve);
+    let start = Instant::now();
+    while envoy.stat("wasmcustom.keyhost_snapshot_stale") != Some(1) {
+        assert!(start.elapsed() < Duration::from_secs(10), "{}", envoy.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        send(
+            &envoy,
+            "/static/echo",
+            &[("authorization", bearer(&fresh).as_str())]
+        )
+        .status,
+        200
+    );
+    let answer = send(
+        &envoy,
+        "/static/echo",
+        &[("authorization", bearer(&ok).as_str())],
+    );
+    assert_eq!((answer.status, answer.code().as_str()), (403, "disabled"));
+    assert!(
+        envoy.log().contains("keeping the last good snapshot"),
+        "{}",
+        envoy.log()
+    );
+
+    // Something answers in its place with a corrupted, then a truncated
+    // snapshot (with a new tag, so they would be taken if not verified):
+    // refused, and the last good snapshot stays.
+    let mut corrupted = good.clone();
+    let middle = corrupted.len() / 2;
+    corrupted[middle] ^= 0x20;
+    let truncated = good[..good.len() - 100].to_vec();
+    for (name, body) in [("corrupted", corrupted), ("truncated", truncated)] {
+        let failures = envoy
+            .stat("wasmcustom.keyhost_snapshot_fetch_failures")
+            .unwrap_or(0);
+        let fake = Canned::start(keyhost_port, snapshot_answer(&body, "\"forged\""));
+        let start = Instant::now();
+        while envoy
+            .stat("wasmcustom.keyhost_snapshot_fetch_failures")
+            .unwrap_or(0)
+            < failures + 2
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "{name}: {}",
+                envoy.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        drop(fake);
+        assert_eq!(envoy.stat("wasmcustom.keyhost_snapshot_stale"), Some(1));
+        assert_eq!(
+            send(
+                &envoy,
+                "/static/echo",
+                &[("authorization", bearer(&fresh).as_str())]
+            )
+            .status,
+            200,
+            "{name}"
+        );
+        let answer = send(
+            &envoy,
+            "/static/echo",
+            &[("authorization", bearer(&ok).as_str())],
+        );
+        assert_eq!((answer.status, answer.code().as_str()), (403, "disabled"));
+    }
+    assert!(
+        envoy.log().contains("the snapshot it sent is refused"),
+        "{}",
+        envoy.log()
+    );
+    assert!(
+        !envoy.log().contains(&credential),
+        "the credential was logged"
+    );
+}
+
+#[test]
+fn a_rust_policy_built_as_a_filter_gives_its_own_decisions_in_envoy() {
+    let s = Sandbox::new().with_people();
+    let (_, plain) = s.create(&["--as", "user:alice", "--name", "plain"]);
+    let (_, strict_ok) = s.create(&[
+        "--as",
+        "user:alice",
+        "--name",
+        "strict",
+        "--expires",
+        "1h",
+        // Any address: Envoy's own stands in for a loopback peer's.
+        "--allow-ip",
+        "0.0.0.0/0",
+    ]);
+    let upstream = Nginx::upstream(s.dir.path());
+    let checks = [
+        "--service",
+        "object-storage",
+        "--scope",
+        "read",
+        "--client-ip-header",
+        "x-forwarded-for",
+    ];
+    let strict = inline_envoy(
+        &s,
+        &policy("keyhost_proxy_wasm_strict.wasm"),
+        &upstream,
+        &checks,
+    );
+    let default = inline_envoy(&s, &policy("keyhost_proxy_wasm.wasm"), &upstream, &checks);
+    let component = policy("keyhost_policy_strict.wasm");
+    for (key, strict_expected, default_expected) in
+        [(&plain, "denied", "allow"), (&strict_ok, "allow", "allow")]
+    {
+        // The strict component in keyhost itself decides the same.
+        let keyhost = s.decide(
+            key,
+            &[
+                "--service",
+                "object-storage",
+                "--scope",
+                "read",
+                "--ip",
+                "127.0.0.1",
+                "--policy",
+                arg(&component),
+            ],
+        );
+        assert_eq!(keyhost, strict_expected);
+        for (envoy, expected) in [(&strict, strict_expected), (&default, default_expected)] {
+            let answer = send(envoy, "/static/echo", &[("x-api-key", key)]);
+            let decided = match answer.status {
+                200 => "allow".to_string(),
+                _ => answer.code(),
+            };
+            assert_eq!(decided, expected, "{}", answer.body);
+        }
+    }
+    let answer = send(&strict, "/static/echo", &[("x-api-key", &plain)]);
+    assert!(answer.body.contains("strict policy"), "{}", answer.body);
+}
+
+/// The README's ext_authz snippet, in the same Envoy, against keyhost
+/// serve: no deprecated field, and the decisions of `/auth`.
+#[test]
+fn envoy_runs_the_readme_ext_authz_snippet_against_keyhost_serve() {
+    let s = Sandbox::new().with_people();
+    let (ok_id, ok) = s.create(&["--as", "user:alice", "--name", "ok"]);
+    let (_, bound) = s.create(&[
+        "--as",
+        "user:alice",
+        "--name",
+        "bound",
+        "--kind",
+        "service-specific",
+        "--service",
+        "billing",
+    ]);
+    let serve = s.serve(&["--trusted-proxy", "127.0.0.1/32"]);
+    let address = serve.base.trim_start_matches("http://").to_string();
+    let keyhost_port: u16 = address.rsplit(':').next().unwrap().parse().unwrap();
+    let upstream = Nginx::upstream(s.dir.path());
+    let envoy = Envoy::start(
+        s.dir.path(),
+        "envoy-ext-authz-snippet",
+        &[("127.0.0.1:8080", &address)],
+        upstream.port,
+        Some(keyhost_port),
+        &[],
+    );
+    let answer = send(
+        &envoy,
+        "/static/echo",
+        &[
+            ("x-api-key", &ok),
+            ("x-keyhost-key-id", "kid_forged"),
+            // Not among the headers keyhost answers with: only the
+            // snippet's header_mutation keeps it from the upstream.
+            ("X-Keyhost-Info-Role", "admin"),
+        ],
+    );
+    assert_eq!(answer.status, 200, "{}\n{}", answer.body, envoy.log());
+    assert_eq!(answer.seen().get("x-keyhost-key-id"), Some(&ok_id));
+    assert!(
+        !answer.seen().contains_key("x-keyhost-info-role"),
+        "{}",
+        answer.body
+    );
+    let answer = send(
+        &envoy,
+        "/static/echo",
+        &[("authorization", &bearer(&bound))],
+    );
+    assert_eq!(
+        (answer.status, answer.code().as_str()),
+        (403, "wrong_service")
+    );
+    let answer = send(&envoy, "/static/echo", &[]);
+    assert_eq!(answer.status, 401);
+    assert!(
+        answer.headers.contains_key("www-authenticate"),
+        "{:?}",
+        answer.headers
+    );
+    assert!(
+        !envoy.log().to_ascii_lowercase().contains("deprecated"),
+        "{}",
+        envoy.log()
+    );
+}
+
+/// `keyhost export traefik --watch`, killed when dropped.
+struct Watching(Child);
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn export_traefik(s: &Sandbox, folder: &Path, extra: &[&str], watch: bool) -> Option<Watching> {
+    let plugins = folder.join("plugins-local");
+    let config = folder.join("dynamic/keyhost.yml");
+    let mut args = vec![
+        "export",
+        "traefik",
+        "--plugins",
+        arg(&plugins),
+        "--config",
+        arg(&config),
+    ];
+    args.extend_from_slice(extra);
+    if !watch {
+        s.ok(&args);
+        return None;
+    }
+    args.push("--watch");
+    let child = s
+        .command(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start keyhost export traefik --watch");
+    let start = Instant::now();
+    while !config.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no config written"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some(Watching(child))
+}
+
+#[test]
+fn traefik_with_the_plugin_decides_every_case_and_follows_the_registry() {
+    let k = keys();
+    let upstream = Nginx::upstream(k.s.dir.path());
+    let folder: PathBuf = Traefik::folder(k.s.dir.path());
+    let _watching = export_traefik(
+        &k.s,
+        &folder,
+        &[
+            "--service",
+            "object-storage",
+            "--scope",
+            "read",
+            "--client-ip-header",
+            "x-forwarded-for",
+        ],
+        true,
+    );
+    let traefik = Traefik::start(&folder, upstream.port);
+    let (ok_id, ok) = &k.ok;
+    // Traefik loads the plugin with the dynamic configuration.
+    until(
+        &traefik,
+        &[("x-api-key", ok)],
+        Duration::from_secs(30),
+        is(200, None),
+    );
+    decides_every_case(&traefik, &k, "/static/echo", "traefik");
+    // What a client writes in X-Forwarded-For does not make it an allowed
+    // address.
+    let answer = send(
+        &traefik,
+        "/static/echo",
+        &[
+            ("authorization", &bearer(&k.ip)),
+            ("x-forwarded-for", "10.1.2.3"),
+        ],
+    );
+    assert_eq!(
+        (answer.status, answer.code().as_str()),
+        (403, "ip_not_allowed")
+    );
+
+    // A disabled key: --watch rewrites the file, Traefik reloads it.
+    k.s.ok(&["disable", ok_id, "--as", "user:alice"]);
+    let took = until(
+        &traefik,
+        &[("x-api-key", ok)],
+        Duration::from_secs(20),
+        is(403, Some("disabled")),
+    );
+    assert!(took < Duration::from_secs(10), "revocation took {took:?}");
+    let config = std::fs::read_to_string(folder.join("dynamic/keyhost.yml")).unwrap();
+    assert!(
+        !config.contains(ok.as_str()),
+        "a secret is in Traefik's configuration"
+    );
+}
