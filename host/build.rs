@@ -14,23 +14,20 @@ use sha2::{Digest, Sha256};
 const TARGET: &str = "wasm32-wasip2";
 /// Envoy and Traefik load core modules.
 const FILTER_TARGET: &str = "wasm32-wasip1";
-/// The filters, as (file, policy crates, SDK feature): the default policy
-/// in each ABI, and the strict one as proxy-wasm, for the tests.
-const FILTERS: &[(&str, &str, &str)] = &[
+/// The filters, by SDK feature: (file, policy crate). The default policy in
+/// each ABI; the strict and hostile ones as proxy-wasm, for the tests.
+const FILTERS: &[(&str, &[(&str, &str)])] = &[
     (
-        "keyhost_proxy_wasm.wasm",
-        "keyhost-policy-default",
         "proxy-wasm",
+        &[
+            ("keyhost_proxy_wasm.wasm", "keyhost-policy-default"),
+            ("keyhost_proxy_wasm_strict.wasm", "keyhost-policy-strict"),
+            ("keyhost_proxy_wasm_hostile.wasm", "keyhost-policy-hostile"),
+        ],
     ),
     (
-        "keyhost_proxy_wasm_strict.wasm",
-        "keyhost-policy-strict",
-        "proxy-wasm",
-    ),
-    (
-        "keyhost_http_wasm.wasm",
-        "keyhost-policy-default",
         "http-wasm",
+        &[("keyhost_http_wasm.wasm", "keyhost-policy-default")],
     ),
 ];
 /// The component crates, by package name; each builds `<name with _>.wasm`:
@@ -85,11 +82,14 @@ fn main() {
         std::fs::copy(built.join(&file), out_dir.join(&file))
             .unwrap_or_else(|e| panic!("copy {file} from {}: {e}", built.display()));
     }
-    for (file, package, feature) in FILTERS {
-        let built = build_filter(&workspace, package, feature);
-        let name = format!("{}.wasm", package.replace('-', "_"));
-        std::fs::copy(built.join(&name), out_dir.join(file))
-            .unwrap_or_else(|e| panic!("copy {name} from {}: {e}", built.display()));
+    for (feature, filters) in FILTERS {
+        let packages: Vec<&str> = filters.iter().map(|(_, package)| *package).collect();
+        let built = build_filters(&workspace, &packages, feature);
+        for (file, package) in *filters {
+            let name = format!("{}.wasm", package.replace('-', "_"));
+            std::fs::copy(built.join(&name), out_dir.join(file))
+                .unwrap_or_else(|e| panic!("copy {name} from {}: {e}", built.display()));
+        }
     }
     println!("cargo:rustc-env=KEYHOST_POLICY_DIR={}", out_dir.display());
     // The embedded default policy's SHA-256 (its compiled-cache key), so a
@@ -160,17 +160,18 @@ fn build_policies(workspace: &Path) -> PathBuf {
     target_dir.join(TARGET).join("release")
 }
 
-/// Builds policy `package` as a filter with the SDK's `feature`, in a
-/// target dir per feature (so that each stays built), and returns the
-/// folder holding it. This is the command the README gives for a policy of
-/// one's own.
-fn build_filter(workspace: &Path, package: &str, feature: &str) -> PathBuf {
+/// Builds the policy crates `packages` as filters with the SDK's
+/// `feature`, in a target dir per feature (so that each stays built), and
+/// returns the folder holding them. This is the command the README gives
+/// for a policy of one's own.
+fn build_filters(workspace: &Path, packages: &[&str], feature: &str) -> PathBuf {
     let target_dir = workspace.join("target").join("filters").join(feature);
     let mut command = wasm_cargo(workspace, FILTER_TARGET, &target_dir);
-    command
-        .args(["-p", package])
-        .args(["--features", &format!("keyhost-policy-sdk/{feature}")]);
-    run(command, &format!("the {feature} filter of {package}"));
+    for package in packages {
+        command.args(["-p", package]);
+    }
+    command.args(["--features", &format!("keyhost-policy-sdk/{feature}")]);
+    run(command, &format!("the {feature} filters"));
     target_dir.join(FILTER_TARGET).join("release")
 }
 

@@ -75,7 +75,7 @@ pub fn validate_prefix(prefix: &str) -> Result<(), String> {
 }
 
 /// The tag of a replica credential (`PREFIX_rep_...`): shaped like a key, so
-/// `keyhost scan` finds a leaked one, but no key check accepts it.
+/// that error messages redact it as one, but no key check accepts it.
 pub const REPLICA_TAG: &str = "rep";
 
 /// Makes a new secret for a key of `kind` in a registry with `prefix`.
@@ -143,15 +143,16 @@ fn checksum(text: &str) -> String {
     String::from_utf8(digits.to_vec()).expect("base62 digits are ASCII")
 }
 
-/// A regex matching strings shaped like keys whose prefix matches the regex
-/// `prefix`; the checksum still has to be verified.
+/// A regex matching strings shaped like keys (or replica credentials)
+/// whose prefix matches the regex `prefix`; the checksum still has to be
+/// verified.
 ///
 /// No boundary is required on either side: `\b` is Unicode-aware, so a key
 /// glued to a letter such as `Ж` would slip through, and two keys glued
 /// together would hide the first. The checksum, not the surroundings, tells
 /// a key from chance (both cases were found by fuzzing).
 pub fn candidate_pattern(prefix: &str) -> String {
-    let tags = KeyKind::ALL.map(KeyKind::tag).join("|");
+    let tags = KeyKind::ALL.map(KeyKind::tag).join("|") + "|" + REPLICA_TAG;
     let body = RANDOM_LEN + CHECK_LEN;
     format!(r"{prefix}_(?:{tags})_[0-9A-Za-z]{{{body}}}")
 }
@@ -247,6 +248,15 @@ mod tests {
         assert_eq!(redact(&glued), "\u{41c}<redacted key> <redacted key>");
         let twins = format!("{}k{}", secret.expose(), secret.expose());
         assert_eq!(redact(&twins), "<redacted key><redacted key>");
+    }
+
+    #[test]
+    fn a_replica_credential_is_redacted_but_is_no_key() {
+        let credential = generate_replica("kh");
+        assert!(credential.expose().starts_with("kh_rep_"));
+        assert_eq!(parse("kh", credential.expose()), Err(Malformed::UnknownTag));
+        let said = redact(&format!("no key {} here", credential.expose()));
+        assert_eq!(said, "no key <redacted key> here");
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //!   identities;
 //! - [`lookup`]: finding a key by the hash of its secret;
 //! - [`snapshot`]: the registry snapshot every other reader reads;
+//! - [`replica_proof`]: how a replica fetching snapshots and serve prove
+//!   themselves to each other;
 //! - [`text`]: the sanitiser for text that comes from a policy;
 //! - [`verdict`]: the decision types;
 //! - [`answer`]: a policy's answer made safe to act on;
@@ -31,6 +33,7 @@ pub mod lookup;
 pub mod policy_types;
 pub mod rate_limit;
 pub mod record;
+pub mod replica_proof;
 pub mod request;
 pub mod snapshot;
 pub mod text;

@@ -93,6 +93,10 @@ pub struct Seen<F, L> {
     pub method: Option<String>,
     /// The request's path, with its query.
     pub path: Option<String>,
+    /// The address of the peer the proxy took the request from, as the
+    /// proxy knows it: the client's address when no `client_ip_header` is
+    /// configured.
+    pub peer: Option<String>,
 }
 
 /// The verdict on a request, as `/auth` reaches it. The service and scope
@@ -123,10 +127,10 @@ where
     let request = CheckRequest {
         service: checking.service.clone(),
         scope: checking.scope.clone(),
-        source_ip: checking
-            .client_ip_header
-            .as_deref()
-            .and_then(|name| last_address((seen.last)(name)?)),
+        source_ip: match checking.client_ip_header.as_deref() {
+            Some(name) => (seen.last)(name).and_then(last_address),
+            None => seen.peer.as_deref().and_then(peer_address),
+        },
         method: seen.method,
         path: seen.path,
         attributes: Vec::new(),
@@ -170,6 +174,16 @@ impl<D: Decider> Decider for InPlace<'_, D> {
             None => self.0.decide(key, identity, request, now),
         }
     }
+}
+
+/// The address in a proxy's word for its peer: `IP`, `IP:PORT` or
+/// `[IPv6]:PORT`.
+pub fn peer_address(peer: &str) -> Option<String> {
+    let ip = peer
+        .parse::<std::net::IpAddr>()
+        .or_else(|_| peer.parse::<std::net::SocketAddr>().map(|a| a.ip()))
+        .ok()?;
+    Some(ip.to_canonical().to_string())
 }
 
 /// A refusal as every face answers it.
@@ -224,6 +238,19 @@ mod tests {
             Some("192.0.2.7")
         );
         assert_eq!(last_address("10.0.0.9, evil"), None);
+    }
+
+    #[test]
+    fn a_peer_is_read_with_or_without_its_port() {
+        for (peer, ip) in [
+            ("127.0.0.1", "127.0.0.1"),
+            ("127.0.0.1:5555", "127.0.0.1"),
+            ("[::1]:80", "::1"),
+            ("[::ffff:10.0.0.1]:80", "10.0.0.1"),
+        ] {
+            assert_eq!(peer_address(peer).as_deref(), Some(ip), "{peer}");
+        }
+        assert_eq!(peer_address("somewhere"), None);
     }
 
     #[test]

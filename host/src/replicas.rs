@@ -18,6 +18,7 @@ use crate::durable;
 use crate::key_format::{self, Secret};
 use crate::side_files::replicas_path;
 use crate::time::Timestamp;
+use keyhost_core::replica_proof;
 
 /// One credential as its file keeps it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -104,6 +105,27 @@ pub fn verify(registry: &Path, presented: &str) -> Result<Option<String>> {
     Ok(found)
 }
 
+/// The name and key (the credential's SHA-256) of the credential that
+/// proves a fetch of `path` with `nonce` (`replica_proof`), if one does.
+/// Every stored credential is tried, each compared in constant time.
+pub fn verify_proof(
+    registry: &Path,
+    nonce: &str,
+    path: &str,
+    proof: &str,
+) -> Result<Option<(String, [u8; 32])>> {
+    let mut found = None;
+    for replica in list(registry)? {
+        let Ok(key) = <[u8; 32]>::try_from(hex::decode(&replica.hash).unwrap_or_default()) else {
+            continue;
+        };
+        if replica_proof::verify_request(&key, nonce, path, proof) {
+            found = Some((replica.name, key));
+        }
+    }
+    Ok(found)
+}
+
 fn change(registry: &Path, change: impl FnOnce(&mut Stored) -> Result<()>) -> Result<()> {
     let path = replicas_path(registry);
     let _lock = durable::lock(&path)?;
@@ -148,6 +170,16 @@ mod tests {
             Some("envoy-1")
         );
         assert_eq!(verify(&registry, "kh_rep_guess").unwrap(), None);
+        let nonce = "00112233445566778899";
+        let key = key_format::hash(secret.expose());
+        let header = replica_proof::authorization(&key, nonce, "/v1/snapshot");
+        let (nonce, proof) = replica_proof::parse_authorization(&header).unwrap();
+        let proven = verify_proof(&registry, nonce, "/v1/snapshot", proof).unwrap();
+        assert_eq!(proven, Some(("envoy-1".to_string(), key)));
+        assert_eq!(
+            verify_proof(&registry, nonce, "/v1/keys", proof).unwrap(),
+            None
+        );
         assert!(
             add(&registry, "kh", "envoy-1", now).is_err(),
             "names are unique"

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
+use keyhost_core::replica_proof;
+
 use crate::support::envoy::Envoy;
 use crate::support::in_place::{Answer, Front, bearer, decides_every_case, keys, send};
 use crate::support::nginx::Nginx;
@@ -16,7 +18,7 @@ use crate::support::traefik::Traefik;
 use crate::support::{Sandbox, http, policy};
 
 /// The configuration the README's filter snippet carries.
-const README_CONFIG: &str = r#"'{"service": "inventory", "scope": "read", "client_ip_header": "x-forwarded-for", "registry": {"live": {"cluster": "keyhost"}}}'"#;
+const README_CONFIG: &str = r#"'{"service": "inventory", "scope": "read", "registry": {"live": {"cluster": "keyhost"}}}'"#;
 /// Where the README's filter snippet loads the filter from.
 const README_WASM: &str = "/etc/envoy/keyhost.wasm";
 
@@ -86,23 +88,26 @@ fn is(status: u16, code: Option<&'static str>) -> impl Fn(&Answer) -> bool {
 #[test]
 fn envoy_with_the_filter_and_an_inline_snapshot_decides_every_case() {
     let k = keys();
+    let (_, loopback) = k.s.create(&[
+        "--as",
+        "user:alice",
+        "--name",
+        "loopback",
+        "--allow-ip",
+        "127.0.0.0/8",
+    ]);
     let upstream = Nginx::upstream(k.s.dir.path());
     let envoy = inline_envoy(
         &k.s,
         &policy("keyhost_proxy_wasm.wasm"),
         &upstream,
-        &[
-            "--service",
-            "object-storage",
-            "--scope",
-            "read",
-            "--client-ip-header",
-            "x-forwarded-for",
-        ],
+        &["--service", "object-storage", "--scope", "read"],
     );
     decides_every_case(&envoy, &k, "/static/echo", "envoy");
-    // Envoy appends the peer it saw to X-Forwarded-For: what a client
-    // writes there does not make it an allowed address.
+    // The client's address is the peer Envoy saw: what a client writes in
+    // X-Forwarded-For does not make it an allowed address.
+    let answer = send(&envoy, "/static/echo", &[("x-api-key", &loopback)]);
+    assert_eq!(answer.status, 200, "{}", answer.body);
     let ip = bearer(&k.ip);
     for forged in ["10.1.2.3", "192.0.2.9, 10.1.2.3"] {
         let answer = send(
@@ -202,6 +207,8 @@ fn bootstrap_for_validation(filters: &str, upstream: u16) -> String {
 struct Canned {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     port: u16,
+    /// The requests it was sent.
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Canned {
@@ -220,6 +227,8 @@ impl Canned {
         listener.set_nonblocking(true).unwrap();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stopping = stop.clone();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seeing = seen.clone();
         std::thread::spawn(move || {
             while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
                 match listener.accept() {
@@ -233,13 +242,17 @@ impl Canned {
                                 Ok(n) => request.extend_from_slice(&buf[..n]),
                             }
                         }
+                        seeing
+                            .lock()
+                            .unwrap()
+                            .push(String::from_utf8_lossy(&request).into_owned());
                         let _ = stream.write_all(&response);
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
             }
         });
-        Canned { stop, port }
+        Canned { stop, port, seen }
     }
 }
 
@@ -250,9 +263,9 @@ impl Drop for Canned {
     }
 }
 
-fn snapshot_answer(body: &[u8], etag: &str) -> Vec<u8> {
+fn snapshot_answer(status: &str, body: &[u8], etag: &str, proof: &str) -> Vec<u8> {
     let mut response = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: application/vnd.keyhost.snapshot\r\netag: {etag}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\ncontent-type: application/vnd.keyhost.snapshot\r\netag: {etag}\r\nx-keyhost-answer-proof: {proof}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         body.len()
     )
     .into_bytes();
@@ -280,6 +293,16 @@ fn envoy_in_live_mode_follows_the_registry_and_outlives_keyhost_serve() {
         s.dir.path(),
         "envoy-filter-snippet",
         &[(README_WASM, arg(&wasm))],
+        upstream.port,
+        Some(keyhost_port),
+        &[("KEYHOST_REPLICA_CREDENTIAL", &credential)],
+    );
+    // The same, told to fail closed 1.5 s after its last proven answer.
+    let bounded_config = r#"'{"service": "inventory", "scope": "read", "registry": {"live": {"cluster": "keyhost", "every_ms": 250, "max_stale_ms": 1500}}}'"#;
+    let bounded = Envoy::start(
+        s.dir.path(),
+        "envoy-filter-snippet",
+        &[(README_WASM, arg(&wasm)), (README_CONFIG, bounded_config)],
         upstream.port,
         Some(keyhost_port),
         &[("KEYHOST_REPLICA_CREDENTIAL", &credential)],
@@ -329,6 +352,26 @@ fn envoy_in_live_mode_follows_the_registry_and_outlives_keyhost_serve() {
         .unwrap();
     assert_eq!(fetched.status().as_u16(), 200);
     let good = fetched.body_mut().read_to_vec().unwrap();
+    // A fetch proven as the filter proves it: serve proves its answer for
+    // that fetch's nonce, which a replay to another fetch cannot reuse.
+    let key = keyhost_core::key_format::hash(&credential);
+    let nonce = "00112233445566778899aabbccddeeff";
+    let mut proven = http()
+        .get(&snapshot_url)
+        .header(
+            "authorization",
+            replica_proof::authorization(&key, nonce, "/v1/snapshot"),
+        )
+        .call()
+        .unwrap();
+    assert_eq!(proven.status().as_u16(), 200);
+    let etag = proven.headers()["etag"].to_str().unwrap().to_string();
+    let proof = proven.headers()[replica_proof::ANSWER_PROOF_HEADER]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(replica_proof::verify_answer(&key, nonce, 200, &etag, &proof));
+    assert_eq!(proven.body_mut().read_to_vec().unwrap(), good);
 
     // keyhost serve goes away: Envoy keeps deciding, and says it is stale.
     drop(serve);
@@ -357,6 +400,16 @@ fn envoy_in_live_mode_follows_the_registry_and_outlives_keyhost_serve() {
         "{}",
         envoy.log()
     );
+    // The bounded one decided on its snapshot until the bound, then fails
+    // closed.
+    let took = until(
+        &bounded,
+        &[("authorization", bearer(&fresh).as_str())],
+        Duration::from_secs(10),
+        is(403, Some("policy_error")),
+    );
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(bounded.log().contains("max_stale_ms"), "{}", bounded.log());
 
     // Something answers in its place with a corrupted, then a truncated
     // snapshot (with a new tag, so they would be taken if not verified):
@@ -365,11 +418,17 @@ fn envoy_in_live_mode_follows_the_registry_and_outlives_keyhost_serve() {
     let middle = corrupted.len() / 2;
     corrupted[middle] ^= 0x20;
     let truncated = good[..good.len() - 100].to_vec();
-    for (name, body) in [("corrupted", corrupted), ("truncated", truncated)] {
+    for (name, answer) in [
+        ("corrupted", snapshot_answer("200 OK", &corrupted, "\"forged\"", &proof)),
+        ("truncated", snapshot_answer("200 OK", &truncated, "\"forged\"", &proof)),
+        // serve's own answers, proven for another fetch: replayed.
+        ("replayed", snapshot_answer("200 OK", &good, &etag, &proof)),
+        ("replayed 304", snapshot_answer("304 Not Modified", b"", &etag, &proof)),
+    ] {
         let failures = envoy
             .stat("wasmcustom.keyhost_snapshot_fetch_failures")
             .unwrap_or(0);
-        let fake = Canned::start(keyhost_port, snapshot_answer(&body, "\"forged\""));
+        let fake = Canned::start(keyhost_port, answer);
         let start = Instant::now();
         while envoy
             .stat("wasmcustom.keyhost_snapshot_fetch_failures")
@@ -383,7 +442,11 @@ fn envoy_in_live_mode_follows_the_registry_and_outlives_keyhost_serve() {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+        let requests = fake.seen.lock().unwrap().join("\n");
         drop(fake);
+        // The credential never crossed the wire; its proof did.
+        assert!(requests.contains("KeyhostReplica nonce="), "{requests}");
+        assert!(!requests.contains(&credential), "{requests}");
         assert_eq!(envoy.stat("wasmcustom.keyhost_snapshot_stale"), Some(1));
         assert_eq!(
             send(
@@ -402,11 +465,9 @@ fn envoy_in_live_mode_follows_the_registry_and_outlives_keyhost_serve() {
         );
         assert_eq!((answer.status, answer.code().as_str()), (403, "disabled"));
     }
-    assert!(
-        envoy.log().contains("the snapshot it sent is refused"),
-        "{}",
-        envoy.log()
-    );
+    for said in ["the snapshot it sent is refused", "not proven by keyhost serve"] {
+        assert!(envoy.log().contains(said), "{said}: {}", envoy.log());
+    }
     assert!(
         !envoy.log().contains(&credential),
         "the credential was logged"
@@ -424,19 +485,11 @@ fn a_rust_policy_built_as_a_filter_gives_its_own_decisions_in_envoy() {
         "strict",
         "--expires",
         "1h",
-        // Any address: Envoy's own stands in for a loopback peer's.
         "--allow-ip",
-        "0.0.0.0/0",
+        "127.0.0.0/8",
     ]);
     let upstream = Nginx::upstream(s.dir.path());
-    let checks = [
-        "--service",
-        "object-storage",
-        "--scope",
-        "read",
-        "--client-ip-header",
-        "x-forwarded-for",
-    ];
+    let checks = ["--service", "object-storage", "--scope", "read"];
     let strict = inline_envoy(
         &s,
         &policy("keyhost_proxy_wasm_strict.wasm"),
@@ -593,7 +646,16 @@ fn export_traefik(s: &Sandbox, folder: &Path, extra: &[&str], watch: bool) -> Op
 fn traefik_with_the_plugin_decides_every_case_and_follows_the_registry() {
     let k = keys();
     let upstream = Nginx::upstream(k.s.dir.path());
+    let (_, loopback) = k.s.create(&[
+        "--as",
+        "user:alice",
+        "--name",
+        "loopback",
+        "--allow-ip",
+        "127.0.0.0/8",
+    ]);
     let folder: PathBuf = Traefik::folder(k.s.dir.path());
+    // X-Real-Ip is Traefik's own word for the peer: it replaces a client's.
     let _watching = export_traefik(
         &k.s,
         &folder,
@@ -603,7 +665,7 @@ fn traefik_with_the_plugin_decides_every_case_and_follows_the_registry() {
             "--scope",
             "read",
             "--client-ip-header",
-            "x-forwarded-for",
+            "x-real-ip",
         ],
         true,
     );
@@ -617,13 +679,14 @@ fn traefik_with_the_plugin_decides_every_case_and_follows_the_registry() {
         is(200, None),
     );
     decides_every_case(&traefik, &k, "/static/echo", "traefik");
-    // What a client writes in X-Forwarded-For does not make it an allowed
-    // address.
+    // What a client writes in X-Real-Ip or X-Forwarded-For does not make
+    // it an allowed address; the peer's own address does.
     let answer = send(
         &traefik,
         "/static/echo",
         &[
             ("authorization", &bearer(&k.ip)),
+            ("x-real-ip", "10.1.2.3"),
             ("x-forwarded-for", "10.1.2.3"),
         ],
     );
@@ -631,6 +694,8 @@ fn traefik_with_the_plugin_decides_every_case_and_follows_the_registry() {
         (answer.status, answer.code().as_str()),
         (403, "ip_not_allowed")
     );
+    let answer = send(&traefik, "/static/echo", &[("x-api-key", &loopback)]);
+    assert_eq!(answer.status, 200, "{}", answer.body);
 
     // A disabled key: --watch rewrites the file, Traefik reloads it.
     k.s.ok(&["disable", ok_id, "--as", "user:alice"]);
@@ -646,4 +711,40 @@ fn traefik_with_the_plugin_decides_every_case_and_follows_the_registry() {
         !config.contains(ok.as_str()),
         "a secret is in Traefik's configuration"
     );
+}
+
+/// A policy compiled into the filter that panics takes its VM down, and
+/// Envoy (failure_policy FAIL_CLOSED, as the README gives it) refuses every
+/// request after, rather than let one through; Envoy itself stays up.
+#[test]
+fn a_policy_that_panics_inside_envoy_fails_closed() {
+    let s = Sandbox::new().with_people();
+    let (_, ok) = s.create(&["--as", "user:alice", "--name", "ok"]);
+    let upstream = Nginx::upstream(s.dir.path());
+    // The hostile policy panics on the service `trap`.
+    let envoy = inline_envoy(
+        &s,
+        &policy("keyhost_proxy_wasm_hostile.wasm"),
+        &upstream,
+        &["--service", "trap"],
+    );
+    for attempt in 0..3 {
+        let answer = send(&envoy, "/static/echo", &[("x-api-key", &ok)]);
+        assert!(
+            answer.status >= 500,
+            "attempt {attempt}: {} {}",
+            answer.status,
+            answer.body
+        );
+        assert!(
+            !answer.body.contains("x-keyhost-key-id: kid"),
+            "{}",
+            answer.body
+        );
+    }
+    let ready = http()
+        .get(format!("http://127.0.0.1:{}/ready", envoy.admin))
+        .call()
+        .unwrap();
+    assert_eq!(ready.status().as_u16(), 200, "Envoy went down");
 }

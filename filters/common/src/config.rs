@@ -13,6 +13,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use keyhost_core::key_format;
 use keyhost_core::request::Checking;
 use keyhost_core::snapshot::Snapshot;
 use serde::Deserialize;
@@ -50,6 +51,11 @@ pub struct Live {
     /// credential, so that the credential is in no configuration.
     #[serde(default = "Live::default_credential_env")]
     pub credential_env: String,
+    /// How long the filter may decide on a snapshot with no proven answer
+    /// from keyhost serve since, in milliseconds; past it, every check
+    /// fails closed. Unset: the last good snapshot serves on, however old.
+    #[serde(default)]
+    pub max_stale_ms: Option<u64>,
 }
 
 impl Live {
@@ -99,6 +105,9 @@ impl FilterConfig {
                         .into(),
                 );
             }
+            if live.max_stale_ms.is_some_and(|max| max <= live.every_ms) {
+                return Err("`registry.live.max_stale_ms` must be longer than `every_ms`".into());
+            }
             if !live.path.starts_with('/') {
                 return Err("`registry.live.path` must start with `/`".into());
             }
@@ -111,19 +120,14 @@ impl FilterConfig {
 /// snapshot or a credential put in the wrong place).
 fn described(what: &str, error: &serde_json::Error) -> String {
     let message = error.to_string();
-    let kept = [
-        "unknown field",
-        "missing field",
-        "unknown variant",
-        "duplicate field",
-    ];
+    // These quote field names only, which are redacted all the same should
+    // one be shaped like a secret ("unknown variant" would quote a value
+    // put where a variant goes, so it is not kept).
+    let kept = ["unknown field", "missing field", "duplicate field"];
     let detail = if kept.iter().any(|k| message.starts_with(k)) {
-        // These quote field names only.
-        message
-            .split(" at line ")
-            .next()
-            .unwrap_or(&message)
-            .to_string()
+        key_format::redact(message.split(" at line ").next().unwrap_or(&message))
+    } else if message.starts_with("unknown variant") {
+        "`registry` must be {\"inline\": \"BASE64\"} or {\"live\": {...}}".into()
     } else if error.is_syntax() || error.is_eof() {
         "it is not valid JSON".into()
     } else {
@@ -162,15 +166,19 @@ mod tests {
 
     #[test]
     fn a_configuration_is_refused_without_being_quoted() {
-        let secret = "kh_usr_SECRETSECRETSECRET";
+        let secret = key_format::generate("kh", keyhost_core::iam::KeyKind::User);
+        let secret = secret.expose();
         for bad in [
             format!(r#"{{"service": ["{secret}"], "registry": {{"inline": ""}}}}"#),
             format!(r#"{{"registry": {{"live": {{"cluster": 7, "path": "{secret}"}}}}}}"#),
             format!(r#"{{"registry": {{"inline": "{secret}"#),
             format!(r#"{{"client_ip_header": "{secret} x", "registry": {{"inline": ""}}}}"#),
+            format!(r#"{{"registry": "{secret}"}}"#),
+            format!(r#"{{"registry": {{"{secret}": 1}}}}"#),
+            format!(r#"{{"{secret}": 1, "registry": {{"inline": ""}}}}"#),
         ] {
             let error = FilterConfig::parse(bad.as_bytes()).unwrap_err();
-            assert!(!error.contains("SECRET"), "{error}");
+            assert!(!error.contains(secret), "{error}");
         }
         let error =
             FilterConfig::parse(br#"{"servce": "a", "registry": {"inline": ""}}"#).unwrap_err();

@@ -1,10 +1,13 @@
 //! The snapshot a filter has in force and its policy, configured for that
 //! snapshot's settings; and one request checked against them.
 
+use std::cell::RefCell;
+
 use keyhost_core::http;
 use keyhost_core::lookup::Lookup;
 use keyhost_core::request::{self, Checking, Refusal, Seen};
 use keyhost_core::snapshot::Snapshot;
+use keyhost_core::text::policy_text;
 use keyhost_core::verdict::{DenyCode, Verdict};
 
 use crate::policy::Policy;
@@ -42,6 +45,10 @@ pub struct Held<P> {
     snapshot: Option<Snapshot<Vec<u8>>>,
     /// The settings the policy was last given, and its answer.
     configured: Option<Configured>,
+    /// What was last logged of a failure to decide.
+    logged: RefCell<Option<String>>,
+    /// Why the snapshot in force may no longer be used, if it may not.
+    expired: Option<String>,
 }
 
 impl<P: Policy> Held<P> {
@@ -52,6 +59,8 @@ impl<P: Policy> Held<P> {
             policy,
             snapshot: None,
             configured: None,
+            logged: RefCell::new(None),
+            expired: None,
         }
     }
 
@@ -69,30 +78,42 @@ impl<P: Policy> Held<P> {
             self.configured = Some(Configured { config, answer });
         }
         self.snapshot = Some(snapshot);
+        self.expired = None;
+        *self.logged.borrow_mut() = None;
     }
 
-    /// Checks a request with `headers` (name, value: every line), `method`
-    /// and `path`, as `/auth` would.
+    /// Says whether the snapshot in force may still be used: `Some(why)`
+    /// fails every check closed until a snapshot comes or `None` is said.
+    pub fn expire(&mut self, why: Option<String>) {
+        self.expired = why;
+    }
+
+    /// Checks a request with `headers` (name, value: every line, as the
+    /// proxy gives them), `method`, `path` and the proxy's `peer` address,
+    /// as `/auth` would. A value that is not UTF-8 cannot carry a key or an
+    /// address and is not read, but its header is removed all the same when
+    /// it is keyhost's or a key's.
     pub fn check(
         &mut self,
         checking: &Checking,
-        headers: &[(String, String)],
+        headers: &[(String, Vec<u8>)],
         method: Option<&str>,
         path: Option<&str>,
+        peer: Option<&str>,
     ) -> Outcome {
-        let cannot = |log: String| Outcome::Deny {
-            refusal: request::cannot_decide(),
-            log: Some(log),
-        };
         let Some(snapshot) = &self.snapshot else {
-            return cannot("no registry snapshot yet".into());
+            return self.cannot("no registry snapshot yet".into());
         };
+        if let Some(why) = &self.expired {
+            return self.cannot(why.clone());
+        }
         if let Some(Configured {
             answer: Err(refused),
             ..
         }) = &self.configured
         {
-            return cannot(format!("the policy refused its settings: {refused}"));
+            let refused = format!("the policy refused its settings: {}", policy_text(refused));
+            return self.cannot(refused);
         }
         if !path.is_some_and(http::is_plain_path) {
             return Outcome::Deny {
@@ -107,29 +128,31 @@ impl<P: Policy> Held<P> {
             headers
                 .iter()
                 .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, value)| value.as_str())
+                .and_then(|(_, value)| std::str::from_utf8(value).ok())
         };
         let last = |name: &str| {
             headers
                 .iter()
                 .rfind(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, value)| value.as_str())
+                .and_then(|(_, value)| std::str::from_utf8(value).ok())
         };
         let seen = Seen {
             first,
             last,
             method: method.map(str::to_string),
             path: path.map(str::to_string),
+            peer: peer.map(str::to_string),
         };
         match request::verdict(snapshot, &mut self.policy, checking, seen) {
             Ok(Verdict::Allow { key, info }) => {
-                let mut remove: Vec<String> = headers
-                    .iter()
-                    .map(|(name, _)| name)
-                    .filter(|name| http::is_identity_header(name) || checking.is_key_header(name))
-                    .cloned()
-                    .collect();
-                remove.dedup();
+                let mut remove: Vec<String> = Vec::new();
+                for (name, _) in headers {
+                    if (http::is_identity_header(name) || checking.is_key_header(name))
+                        && !remove.contains(name)
+                    {
+                        remove.push(name.clone());
+                    }
+                }
                 Outcome::Allow {
                     remove,
                     add: http::identity_headers(&key, &info),
@@ -139,7 +162,22 @@ impl<P: Policy> Held<P> {
                 refusal: request::refusal(code, &reason),
                 log: None,
             },
-            Err(broken) => cannot(format!("{broken:#}")),
+            Err(broken) => self.cannot(format!("{broken:#}")),
+        }
+    }
+
+    /// A refusal for a check that cannot be decided; `why` is for the
+    /// proxy's log, once until it changes (a dead registry would otherwise
+    /// log on every request).
+    fn cannot(&self, why: String) -> Outcome {
+        let mut logged = self.logged.borrow_mut();
+        let log = (logged.as_deref() != Some(why.as_str())).then(|| {
+            *logged = Some(why.clone());
+            why
+        });
+        Outcome::Deny {
+            refusal: request::cannot_decide(),
+            log,
         }
     }
 }
@@ -226,22 +264,33 @@ pub(crate) mod tests {
         (bytes, secret.expose().to_string())
     }
 
-    fn check(held: &mut Held<Allowing>, headers: &[(&str, &str)]) -> Outcome {
-        let headers: Vec<(String, String)> = headers
+    fn check(held: &mut Held<Allowing>, headers: &[(&str, &[u8])]) -> Outcome {
+        let headers: Vec<(String, Vec<u8>)> = headers
             .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .map(|(n, v)| (n.to_string(), v.to_vec()))
             .collect();
-        held.check(&Checking::default(), &headers, Some("GET"), Some("/x"))
+        held.check(
+            &Checking::default(),
+            &headers,
+            Some("GET"),
+            Some("/x"),
+            None,
+        )
     }
 
     #[test]
     fn without_a_snapshot_every_check_fails_closed() {
         let mut held = Held::new(Allowing);
-        let Outcome::Deny { refusal, log } = check(&mut held, &[("x-api-key", "kh_usr_x")]) else {
+        let Outcome::Deny { refusal, log } = check(&mut held, &[("x-api-key", b"kh_usr_x")]) else {
             panic!("allowed with no snapshot")
         };
         assert_eq!(refusal.status, 403);
         assert!(log.unwrap().contains("no registry snapshot"));
+        // Said once, not on every request.
+        let Outcome::Deny { log, .. } = check(&mut held, &[]) else {
+            panic!("allowed with no snapshot")
+        };
+        assert_eq!(log, None);
     }
 
     #[test]
@@ -252,21 +301,39 @@ pub(crate) mod tests {
         let outcome = check(
             &mut held,
             &[
-                ("x-api-key", &secret),
-                ("X-Keyhost-Key-Id", "kid_forged"),
-                ("x_keyhost_owner", "user:root"),
-                ("x-other", "kept"),
+                ("x-api-key", secret.as_bytes()),
+                ("X-Keyhost-Key-Id", b"kid_forged"),
+                ("x_keyhost_owner", b"user:root"),
+                // Not UTF-8: not read, but removed all the same.
+                ("x-keyhost-info-role", b"admin\xa0"),
+                ("authorization", b"\xff"),
+                ("x-other", b"kept"),
             ],
         );
         let Outcome::Allow { remove, add } = outcome else {
             panic!("refused: {outcome:?}")
         };
-        assert_eq!(remove, ["x-api-key", "X-Keyhost-Key-Id", "x_keyhost_owner"]);
+        assert_eq!(
+            remove,
+            [
+                "x-api-key",
+                "X-Keyhost-Key-Id",
+                "x_keyhost_owner",
+                "x-keyhost-info-role",
+                "authorization"
+            ]
+        );
         assert!(add.contains(&("x-keyhost-key-id".into(), "kid_1".into())));
         assert!(add.contains(&("x-keyhost-info-tier".into(), "gold".into())));
         // A path that climbs is refused before the key is looked at.
-        let headers = vec![("x-api-key".to_string(), secret.clone())];
-        let outcome = held.check(&Checking::default(), &headers, Some("GET"), Some("/a/../b"));
+        let headers = vec![("x-api-key".to_string(), secret.as_bytes().to_vec())];
+        let outcome = held.check(
+            &Checking::default(),
+            &headers,
+            Some("GET"),
+            Some("/a/../b"),
+            None,
+        );
         assert!(matches!(outcome, Outcome::Deny { refusal, .. } if refusal.status == 403));
     }
 
@@ -275,7 +342,7 @@ pub(crate) mod tests {
         let (refused, secret) = snapshot_of(1, &[("refuse", "1")]);
         let mut held = Held::new(Allowing);
         held.replace(Snapshot::open(refused).unwrap());
-        let outcome = check(&mut held, &[("x-api-key", &secret)]);
+        let outcome = check(&mut held, &[("x-api-key", secret.as_bytes())]);
         let Outcome::Deny { refusal, log } = outcome else {
             panic!("allowed under refused settings")
         };
@@ -288,7 +355,7 @@ pub(crate) mod tests {
         let (taken, secret) = snapshot_of(2, &[]);
         held.replace(Snapshot::open(taken).unwrap());
         assert!(matches!(
-            check(&mut held, &[("x-api-key", &secret)]),
+            check(&mut held, &[("x-api-key", secret.as_bytes())]),
             Outcome::Allow { .. }
         ));
     }

@@ -55,23 +55,29 @@ impl<P: Policy> Guest for Plugin<P> {
                 log: None,
             },
             Ok((checking, held)) => {
-                // Every line of every header; a value that is not UTF-8
-                // cannot carry a key and is not read.
+                // Every line of every header, as bytes: a value that is not
+                // UTF-8 is not read, but its header is still removed when
+                // it is keyhost's or a key's.
                 let mut headers = Vec::new();
                 for name in request.header.names() {
-                    let Ok(name) = String::from_utf8(name.to_vec()) else {
-                        continue;
-                    };
+                    let name = String::from_utf8_lossy(&name).into_owned();
                     for value in request.header.values(name.as_bytes()) {
-                        if let Ok(value) = String::from_utf8(value.to_vec()) {
-                            headers.push((name.clone(), value));
-                        }
+                        headers.push((name.clone(), value.to_vec()));
                     }
                 }
-                let method = String::from_utf8(request.method().to_vec()).ok();
-                let uri = String::from_utf8(request.uri().to_vec()).ok();
-                held.borrow_mut()
-                    .check(checking, &headers, method.as_deref(), uri.as_deref())
+                let text =
+                    |bytes: http_wasm_guest::host::Bytes| String::from_utf8(bytes.to_vec()).ok();
+                let method = text(request.method());
+                let uri = text(request.uri());
+                // The peer Traefik took the request from.
+                let peer = text(request.source_addr());
+                held.borrow_mut().check(
+                    checking,
+                    &headers,
+                    method.as_deref(),
+                    uri.as_deref(),
+                    peer.as_deref(),
+                )
             }
         };
         match outcome {

@@ -18,18 +18,26 @@ impl<P: Policy> Context for Request<P> {}
 
 impl<P: Policy> HttpContext for Request<P> {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
-        let headers = self.get_http_request_headers();
+        // As bytes: a value that is not UTF-8 is an attacker's to send, and
+        // the SDK's string getters panic on one.
+        let headers: Vec<(String, Vec<u8>)> = self.get_http_request_headers_bytes();
         let pseudo = |name: &str| {
             headers
                 .iter()
                 .find(|(n, _)| n == name)
-                .map(|(_, value)| value.as_str())
+                .and_then(|(_, value)| std::str::from_utf8(value).ok())
         };
+        // The downstream peer as Envoy reckons it (its xff_num_trusted_hops
+        // and use_remote_address settings included).
+        let peer = self
+            .get_property(vec!["source", "address"])
+            .and_then(|address| String::from_utf8(address).ok());
         let outcome = self.held.borrow_mut().check(
             &self.checking,
             &headers,
             pseudo(":method"),
             pseudo(":path"),
+            peer.as_deref(),
         );
         match outcome {
             Outcome::Allow { remove, add } => {

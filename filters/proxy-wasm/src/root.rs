@@ -2,19 +2,25 @@
 //! the policy, and keeps the snapshot current.
 //!
 //! Live mode: every VM looks at the shared data on a short tick and takes a
-//! newer snapshot that another has put there. One fetch is in flight at a
-//! time, whichever VM claims it: the due time of the next fetch is shared,
-//! and claimed with compare-and-swap. A failed fetch keeps the snapshot in
-//! force, logs why, and sets the `keyhost_snapshot_stale` gauge.
+//! newer snapshot that another has put there (verified, and never older
+//! than its own). One fetch is in flight at a time, whichever VM claims it:
+//! the due time of the next fetch is shared, and claimed with
+//! compare-and-swap. A fetch proves the replica credential without sending
+//! it, and takes only an answer keyhost serve proved for it. A failed fetch
+//! keeps the snapshot in force, logs why, and sets the
+//! `keyhost_snapshot_stale` gauge; past `max_stale_ms`, if set, checks fail
+//! closed.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
+use keyhost_core::key_format;
 use keyhost_core::lookup::Lookup;
+use keyhost_core::replica_proof;
 use keyhost_core::request::Checking;
 use keyhost_core::snapshot::Snapshot;
-use keyhost_filter::config::{Live, inline_snapshot};
+use keyhost_filter::config::{Live, inline_snapshot, verified};
 use keyhost_filter::live::{self, Fetched};
 use keyhost_filter::{FilterConfig, Held, Policy, RegistrySource};
 use proxy_wasm::hostcalls;
@@ -45,15 +51,18 @@ impl<P: Policy + Default> Default for Root<P> {
 /// A live filter's state.
 struct Fetching {
     live: Live,
-    credential: String,
+    /// The SHA-256 of the replica credential: the key of its proofs.
+    key: [u8; 32],
     /// The shared data's keys, per endpoint.
     snapshot_key: String,
     etag_key: String,
     due_key: String,
     /// The entity tag of the snapshot this VM holds.
     etag: Option<String>,
-    /// This VM's fetch in flight.
-    in_flight: Option<u32>,
+    /// This VM's fetch in flight: its token and what it sent.
+    in_flight: Option<(u32, live::Fetch)>,
+    /// When keyhost serve last gave a proven answer (ms since the epoch).
+    proven_at: u64,
     metrics: Metrics,
 }
 
@@ -123,18 +132,29 @@ impl<P: Policy> Root<P> {
         let (Some(bytes), _) = self.get_shared_data(&fetching.snapshot_key) else {
             return;
         };
-        // The VM that shared it verified it whole; opening checks its frame.
-        match Snapshot::open(bytes) {
+        // Verified again, once per tag: the shared data is the whole
+        // process's to write. Never older than the snapshot held.
+        let adopted = verified(bytes).and_then(|snapshot| {
+            let held = self.held.borrow();
+            live::newer_than(snapshot, held.snapshot())
+        });
+        match adopted {
             Ok(snapshot) => {
                 self.take(snapshot);
                 if let Some(fetching) = &mut self.live {
                     fetching.etag = Some(etag);
                 }
             }
-            Err(e) => log(
-                LogLevel::Error,
-                &format!("the shared snapshot is refused: {e:#}"),
-            ),
+            Err(e) => {
+                log(
+                    LogLevel::Error,
+                    &format!("the shared snapshot is refused: {e}"),
+                );
+                if let Some(fetching) = &mut self.live {
+                    // Not looked at again until the tag changes.
+                    fetching.etag = Some(etag);
+                }
+            }
         }
     }
 
@@ -161,10 +181,16 @@ impl<P: Policy> Root<P> {
         {
             return; // another VM claimed it
         }
-        let held = self.held.borrow();
-        let headers = live::request_headers(&fetching.live, &fetching.credential, held.snapshot());
-        drop(held);
-        let headers: Vec<(&str, &str)> = headers
+        let fetch = {
+            let held = self.held.borrow();
+            live::fetch(&fetching.live, &fetching.key, held.snapshot())
+        };
+        let fetch = match fetch {
+            Ok(fetch) => fetch,
+            Err(why) => return self.failed(&why),
+        };
+        let headers: Vec<(&str, &str)> = fetch
+            .headers
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
@@ -178,7 +204,7 @@ impl<P: Policy> Root<P> {
         match sent {
             Ok(token) => {
                 if let Some(fetching) = &mut self.live {
-                    fetching.in_flight = Some(token);
+                    fetching.in_flight = Some((token, fetch));
                 }
             }
             Err(status) => self.failed(&format!(
@@ -186,6 +212,21 @@ impl<P: Policy> Root<P> {
                 fetching.live.cluster
             )),
         }
+    }
+
+    /// Fails checks closed once the snapshot is older than `max_stale_ms`
+    /// allows, counted from keyhost serve's last proven answer.
+    fn expire_when_stale(&mut self) {
+        let now = self.now_ms();
+        let Some(fetching) = &self.live else { return };
+        let Some(max) = fetching.live.max_stale_ms else {
+            return;
+        };
+        let since = now.saturating_sub(fetching.proven_at);
+        let why = (since > max).then(|| {
+            format!("no proven answer from keyhost serve for {since} ms (max_stale_ms is {max}): failing closed")
+        });
+        self.held.borrow_mut().expire(why);
     }
 
     /// A fetch failed: the snapshot in force stays.
@@ -222,17 +263,38 @@ impl<P: Policy> Context for Root<P> {
         body_size: usize,
         _trailers: usize,
     ) {
-        let Some(fetching) = &self.live else { return };
-        if fetching.in_flight != Some(token) {
+        let Some(fetching) = &mut self.live else {
+            return;
+        };
+        let Some((sent, fetch)) = fetching.in_flight.take() else {
+            return;
+        };
+        if sent != token {
+            fetching.in_flight = Some((sent, fetch));
             return;
         }
-        let status = self.get_http_call_response_header(":status");
+        let key = fetching.key;
+        // As bytes: an answer is anybody's on the wire until proven, and the
+        // SDK's string getters panic on a value that is not UTF-8.
+        let header = |name: &str| {
+            self.get_http_call_response_header_bytes(name)
+                .and_then(|value| String::from_utf8(value).ok())
+        };
+        let status = header(":status");
+        let proof = header(replica_proof::ANSWER_PROOF_HEADER);
         let body = (body_size > 0)
             .then(|| self.get_http_call_response_body(0, body_size))
             .flatten();
         let answer = {
             let held = self.held.borrow();
-            live::answer(status.as_deref(), body, held.snapshot())
+            live::answer(
+                &fetch,
+                &key,
+                status.as_deref(),
+                proof.as_deref(),
+                body,
+                held.snapshot(),
+            )
         };
         match answer {
             Err(why) => self.failed(&why),
@@ -241,12 +303,11 @@ impl<P: Policy> Context for Root<P> {
                 let Some(fetching) = &mut self.live else {
                     return;
                 };
-                fetching.in_flight = None;
+                fetching.proven_at = now;
                 Metrics::record(fetching.metrics.stale, 0);
                 if let Fetched::New(snapshot) = fetched {
                     let etag = snapshot.etag().unwrap_or_default();
-                    let shared = snapshot.bytes().ok();
-                    if let Some(bytes) = shared {
+                    if let Ok(bytes) = snapshot.bytes() {
                         // The snapshot first, then its tag: a VM that sees
                         // the new tag finds the new snapshot.
                         let _ =
@@ -259,6 +320,8 @@ impl<P: Policy> Context for Root<P> {
                     }
                     fetching.etag = Some(etag);
                     self.take(snapshot);
+                } else {
+                    self.held.borrow_mut().expire(None);
                 }
                 let Some(fetching) = &self.live else { return };
                 let next = now + fetching.live.every_ms;
@@ -295,7 +358,8 @@ impl<P: Policy + Default + 'static> RootContext for Root<P> {
                 }
             },
             RegistrySource::Live(live) => {
-                let Ok(credential) = std::env::var(&live.credential_env) else {
+                let credential = std::env::var(&live.credential_env).ok();
+                let Some(credential) = credential.filter(|c| !c.is_empty()) else {
                     log(
                         LogLevel::Critical,
                         &format!(
@@ -306,14 +370,16 @@ impl<P: Policy + Default + 'static> RootContext for Root<P> {
                     return false;
                 };
                 let endpoint = format!("keyhost/{}{}", live.cluster, live.path);
+                let now = self.now_ms();
                 self.live = Some(Fetching {
                     snapshot_key: format!("{endpoint}/snapshot"),
                     etag_key: format!("{endpoint}/etag"),
                     due_key: format!("{endpoint}/due"),
                     live,
-                    credential,
+                    key: key_format::hash(&credential),
                     etag: None,
                     in_flight: None,
+                    proven_at: now,
                     metrics: Metrics::define(),
                 });
                 self.set_tick_period(TICK);
@@ -325,6 +391,7 @@ impl<P: Policy + Default + 'static> RootContext for Root<P> {
     fn on_tick(&mut self) {
         self.adopt_shared();
         self.fetch_when_due();
+        self.expire_when_stale();
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

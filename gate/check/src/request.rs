@@ -68,15 +68,20 @@ pub fn check(request: &IncomingRequest) -> Outcome {
             last,
             method: Some(method_name(&request.method())),
             path: request.path_with_query(),
+            // wasi:http does not give the peer's address.
+            peer: None,
         };
         request::verdict(snapshot, &mut policy::Policy, &settings.checking, seen)
             .map_err(|e| format!("{e:#}"))
     });
     match verdict {
         Ok(Verdict::Allow { key, info }) => {
+            let checking = data::settings().map(|s| &s.checking).ok();
             let mut handed_on: Vec<(String, Vec<u8>)> = headers
                 .iter()
-                .filter(|(name, _)| handed_on(name))
+                .filter(|(name, _)| {
+                    handed_on(name) && !checking.is_some_and(|c| c.is_key_header(name))
+                })
                 .cloned()
                 .collect();
             handed_on.extend(

@@ -1,9 +1,11 @@
 //! `GET /v1/snapshot`: the registry in force as a snapshot (hashes and
 //! records, never a secret), for the proxy filters that check keys in
 //! place. It is authenticated by a replica credential (`keyhost replica
-//! add`), not a user's key. A fetch that sends back the entity tag it holds
-//! (`If-None-Match`) is answered 304 with no body while the registry is
-//! unchanged, so polling costs a header.
+//! add`), not a user's key: proven without being sent (`replica_proof`,
+//! which the filters use; serve then proves its answer for the fetch's
+//! nonce), or as a bearer token by hand. A fetch that sends back the entity
+//! tag it holds (`If-None-Match`) is answered 304 with no body while the
+//! registry is unchanged, so polling costs a header.
 
 use std::sync::{Arc, Mutex};
 
@@ -12,6 +14,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use keyhost_core::http::key_in_header;
+use keyhost_core::replica_proof;
 use keyhost_core::snapshot::Snapshot;
 
 use super::AppState;
@@ -71,22 +74,49 @@ fn internal(message: &str) -> Response {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message).into_response()
 }
 
-pub async fn snapshot(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let presented = headers
+/// Who is fetching: a replica credential presented as a bearer token (by
+/// hand, with curl), or proven without sending it, with the nonce serve's
+/// answer is proven for.
+enum Fetcher {
+    Bearer(String),
+    Proof { nonce: String, proof: String },
+}
+
+pub async fn snapshot(
+    State(state): State<AppState>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let authorization = headers
         .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| key_in_header("authorization", value))
-        .map(str::to_string);
-    let Some(presented) = presented else {
+        .and_then(|value| value.to_str().ok());
+    let fetcher = authorization.and_then(|value| {
+        if let Some((nonce, proof)) = replica_proof::parse_authorization(value) {
+            return Some(Fetcher::Proof {
+                nonce: nonce.to_string(),
+                proof: proof.to_string(),
+            });
+        }
+        key_in_header("authorization", value).map(|key| Fetcher::Bearer(key.to_string()))
+    });
+    let Some(fetcher) = fetcher else {
         return unauthorized(
-            "a replica credential is needed (Authorization: Bearer; keyhost replica add)",
+            "a replica credential is needed (Authorization: Bearer, or KeyhostReplica with a proof; keyhost replica add)",
         );
     };
     let registry = state.shared.registry_file.path().to_path_buf();
-    let verified =
-        tokio::task::spawn_blocking(move || replicas::verify(&registry, &presented)).await;
-    match verified {
-        Ok(Ok(Some(_name))) => {}
+    let path = uri.path().to_string();
+    let verified = tokio::task::spawn_blocking(move || match fetcher {
+        Fetcher::Bearer(presented) => {
+            replicas::verify(&registry, &presented).map(|name| name.map(|_| None))
+        }
+        Fetcher::Proof { nonce, proof } => replicas::verify_proof(&registry, &nonce, &path, &proof)
+            .map(|found| found.map(|(_, key)| Some((nonce, key)))),
+    })
+    .await;
+    // With a proven fetch, the nonce and key the answer is proven with.
+    let prove_with = match verified {
+        Ok(Ok(Some(prove_with))) => prove_with,
         Ok(Ok(None)) => {
             return unauthorized(
                 "this is not a replica credential of this registry, or it was revoked",
@@ -97,7 +127,7 @@ pub async fn snapshot(State(state): State<AppState>, headers: HeaderMap) -> Resp
             return internal("cannot read the replica credentials");
         }
         Err(_) => return internal("the credential check failed"),
-    }
+    };
     let encoded = match state.snapshots.of(state.shared.checker()).await {
         Ok(encoded) => encoded,
         Err(e) => {
@@ -111,7 +141,12 @@ pub async fn snapshot(State(state): State<AppState>, headers: HeaderMap) -> Resp
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
         .any(|tag| tag.trim() == encoded.etag);
-    let tagged = [
+    let status = if unchanged {
+        StatusCode::NOT_MODIFIED
+    } else {
+        StatusCode::OK
+    };
+    let mut tagged = vec![
         (header::ETAG, encoded.etag.clone()),
         (header::CACHE_CONTROL, "no-store".to_string()),
         (
@@ -119,14 +154,19 @@ pub async fn snapshot(State(state): State<AppState>, headers: HeaderMap) -> Resp
             encoded.revision.to_string(),
         ),
     ];
-    if unchanged {
-        return (StatusCode::NOT_MODIFIED, tagged).into_response();
+    if let Some((nonce, key)) = prove_with {
+        tagged.push((
+            header::HeaderName::from_static(replica_proof::ANSWER_PROOF_HEADER),
+            replica_proof::answer_proof(&key, &nonce, status.as_u16(), &encoded.etag),
+        ));
     }
-    (
-        StatusCode::OK,
-        tagged,
-        [(header::CONTENT_TYPE, "application/vnd.keyhost.snapshot")],
-        encoded.bytes.clone(),
-    )
-        .into_response()
+    let mut response = (status, axum::response::AppendHeaders(tagged)).into_response();
+    if !unchanged {
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/vnd.keyhost.snapshot"),
+        );
+        *response.body_mut() = axum::body::Body::from(encoded.bytes.clone());
+    }
+    response
 }
