@@ -314,11 +314,11 @@ YAML
   envoy extauthz $((base + 13)) $serve_1k "" "$ext_authz"
 
   # Traefik: one process, the same router with and without the plugin, on
-  # two entry points. X-Real-Ip is Traefik's own word for the client.
+  # two entry points.
   local tf="$fw/traefik"
   mkdir -p "$tf/dynamic"
   "$kh" --registry "$work/1000.toml" export traefik --plugins "$tf/plugins-local" \
-    --config "$tf/dynamic/keyhost.yml" --service billing --scope read --client-ip-header x-real-ip >&2
+    --config "$tf/dynamic/keyhost.yml" --service billing --scope read >&2
   cat >"$tf/traefik.yml" <<YAML
 global: { checkNewVersion: false, sendAnonymousUsage: false }
 log: { level: ERROR, noColor: true }
