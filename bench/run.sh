@@ -204,6 +204,8 @@ http {
     server { listen 127.0.0.1:$up; location / { return 200 "ok\n"; } }
 }
 NGINX
+  # Whatever this function starts stops with the script, however it ends.
+  trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
   "$nginx_bin" -c "$fw/nginx.conf" -p "$fw" 2>>"$fw/nginx-error.log" &
   local nginx_pid=$!
   pids+=("$nginx_pid")
@@ -244,6 +246,12 @@ NGINX
     local name=$1 port=$2 keyhost=$3 cred=$4; shift 4
     {
       cat <<YAML
+# A 100k-key snapshot is larger than Envoy's default limit on the answer to
+# a filter's HTTP call.
+layered_runtime:
+  layers:
+  - name: static
+    static_layer: { http.async_response_buffer_limit: 268435456 }
 static_resources:
   listeners:
   - name: main
@@ -399,6 +407,7 @@ for name in ("envoy-filter", "envoy-extauthz"):
 PY
   kill "${pids[@]}" 2>/dev/null || true
   wait "${pids[@]}" 2>/dev/null || true
+  trap - EXIT
   for keys in 1000 100000; do
     "$kh" --registry "$work/$keys.toml" replica revoke bench >/dev/null 2>&1 || true
   done

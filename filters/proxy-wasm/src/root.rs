@@ -259,7 +259,7 @@ impl<P: Policy> Context for Root<P> {
     fn on_http_call_response(
         &mut self,
         token: u32,
-        _headers: usize,
+        headers: usize,
         body_size: usize,
         _trailers: usize,
     ) {
@@ -274,6 +274,13 @@ impl<P: Policy> Context for Root<P> {
             return;
         }
         let key = fetching.key;
+        if headers == 0 {
+            // The call failed: no connection, a reset, a timeout, or an
+            // answer past Envoy's `http.async_response_buffer_limit`.
+            return self.failed(
+                "no answer (no connection, a timeout, or a snapshot larger than Envoy's http.async_response_buffer_limit)",
+            );
+        }
         // As bytes: an answer is anybody's on the wire until proven, and the
         // SDK's string getters panic on a value that is not UTF-8.
         let header = |name: &str| {
