@@ -359,7 +359,7 @@ YAML
       [ "$got" = "$want" ] && break
       sleep 0.2
     done
-    [ "$got" = "$want" ] || { say "port $port answered $got, not $want"; tail -5 "$fw"/*.log >&2; exit 1; }
+    [ "$got" = "$want" ] || { say "port $port answered $got, not $want"; tail -n 5 "$fw"/*.log >&2; exit 1; }
   done
 
   # CPU ticks of processes (all their threads): user + system.

@@ -83,12 +83,11 @@ impl Checking {
 }
 
 /// A request's parts, as the proxy gives them.
-pub struct Seen<F, L> {
-    /// The value of a header (lowercase name), its first line.
-    pub first: F,
-    /// The value of a header, its last line (for forwarding headers, whose
-    /// last entry the trusted proxy wrote).
-    pub last: L,
+pub struct Seen<'h> {
+    /// Every line of every header, as (name, value) in the order they
+    /// came. A value that is not UTF-8 cannot carry a key or an address,
+    /// and is not read.
+    pub headers: &'h [(String, Vec<u8>)],
     /// The request's method.
     pub method: Option<String>,
     /// The request's path, with its query.
@@ -99,24 +98,42 @@ pub struct Seen<F, L> {
     pub peer: Option<String>,
 }
 
+impl<'h> Seen<'h> {
+    fn lines(&self, name: &str) -> impl DoubleEndedIterator<Item = &'h str> {
+        let name = name.to_string();
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(&name))
+            .filter_map(|(_, value)| std::str::from_utf8(value).ok())
+    }
+
+    /// The first line of header `name`: where a key is read.
+    pub fn first(&self, name: &str) -> Option<&'h str> {
+        self.lines(name).next()
+    }
+
+    /// The last line of header `name`: where a forwarding header's trusted
+    /// entry is (a proxy in front appends; lines before it, and entries to
+    /// its left, can come from the client).
+    pub fn last(&self, name: &str) -> Option<&'h str> {
+        self.lines(name).next_back()
+    }
+}
+
 /// The verdict on a request, as `/auth` reaches it. The service and scope
 /// are the configuration's, never the client's; the client's address comes
-/// only from the header the configuration names. An `Err` is a registry
-/// that cannot be read.
-pub fn verdict<'r, F, L>(
+/// only from the header the configuration names, or else from the peer. An
+/// `Err` is a registry that cannot be read.
+pub fn verdict(
     lookup: &(impl Lookup + ?Sized),
     decider: &mut impl Decider,
     checking: &Checking,
-    seen: Seen<F, L>,
-) -> anyhow::Result<Verdict>
-where
-    F: Fn(&str) -> Option<&'r str>,
-    L: Fn(&str) -> Option<&'r str>,
-{
+    seen: Seen<'_>,
+) -> anyhow::Result<Verdict> {
     let presented = checking
         .key_headers()
         .into_iter()
-        .find_map(|name| http::key_in_header(name, (seen.first)(name)?));
+        .find_map(|name| http::key_in_header(name, seen.first(name)?));
     let Some(presented) = presented else {
         return Ok(Verdict::deny(
             DenyCode::NotFound,
@@ -128,11 +145,11 @@ where
         service: checking.service.clone(),
         scope: checking.scope.clone(),
         source_ip: match checking.client_ip_header.as_deref() {
-            Some(name) => (seen.last)(name).and_then(last_address),
+            Some(name) => seen.last(name).and_then(last_address),
             None => seen.peer.as_deref().and_then(peer_address),
         },
-        method: seen.method,
-        path: seen.path,
+        method: seen.method.clone(),
+        path: seen.path.clone(),
         attributes: Vec::new(),
         now: None,
     };

@@ -18,7 +18,8 @@ use crate::support::traefik::Traefik;
 use crate::support::{Sandbox, http, policy};
 
 /// The configuration the README's filter snippet carries.
-const README_CONFIG: &str = r#"'{"service": "inventory", "scope": "read", "registry": {"live": {"cluster": "keyhost"}}}'"#;
+const README_CONFIG: &str =
+    r#"'{"service": "inventory", "scope": "read", "registry": {"live": {"cluster": "keyhost"}}}'"#;
 /// Where the README's filter snippet loads the filter from.
 const README_WASM: &str = "/etc/envoy/keyhost.wasm";
 
@@ -370,7 +371,9 @@ fn envoy_in_live_mode_follows_the_registry_and_outlives_keyhost_serve() {
         .to_str()
         .unwrap()
         .to_string();
-    assert!(replica_proof::verify_answer(&key, nonce, 200, &etag, &proof));
+    assert!(replica_proof::verify_answer(
+        &key, nonce, 200, &etag, &proof
+    ));
     assert_eq!(proven.body_mut().read_to_vec().unwrap(), good);
 
     // keyhost serve goes away: Envoy keeps deciding, and says it is stale.
@@ -419,11 +422,20 @@ fn envoy_in_live_mode_follows_the_registry_and_outlives_keyhost_serve() {
     corrupted[middle] ^= 0x20;
     let truncated = good[..good.len() - 100].to_vec();
     for (name, answer) in [
-        ("corrupted", snapshot_answer("200 OK", &corrupted, "\"forged\"", &proof)),
-        ("truncated", snapshot_answer("200 OK", &truncated, "\"forged\"", &proof)),
+        (
+            "corrupted",
+            snapshot_answer("200 OK", &corrupted, "\"forged\"", &proof),
+        ),
+        (
+            "truncated",
+            snapshot_answer("200 OK", &truncated, "\"forged\"", &proof),
+        ),
         // serve's own answers, proven for another fetch: replayed.
         ("replayed", snapshot_answer("200 OK", &good, &etag, &proof)),
-        ("replayed 304", snapshot_answer("304 Not Modified", b"", &etag, &proof)),
+        (
+            "replayed 304",
+            snapshot_answer("304 Not Modified", b"", &etag, &proof),
+        ),
     ] {
         let failures = envoy
             .stat("wasmcustom.keyhost_snapshot_fetch_failures")
@@ -465,7 +477,10 @@ fn envoy_in_live_mode_follows_the_registry_and_outlives_keyhost_serve() {
         );
         assert_eq!((answer.status, answer.code().as_str()), (403, "disabled"));
     }
-    for said in ["the snapshot it sent is refused", "not proven by keyhost serve"] {
+    for said in [
+        "the snapshot it sent is refused",
+        "not proven by keyhost serve",
+    ] {
         assert!(envoy.log().contains(said), "{said}: {}", envoy.log());
     }
     assert!(
@@ -583,6 +598,15 @@ fn envoy_runs_the_readme_ext_authz_snippet_against_keyhost_serve() {
     assert_eq!(
         (answer.status, answer.code().as_str()),
         (403, "wrong_service")
+    );
+    // The root path reaches keyhost as `/auth/`: decided, not a 404 that
+    // Envoy would turn into a refusal.
+    let root = send(&envoy, "/", &[("x-api-key", &ok)]);
+    assert!(
+        !root.body.contains("\"decision\""),
+        "{} {}",
+        root.status,
+        root.body
     );
     let answer = send(&envoy, "/static/echo", &[]);
     assert_eq!(answer.status, 401);

@@ -124,21 +124,8 @@ impl<P: Policy> Held<P> {
                 log: None,
             };
         }
-        let first = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .and_then(|(_, value)| std::str::from_utf8(value).ok())
-        };
-        let last = |name: &str| {
-            headers
-                .iter()
-                .rfind(|(n, _)| n.eq_ignore_ascii_case(name))
-                .and_then(|(_, value)| std::str::from_utf8(value).ok())
-        };
         let seen = Seen {
-            first,
-            last,
+            headers,
             method: method.map(str::to_string),
             path: path.map(str::to_string),
             peer: peer.map(str::to_string),

@@ -36,21 +36,6 @@ pub const NOT_HANDED_ON: [&str; 9] = [
 /// Checks `request`.
 pub fn check(request: &IncomingRequest) -> Outcome {
     let headers = request.headers().entries();
-    // The first line of a header for the key; the last for the client's
-    // address, which a proxy in front appends (entries before it, on that
-    // line or others, can come from the client).
-    let first = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .and_then(|(_, value)| std::str::from_utf8(value).ok())
-    };
-    let last = |name: &str| {
-        headers
-            .iter()
-            .rfind(|(n, _)| n.eq_ignore_ascii_case(name))
-            .and_then(|(_, value)| std::str::from_utf8(value).ok())
-    };
     if !request
         .path_with_query()
         .is_some_and(|path| http::is_plain_path(&path))
@@ -64,8 +49,7 @@ pub fn check(request: &IncomingRequest) -> Outcome {
         let snapshot = data::snapshot()?;
         policy::configured(|| snapshot.policy_config())?;
         let seen = Seen {
-            first,
-            last,
+            headers: &headers,
             method: Some(method_name(&request.method())),
             path: request.path_with_query(),
             // wasi:http does not give the peer's address.

@@ -134,17 +134,8 @@ pub struct GateBuildArgs {
     /// The policy component; the built-in default when unset.
     #[arg(long)]
     pub policy: Option<PathBuf>,
-    /// The service every request through this gate is for.
-    #[arg(long)]
-    pub service: Option<String>,
-    /// The scope every request through this gate needs.
-    #[arg(long)]
-    pub scope: Option<String>,
-    /// Trust this header's last entry as the client's address (set it only
-    /// when a proxy in front writes it). Without it, keys with an IP
-    /// allow-list are refused: wasi:http does not give the peer address.
-    #[arg(long, value_name = "HEADER")]
-    pub client_ip_header: Option<String>,
+    #[command(flatten)]
+    pub checking: CheckingArgs,
     /// Hand allowed requests to this app component (it exports
     /// wasi:http/incoming-handler), composed behind the gate.
     #[arg(
@@ -173,24 +164,46 @@ pub enum ExportCommand {
     Traefik(TraefikExportArgs),
 }
 
-/// What every request through a filter is checked for.
+/// What every request through a gate or filter is checked for.
 #[derive(Debug, Args)]
-pub struct FilterCheckArgs {
-    /// The service every request through the filter is for.
+pub struct CheckingArgs {
+    /// The service every request through it is for.
     #[arg(long)]
     pub service: Option<String>,
-    /// The scope every request through the filter needs.
+    /// The scope every request through it needs.
     #[arg(long)]
     pub scope: Option<String>,
-    /// Trust this header's last entry as the client's address (the proxy's
-    /// own forwarding header). Without it, keys with an IP allow-list are
-    /// refused.
+    /// Trust this header's last entry as the client's address (set it only
+    /// when a proxy in front writes it and a client cannot). Without it, the
+    /// address is the peer the proxy took the request from: Envoy's and
+    /// Traefik's own word; a gate has none (wasi:http does not give it), so
+    /// keys with an IP allow-list are refused there.
     #[arg(long, value_name = "HEADER")]
     pub client_ip_header: Option<String>,
     /// Headers that carry the key, in order (Authorization is read as
     /// `Bearer KEY`); Authorization and X-API-Key when unset.
     #[arg(long = "key-header", value_name = "HEADER")]
     pub key_headers: Vec<String>,
+}
+
+impl CheckingArgs {
+    /// The settings, validated: header names lowercase.
+    pub fn into_checking(self) -> anyhow::Result<keyhost_core::request::Checking> {
+        let checking = keyhost_core::request::Checking {
+            service: self.service,
+            scope: self.scope,
+            client_ip_header: self.client_ip_header.map(|h| h.to_ascii_lowercase()),
+            key_headers: self
+                .key_headers
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+        };
+        checking
+            .validate()
+            .map_err(|e| anyhow::anyhow!("--key-header or --client-ip-header: {e}"))?;
+        Ok(checking)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -209,7 +222,7 @@ pub struct EnvoyExportArgs {
     #[arg(long, value_name = "CLUSTER")]
     pub live: Option<String>,
     #[command(flatten)]
-    pub checking: FilterCheckArgs,
+    pub checking: CheckingArgs,
 }
 
 #[derive(Debug, Args)]
@@ -236,7 +249,7 @@ pub struct TraefikExportArgs {
     #[arg(long, requires = "config")]
     pub watch: bool,
     #[command(flatten)]
-    pub checking: FilterCheckArgs,
+    pub checking: CheckingArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,14 +4,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use keyhost_core::request::Checking;
 use keyhost_core::snapshot::Snapshot;
 use serde_json::json;
 
 use super::Report;
-use super::args::{
-    EnvoyExportArgs, ExportCommand, FilterCheckArgs, ReplicaCommand, TraefikExportArgs,
-};
+use super::args::{EnvoyExportArgs, ExportCommand, ReplicaCommand, TraefikExportArgs};
 use crate::durable;
 use crate::export::{self, Registry};
 use crate::registry::{self, RegistryFile};
@@ -24,23 +21,6 @@ pub fn run(command: ExportCommand, file: &RegistryFile) -> Result<Report> {
         ExportCommand::Envoy(args) => envoy(file, args),
         ExportCommand::Traefik(args) => traefik(file, args),
     }
-}
-
-fn checking(args: FilterCheckArgs) -> Result<Checking> {
-    let checking = Checking {
-        service: args.service,
-        scope: args.scope,
-        client_ip_header: args.client_ip_header.map(|h| h.to_ascii_lowercase()),
-        key_headers: args
-            .key_headers
-            .iter()
-            .map(|h| h.to_ascii_lowercase())
-            .collect(),
-    };
-    checking
-        .validate()
-        .map_err(|e| anyhow::anyhow!("--key-header or --client-ip-header: {e}"))?;
-    Ok(checking)
 }
 
 /// The registry's snapshot: the cached one when it is current.
@@ -59,7 +39,7 @@ fn write(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 fn envoy(file: &RegistryFile, args: EnvoyExportArgs) -> Result<Report> {
-    let checking = checking(args.checking)?;
+    let checking = args.checking.into_checking()?;
     let mut lines = Vec::new();
     let mut report = serde_json::Map::new();
     if let Some(path) = &args.wasm {
@@ -100,7 +80,7 @@ fn envoy(file: &RegistryFile, args: EnvoyExportArgs) -> Result<Report> {
 }
 
 fn traefik(file: &RegistryFile, args: TraefikExportArgs) -> Result<Report> {
-    let checking = checking(args.checking)?;
+    let checking = args.checking.into_checking()?;
     let mut lines = Vec::new();
     let mut report = serde_json::Map::new();
     if let Some(dir) = &args.plugins {

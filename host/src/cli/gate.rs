@@ -4,7 +4,6 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use keyhost_core::gate::{GateMode, GateSettings, Upstream};
-use keyhost_core::request::Checking;
 use serde_json::json;
 
 use super::Report;
@@ -50,15 +49,7 @@ fn build(file: &RegistryFile, args: GateBuildArgs) -> Result<Report> {
             snapshot.len() >> 20
         );
     }
-    let checking = Checking {
-        service: args.service,
-        scope: args.scope,
-        client_ip_header: args.client_ip_header.map(|h| h.to_ascii_lowercase()),
-        key_headers: Vec::new(),
-    };
-    checking
-        .validate()
-        .map_err(|e| anyhow::anyhow!("--client-ip-header: {e}"))?;
+    let checking = args.checking.into_checking()?;
     let settings = GateSettings { mode, checking };
     let behind = match &app {
         Some(app) => Behind::App(app),

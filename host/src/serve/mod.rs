@@ -229,6 +229,9 @@ fn router(state: AppState, options: &ServeOptions) -> Router {
     // committed write is always answered (manage.rs).
     let timed = Router::new()
         .route("/auth", any(auth::auth))
+        // Envoy's ext_authz appends the original path: `/` makes `/auth/`,
+        // which the wildcard below does not match.
+        .route("/auth/", any(auth::auth))
         .route("/auth/{*rest}", any(auth::auth))
         .route("/v1/keys/verify", post(auth::verify))
         .route("/identity/token", post(identity::token))

@@ -137,7 +137,8 @@ pub fn send_raw(front: &impl Front, path: &str, headers: &[(&str, &[u8])]) -> (u
         .next()
         .unwrap()
         .to_string();
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n").into_bytes();
+    let mut request =
+        format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n").into_bytes();
     for (name, value) in headers {
         request.extend_from_slice(name.as_bytes());
         request.extend_from_slice(b": ");
@@ -228,13 +229,14 @@ pub fn decides_every_case(front: &impl Front, k: &Keys, echo: &str, label: &str)
         assert!(!answer.contains("admin"), "{label}: {answer}");
         assert!(!answer.contains("kid_forged"), "{label}: {answer}");
     } else {
-        assert!(
-            status == 400 || status == 431,
-            "{label}: {status} {answer}"
-        );
+        assert!(status == 400 || status == 431, "{label}: {status} {answer}");
     }
     let answer = send(front, echo, &[("x-api-key", ok)]);
-    assert_eq!(answer.status, 200, "{label}: after obs-text: {}", answer.body);
+    assert_eq!(
+        answer.status, 200,
+        "{label}: after obs-text: {}",
+        answer.body
+    );
 
     // Missing, malformed and unknown keys: 401 with a challenge.
     let unknown = ok[..ok.len() - 10].to_string() + "AAAAAAAAAA";
