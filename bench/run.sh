@@ -179,7 +179,8 @@ gate_rows() {
 # serve); Traefik with the plugin against the same Traefik without it; and
 # the snapshot endpoint's size and cost at 100k keys.
 filter_rows() {
-  local fw="$work/filters" base=18500 pids=()
+  local fw="$work/filters" base=18500
+  pids=() # global: the EXIT trap reads it
   local venv="$root/target/foreign/venv"
   "$root/tests/foreign/setup.sh"
   rm -rf "$fw" && mkdir -p "$fw/www"

@@ -1,13 +1,17 @@
 //! The snapshot a filter has in force and its policy, configured for that
 //! snapshot's settings; and one request checked against them.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
+use std::collections::HashMap;
 
 use keyhost_core::http;
-use keyhost_core::lookup::Lookup;
+use keyhost_core::lookup::{Found, Lookup};
+use keyhost_core::record::{Identity, KeyRecord};
 use keyhost_core::request::{self, Checking, Refusal, Seen};
 use keyhost_core::snapshot::Snapshot;
 use keyhost_core::text::policy_text;
+use keyhost_core::time::Timestamp;
 use keyhost_core::verdict::{DenyCode, Verdict};
 
 use crate::policy::Policy;
@@ -39,6 +43,68 @@ struct Configured {
     answer: Result<(), String>,
 }
 
+/// How many keys' records a filter keeps decoded: a hot key costs no
+/// record parsing after its first request.
+const DECODED_KEYS: usize = 4096;
+
+/// A key found in the snapshot, decoded once.
+struct Decoded {
+    position: usize,
+    key: KeyRecord,
+    identity: Option<Identity>,
+    retired_until: Option<Timestamp>,
+}
+
+/// The snapshot in force, with the records of keys found lately kept
+/// decoded (by the SHA-256 of the secret that found them; a miss is not
+/// kept, so unknown secrets cannot fill it).
+struct Remembering<'a> {
+    snapshot: &'a Snapshot<Vec<u8>>,
+    decoded: &'a RefCell<HashMap<[u8; 32], Decoded>>,
+}
+
+impl Lookup for Remembering<'_> {
+    fn prefix(&self) -> &str {
+        self.snapshot.prefix()
+    }
+
+    fn revision(&self) -> u64 {
+        self.snapshot.revision()
+    }
+
+    fn policy_config(&self) -> Vec<(String, String)> {
+        self.snapshot.policy_config()
+    }
+
+    fn find(&self, hash: &[u8; 32]) -> anyhow::Result<Option<Found<'_>>> {
+        let owned = |d: &Decoded| Found {
+            position: d.position,
+            key: Cow::Owned(d.key.clone()),
+            identity: d.identity.clone().map(Cow::Owned),
+            retired_until: d.retired_until,
+        };
+        if let Some(decoded) = self.decoded.borrow().get(hash) {
+            return Ok(Some(owned(decoded)));
+        }
+        let Some(found) = self.snapshot.find(hash)? else {
+            return Ok(None);
+        };
+        let decoded = Decoded {
+            position: found.position,
+            key: found.key.into_owned(),
+            identity: found.identity.map(Cow::into_owned),
+            retired_until: found.retired_until,
+        };
+        let answer = owned(&decoded);
+        let mut kept = self.decoded.borrow_mut();
+        if kept.len() >= DECODED_KEYS {
+            kept.clear();
+        }
+        kept.insert(*hash, decoded);
+        Ok(Some(answer))
+    }
+}
+
 /// A policy and the snapshot it decides on.
 pub struct Held<P> {
     policy: P,
@@ -49,6 +115,8 @@ pub struct Held<P> {
     logged: RefCell<Option<String>>,
     /// Why the snapshot in force may no longer be used, if it may not.
     expired: Option<String>,
+    /// Records of the snapshot in force, decoded.
+    decoded: RefCell<HashMap<[u8; 32], Decoded>>,
 }
 
 impl<P: Policy> Held<P> {
@@ -61,6 +129,7 @@ impl<P: Policy> Held<P> {
             configured: None,
             logged: RefCell::new(None),
             expired: None,
+            decoded: RefCell::default(),
         }
     }
 
@@ -78,6 +147,7 @@ impl<P: Policy> Held<P> {
             self.configured = Some(Configured { config, answer });
         }
         self.snapshot = Some(snapshot);
+        self.decoded.borrow_mut().clear();
         self.expired = None;
         *self.logged.borrow_mut() = None;
     }
@@ -130,7 +200,11 @@ impl<P: Policy> Held<P> {
             path: path.map(str::to_string),
             peer: peer.map(str::to_string),
         };
-        match request::verdict(snapshot, &mut self.policy, checking, seen) {
+        let lookup = Remembering {
+            snapshot,
+            decoded: &self.decoded,
+        };
+        match request::verdict(&lookup, &mut self.policy, checking, seen) {
             Ok(Verdict::Allow { key, info }) => {
                 let mut remove: Vec<String> = Vec::new();
                 for (name, _) in headers {
