@@ -279,9 +279,15 @@ fn through_nginx_a_client_cannot_forge_the_method_path_address_or_scope() {
         ("x-real-ip", "10.9.9.9"),
         ("x-keyhost-scope", "write"),
         ("x-keyhost-key-id", "kid_forged"),
+        ("x-keyhost-kind", "service-id"),
     ];
     let answer = nginx.send("DELETE", "/admin/x", Some(&key), &forged);
     assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(
+        answer.body.trim_end().ends_with("kind [user]"),
+        "the client's X-Keyhost-Kind never reaches the upstream: {}",
+        answer.body
+    );
     assert!(
         answer
             .body

@@ -103,7 +103,7 @@ impl Nginx {
                 r#"{snippet}
     server {{
         listen 127.0.0.1:{upstream};
-        location / {{ return 200 "upstream saw key id [$http_x_keyhost_key_id] owner [$http_x_keyhost_owner] $request_method $request_uri\n"; }}
+        location / {{ return 200 "upstream saw key id [$http_x_keyhost_key_id] owner [$http_x_keyhost_owner] $request_method $request_uri kind [$http_x_keyhost_kind]\n"; }}
     }}
 "#
             ),
