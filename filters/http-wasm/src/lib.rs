@@ -11,7 +11,7 @@ use std::cell::RefCell;
 use http_wasm_guest::host::{Request, Response, admin, log};
 use http_wasm_guest::{Guest, register};
 use keyhost_core::request::{self, Checking};
-use keyhost_filter::config::inline_snapshot;
+use keyhost_filter::config::{Check, inline_snapshot};
 use keyhost_filter::{FilterConfig, Held, Outcome, Policy, RegistrySource};
 
 pub use http_wasm_guest;
@@ -41,7 +41,10 @@ fn configure<P: Policy + Default>(bytes: &[u8]) -> Result<(Checking, RefCell<Hel
     let RegistrySource::Inline(base64) = config.registry else {
         return Err("`registry.live` is for proxy-wasm hosts; give an http-wasm plugin `registry.inline` (`keyhost export traefik`)".into());
     };
-    let snapshot = inline_snapshot(&base64).map_err(|e| format!("`registry.inline`: {e}"))?;
+    // Its frame only, at every instance: see `Check::Frame`. The snapshot
+    // is keyhost's own, written whole by `keyhost export traefik`.
+    let snapshot =
+        inline_snapshot(&base64, Check::Frame).map_err(|e| format!("`registry.inline`: {e}"))?;
     let mut held = Held::new(P::default());
     held.replace(snapshot);
     Ok((config.checking, RefCell::new(held)))
