@@ -92,31 +92,33 @@ pub struct Seen<'h> {
     pub method: Option<String>,
     /// The request's path, with its query.
     pub path: Option<String>,
-    /// The address of the peer the proxy took the request from, as the
-    /// proxy knows it: the client's address when no `client_ip_header` is
-    /// configured.
+    /// The address of the peer the proxy took the request from, when the
+    /// proxy's word for it can be trusted: the client's address when no
+    /// `client_ip_header` is configured. None: the address is unknown, and
+    /// keys with an IP allow-list fail closed.
     pub peer: Option<String>,
 }
 
 impl<'h> Seen<'h> {
-    fn lines(&self, name: &str) -> impl DoubleEndedIterator<Item = &'h str> {
+    fn lines(&self, name: &str) -> impl DoubleEndedIterator<Item = &'h [u8]> {
         let name = name.to_string();
         self.headers
             .iter()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(&name))
-            .filter_map(|(_, value)| std::str::from_utf8(value).ok())
+            .map(|(_, value)| value.as_slice())
     }
 
     /// The first line of header `name`: where a key is read.
     pub fn first(&self, name: &str) -> Option<&'h str> {
-        self.lines(name).next()
+        std::str::from_utf8(self.lines(name).next()?).ok()
     }
 
     /// The last line of header `name`: where a forwarding header's trusted
     /// entry is (a proxy in front appends; lines before it, and entries to
-    /// its left, can come from the client).
+    /// its left, can come from the client). When that line is not UTF-8,
+    /// there is no address: an earlier line is never read in its place.
     pub fn last(&self, name: &str) -> Option<&'h str> {
-        self.lines(name).next_back()
+        std::str::from_utf8(self.lines(name).next_back()?).ok()
     }
 }
 
@@ -255,6 +257,22 @@ mod tests {
             Some("192.0.2.7")
         );
         assert_eq!(last_address("10.0.0.9, evil"), None);
+    }
+
+    #[test]
+    fn the_last_line_is_the_address_or_there_is_none() {
+        let headers = vec![
+            ("x-forwarded-for".to_string(), b"10.1.2.3".to_vec()),
+            ("X-Forwarded-For".to_string(), b"\xff".to_vec()),
+        ];
+        let seen = Seen {
+            headers: &headers,
+            method: None,
+            path: None,
+            peer: None,
+        };
+        assert_eq!(seen.last("x-forwarded-for"), None);
+        assert_eq!(seen.first("x-forwarded-for"), Some("10.1.2.3"));
     }
 
     #[test]

@@ -48,7 +48,11 @@ pub enum Registry<'a> {
 /// A filter's configuration (JSON): what every request is checked for, and
 /// the registry. Every value is a string or a list of strings, as Traefik
 /// hands plugin settings on.
-pub fn filter_config(checking: &Checking, registry: Registry<'_>) -> Value {
+pub fn filter_config(
+    checking: &Checking,
+    registry: Registry<'_>,
+    trust_source_address: Option<bool>,
+) -> Value {
     let mut config = serde_json::Map::new();
     for (name, value) in [
         ("service", &checking.service),
@@ -61,6 +65,9 @@ pub fn filter_config(checking: &Checking, registry: Registry<'_>) -> Value {
     }
     if !checking.key_headers.is_empty() {
         config.insert("key_headers".into(), json!(checking.key_headers));
+    }
+    if let Some(trust) = trust_source_address {
+        config.insert("trust_source_address".into(), json!(trust));
     }
     let registry = match registry {
         Registry::Inline(snapshot) => json!({ "inline": STANDARD.encode(snapshot) }),

@@ -18,8 +18,7 @@ use crate::support::traefik::Traefik;
 use crate::support::{Sandbox, http, policy};
 
 /// The configuration the README's filter snippet carries.
-const README_CONFIG: &str =
-    r#"'{"service": "inventory", "scope": "read", "registry": {"live": {"cluster": "keyhost"}}}'"#;
+const README_CONFIG: &str = r#"'{"service": "inventory", "scope": "read", "trust_source_address": true, "registry": {"live": {"cluster": "keyhost"}}}'"#;
 /// Where the README's filter snippet loads the filter from.
 const README_WASM: &str = "/etc/envoy/keyhost.wasm";
 
@@ -102,13 +101,39 @@ fn envoy_with_the_filter_and_an_inline_snapshot_decides_every_case() {
         &k.s,
         &policy("keyhost_proxy_wasm.wasm"),
         &upstream,
-        &["--service", "object-storage", "--scope", "read"],
+        &[
+            "--service",
+            "object-storage",
+            "--scope",
+            "read",
+            "--trust-source-address",
+        ],
     );
     decides_every_case(&envoy, &k, "/static/echo", "envoy");
-    // The client's address is the peer Envoy saw: what a client writes in
-    // X-Forwarded-For does not make it an allowed address.
+    // The client's address is the peer Envoy saw (its connection manager
+    // has use_remote_address): what a client writes in X-Forwarded-For
+    // does not make it an allowed address.
     let answer = send(&envoy, "/static/echo", &[("x-api-key", &loopback)]);
     assert_eq!(answer.status, 200, "{}", answer.body);
+    // Not told to trust Envoy's word for the peer, the filter knows no
+    // address, and an IP-restricted key fails closed whatever the client
+    // writes.
+    let untrusting = inline_envoy(
+        &k.s,
+        &policy("keyhost_proxy_wasm.wasm"),
+        &upstream,
+        &["--service", "object-storage", "--scope", "read"],
+    );
+    for forged in [None, Some("127.0.0.1")] {
+        let mut headers = vec![("x-api-key", loopback.as_str())];
+        headers.extend(forged.map(|ip| ("x-forwarded-for", ip)));
+        let answer = send(&untrusting, "/static/echo", &headers);
+        assert_eq!(
+            (answer.status, answer.code().as_str()),
+            (403, "ip_not_allowed"),
+            "{forged:?}"
+        );
+    }
     let ip = bearer(&k.ip);
     for forged in ["10.1.2.3", "192.0.2.9, 10.1.2.3"] {
         let answer = send(
@@ -504,7 +529,13 @@ fn a_rust_policy_built_as_a_filter_gives_its_own_decisions_in_envoy() {
         "127.0.0.0/8",
     ]);
     let upstream = Nginx::upstream(s.dir.path());
-    let checks = ["--service", "object-storage", "--scope", "read"];
+    let checks = [
+        "--service",
+        "object-storage",
+        "--scope",
+        "read",
+        "--trust-source-address",
+    ];
     let strict = inline_envoy(
         &s,
         &policy("keyhost_proxy_wasm_strict.wasm"),

@@ -83,6 +83,16 @@ pub struct FilterConfig {
     pub checking: Checking,
     /// Where the registry comes from.
     pub registry: RegistrySource,
+    /// Whether the proxy's own word for its peer's address may be taken as
+    /// the client's (when no `client_ip_header` is named); unset, each
+    /// filter's default. Envoy's is the peer only when its connection
+    /// manager has `use_remote_address: true` (or `xff_num_trusted_hops`
+    /// naming the proxies in front): otherwise Envoy takes it from
+    /// `X-Forwarded-For`, which a client writes, so Envoy's filter trusts it
+    /// only when told. Traefik's is the connection's peer, so its plugin
+    /// trusts it unless told not to. Untrusted, keys with an IP allow-list
+    /// fail closed.
+    pub trust_source_address: Option<bool>,
 }
 
 impl FilterConfig {
@@ -95,6 +105,15 @@ impl FilterConfig {
             .ok_or("the configuration has no `registry` (`inline` or `live`)")?;
         let registry: RegistrySource =
             serde_json::from_value(registry).map_err(|e| described("`registry`", &e))?;
+        let trust_source_address = match fields.remove("trust_source_address") {
+            None => None,
+            Some(serde_json::Value::Bool(trust)) => Some(trust),
+            // Traefik hands settings on as strings.
+            Some(serde_json::Value::String(text)) if text == "true" || text == "false" => {
+                Some(text == "true")
+            }
+            Some(_) => return Err("`trust_source_address` must be true or false".into()),
+        };
         let checking: Checking = serde_json::from_value(serde_json::Value::Object(fields))
             .map_err(|e| described("the configuration", &e))?;
         checking.validate()?;
@@ -112,7 +131,11 @@ impl FilterConfig {
                 return Err("`registry.live.path` must start with `/`".into());
             }
         }
-        Ok(FilterConfig { checking, registry })
+        Ok(FilterConfig {
+            checking,
+            registry,
+            trust_source_address,
+        })
     }
 }
 

@@ -22,7 +22,16 @@ const ERROR: i32 = 2;
 
 /// The plugin: its configuration, or why it has none.
 struct Plugin<P> {
-    configured: Result<(Checking, RefCell<Held<P>>), String>,
+    configured: Result<Configured<P>, String>,
+}
+
+/// A plugin's settings and what it holds.
+struct Configured<P> {
+    checking: Checking,
+    /// Whether Traefik's word for the peer (the connection's) is the
+    /// client's address; yes unless the settings say otherwise.
+    trust_source_address: bool,
+    held: RefCell<Held<P>>,
 }
 
 /// Starts the plugin around policy `P`: reads the configuration and the
@@ -36,7 +45,7 @@ pub fn start<P: Policy + Default + 'static>() {
     register(Plugin { configured });
 }
 
-fn configure<P: Policy + Default>(bytes: &[u8]) -> Result<(Checking, RefCell<Held<P>>), String> {
+fn configure<P: Policy + Default>(bytes: &[u8]) -> Result<Configured<P>, String> {
     let config = FilterConfig::parse(bytes)?;
     let RegistrySource::Inline(base64) = config.registry else {
         return Err("`registry.live` is for proxy-wasm hosts; give an http-wasm plugin `registry.inline` (`keyhost export traefik`)".into());
@@ -47,7 +56,11 @@ fn configure<P: Policy + Default>(bytes: &[u8]) -> Result<(Checking, RefCell<Hel
         inline_snapshot(&base64, Check::Frame).map_err(|e| format!("`registry.inline`: {e}"))?;
     let mut held = Held::new(P::default());
     held.replace(snapshot);
-    Ok((config.checking, RefCell::new(held)))
+    Ok(Configured {
+        checking: config.checking,
+        trust_source_address: config.trust_source_address.unwrap_or(true),
+        held: RefCell::new(held),
+    })
 }
 
 impl<P: Policy> Guest for Plugin<P> {
@@ -57,7 +70,11 @@ impl<P: Policy> Guest for Plugin<P> {
                 refusal: request::cannot_decide(),
                 log: None,
             },
-            Ok((checking, held)) => {
+            Ok(Configured {
+                checking,
+                trust_source_address,
+                held,
+            }) => {
                 // Every line of every header, as bytes: a value that is not
                 // UTF-8 is not read, but its header is still removed when
                 // it is keyhost's or a key's.
@@ -73,7 +90,9 @@ impl<P: Policy> Guest for Plugin<P> {
                 let method = text(request.method());
                 let uri = text(request.uri());
                 // The peer Traefik took the request from.
-                let peer = text(request.source_addr());
+                let peer = trust_source_address
+                    .then(|| text(request.source_addr()))
+                    .flatten();
                 held.borrow_mut().check(
                     checking,
                     &headers,

@@ -11,6 +11,8 @@ use proxy_wasm::types::{Action, LogLevel};
 
 pub struct Request<P> {
     pub checking: Rc<Checking>,
+    /// Whether Envoy's `source.address` is the client's.
+    pub trust_source_address: bool,
     pub held: Rc<RefCell<Held<P>>>,
 }
 
@@ -27,11 +29,15 @@ impl<P: Policy> HttpContext for Request<P> {
                 .find(|(n, _)| n == name)
                 .and_then(|(_, value)| std::str::from_utf8(value).ok())
         };
-        // The downstream peer as Envoy reckons it (its xff_num_trusted_hops
-        // and use_remote_address settings included).
-        let peer = self
-            .get_property(vec!["source", "address"])
-            .and_then(|address| String::from_utf8(address).ok());
+        // The downstream peer as Envoy reckons it: the connection's peer
+        // with `use_remote_address: true`, else X-Forwarded-For's, which is
+        // why it is read only when the configuration says to trust it.
+        let peer = if self.trust_source_address {
+            self.get_property(vec!["source", "address"])
+                .and_then(|address| String::from_utf8(address).ok())
+        } else {
+            None
+        };
         let outcome = self.held.borrow_mut().check(
             &self.checking,
             &headers,

@@ -34,6 +34,7 @@ const TICK: Duration = Duration::from_millis(100);
 
 pub struct Root<P> {
     checking: Rc<Checking>,
+    trust_source_address: bool,
     held: Rc<RefCell<Held<P>>>,
     live: Option<Fetching>,
 }
@@ -42,6 +43,7 @@ impl<P: Policy + Default> Default for Root<P> {
     fn default() -> Self {
         Root {
             checking: Rc::default(),
+            trust_source_address: false,
             held: Rc::new(RefCell::new(Held::new(P::default()))),
             live: None,
         }
@@ -57,6 +59,9 @@ struct Fetching {
     snapshot_key: String,
     etag_key: String,
     due_key: String,
+    /// When any VM last had a proven answer: staleness is the process's,
+    /// not one VM's.
+    proven_key: String,
     /// The entity tag of the snapshot this VM holds.
     etag: Option<String>,
     /// This VM's fetch in flight: its token and what it sent.
@@ -90,6 +95,16 @@ impl Metrics {
             let _ = hostcalls::record_metric(id, value);
         }
     }
+}
+
+/// A number of milliseconds in shared data; 0 when there is none.
+fn shared_ms(key: &str) -> u64 {
+    hostcalls::get_shared_data(key)
+        .ok()
+        .and_then(|(value, _)| value)
+        .and_then(|value| String::from_utf8(value).ok())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0)
 }
 
 fn log(level: LogLevel, message: &str) {
@@ -134,10 +149,16 @@ impl<P: Policy> Root<P> {
         };
         // Verified again, once per tag: the shared data is the whole
         // process's to write. Never older than the snapshot held.
-        let adopted = verified(bytes).and_then(|snapshot| {
-            let held = self.held.borrow();
-            live::newer_than(snapshot, held.snapshot())
-        });
+        let adopted = verified(bytes)
+            .and_then(|snapshot| match snapshot.etag() {
+                Ok(own) if own == etag => Ok(snapshot),
+                _ => Err("its tag is not its own".to_string()),
+            })
+            .and_then(|snapshot| {
+                let held = self.held.borrow();
+                live::newer_than(snapshot, held.snapshot())
+            });
+        // Either way, not looked at again until the tag changes.
         match adopted {
             Ok(snapshot) => {
                 self.take(snapshot);
@@ -151,7 +172,6 @@ impl<P: Policy> Root<P> {
                     &format!("the shared snapshot is refused: {e}"),
                 );
                 if let Some(fetching) = &mut self.live {
-                    // Not looked at again until the tag changes.
                     fetching.etag = Some(etag);
                 }
             }
@@ -222,7 +242,8 @@ impl<P: Policy> Root<P> {
         let Some(max) = fetching.live.max_stale_ms else {
             return;
         };
-        let since = now.saturating_sub(fetching.proven_at);
+        let shared = shared_ms(&fetching.proven_key);
+        let since = now.saturating_sub(fetching.proven_at.max(shared));
         let why = (since > max).then(|| {
             format!("no proven answer from keyhost serve for {since} ms (max_stale_ms is {max}): failing closed")
         });
@@ -311,6 +332,11 @@ impl<P: Policy> Context for Root<P> {
                     return;
                 };
                 fetching.proven_at = now;
+                let _ = hostcalls::set_shared_data(
+                    &fetching.proven_key,
+                    Some(now.to_string().as_bytes()),
+                    None,
+                );
                 Metrics::record(fetching.metrics.stale, 0);
                 if let Fetched::New(snapshot) = fetched {
                     let etag = snapshot.etag().unwrap_or_default();
@@ -356,6 +382,7 @@ impl<P: Policy + Default + 'static> RootContext for Root<P> {
             }
         };
         self.checking = Rc::new(config.checking);
+        self.trust_source_address = config.trust_source_address.unwrap_or(false);
         match config.registry {
             RegistrySource::Inline(base64) => match inline_snapshot(&base64, Check::Whole) {
                 Ok(snapshot) => self.take(snapshot),
@@ -377,7 +404,6 @@ impl<P: Policy + Default + 'static> RootContext for Root<P> {
                     return false;
                 };
                 let endpoint = format!("keyhost/{}{}", live.cluster, live.path);
-                let now = self.now_ms();
                 self.live = Some(Fetching {
                     snapshot_key: format!("{endpoint}/snapshot"),
                     etag_key: format!("{endpoint}/etag"),
@@ -386,7 +412,11 @@ impl<P: Policy + Default + 'static> RootContext for Root<P> {
                     key: key_format::hash(&credential),
                     etag: None,
                     in_flight: None,
-                    proven_at: now,
+                    // A VM that starts (or restarts) on a snapshot others
+                    // hold counts from their last proven answer, not from
+                    // its own start.
+                    proven_at: shared_ms(&format!("{endpoint}/proven")),
+                    proven_key: format!("{endpoint}/proven"),
                     metrics: Metrics::define(),
                 });
                 self.set_tick_period(TICK);
@@ -404,6 +434,7 @@ impl<P: Policy + Default + 'static> RootContext for Root<P> {
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Request {
             checking: self.checking.clone(),
+            trust_source_address: self.trust_source_address,
             held: self.held.clone(),
         }))
     }

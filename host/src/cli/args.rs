@@ -221,6 +221,12 @@ pub struct EnvoyExportArgs {
     /// KEYHOST_REPLICA_CREDENTIAL); without it, the snapshot goes inline.
     #[arg(long, value_name = "CLUSTER")]
     pub live: Option<String>,
+    /// Take Envoy's `source.address` as the client's address (with no
+    /// --client-ip-header). Only when Envoy's connection manager has
+    /// `use_remote_address: true`: otherwise Envoy takes that address from
+    /// X-Forwarded-For, which a client writes.
+    #[arg(long)]
+    pub trust_source_address: bool,
     #[command(flatten)]
     pub checking: CheckingArgs,
 }

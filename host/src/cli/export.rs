@@ -40,6 +40,7 @@ fn write(path: &Path, bytes: &[u8]) -> Result<()> {
 
 fn envoy(file: &RegistryFile, args: EnvoyExportArgs) -> Result<Report> {
     let checking = args.checking.into_checking()?;
+    let trust = args.trust_source_address.then_some(true);
     let mut lines = Vec::new();
     let mut report = serde_json::Map::new();
     if let Some(path) = &args.wasm {
@@ -50,12 +51,12 @@ fn envoy(file: &RegistryFile, args: EnvoyExportArgs) -> Result<Report> {
     if let Some(path) = &args.config {
         let (config, snapshot) = match &args.live {
             Some(cluster) => (
-                export::filter_config(&checking, Registry::Live { cluster }),
+                export::filter_config(&checking, Registry::Live { cluster }, trust),
                 None,
             ),
             None => {
                 let snapshot = snapshot(file)?;
-                let config = export::filter_config(&checking, Registry::Inline(&snapshot));
+                let config = export::filter_config(&checking, Registry::Inline(&snapshot), trust);
                 (config, Some(described(&snapshot)?))
             }
         };
@@ -113,7 +114,7 @@ fn traefik(file: &RegistryFile, args: TraefikExportArgs) -> Result<Report> {
     };
     let write_config = || -> Result<serde_json::Value> {
         let snapshot = snapshot(file)?;
-        let config = export::filter_config(&checking, Registry::Inline(&snapshot));
+        let config = export::filter_config(&checking, Registry::Inline(&snapshot), None);
         write(
             path,
             export::traefik_dynamic(&args.middleware, config).as_bytes(),
