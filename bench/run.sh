@@ -263,6 +263,7 @@ static_resources:
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: ingress
+          use_remote_address: true
           route_config:
             virtual_hosts:
             - { name: app, domains: ["*"], routes: [{ match: { prefix: "/" }, route: { cluster: app } }] }
@@ -292,7 +293,7 @@ YAML
                 failure_policy: FAIL_CLOSED
                 configuration:
                   "@type": type.googleapis.com/google.protobuf.StringValue
-                  value: '{"service": "billing", "scope": "read", "registry": {"live": {"cluster": "keyhost"}}}'
+                  value: '{"service": "billing", "scope": "read", "trust_source_address": true, "registry": {"live": {"cluster": "keyhost"}}}'
                 vm_config:
                   vm_id: keyhost
                   runtime: envoy.wasm.runtime.v8
