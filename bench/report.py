@@ -4,8 +4,12 @@
 
 Each row is a ratio of two sides measured in the same run, with each side's
 min / median / max: per check for the criterion rows, per process for the
-hyperfine rows, requests per second over three wrk rounds for the HTTP rows.
-The ratio is of the medians.
+hyperfine rows, requests per second over the wrk rounds for the HTTP rows.
+Where both sides were measured in the same interleaved rounds (wrk, and the
+CPU read during them), the ratio is the median of the rounds' ratios: the
+two sides of a round ran seconds apart, so drift in the machine's speed
+between rounds (up to a third on this shared machine) cancels out.
+Otherwise it is the ratio of the medians.
 """
 
 import json
@@ -16,8 +20,15 @@ from pathlib import Path
 work, criterion = Path(sys.argv[1]), Path(sys.argv[2])
 
 
-def spread(values):
-    return min(values), statistics.median(values), max(values)
+def spread(values, rounds=None):
+    """min, median, max, and the value of each round when there are rounds."""
+    return min(values), statistics.median(values), max(values), rounds
+
+
+def ratio_of(ours, theirs):
+    if ours[3] and theirs[3] and len(ours[3]) == len(theirs[3]):
+        return statistics.median(a / b for a, b in zip(ours[3], theirs[3]))
+    return ours[1] / theirs[1]
 
 
 def criterion_side(name, size):
@@ -29,28 +40,30 @@ def criterion_side(name, size):
 def hyperfine_side(file):
     """Milliseconds per process."""
     result = json.loads((work / file).read_text())["results"][0]
-    return tuple(result[k] * 1000 for k in ("min", "median", "max"))
+    return tuple(result[k] * 1000 for k in ("min", "median", "max")) + (None,)
 
 
 def wrk_side(name):
     """Requests per second, one value per round."""
-    return spread([float(v) for v in (work / f"wrk-{name}.txt").read_text().split()])
+    values = [float(v) for v in (work / f"wrk-{name}.txt").read_text().split()]
+    return spread(values, values)
 
 
 def cpu_side(name):
     """Core-µs per request, one value per round."""
-    return spread([float(v) for v in (work / f"cpu-filter-{name}.txt").read_text().split()])
+    values = [float(v) for v in (work / f"cpu-filter-{name}.txt").read_text().split()]
+    return spread(values, values)
 
 
 def size_side(file):
     """Bytes, one value."""
     value = float((work / file).read_text().split()[0])
-    return value, value, value
+    return value, value, value, None
 
 
 def show(side, unit):
     digits = 0 if unit in ("req/s", "bytes") else 1 if unit in ("ns", "core-µs") else 2
-    return " / ".join(f"{v:,.{digits}f}" for v in side) + f" {unit}"
+    return " / ".join(f"{v:,.{digits}f}" for v in side[:3]) + f" {unit}"
 
 
 def row(what, goal, sense, limit, ours, theirs, unit):
@@ -97,6 +110,22 @@ rows = [
         lambda: cpu_side("envoy-filter-added"), lambda: cpu_side("envoy-extauthz-added"), "core-µs"),
     row("Traefik + keyhost plugin vs the same Traefik without it", "≥ 90%", "ge", 0.9,
         lambda: wrk_side("filter-traefik-plugin"), lambda: wrk_side("filter-traefik-bare"), "req/s"),
+    row("floor: Envoy + a filter that checks nothing (bench/floor, `empty`) vs the same Envoy without it", "report", "report", None,
+        lambda: wrk_side("filter-envoy-empty"), lambda: wrk_side("filter-envoy-bare"), "req/s"),
+    row("floor: Envoy + a filter that only makes a check's header calls (read all, remove one, set three) vs without it", "report", "report", None,
+        lambda: wrk_side("filter-envoy-headers"), lambda: wrk_side("filter-envoy-bare"), "req/s"),
+    row("Envoy + keyhost filter vs Envoy + the header-calls floor: keyhost's own share", "report", "report", None,
+        lambda: wrk_side("filter-envoy-filter"), lambda: wrk_side("filter-envoy-headers"), "req/s"),
+    row("CPU the header-calls floor adds per request vs the CPU the keyhost filter adds", "report", "report", None,
+        lambda: cpu_side("envoy-headers-added"), lambda: cpu_side("envoy-filter-added"), "core-µs"),
+    row("CPU the empty filter adds per request vs the CPU the keyhost filter adds", "report", "report", None,
+        lambda: cpu_side("envoy-empty-added"), lambda: cpu_side("envoy-filter-added"), "core-µs"),
+    row("floor: Traefik + a plugin that checks nothing vs the same Traefik without it", "report", "report", None,
+        lambda: wrk_side("filter-traefik-empty"), lambda: wrk_side("filter-traefik-bare"), "req/s"),
+    row("floor: Traefik + a plugin that only makes a check's header calls vs without it", "report", "report", None,
+        lambda: wrk_side("filter-traefik-headers"), lambda: wrk_side("filter-traefik-bare"), "req/s"),
+    row("Traefik + keyhost plugin vs Traefik + the header-calls floor: keyhost's own share", "report", "report", None,
+        lambda: wrk_side("filter-traefik-plugin"), lambda: wrk_side("filter-traefik-headers"), "req/s"),
     row("filter with a 100k-key snapshot vs a 1k-key snapshot (both live from keyhost serve)", "≥ 0.9×", "ge", 0.9,
         lambda: wrk_side("filter-envoy-filter-100k"), lambda: wrk_side("filter-envoy-filter"), "req/s"),
     row("`GET /v1/snapshot` at 100k keys: the snapshot's size", "report", "abs-report", None,
@@ -116,7 +145,7 @@ for what, goal, sense, limit, ours, theirs, unit in rows:
         met = "—" if sense == "abs-report" else "yes" if ours[1] <= limit else "**no**"
         print(f"| {what} | {goal} | {show(ours, unit)} | — | — | {met} |")
         continue
-    ratio = ours[1] / theirs[1]
+    ratio = ratio_of(ours, theirs)
     if sense == "report":
         met = "—"
     else:

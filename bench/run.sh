@@ -178,8 +178,17 @@ gate_rows() {
 # 100k-key snapshot against a 1k-key one (both fetched live from keyhost
 # serve); Traefik with the plugin against the same Traefik without it; and
 # the snapshot endpoint's size and cost at 100k keys.
+#
+# Each side's auth path gets one core of its own: the proxy (and, for
+# ext_authz, keyhost serve) on core 1, wrk and the upstream on core 0.
+# Unpinned, the scheduler shares both cores between the client and the
+# sides differently from one side to the next (ext_authz's keyhost serve
+# spills onto the client's core), and the rows moved by 10% or more from
+# run to run. Nine short rounds, interleaved, so that drift in the
+# machine's speed falls on every side alike.
 filter_rows() {
   local fw="$work/filters" base=18500
+  local proxy_core=(taskset -c 1) client_core=(taskset -c 0)
   pids=() # global: the EXIT trap reads it
   local venv="$root/target/foreign/venv"
   "$root/tests/foreign/setup.sh"
@@ -207,7 +216,7 @@ http {
 NGINX
   # Whatever this function starts stops with the script, however it ends.
   trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
-  "$nginx_bin" -c "$fw/nginx.conf" -p "$fw" 2>>"$fw/nginx-error.log" &
+  "${client_core[@]}" "$nginx_bin" -c "$fw/nginx.conf" -p "$fw" 2>>"$fw/nginx-error.log" &
   local nginx_pid=$!
   pids+=("$nginx_pid")
   local credential="" keys
@@ -218,7 +227,7 @@ NGINX
   local credential_100k
   credential_100k="$("$kh" --registry "$work/100000.toml" replica add bench)"
   start_keyhost() { # PORT KEYS
-    "$kh" --registry "$work/$2.toml" serve --listen "127.0.0.1:$1" >"$fw/serve-$1.out" 2>"$fw/serve-$1.log" &
+    "${proxy_core[@]}" "$kh" --registry "$work/$2.toml" serve --listen "127.0.0.1:$1" >"$fw/serve-$1.out" 2>"$fw/serve-$1.log" &
     pids+=($!)
     eval "serve_pid_$1=$!"
     for _ in $(seq 1 600); do grep -q listening "$fw/serve-$1.out" 2>/dev/null && return; sleep 0.2; done
@@ -275,32 +284,34 @@ YAML
       cluster app "$up"
       cluster keyhost "$keyhost"
     } >"$fw/envoy-$name.yaml"
-    KEYHOST_REPLICA_CREDENTIAL="$cred" "$venv/bin/envoy" -c "$fw/envoy-$name.yaml" \
+    KEYHOST_REPLICA_CREDENTIAL="$cred" "${proxy_core[@]}" "$venv/bin/envoy" -c "$fw/envoy-$name.yaml" \
       --concurrency 1 -l error --disable-hot-restart >"$fw/envoy-$name.log" 2>&1 &
     pids+=($!)
     eval "envoy_pid_$name=$!"
   }
   local wasm="$fw/keyhost.wasm"
   "$kh" --registry "$work/1000.toml" export envoy --wasm "$wasm" >&2
-  wasm_filter() { # (no arguments): the filter, live from the cluster
+  wasm_filter() { # NAME FILE CONFIGURATION: a proxy-wasm filter in Envoy's V8
     cat <<YAML
           - name: envoy.filters.http.wasm
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
               config:
-                name: keyhost
-                root_id: keyhost
+                name: $1
+                root_id: $1
                 failure_policy: FAIL_CLOSED
                 configuration:
                   "@type": type.googleapis.com/google.protobuf.StringValue
-                  value: '{"service": "billing", "scope": "read", "trust_source_address": true, "registry": {"live": {"cluster": "keyhost"}}}'
+                  value: '$3'
                 vm_config:
-                  vm_id: keyhost
+                  vm_id: $1
                   runtime: envoy.wasm.runtime.v8
-                  code: { local: { filename: $wasm } }
+                  code: { local: { filename: $2 } }
                   environment_variables: { host_env_keys: [KEYHOST_REPLICA_CREDENTIAL] }
 YAML
   }
+  # The keyhost filter, live from the cluster.
+  local live='{"service": "billing", "scope": "read", "trust_source_address": true, "registry": {"live": {"cluster": "keyhost"}}}'
   local ext_authz
   ext_authz="$(cat <<YAML
           - name: envoy.filters.http.ext_authz
@@ -318,9 +329,19 @@ YAML
                     patterns: [{ prefix: x-keyhost- }]
 YAML
 )"
+  # The floor: the same Envoy with a filter that checks nothing
+  # (bench/floor), and with one that only makes a check's header calls.
+  local floor="$root/target/floor"
+  for abi in proxy-wasm http-wasm; do
+    CARGO_PROFILE_RELEASE_LTO=true CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 cargo build -q --release \
+      --target wasm32-wasip1 -p keyhost-bench-floor --features "$abi" --target-dir "$floor/$abi"
+  done
   envoy bare $((base + 10)) $serve_1k ""
-  envoy filter $((base + 11)) $serve_1k "$credential" "$(wasm_filter)"
-  envoy filter100k $((base + 12)) $serve_100k "$credential_100k" "$(wasm_filter)"
+  local floor_wasm="$floor/proxy-wasm/wasm32-wasip1/release/keyhost_bench_floor.wasm"
+  envoy empty $((base + 14)) $serve_1k "" "$(wasm_filter floor "$floor_wasm" empty)"
+  envoy headers $((base + 15)) $serve_1k "" "$(wasm_filter floor "$floor_wasm" headers)"
+  envoy filter $((base + 11)) $serve_1k "$credential" "$(wasm_filter keyhost "$wasm" "$live")"
+  envoy filter100k $((base + 12)) $serve_100k "$credential_100k" "$(wasm_filter keyhost "$wasm" "$live")"
   envoy extauthz $((base + 13)) $serve_1k "" "$ext_authz"
 
   # Traefik: one process, the same router with and without the plugin, on
@@ -329,24 +350,35 @@ YAML
   mkdir -p "$tf/dynamic"
   "$kh" --registry "$work/1000.toml" export traefik --plugins "$tf/plugins-local" \
     --config "$tf/dynamic/keyhost.yml" --service billing --scope read >&2
+  mkdir -p "$tf/plugins-local/src/floor"
+  cp "$floor/http-wasm/wasm32-wasip1/release/keyhost_bench_floor.wasm" "$tf/plugins-local/src/floor/plugin.wasm"
+  printf 'displayName: floor\ntype: middleware\nruntime: wasm\nsummary: checks nothing\ntestData: {}\n' \
+    >"$tf/plugins-local/src/floor/.traefik.yml"
   cat >"$tf/traefik.yml" <<YAML
 global: { checkNewVersion: false, sendAnonymousUsage: false }
 log: { level: ERROR, noColor: true }
 entryPoints:
   bare: { address: "127.0.0.1:$((base + 20))" }
   auth: { address: "127.0.0.1:$((base + 21))" }
+  empty: { address: "127.0.0.1:$((base + 22))" }
+  headers: { address: "127.0.0.1:$((base + 23))" }
 providers: { file: { directory: ./dynamic, watch: true } }
-experimental: { localPlugins: { keyhost: { moduleName: keyhost } } }
+experimental: { localPlugins: { keyhost: { moduleName: keyhost }, floor: { moduleName: floor } } }
 YAML
   cat >"$tf/dynamic/app.yml" <<YAML
 http:
   routers:
     bare: { entryPoints: [bare], rule: "PathPrefix(\`/\`)", service: app }
     auth: { entryPoints: [auth], rule: "PathPrefix(\`/\`)", service: app, middlewares: [keyhost] }
+    empty: { entryPoints: [empty], rule: "PathPrefix(\`/\`)", service: app, middlewares: [floor-empty] }
+    headers: { entryPoints: [headers], rule: "PathPrefix(\`/\`)", service: app, middlewares: [floor-headers] }
+  middlewares:
+    floor-empty: { plugin: { floor: { mode: empty } } }
+    floor-headers: { plugin: { floor: { mode: headers } } }
   services:
     app: { loadBalancer: { servers: [ { url: "http://127.0.0.1:$up" } ] } }
 YAML
-  (cd "$tf" && exec "$venv/bin/traefik" --configFile=traefik.yml >"$tf/traefik.log" 2>&1) &
+  (cd "$tf" && GOMAXPROCS=1 exec "${proxy_core[@]}" "$venv/bin/traefik" --configFile=traefik.yml >"$tf/traefik.log" 2>&1) &
   pids+=($!)
 
   # Every side really checks: the key passes, a wrong one is refused.
@@ -354,7 +386,8 @@ YAML
   for expected in "200 $secret_1k $((base + 10))" "200 $secret_1k $((base + 11))" \
     "200 $secret_100k $((base + 12))" "200 $secret_1k $((base + 13))" "401 kh_usr_wrong $((base + 11))" \
     "401 kh_usr_wrong $((base + 13))" "200 $secret_1k $((base + 20))" "200 $secret_1k $((base + 21))" \
-    "401 kh_usr_wrong $((base + 21))"; do
+    "401 kh_usr_wrong $((base + 21))" "200 - $((base + 14))" "200 - $((base + 15))" "200 - $((base + 22))" \
+    "200 - $((base + 23))"; do
     read -r want key port <<<"$expected"
     for _ in $(seq 1 300); do
       got="$(curl -s -o /dev/null -w '%{http_code}' -H "X-API-Key: $key" -H 'X-Forwarded-For: 10.1.2.3' "http://127.0.0.1:$port/" || true)"
@@ -371,21 +404,25 @@ YAML
   nginx_workers="$(pgrep -P "$nginx_pid" | tr '\n' ' ')"
   local round side name port key procs before after out requests
   rm -f "$work"/wrk-filter-*.txt "$work"/cpu-filter-*.txt
-  for round in 1 2 3; do
-    say "filter wrk round $round of 3"
+  for round in $(seq 1 9); do
+    say "filter wrk round $round of 9"
     for side in "envoy-bare:$((base + 10)):$secret_1k" "envoy-filter:$((base + 11)):$secret_1k" \
       "envoy-filter-100k:$((base + 12)):$secret_100k" "envoy-extauthz:$((base + 13)):$secret_1k" \
-      "traefik-bare:$((base + 20)):$secret_1k" "traefik-plugin:$((base + 21)):$secret_1k"; do
+      "traefik-bare:$((base + 20)):$secret_1k" "traefik-plugin:$((base + 21)):$secret_1k" \
+      "envoy-empty:$((base + 14)):$secret_1k" "envoy-headers:$((base + 15)):$secret_1k" \
+      "traefik-empty:$((base + 22)):$secret_1k" "traefik-headers:$((base + 23)):$secret_1k"; do
       IFS=: read -r name port key <<<"$side"
       case "$name" in
         envoy-bare) procs="$envoy_pid_bare $nginx_pid $nginx_workers" ;;
         envoy-filter) procs="$envoy_pid_filter $nginx_pid $nginx_workers" ;;
+        envoy-empty) procs="$envoy_pid_empty $nginx_pid $nginx_workers" ;;
+        envoy-headers) procs="$envoy_pid_headers $nginx_pid $nginx_workers" ;;
         envoy-extauthz) procs="$envoy_pid_extauthz $nginx_pid $nginx_workers $keyhost_pid" ;;
         *) procs="" ;;
       esac
       # shellcheck disable=SC2086
       [ -n "$procs" ] && before="$(ticks $procs)"
-      out="$(wrk -t2 -c32 -d8s -H "X-API-Key: $key" -H 'X-Forwarded-For: 10.1.2.3' "http://127.0.0.1:$port/")"
+      out="$("${client_core[@]}" wrk -t1 -c32 -d3s -H "X-API-Key: $key" -H 'X-Forwarded-For: 10.1.2.3' "http://127.0.0.1:$port/")"
       if grep -q "Non-2xx" <<<"$out"; then say "$name: some responses were not 2xx"; echo "$out" >&2; exit 1; fi
       awk '/Requests\/sec/ {print $2}' <<<"$out" >>"$work/wrk-filter-$name.txt"
       if [ -n "$procs" ]; then
@@ -403,7 +440,7 @@ from pathlib import Path
 work = Path(sys.argv[1])
 read = lambda name: [float(v) for v in (work / f"cpu-filter-{name}.txt").read_text().split()]
 bare = read("envoy-bare")
-for name in ("envoy-filter", "envoy-extauthz"):
+for name in ("envoy-filter", "envoy-extauthz", "envoy-empty", "envoy-headers"):
     added = [max(side - base, 0.1) for side, base in zip(read(name), bare)]
     (work / f"cpu-filter-{name}-added.txt").write_text("\n".join(f"{v:.1f}" for v in added) + "\n")
 PY

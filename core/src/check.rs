@@ -7,6 +7,7 @@ use std::fmt::Display;
 
 use anyhow::Result;
 
+use crate::http;
 use crate::key_format;
 use crate::lookup::{Found, Lookup};
 use crate::record::{Identity, KeyRecord};
@@ -92,6 +93,11 @@ pub fn decide(
             "this secret was rotated out and its grace period is over",
             Some(key_ref),
         );
+    }
+    // A path that climbs would let a policy's path rules judge one place
+    // and the upstream serve another, whichever way the request came.
+    if request.path.as_deref().is_some_and(http::climbs) {
+        return Verdict::deny(DenyCode::Denied, http::NOT_PLAIN_PATH, Some(key_ref));
     }
     let Some(identity) = found.identity.as_deref() else {
         return Verdict::deny(

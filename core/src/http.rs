@@ -79,44 +79,155 @@ pub fn identity_headers(key: &KeyRef, info: &[(String, String)]) -> Vec<(String,
     .filter(|(_, value)| is_header_value(value))
     .map(|(name, value)| (name.to_string(), value.to_string()))
     .collect();
-    headers.extend(info.iter().filter_map(|(name, value)| {
+    for (name, value) in info {
         let name = format!("{INFO_PREFIX}{}", name.to_ascii_lowercase());
-        (is_header_name(&name) && is_header_value(value)).then(|| (name, value.clone()))
-    }));
+        if !(is_header_name(&name) && is_header_value(value)) {
+            continue;
+        }
+        // Names that differ only in case are one header: the last wins,
+        // so that a proxy's add and set give the same request.
+        headers.retain(|(kept, _)| *kept != name);
+        headers.push((name, value.clone()));
+    }
     headers
 }
 
-/// `name` as servers that fold `_` into `-` read it (CGI, WSGI, PHP:
-/// `X_Keyhost_Owner` arrives as `HTTP_X_KEYHOST_OWNER`, the same as
-/// `X-Keyhost-Owner`), lowercase.
-fn folded(name: &str) -> String {
-    name.to_ascii_lowercase().replace('_', "-")
+/// Whether `name` and `canonical` (lowercase, with `-`) are the same name
+/// to servers that fold `_` into `-` (CGI, WSGI, PHP: `X_Keyhost_Owner`
+/// arrives as `HTTP_X_KEYHOST_OWNER`, the same as `X-Keyhost-Owner`) and
+/// ignore case. Byte by byte, with no allocation: it runs on every header
+/// of every request in the filters.
+fn same_folded(name: &[u8], canonical: &[u8]) -> bool {
+    name.len() == canonical.len()
+        && name.iter().zip(canonical).all(|(&byte, &want)| {
+            let byte = if byte == b'_' { b'-' } else { byte };
+            byte.eq_ignore_ascii_case(&want)
+        })
 }
 
 /// Whether `name` is keyhost's to set, in any spelling: a client's copy
 /// never passes.
 pub fn is_identity_header(name: &str) -> bool {
-    folded(name).starts_with(IDENTITY_PREFIX)
+    let prefix = IDENTITY_PREFIX.as_bytes();
+    name.len() >= prefix.len() && same_folded(&name.as_bytes()[..prefix.len()], prefix)
 }
 
 /// Whether `name` carries a key, in any spelling: it never goes on.
 pub fn is_key_header(name: &str) -> bool {
-    let name = folded(name);
-    KEY_HEADERS.contains(&name.as_str())
+    KEY_HEADERS
+        .iter()
+        .any(|key| same_folded(name.as_bytes(), key.as_bytes()))
 }
 
+/// The reason given for a path that is not plain ([`is_plain_path`]).
+pub const NOT_PLAIN_PATH: &str = "the path does not start with `/`, or could reach somewhere other than it reads (a `.`, `..` or empty segment, an encoded separator or letter, a control character or a `#`)";
+
 /// Whether a request's `path` (with its query) may go on as it is: it
-/// starts with `/` and has no `.` or `..` segment, written plainly or
-/// percent-encoded, that would climb out of an upstream's base path or
-/// sidestep a policy's path rules.
+/// starts with `/` and does not [`climb`](climbs).
 pub fn is_plain_path(path: &str) -> bool {
-    let path = path.split(['?', '#']).next().unwrap_or("");
-    path.starts_with('/')
-        && !path.contains('\\')
-        && path.split('/').all(|segment| {
-            let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
-            decoded != "." && decoded != ".."
+    path.starts_with('/') && !climbs(path)
+}
+
+/// How many times a path is percent-decoded and checked again: servers
+/// that decode twice exist, and a path still encoded after this many
+/// rounds is nobody's plain path.
+const DECODE_ROUNDS: usize = 3;
+
+/// Characters that servers applying Unicode normalisation (NFKC) read as
+/// `.`, and as `/` or `\`.
+const LOOKALIKE_DOTS: [char; 3] = ['\u{ff0e}', '\u{2024}', '\u{fe52}'];
+const LOOKALIKE_SEPARATORS: [char; 4] = ['\u{ff0f}', '\u{2215}', '\u{2044}', '\u{ff3c}'];
+
+/// Whether a request's `path` (its query aside) could reach somewhere
+/// other than it reads, and so climb out of an upstream's base path or
+/// step around a policy's path rules. The path is checked as it is, then
+/// percent-decoded and checked again, up to [`DECODE_ROUNDS`] times (see
+/// [`reads_elsewhere`] and [`decode_once`]).
+pub fn climbs(path: &str) -> bool {
+    let mut text = path.split('?').next().unwrap_or("").to_string();
+    for round in 0..DECODE_ROUNDS {
+        if reads_elsewhere(&text) {
+            return true;
+        }
+        match decode_once(&text, round == 0) {
+            Decoded::Plain => return false,
+            Decoded::Suspect => return true,
+            Decoded::Text(next) => text = next,
+        }
+    }
+    true
+}
+
+/// A `#` (a request carries no fragment; a server that cuts there reads
+/// less than the policy did), a backslash, an empty segment (`//`, which
+/// nginx merges), a control character, a look-alike separator, or a
+/// segment of dots, with or without a `;parameter` (`/..;/admin`, as
+/// Tomcat and Jetty read it) or trailing spaces and dots (Windows drops
+/// them).
+fn reads_elsewhere(text: &str) -> bool {
+    let dot = |c: char| c == '.' || LOOKALIKE_DOTS.contains(&c);
+    text.contains(['#', '\\'])
+        || text.contains("//")
+        || text
+            .chars()
+            .any(|c| c.is_control() || LOOKALIKE_SEPARATORS.contains(&c))
+        || text.split('/').any(|segment| {
+            let name = segment.split(';').next().unwrap_or("");
+            name.contains(dot) && name.chars().all(|c| dot(c) || c == ' ')
         })
+}
+
+/// One round of percent-decoding.
+enum Decoded {
+    /// No escape: nothing more to decode.
+    Plain,
+    /// An escape no plain path has.
+    Suspect,
+    /// The text, decoded once.
+    Text(String),
+}
+
+/// Decodes `text` once. Suspect: an escape of a character that is never
+/// escaped in a plain path (letters, digits, `-._~`: `/%61dmin` is
+/// `/admin` to the server, not to a policy) or of a separator (`/`, `\`:
+/// servers disagree on decoding them); bytes that are not UTF-8 (the
+/// overlong forms of `.` and `/`); and, in the path as it came (`raw`), a
+/// `%` that starts no escape (`%u002e`, `%%32%65`). Written by hand: a
+/// decoding library passes such a `%` through, and it must be seen here.
+fn decode_once(text: &str, raw: bool) -> Decoded {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut escaped = false;
+    let mut at = 0;
+    while at < bytes.len() {
+        if bytes[at] == b'%' {
+            match bytes.get(at + 1..at + 3).and_then(hex_byte) {
+                Some(byte) if byte.is_ascii_alphanumeric() || b"-._~/\\".contains(&byte) => {
+                    return Decoded::Suspect;
+                }
+                Some(byte) => {
+                    out.push(byte);
+                    escaped = true;
+                    at += 3;
+                    continue;
+                }
+                None if raw => return Decoded::Suspect,
+                None => {}
+            }
+        }
+        out.push(bytes[at]);
+        at += 1;
+    }
+    if !escaped {
+        return Decoded::Plain;
+    }
+    String::from_utf8(out).map_or(Decoded::Suspect, Decoded::Text)
+}
+
+/// The byte two hex digits stand for.
+fn hex_byte(pair: &[u8]) -> Option<u8> {
+    let digit = |b: u8| char::from(b).to_digit(16);
+    Some((digit(pair[0])? * 16 + digit(pair[1])?) as u8)
 }
 
 /// An RFC 9110 token.
@@ -178,6 +289,19 @@ mod tests {
                 ("x-keyhost-info-tier".to_string(), "gold".to_string()),
             ]
         );
+        let twice = vec![
+            ("tier".to_string(), "gold".to_string()),
+            ("Tier".to_string(), "platinum".to_string()),
+        ];
+        let info_headers: Vec<_> = identity_headers(&key, &twice)
+            .into_iter()
+            .filter(|(name, _)| name.starts_with(INFO_PREFIX))
+            .collect();
+        assert_eq!(
+            info_headers,
+            [("x-keyhost-info-tier".to_string(), "platinum".to_string())],
+            "one header per name, the last value"
+        );
         assert!(is_identity_header("X-Keyhost-Key-Id"));
         assert!(is_identity_header("X_Keyhost_Owner"));
         assert!(is_identity_header("x-keyhost_info_role"));
@@ -189,7 +313,18 @@ mod tests {
 
     #[test]
     fn paths_that_climb_are_not_plain() {
-        for plain in ["/", "/a/b.txt", "/a/..b/c?x=../y", "/.well-known/x"] {
+        for plain in [
+            "/",
+            "/a/b.txt",
+            "/a/..b/c?x=../y",
+            "/a/b?x=%2e%2e/%2f#frag",
+            "/.well-known/x",
+            "/files/100%25;v=2",
+            "/a;b/c.d",
+            "/%e2%82%ac",
+            "/a%20b/c%3Fd",
+            "/trailing/",
+        ] {
             assert!(is_plain_path(plain), "{plain}");
         }
         for climbing in [
@@ -200,8 +335,39 @@ mod tests {
             "relative",
             "",
             "/a\\..\\b",
+            "/public/..;/admin",
+            "/public/.;x=1/admin",
+            "/public/%2e%2e;/admin",
+            "/public/..%3b/admin",
+            "/public%2f..%2fadmin",
+            "/public%5C..%5Cadmin",
+            "/public/%252e%252e/admin",
+            "/public%252f..%252fadmin",
+            "/public/%25%32%65%25%32%65/admin",
+            "/public/%%32%65%%32%65/admin",
+            "/public/%u002e%u002e/admin",
+            "/public/%c0%ae%c0%ae/admin",
+            "/public/%c1%9c/admin",
+            "/public/%e0%80%ae%e0%80%ae/admin",
+            "/public/%ef%bc%8e%ef%bc%8e/admin",
+            "/public/\u{ff0e}\u{ff0e}/admin",
+            "/public\u{ff0f}..\u{ff0f}admin",
+            "/public/..%20/admin",
+            "/public/.../admin",
+            "/public#/../admin",
+            "//admin",
+            "/public//admin",
+            "/%61dmin",
+            "/admin%00/public",
+            "/public/%09/admin",
+            "/public/\u{7f}",
+            "/public/\n/admin",
+            "/public/%zz",
+            "/public/%",
         ] {
             assert!(!is_plain_path(climbing), "{climbing}");
+            assert!(climbs(climbing) || !climbing.starts_with('/'), "{climbing}");
         }
+        assert!(!climbs("relative") && climbs("relative/../x"));
     }
 }

@@ -116,12 +116,27 @@ fn generate_tagged(prefix: &str, tag: &str) -> Secret {
 
 /// Checks a presented key's shape and checksum, and returns its kind.
 pub fn parse(prefix: &str, presented: &str) -> Result<KeyKind, Malformed> {
+    let tag = parse_tagged(prefix, presented)?;
+    KeyKind::from_tag(tag).ok_or(Malformed::UnknownTag)
+}
+
+/// Whether `presented` is shaped like a replica credential of a registry
+/// with `prefix`, checksum included.
+pub fn is_replica_credential(prefix: &str, presented: &str) -> bool {
+    parse_tagged(prefix, presented).is_ok_and(|tag| tag == REPLICA_TAG)
+}
+
+/// Checks a presented secret's shape and checksum, and returns its tag:
+/// a key kind's or the replica credentials'.
+fn parse_tagged<'p>(prefix: &str, presented: &'p str) -> Result<&'p str, Malformed> {
     let rest = presented
         .strip_prefix(prefix)
         .and_then(|rest| rest.strip_prefix('_'))
         .ok_or(Malformed::WrongPrefix)?;
     let (tag, body) = rest.split_once('_').ok_or(Malformed::UnknownTag)?;
-    let kind = KeyKind::from_tag(tag).ok_or(Malformed::UnknownTag)?;
+    if KeyKind::from_tag(tag).is_none() && tag != REPLICA_TAG {
+        return Err(Malformed::UnknownTag);
+    }
     if body.len() != RANDOM_LEN + CHECK_LEN || !body.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(Malformed::BadBody);
     }
@@ -129,7 +144,7 @@ pub fn parse(prefix: &str, presented: &str) -> Result<KeyKind, Malformed> {
     if checksum(signed) != check {
         return Err(Malformed::BadChecksum);
     }
-    Ok(kind)
+    Ok(tag)
 }
 
 /// CRC32 of `text`, as 6 base62 digits (62^6 > 2^32).

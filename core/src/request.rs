@@ -71,6 +71,18 @@ impl Checking {
         }
     }
 
+    /// Whether a check reads the value of header `name`: a key header, or
+    /// the one that carries the client's address.
+    pub fn reads(&self, name: &str) -> bool {
+        self.key_headers()
+            .iter()
+            .any(|key| key.eq_ignore_ascii_case(name))
+            || self
+                .client_ip_header
+                .as_deref()
+                .is_some_and(|header| header.eq_ignore_ascii_case(name))
+    }
+
     /// Whether header `name` carries the key, in any spelling: it is never
     /// handed on.
     pub fn is_key_header(&self, name: &str) -> bool {
@@ -300,5 +312,19 @@ mod tests {
         checking.client_ip_header = Some("x-real-ip".into());
         assert!(checking.validate().is_ok());
         assert!(checking.is_key_header("X-Token") && checking.is_key_header("x-api-key"));
+    }
+
+    #[test]
+    fn a_check_reads_the_key_headers_and_the_address_header_only() {
+        let mut checking = Checking::default();
+        assert!(checking.reads("X-API-Key") && checking.reads("authorization"));
+        assert!(!checking.reads("x-forwarded-for") && !checking.reads("x-keyhost-owner"));
+        checking.key_headers = vec!["x-token".into()];
+        checking.client_ip_header = Some("X-Real-IP".into());
+        assert!(checking.reads("x-token") && checking.reads("x-real-ip"));
+        assert!(
+            !checking.reads("x-api-key"),
+            "only the headers it was given"
+        );
     }
 }

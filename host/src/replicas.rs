@@ -92,17 +92,23 @@ pub fn list(registry: &Path) -> Result<Vec<Replica>> {
 /// The name of the credential `presented` is, if it is one. Every stored
 /// hash is compared, in constant time.
 pub fn verify(registry: &Path, presented: &str) -> Result<Option<String>> {
+    Ok(named(&list(registry)?, presented))
+}
+
+/// The name of the credential among `replicas` that `presented` is, if it
+/// is one. Every stored hash is compared, in constant time.
+pub fn named(replicas: &[Replica], presented: &str) -> Option<String> {
     let hash = key_format::hash(presented);
     let mut found = None;
-    for replica in list(registry)? {
+    for replica in replicas {
         let Ok(stored) = hex::decode(&replica.hash) else {
             continue;
         };
         if bool::from(stored.as_slice().ct_eq(&hash)) {
-            found = Some(replica.name);
+            found = Some(replica.name.clone());
         }
     }
-    Ok(found)
+    found
 }
 
 /// The name and key (the credential's SHA-256) of the credential that

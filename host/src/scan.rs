@@ -1,4 +1,5 @@
-//! Finds keyhost keys in text by their prefix and checksum, offline.
+//! Finds keyhost keys, and replica credentials, in text by their prefix
+//! and checksum, offline.
 
 use std::path::{Path, PathBuf};
 
@@ -6,58 +7,79 @@ use anyhow::{Context, Result};
 use regex::Regex;
 use serde::Serialize;
 
-use crate::iam::KeyKind;
 use crate::key_format;
 use crate::registry::{KeyIndex, Registry};
+use crate::replicas::{self, Replica};
 
-/// A key found in a file. It never holds the secret.
+/// A key or a replica credential found in a file. It never holds the
+/// secret.
 #[derive(Clone, Debug, Serialize)]
 pub struct Finding {
     /// The file, or `<stdin>`.
     pub file: String,
     /// The 1-based line.
     pub line: usize,
-    /// The kind the key's tag names.
-    pub kind: KeyKind,
+    /// The kind the key's tag names, or [`REPLICA_CREDENTIAL`].
+    pub kind: &'static str,
     /// The registry's key with this secret; `None` for a well-formed key
-    /// this registry does not hold.
+    /// this registry does not hold, and for a replica credential.
     pub key_id: Option<String>,
+    /// For a replica credential of this registry, its name (revoke it
+    /// with `keyhost replica revoke NAME`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
 }
 
-/// Looks for keys of one registry.
+/// What a finding's `kind` says of a replica credential.
+pub const REPLICA_CREDENTIAL: &str = "replica-credential";
+
+/// Looks for keys and replica credentials of one registry.
 pub struct Scanner<'r> {
     registry: &'r Registry,
     index: KeyIndex,
+    replicas: Vec<Replica>,
     pattern: Regex,
 }
 
 impl<'r> Scanner<'r> {
-    /// A scanner that knows `registry`'s prefix and keys.
-    pub fn new(registry: &'r Registry) -> Scanner<'r> {
+    /// A scanner that knows `registry`'s prefix and keys, and its replica
+    /// credentials `replicas`.
+    pub fn new(registry: &'r Registry, replicas: Vec<Replica>) -> Scanner<'r> {
         let pattern = key_format::candidate_pattern(&regex::escape(&registry.prefix));
         Scanner {
             registry,
             index: KeyIndex::build(registry),
+            replicas,
             pattern: Regex::new(&pattern).expect("the key pattern is a valid regex"),
         }
     }
 
-    /// The keys in `text`, whose lines are reported as from `file`. A match
-    /// whose checksum fails is not a key and is skipped.
+    /// The keys and replica credentials in `text`, whose lines are
+    /// reported as from `file`. A match whose checksum fails is not one
+    /// and is skipped.
     pub fn scan_text(&self, file: &str, text: &str) -> Vec<Finding> {
+        let prefix = &self.registry.prefix;
         let mut findings = Vec::new();
         for (number, line) in text.lines().enumerate() {
             for shaped in self.pattern.find_iter(line) {
                 let candidate = shaped.as_str();
-                let Ok(kind) = key_format::parse(&self.registry.prefix, candidate) else {
+                let (kind, key_id, replica) = if let Ok(kind) = key_format::parse(prefix, candidate)
+                {
+                    let found = self.index.find(&key_format::hash(candidate));
+                    let key_id = found.map(|f| self.registry.keys[f.key].id.clone());
+                    (kind.as_str(), key_id, None)
+                } else if key_format::is_replica_credential(prefix, candidate) {
+                    let name = replicas::named(&self.replicas, candidate);
+                    (REPLICA_CREDENTIAL, None, name)
+                } else {
                     continue;
                 };
-                let found = self.index.find(&key_format::hash(candidate));
                 findings.push(Finding {
                     file: file.to_string(),
                     line: number + 1,
                     kind,
-                    key_id: found.map(|f| self.registry.keys[f.key].id.clone()),
+                    key_id,
+                    replica,
                 });
             }
         }
@@ -146,7 +168,7 @@ mod tests {
         let mut typo = key.to_string();
         typo.replace_range(10..11, if &key[10..11] == "a" { "b" } else { "a" });
         let text = format!("token=\"{key}\"\nЖ{key}_\n{typo}\nx{key}y{key}\n");
-        let findings = Scanner::new(&registry).scan_text("f", &text);
+        let findings = Scanner::new(&registry, Vec::new()).scan_text("f", &text);
         let lines: Vec<usize> = findings.iter().map(|f| f.line).collect();
         assert_eq!(lines, [1, 2, 4, 4]);
         assert!(

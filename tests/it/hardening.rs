@@ -312,6 +312,74 @@ fn through_nginx_a_client_cannot_forge_the_method_path_address_or_scope() {
     );
 }
 
+/// Paths that read as one place to a policy and as another to a server
+/// behind the proxy.
+const CLIMBING: [&str; 7] = [
+    "/public/../admin",
+    "/public/..;/admin",
+    "/public/%2e%2E/admin",
+    "/public%2f..%2fadmin",
+    "/public%5c..%5cadmin",
+    "/public/%252e%252e/admin",
+    "/public/%c0%ae%c0%ae/admin",
+];
+
+/// More of them, that an HTTP client would not send as a request target
+/// but a proxy's header can carry.
+const CLIMBING_IN_HEADERS: [&str; 4] = [
+    "/public#/../admin",
+    "//admin",
+    "/public/%u002e%u002e/admin",
+    "/%61dmin",
+];
+
+#[test]
+fn a_path_that_climbs_is_refused_by_check_and_by_serve_however_it_comes() {
+    let (s, _, key) = eve();
+    for path in CLIMBING.iter().chain(&CLIMBING_IN_HEADERS) {
+        assert_eq!(
+            s.decide(&key, &["--service", "storage", "--path", path]),
+            "denied",
+            "keyhost check --path {path}"
+        );
+    }
+    assert_eq!(
+        s.decide(&key, &["--service", "storage", "--path", "/public/..b/c"]),
+        "allow",
+        "a name that starts with dots does not climb"
+    );
+    let server = s.serve(&["--trusted-proxy", "127.0.0.1"]);
+    for path in CLIMBING.iter().chain(&CLIMBING_IN_HEADERS) {
+        // From a trusted proxy's header, as nginx and Traefik send it.
+        for header in ["x-original-uri", "x-forwarded-uri"] {
+            let (status, body) = auth(&server, &key, &[(header, path)]);
+            assert_eq!(
+                (status, body["code"].as_str()),
+                (403, Some("denied")),
+                "{header}: {path}"
+            );
+        }
+    }
+    for path in CLIMBING {
+        // After /auth, as Envoy's ext_authz sends it.
+        let mut response = http()
+            .get(server.url(&format!("/auth{path}")))
+            .header("x-api-key", &key)
+            .header("x-keyhost-service", "storage")
+            .call()
+            .unwrap();
+        let body: Value =
+            serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+        assert_eq!(
+            (response.status().as_u16(), body["code"].as_str()),
+            (403, Some("denied")),
+            "/auth{path}"
+        );
+    }
+    let (status, _) = auth(&server, &key, &[("x-original-uri", "/public/x")]);
+    assert_eq!(status, 200, "a plain path still passes");
+}
+
 #[test]
 fn a_narrowed_key_can_neither_lift_its_limits_nor_mint_a_wider_key() {
     let (s, _, _) = eve();
@@ -543,6 +611,65 @@ fn a_secret_given_where_an_id_or_name_belongs_is_never_echoed_or_stored() {
     );
     assert_eq!(status, 400);
     assert!(!body.to_string().contains(&key), "{body}");
+}
+
+#[test]
+fn scan_finds_a_replica_credential_and_names_it_without_quoting_it() {
+    let s = Sandbox::new();
+    let credential = s.ok(&["replica", "add", "edge-1"])["credential"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let stranger = Sandbox::new().ok(&["replica", "add", "elsewhere"])["credential"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut typo = credential.clone();
+    let at = typo.len() - 3;
+    typo.replace_range(
+        at..at + 1,
+        if &credential[at..at + 1] == "a" {
+            "b"
+        } else {
+            "a"
+        },
+    );
+    let text = format!("ENVOY_CRED={credential}\n{typo}\nx{stranger}\n");
+    let scan = s.run_with(&["scan", "--json"], &text, &[]);
+    assert_eq!(scan.code, 0, "{}", scan.stderr);
+    let findings = scan.json()["findings"].as_array().unwrap().clone();
+    assert_eq!(
+        findings.len(),
+        2,
+        "the typo is not a credential: {findings:?}"
+    );
+    assert_eq!(
+        (
+            findings[0]["line"].as_u64(),
+            findings[0]["kind"].as_str(),
+            findings[0]["replica"].as_str()
+        ),
+        (Some(1), Some("replica-credential"), Some("edge-1"))
+    );
+    assert_eq!(
+        (
+            findings[1]["line"].as_u64(),
+            findings[1]["replica"].as_str()
+        ),
+        (Some(3), None),
+        "another registry's credential is found, and named as no one's"
+    );
+    assert_eq!(findings[1]["kind"], "replica-credential");
+    let text_run = s.run_with(&["scan"], &text, &[]);
+    assert!(
+        text_run.stdout.contains("replica credential \"edge-1\"")
+            && text_run.stdout.contains("keyhost replica revoke edge-1"),
+        "{}",
+        text_run.stdout
+    );
+    for run in [&scan, &text_run] {
+        assert!(!run.stdout.contains(&credential) && !run.stderr.contains(&credential));
+    }
 }
 
 #[test]

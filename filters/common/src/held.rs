@@ -57,10 +57,13 @@ struct Decoded {
 
 /// The snapshot in force, with the records of keys found lately kept
 /// decoded (by the SHA-256 of the secret that found them; a miss is not
-/// kept, so unknown secrets cannot fill it).
+/// kept, so unknown secrets cannot fill it). A hit is lent, not copied; a
+/// key decoded now waits in `fresh` until the check is over, and then
+/// joins the others (`Held::remember`).
 struct Remembering<'a> {
     snapshot: &'a Snapshot<Vec<u8>>,
-    decoded: &'a RefCell<HashMap<[u8; 32], Decoded>>,
+    decoded: &'a HashMap<[u8; 32], Decoded>,
+    fresh: RefCell<Option<([u8; 32], Decoded)>>,
 }
 
 impl Lookup for Remembering<'_> {
@@ -77,14 +80,13 @@ impl Lookup for Remembering<'_> {
     }
 
     fn find(&self, hash: &[u8; 32]) -> anyhow::Result<Option<Found<'_>>> {
-        let owned = |d: &Decoded| Found {
-            position: d.position,
-            key: Cow::Owned(d.key.clone()),
-            identity: d.identity.clone().map(Cow::Owned),
-            retired_until: d.retired_until,
-        };
-        if let Some(decoded) = self.decoded.borrow().get(hash) {
-            return Ok(Some(owned(decoded)));
+        if let Some(decoded) = self.decoded.get(hash) {
+            return Ok(Some(Found {
+                position: decoded.position,
+                key: Cow::Borrowed(&decoded.key),
+                identity: decoded.identity.as_ref().map(Cow::Borrowed),
+                retired_until: decoded.retired_until,
+            }));
         }
         let Some(found) = self.snapshot.find(hash)? else {
             return Ok(None);
@@ -95,12 +97,13 @@ impl Lookup for Remembering<'_> {
             identity: found.identity.map(Cow::into_owned),
             retired_until: found.retired_until,
         };
-        let answer = owned(&decoded);
-        let mut kept = self.decoded.borrow_mut();
-        if kept.len() >= DECODED_KEYS {
-            kept.clear();
-        }
-        kept.insert(*hash, decoded);
+        let answer = Found {
+            position: decoded.position,
+            key: Cow::Owned(decoded.key.clone()),
+            identity: decoded.identity.clone().map(Cow::Owned),
+            retired_until: decoded.retired_until,
+        };
+        *self.fresh.borrow_mut() = Some((*hash, decoded));
         Ok(Some(answer))
     }
 }
@@ -116,7 +119,7 @@ pub struct Held<P> {
     /// Why the snapshot in force may no longer be used, if it may not.
     expired: Option<String>,
     /// Records of the snapshot in force, decoded.
-    decoded: RefCell<HashMap<[u8; 32], Decoded>>,
+    decoded: HashMap<[u8; 32], Decoded>,
 }
 
 impl<P: Policy> Held<P> {
@@ -129,7 +132,7 @@ impl<P: Policy> Held<P> {
             configured: None,
             logged: RefCell::new(None),
             expired: None,
-            decoded: RefCell::default(),
+            decoded: HashMap::new(),
         }
     }
 
@@ -147,7 +150,7 @@ impl<P: Policy> Held<P> {
             self.configured = Some(Configured { config, answer });
         }
         self.snapshot = Some(snapshot);
-        self.decoded.borrow_mut().clear();
+        self.decoded.clear();
         self.expired = None;
         *self.logged.borrow_mut() = None;
     }
@@ -187,10 +190,7 @@ impl<P: Policy> Held<P> {
         }
         if !path.is_some_and(http::is_plain_path) {
             return Outcome::Deny {
-                refusal: request::refusal(
-                    DenyCode::Denied,
-                    "the path has a `.` or `..` segment, or does not start with `/`",
-                ),
+                refusal: request::refusal(DenyCode::Denied, http::NOT_PLAIN_PATH),
                 log: None,
             };
         }
@@ -203,8 +203,11 @@ impl<P: Policy> Held<P> {
         let lookup = Remembering {
             snapshot,
             decoded: &self.decoded,
+            fresh: RefCell::new(None),
         };
-        match request::verdict(&lookup, &mut self.policy, checking, seen) {
+        let verdict = request::verdict(&lookup, &mut self.policy, checking, seen);
+        self.remember(lookup.fresh.into_inner());
+        match verdict {
             Ok(Verdict::Allow { key, info }) => {
                 let mut remove: Vec<String> = Vec::new();
                 for (name, _) in headers {
@@ -224,6 +227,17 @@ impl<P: Policy> Held<P> {
                 log: None,
             },
             Err(broken) => self.cannot(format!("{broken:#}")),
+        }
+    }
+
+    /// Keeps a key decoded by the last check, making room when the keys
+    /// kept are many.
+    fn remember(&mut self, fresh: Option<([u8; 32], Decoded)>) {
+        if let Some((hash, decoded)) = fresh {
+            if self.decoded.len() >= DECODED_KEYS {
+                self.decoded.clear();
+            }
+            self.decoded.insert(hash, decoded);
         }
     }
 

@@ -75,12 +75,18 @@ impl<P: Policy> Guest for Plugin<P> {
                 trust_source_address,
                 held,
             }) => {
-                // Every line of every header, as bytes: a value that is not
-                // UTF-8 is not read, but its header is still removed when
-                // it is keyhost's or a key's.
+                // Every header's name, and every line (as bytes) of those
+                // the check reads: the key's and the client address's. A
+                // value costs Traefik a call, and the others' are never
+                // read; a header that is keyhost's or a key's is removed by
+                // its name. A value that is not UTF-8 is not read.
                 let mut headers = Vec::new();
                 for name in request.header.names() {
                     let name = String::from_utf8_lossy(&name).into_owned();
+                    if !checking.reads(&name) {
+                        headers.push((name, Vec::new()));
+                        continue;
+                    }
                     for value in request.header.values(name.as_bytes()) {
                         headers.push((name.clone(), value.to_vec()));
                     }

@@ -50,8 +50,11 @@ impl<P: Policy> HttpContext for Request<P> {
                 for name in &remove {
                     self.set_http_request_header(name, None);
                 }
+                // Added, not set: every header of these names (in any
+                // spelling) was just removed, and an add is the cheaper
+                // call.
                 for (name, value) in &add {
-                    self.set_http_request_header(name, Some(value));
+                    self.add_http_request_header(name, value);
                 }
                 Action::Continue
             }

@@ -40,10 +40,7 @@ pub fn check(request: &IncomingRequest) -> Outcome {
         .path_with_query()
         .is_some_and(|path| http::is_plain_path(&path))
     {
-        return Outcome::Deny(
-            DenyCode::Denied,
-            "the path has a `.` or `..` segment, or does not start with `/`".into(),
-        );
+        return Outcome::Deny(DenyCode::Denied, http::NOT_PLAIN_PATH.into());
     }
     let verdict = data::settings().and_then(|settings| {
         let snapshot = data::snapshot()?;

@@ -17,7 +17,7 @@ use crate::counters::{OnStateError, RedisCounters};
 use crate::key_format::{self, Secret};
 use crate::lifecycle::{self, KeyChanges, NewIdentity, NewKey, StateChange};
 use crate::registry::{KeyRecord, LeakAction, Registry, RegistryFile};
-use crate::scan::Scanner;
+use crate::scan::{REPLICA_CREDENTIAL, Scanner};
 use crate::serve::ServeOptions;
 use crate::time::{self, Timestamp};
 use crate::usage::{self, Usage};
@@ -431,7 +431,13 @@ fn update(file: &RegistryFile, args: UpdateArgs, now: Timestamp) -> Result<Repor
 
 fn scan(file: &RegistryFile, args: ScanArgs, now: Timestamp) -> Result<Report> {
     let registry = file.load()?;
-    let scanner = Scanner::new(&registry);
+    // A replicas file that cannot be read costs the scan its replica
+    // credentials' names, not the scan.
+    let replicas = crate::replicas::list(file.path()).unwrap_or_else(|e| {
+        tracing::warn!("replica credentials will not be named: {e:#}");
+        Vec::new()
+    });
+    let scanner = Scanner::new(&registry, replicas);
     let mut skipped = Vec::new();
     let findings = if args.paths.is_empty() {
         let mut text = Vec::new();
@@ -479,9 +485,17 @@ fn scan(file: &RegistryFile, args: ScanArgs, now: Timestamp) -> Result<Report> {
     }
     let text = findings
         .iter()
-        .map(|f| match &f.key_id {
-            Some(id) => format!("{}:{}: key {id} ({})", f.file, f.line, f.kind),
-            None => format!(
+        .map(|f| match (&f.key_id, &f.replica) {
+            (Some(id), _) => format!("{}:{}: key {id} ({})", f.file, f.line, f.kind),
+            (None, Some(name)) => format!(
+                "{}:{}: replica credential {name:?} (revoke it: keyhost replica revoke {name})",
+                f.file, f.line
+            ),
+            (None, None) if f.kind == REPLICA_CREDENTIAL => format!(
+                "{}:{}: a replica credential that is not this registry's",
+                f.file, f.line
+            ),
+            (None, None) => format!(
                 "{}:{}: a {} key that is not in this registry",
                 f.file, f.line, f.kind
             ),
