@@ -144,7 +144,7 @@ const LOOKALIKE_SEPARATORS: [char; 4] = ['\u{ff0f}', '\u{2215}', '\u{2044}', '\u
 /// percent-decoded and checked again, up to [`DECODE_ROUNDS`] times (see
 /// [`reads_elsewhere`] and [`decode_once`]).
 pub fn climbs(path: &str) -> bool {
-    let mut text = path.split('?').next().unwrap_or("").to_string();
+    let mut text = std::borrow::Cow::Borrowed(path.split('?').next().unwrap_or(""));
     for round in 0..DECODE_ROUNDS {
         if reads_elsewhere(&text) {
             return true;
@@ -152,7 +152,7 @@ pub fn climbs(path: &str) -> bool {
         match decode_once(&text, round == 0) {
             Decoded::Plain => return false,
             Decoded::Suspect => return true,
-            Decoded::Text(next) => text = next,
+            Decoded::Text(next) => text = next.into(),
         }
     }
     true

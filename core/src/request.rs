@@ -64,18 +64,22 @@ impl Checking {
 
     /// The headers that carry the key.
     pub fn key_headers(&self) -> Vec<&str> {
-        if self.key_headers.is_empty() {
-            http::KEY_HEADERS.to_vec()
-        } else {
-            self.key_headers.iter().map(String::as_str).collect()
-        }
+        self.key_header_names().collect()
+    }
+
+    /// The headers that carry the key, without collecting them: `reads`
+    /// asks for every header of every request in the filters.
+    fn key_header_names(&self) -> impl Iterator<Item = &str> {
+        let configured = self.key_headers.iter().map(String::as_str);
+        let default = http::KEY_HEADERS.iter().copied();
+        let use_default = self.key_headers.is_empty();
+        default.filter(move |_| use_default).chain(configured)
     }
 
     /// Whether a check reads the value of header `name`: a key header, or
     /// the one that carries the client's address.
     pub fn reads(&self, name: &str) -> bool {
-        self.key_headers()
-            .iter()
+        self.key_header_names()
             .any(|key| key.eq_ignore_ascii_case(name))
             || self
                 .client_ip_header
