@@ -124,6 +124,19 @@ pub fn etag_of(checksum: &[u8; CHECKSUM_LEN]) -> String {
     format!("\"{}\"", hex::encode(&checksum[..16]))
 }
 
+/// Whether the checksum at the end of a whole snapshot's `bytes` is the
+/// SHA-256 of all before it.
+pub fn verify_bytes(bytes: &[u8]) -> Result<()> {
+    let Some(body_len) = bytes.len().checked_sub(CHECKSUM_LEN) else {
+        bail!("the snapshot is truncated");
+    };
+    let (body, checksum) = bytes.split_at(body_len);
+    if !bool::from(Sha256::digest(body).as_slice().ct_eq(checksum)) {
+        bail!("the snapshot is corrupt: its checksum does not match its bytes");
+    }
+    Ok(())
+}
+
 /// The first 8 bytes of a hash (or an entry), as the number they order by.
 fn prefix(bytes: &[u8]) -> u64 {
     u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes"))
@@ -197,12 +210,7 @@ impl<S: ReadAt> Snapshot<S> {
     /// Whether every byte is as written: the checksum at the end is the
     /// SHA-256 of all before it. Reads the whole snapshot.
     pub fn verify(&self) -> Result<()> {
-        let bytes = self.bytes()?;
-        let (body, checksum) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
-        if !bool::from(Sha256::digest(body).as_slice().ct_eq(checksum)) {
-            bail!("the snapshot is corrupt: its checksum does not match its bytes");
-        }
-        Ok(())
+        verify_bytes(&self.bytes()?)
     }
 
     /// All of it, as it lies.
@@ -334,6 +342,16 @@ pub struct Contents<'a> {
 
 /// The bytes of a snapshot of `contents`.
 pub fn encode(contents: &Contents<'_>) -> Vec<u8> {
+    encode_reporting(contents, &mut |_| {})
+}
+
+/// How many keys are encoded between two calls of a progress report.
+pub const REPORT_EVERY: usize = 4096;
+
+/// [`encode`], calling `report` with the number of keys encoded so far
+/// every [`REPORT_EVERY`] keys and once at the end: at a million keys it
+/// takes seconds, and a terminal shows how far it has come.
+pub fn encode_reporting(contents: &Contents<'_>, report: &mut dyn FnMut(usize)) -> Vec<u8> {
     let identities: HashMap<&str, &Identity> = contents
         .identities
         .iter()
@@ -349,7 +367,11 @@ pub fn encode(contents: &Contents<'_>) -> Vec<u8> {
         let start = records.len();
         serde_json::to_writer(&mut records, &record).expect("a record serializes");
         located.push((start as u64, (records.len() - start) as u64));
+        if located.len() % REPORT_EVERY == 0 {
+            report(located.len());
+        }
     }
+    report(located.len());
     let mut entries: Vec<([u8; 32], u64, i64)> = secret_hashes(contents.keys)
         .map(|(hash, position, retired)| {
             (hash, position as u64, retired.map_or(NOT_RETIRED, |t| t.0))

@@ -8,6 +8,7 @@
 //!   a check reads (the loaded registry and the compact on-disk index);
 //! - [`side_files`]: every file kept beside a registry or in the cache;
 //! - [`durable`]: lock, temporary file, fsync, rename, fsync the folder;
+//! - [`progress`]: a bar and a log line for work on large registries;
 //! - [`lifecycle`]: the ownership and state rules every caller meets;
 //! - [`fields`]: the checks every written text field passes;
 //! - [`ceiling`]: what a key may grant through the management API;
@@ -49,6 +50,7 @@ pub mod lifecycle;
 pub mod native;
 pub mod net;
 pub mod policy;
+pub mod progress;
 pub mod ratelimit;
 pub mod registry;
 pub mod replicas;

@@ -90,13 +90,17 @@ pub struct FileStamp {
 impl FileStamp {
     /// The stamp of the file at `path` now.
     pub fn of(path: &Path) -> std::io::Result<FileStamp> {
-        let meta = std::fs::metadata(path)?;
-        Ok(FileStamp {
+        Ok(FileStamp::of_meta(&std::fs::metadata(path)?))
+    }
+
+    /// The stamp of the file `meta` describes.
+    pub fn of_meta(meta: &std::fs::Metadata) -> FileStamp {
+        FileStamp {
             dev: meta.dev(),
             ino: meta.ino(),
             size: meta.size(),
             mtime: (meta.mtime(), meta.mtime_nsec()),
             ctime: (meta.ctime(), meta.ctime_nsec()),
-        })
+        }
     }
 }

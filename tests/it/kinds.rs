@@ -179,9 +179,12 @@ fn check_reads_a_private_index_that_follows_even_a_same_size_edit() {
         .expect("check keeps a registry index in the cache folder")
         .map(|entry| entry.unwrap().path())
         .collect();
-    assert_eq!(indexes.len(), 1);
-    let mode = std::fs::metadata(&indexes[0]).unwrap().permissions().mode();
-    assert_eq!(mode & 0o777, 0o600);
+    // The snapshot, and the stamp of its version last checked whole.
+    assert_eq!(indexes.len(), 2, "{indexes:?}");
+    for file in &indexes {
+        let mode = std::fs::metadata(file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+    }
     // In place, same length: only the file's times tell the index it is stale.
     let text = s.registry_text();
     let edited = text.replacen("disabled = false", "disabled = true ", 1);
@@ -465,17 +468,42 @@ fn the_compiled_policy_cache_is_used_and_a_corrupt_entry_is_recompiled() {
     );
 }
 
+/// The commands a `--help` page lists under "Commands:", but `help`.
+fn listed_commands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|line| !line.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|line| line.starts_with("  "))
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_string)
+        .collect()
+}
+
 #[test]
-fn every_command_has_help() {
+fn every_command_and_subcommand_has_help() {
     let s = Sandbox::bare();
-    for command in [
-        "init", "identity", "create", "list", "show", "lock", "unlock", "disable", "enable",
-        "delete", "rotate", "update", "check", "scan", "demo",
-    ] {
-        let run = s.run(&[command, "--help"]);
-        assert_eq!(run.code, 0, "{command} --help");
-        assert!(run.stdout.contains("Usage"), "{command}: {}", run.stdout);
+    let top = s.run(&["--help"]);
+    let mut pending: Vec<Vec<String>> = listed_commands(&top.stdout)
+        .into_iter()
+        .map(|name| vec![name])
+        .collect();
+    assert!(pending.len() >= 20, "{}", top.stdout);
+    let mut seen = 0;
+    while let Some(command) = pending.pop() {
+        let mut args: Vec<&str> = command.iter().map(String::as_str).collect();
+        args.push("--help");
+        let run = s.run(&args);
+        assert_eq!(run.code, 0, "{command:?} --help: {}", run.stderr);
+        assert!(run.stdout.contains("Usage"), "{command:?}: {}", run.stdout);
+        for sub in listed_commands(&run.stdout) {
+            let mut deeper = command.clone();
+            deeper.push(sub);
+            pending.push(deeper);
+        }
+        seen += 1;
     }
+    assert!(seen >= 30, "only {seen} commands have help");
 }
 
 #[test]

@@ -23,4 +23,5 @@ mod lifecycle;
 mod replicas;
 mod sandbox;
 mod serve;
+mod snapshot;
 mod tokens;

@@ -102,6 +102,9 @@ pub enum Command {
     /// hosts (wasmtime serve, jco serve, Spin, wasmCloud).
     #[command(subcommand)]
     Gate(GateCommand),
+    /// Write the registry's snapshot (hashes and records, never a secret),
+    /// the form the gate and the proxy filters read, or inspect one.
+    Snapshot(SnapshotArgs),
     /// Write what Envoy (proxy-wasm) or Traefik (http-wasm) needs to check
     /// keys inside the proxy: the filter, and its configuration with the
     /// registry's snapshot (hashes and records, never a secret).
@@ -124,6 +127,29 @@ pub enum GateCommand {
     /// The snapshot holds hashes and records, never a secret; a registry
     /// change means building and deploying the gate again.
     Build(GateBuildArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct SnapshotArgs {
+    #[command(subcommand)]
+    pub command: Option<SnapshotCommand>,
+    /// Where to write the snapshot (mode 0600: it holds the keys' hashes).
+    #[arg(short, long, required = true)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Print a snapshot's registry revision, key count and checksum state;
+    /// exit 1 when it is damaged (truncated, padded or any byte changed).
+    Inspect(SnapshotInspectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotInspectArgs {
+    /// The snapshot file.
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -48,6 +48,7 @@ pub fn run(cli: Cli) -> Result<Report> {
         Command::Policy(command) => super::policy::run(command, file),
         Command::Token(command) => super::check::token(file, command, now),
         Command::Gate(command) => super::gate::run(command, file),
+        Command::Snapshot(args) => super::snapshot::run(args, file),
         Command::Export(command) => super::export::run(command, file),
         Command::Replica(command) => super::export::replica(command, file, now),
         Command::Demo => crate::demo::run(),

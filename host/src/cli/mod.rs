@@ -10,6 +10,7 @@ mod input;
 mod policy;
 mod policy_config;
 mod policy_new;
+mod snapshot;
 
 use std::io::Write;
 use std::process::ExitCode;

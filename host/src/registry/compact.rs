@@ -12,13 +12,14 @@
 
 use std::fs::File;
 use std::io::ErrorKind;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use keyhost_core::snapshot::{self, Contents, Snapshot};
 
 use super::{Found, Lookup, Registry, RegistryFile};
 use crate::durable;
+use crate::progress::Progress;
 use crate::side_files::{FileStamp, index_path};
 
 /// An open, current snapshot of a registry.
@@ -56,6 +57,9 @@ impl CompactRegistry {
                 .and_then(|()| durable::replace(&path, &bytes));
             match written {
                 Ok(()) => {
+                    if let Ok(written) = FileStamp::of(&path) {
+                        note_checked(&path, &written);
+                    }
                     if let Some(index) = CompactRegistry::open(&path, &stamp) {
                         return Ok(Ok(index));
                     }
@@ -72,8 +76,12 @@ impl CompactRegistry {
     }
 
     /// The snapshot at `path` if it is sound and made from the file `stamp`
-    /// describes.
+    /// describes. A lookup reads a few entries, so a byte changed elsewhere
+    /// would not show: each version of the file (any write changes its
+    /// stamp) is checked whole, against its checksum, the first time it is
+    /// opened, and the stamp of the version checked is kept beside it.
     fn open(path: &Path, stamp: &FileStamp) -> Option<CompactRegistry> {
+        let own = FileStamp::of(path).ok()?;
         let file = match File::open(path) {
             Ok(file) => file,
             Err(e) if e.kind() == ErrorKind::NotFound => return None,
@@ -83,7 +91,33 @@ impl CompactRegistry {
             }
         };
         let snapshot = Snapshot::open(file).ok()?;
-        (snapshot.header().source == source_of(stamp)).then_some(CompactRegistry { snapshot })
+        if snapshot.header().source != source_of(stamp) {
+            return None;
+        }
+        let checked = std::fs::read(checked_path(path)).ok();
+        if checked.as_deref() != Some(source_of(&own).as_bytes()) {
+            if let Err(e) = snapshot.verify() {
+                tracing::warn!(
+                    "the registry snapshot in the cache is damaged; making it again: {e:#}"
+                );
+                return None;
+            }
+            note_checked(path, &own);
+        }
+        Some(CompactRegistry { snapshot })
+    }
+}
+
+/// Where the stamp of the snapshot version last checked whole is kept.
+fn checked_path(index: &Path) -> PathBuf {
+    index.with_extension("checked")
+}
+
+/// Notes that the snapshot at `path`, in the version `stamp` describes, is
+/// sound. A note that cannot be kept costs a whole check next time.
+fn note_checked(path: &Path, stamp: &FileStamp) {
+    if let Err(e) = durable::replace(&checked_path(path), source_of(stamp).as_bytes()) {
+        tracing::warn!("cannot note the registry snapshot as checked: {e:#}");
     }
 }
 
@@ -108,11 +142,31 @@ impl Lookup for CompactRegistry {
 /// The snapshot of `registry` as bytes, with its header: the one in
 /// `cache_dir` when it is current (no TOML parsed), else made now (and kept
 /// when there is a cache).
+///
+/// What it returns is handed on whole (to a gate, a filter, a file), so
+/// every byte of a cached snapshot is checked against its checksum first;
+/// one that fails is removed and made again, never handed on.
 pub fn snapshot_bytes(registry: &RegistryFile, cache_dir: Option<&Path>) -> Result<Vec<u8>> {
-    match CompactRegistry::open_or_build(registry, cache_dir)? {
-        Ok(index) => index.snapshot.bytes(),
-        Err(loaded) => Ok(encode_snapshot(&loaded, "keyhost".to_string())),
+    // The second time round, a damaged snapshot removed the first time has
+    // been made again.
+    for _ in 0..2 {
+        let index = match CompactRegistry::open_or_build(registry, cache_dir)? {
+            Ok(index) => index,
+            Err(loaded) => return Ok(encode_snapshot(&loaded, "keyhost".to_string())),
+        };
+        let bytes = index.snapshot.bytes()?;
+        let Err(e) = snapshot::verify_bytes(&bytes) else {
+            return Ok(bytes);
+        };
+        tracing::warn!("the registry snapshot in the cache is damaged; making it again: {e:#}");
+        if let Some(cache_dir) = cache_dir {
+            let path = index_path(cache_dir, registry.path());
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!("cannot remove {}: {e}", path.display());
+            }
+        }
     }
+    Ok(encode_snapshot(&registry.load()?, "keyhost".to_string()))
 }
 
 /// How a snapshot's header names the registry file it was made from.
@@ -122,14 +176,18 @@ fn source_of(stamp: &FileStamp) -> String {
 
 /// The bytes of a snapshot of `registry`, naming `source` as its origin.
 pub fn encode_snapshot(registry: &Registry, source: String) -> Vec<u8> {
-    snapshot::encode(&Contents {
+    let progress = Progress::keys("making the registry snapshot", registry.keys.len());
+    let contents = Contents {
         source,
         revision: registry.revision,
         prefix: &registry.prefix,
         policy_config: registry.policy.config_pairs(),
         keys: &registry.keys,
         identities: &registry.identities,
-    })
+    };
+    let bytes = snapshot::encode_reporting(&contents, &mut |done| progress.set(done));
+    progress.finish();
+    bytes
 }
 
 #[cfg(test)]

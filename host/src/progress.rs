@@ -1,0 +1,89 @@
+//! Progress of long work: a bar on a terminal (indicatif, drawn on stderr
+//! and hidden when stderr is not a terminal) and a line in the log when it
+//! starts and ends. Only large work reports: a registry of more than
+//! [`LARGE`] keys.
+
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// The number of keys from which building a snapshot reports progress.
+pub const LARGE: usize = 100_000;
+
+/// One piece of work counted in keys.
+pub struct Progress {
+    what: &'static str,
+    bar: ProgressBar,
+    /// Whether the work is large enough to report.
+    reports: bool,
+    started: Instant,
+}
+
+impl Progress {
+    /// Work on `total` keys, described by `what` ("making the registry
+    /// snapshot"); reports nothing when `total` is not more than [`LARGE`].
+    pub fn keys(what: &'static str, total: usize) -> Progress {
+        let reports = total > LARGE;
+        let bar = if reports {
+            tracing::info!(keys = total, "{what}");
+            let bar = ProgressBar::new(total as u64);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {human_pos}/{human_len} keys ({eta})",
+                )
+                .expect("a valid template")
+                .progress_chars("=> "),
+            );
+            bar.set_message(what);
+            bar
+        } else {
+            ProgressBar::hidden()
+        };
+        Progress {
+            what,
+            bar,
+            reports,
+            started: Instant::now(),
+        }
+    }
+
+    /// A spinner for work whose end cannot be counted (reading a file of
+    /// `bytes` bytes), shown when the file is as large as a registry of
+    /// [`LARGE`] keys usually is.
+    pub fn reading(what: &'static str, bytes: u64) -> Progress {
+        // About 400 bytes of TOML a key.
+        let reports = bytes > (LARGE as u64) * 400;
+        let bar = if reports {
+            tracing::info!(bytes, "{what}");
+            let bar = ProgressBar::new_spinner();
+            bar.set_message(format!("{what} ({} MB)", bytes >> 20));
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        } else {
+            ProgressBar::hidden()
+        };
+        Progress {
+            what,
+            bar,
+            reports,
+            started: Instant::now(),
+        }
+    }
+
+    /// How many keys are done.
+    pub fn set(&self, done: usize) {
+        self.bar.set_position(done as u64);
+    }
+
+    /// Ends the bar, and logs how long the work took when it reported.
+    pub fn finish(self) {
+        if self.reports {
+            tracing::info!(
+                seconds = format!("{:.1}", self.started.elapsed().as_secs_f64()),
+                "{}: done",
+                self.what
+            );
+        }
+        self.bar.finish_and_clear();
+    }
+}

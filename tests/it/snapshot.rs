@@ -1,0 +1,259 @@
+//! Issue #15: the registry's snapshot written to a file (`keyhost snapshot
+//! -o`) and inspected (`keyhost snapshot inspect`); the snapshot in the
+//! cache checked whole and made again when damaged, never trusted; hand
+//! edits of the TOML seen by `check` and by serve within a second.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::support::{Sandbox, Server, http};
+
+/// The registry's snapshot in the sandbox's cache.
+fn cached_snapshot(s: &Sandbox) -> PathBuf {
+    let found: Vec<PathBuf> = std::fs::read_dir(s.cache_dir().join("registries"))
+        .expect("check keeps a snapshot in the cache folder")
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "idx"))
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    found[0].clone()
+}
+
+/// `keyhost snapshot inspect FILE --json`: the report and the exit code.
+fn inspect(s: &Sandbox, file: &Path) -> (serde_json::Value, i32) {
+    let run = s.run(&["snapshot", "inspect", file.to_str().unwrap(), "--json"]);
+    (run.json(), run.code)
+}
+
+/// The registry's `revision`, as the file says it.
+fn revision(s: &Sandbox) -> u64 {
+    s.registry_text()
+        .lines()
+        .find_map(|line| line.strip_prefix("revision = "))
+        .expect("a revision line")
+        .parse()
+        .unwrap()
+}
+
+/// Replaces the first `from` in `file` with `to`, of the same length.
+fn rewrite(file: &Path, from: &[u8], to: &[u8]) {
+    assert_eq!(from.len(), to.len());
+    let mut bytes = std::fs::read(file).unwrap();
+    let at = bytes
+        .windows(from.len())
+        .position(|window| window == from)
+        .unwrap_or_else(|| panic!("{} holds no {:?}", file.display(), from));
+    bytes[at..at + to.len()].copy_from_slice(to);
+    std::fs::write(file, bytes).unwrap();
+}
+
+#[test]
+fn a_snapshot_file_says_what_it_holds_holds_no_secret_and_shows_any_damage() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Sandbox::new().with_people();
+    let (_, alice) = s.create(&["--as", "user:alice", "--name", "laptop"]);
+    let (_, bob) = s.create(&["--as", "user:bob", "--name", "ci"]);
+    let out = s.dir.path().join("out").join("registry.snapshot");
+    let written = s.ok(&["snapshot", "-o", out.to_str().unwrap()]);
+    assert_eq!(written["revision"], revision(&s));
+    assert_eq!(written["keys"], 2);
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "it holds the keys' hashes");
+    let bytes = std::fs::read(&out).unwrap();
+    for secret in [&alice, &bob] {
+        let tail = &secret.as_bytes()[secret.len() - 16..];
+        assert!(
+            !bytes.windows(tail.len()).any(|w| w == tail),
+            "a secret is in the snapshot"
+        );
+    }
+
+    let (report, code) = inspect(&s, &out);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["sound"], true);
+    assert_eq!(report["checksum"], "ok");
+    assert_eq!(report["keys"], 2);
+    assert_eq!(report["revision"], revision(&s));
+
+    // One bit changed anywhere: damaged, exit 1, and the figures still shown.
+    let mut flipped = bytes.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 1;
+    let damaged = s.dir.path().join("flipped.snapshot");
+    std::fs::write(&damaged, &flipped).unwrap();
+    let (report, code) = inspect(&s, &damaged);
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(report["sound"], false);
+    assert!(
+        report["checksum"]
+            .as_str()
+            .unwrap()
+            .contains("does not match"),
+        "{report}"
+    );
+    assert_eq!(report["keys"], 2);
+
+    // Cut short, or not a snapshot at all: damaged, with the reason.
+    let cut = s.dir.path().join("cut.snapshot");
+    std::fs::write(&cut, &bytes[..bytes.len() - 1]).unwrap();
+    let (report, code) = inspect(&s, &cut);
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        report["problem"].as_str().unwrap().contains("truncated"),
+        "{report}"
+    );
+    let (report, code) = inspect(&s, &s.registry());
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        report["problem"]
+            .as_str()
+            .unwrap()
+            .contains("not a keyhost snapshot"),
+        "{report}"
+    );
+    // No such file is an error, not a verdict on a snapshot.
+    let run = s.run(&["snapshot", "inspect", "no-such.snapshot"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("no-such.snapshot"), "{}", run.stderr);
+}
+
+#[test]
+fn a_damaged_snapshot_in_the_cache_is_made_again_never_trusted() {
+    let s = Sandbox::new().with_people();
+    let (_, key) = s.create(&["--as", "user:alice", "--name", "laptop"]);
+    assert_eq!(s.decide(&key, &[]), "allow");
+    let cached = cached_snapshot(&s);
+
+    // A changed byte that, read as it lies, would turn the answer: the
+    // key's record would say it is disabled.
+    rewrite(&cached, b"\"disabled\":false", b"\"disabled\":true ");
+    assert_eq!(s.decide(&key, &[]), "allow");
+    assert_eq!(inspect(&s, &cached).0["sound"], true, "made again");
+
+    // Cut short: made again too.
+    let bytes = std::fs::read(&cached).unwrap();
+    std::fs::write(&cached, &bytes[..bytes.len() / 2]).unwrap();
+    assert_eq!(s.decide(&key, &[]), "allow");
+    assert_eq!(inspect(&s, &cached).0["sound"], true, "made again");
+
+    // What goes to a file (and to a gate, a filter) is checked byte for
+    // byte, even when the damage came after the cache's last check.
+    rewrite(&cached, b"\"disabled\":false", b"\"disabled\":true ");
+    let out = s.dir.path().join("registry.snapshot");
+    s.ok(&["snapshot", "-o", out.to_str().unwrap()]);
+    let (report, code) = inspect(&s, &out);
+    assert_eq!(
+        (code, &report["sound"]),
+        (0, &serde_json::Value::Bool(true))
+    );
+    assert_eq!(s.decide(&key, &[]), "allow");
+}
+
+/// Asks serve's /auth with `key` until `status` comes, for at most 1 s.
+fn auth_becomes(server: &Server, key: &str, status: u16, what: &str) {
+    let since = Instant::now();
+    loop {
+        let got = http()
+            .get(&server.url("/auth"))
+            .header("x-api-key", key)
+            .call()
+            .expect("request")
+            .status()
+            .as_u16();
+        if got == status {
+            return;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(1),
+            "{what}: serve still answers {got} after 1 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn hand_edits_of_the_registry_reach_check_and_serve_within_a_second() {
+    let s = Sandbox::new().with_people();
+    let (_, key) = s.create(&["--as", "user:alice", "--name", "laptop"]);
+    let server = s.serve(&[]);
+    auth_becomes(&server, &key, 200, "before any edit");
+
+    // A key table written by hand (here, taken from another registry).
+    let other = Sandbox::new().with_people();
+    let (_, added) = other.create(&["--as", "user:bob", "--name", "by-hand"]);
+    assert_eq!(s.decide(&added, &[]), "not_found");
+    let text = other.registry_text();
+    let table = &text[text.find("[[key]]").expect("a key table")..];
+    let mut edited = s.registry_text();
+    edited.push('\n');
+    edited.push_str(table);
+    std::fs::write(s.registry(), edited).unwrap();
+    let since = Instant::now();
+    auth_becomes(&server, &added, 200, "a key table added by hand");
+    assert_eq!(s.decide(&added, &[]), "allow");
+    assert!(since.elapsed() < Duration::from_secs(1));
+
+    // `disabled` changed by hand, in place.
+    let text = s.registry_text();
+    std::fs::write(
+        s.registry(),
+        text.replacen("disabled = false", "disabled = true", 1),
+    )
+    .unwrap();
+    let since = Instant::now();
+    auth_becomes(&server, &key, 403, "a key disabled by hand");
+    assert_eq!(s.decide(&key, &[]), "disabled");
+    assert!(since.elapsed() < Duration::from_secs(1));
+}
+
+/// A registry of `keys` keys of alice's, written as a person could.
+fn registry_of(s: &Sandbox, keys: usize) {
+    // Keyhost writes an empty list of keys inline; tables follow instead.
+    let mut text = s.registry_text().replace("\nkey = []\n", "\n");
+    for i in 0..keys {
+        text.push_str(&format!(
+            "\n[[key]]\nid = \"kid_{i:020x}\"\nname = \"k{i}\"\nkind = \"user\"\nowner = \"user:alice\"\n\
+             scopes = []\nallowed_ips = []\nhash = \"{i:064x}\"\ncreated_at = 2026-01-01T00:00:00Z\n\
+             updated_at = 2026-01-01T00:00:00Z\nlocked = false\ndisabled = false\nleaked = false\n"
+        ));
+    }
+    std::fs::write(s.registry(), text).unwrap();
+}
+
+#[test]
+fn making_a_snapshot_of_more_than_100k_keys_says_so_in_the_log() {
+    let log = [("KEYHOST_LOG", "info")];
+    let small = Sandbox::new().with_people();
+    registry_of(&small, 1_000);
+    let out = small.dir.path().join("small.snapshot");
+    let run = small.run_with(&["snapshot", "-o", out.to_str().unwrap()], "", &log);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("making the registry snapshot"),
+        "{}",
+        run.stderr
+    );
+
+    let large = Sandbox::new().with_people();
+    registry_of(&large, 100_001);
+    let out = large.dir.path().join("large.snapshot");
+    let run = large.run_with(&["snapshot", "-o", out.to_str().unwrap()], "", &log);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|line| line.contains("making the registry snapshot"))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        2,
+        "a line when it starts and one when it ends: {}",
+        run.stderr
+    );
+    assert!(lines[0].contains("keys=100001"), "{}", lines[0]);
+    assert!(lines[1].contains("done"), "{}", lines[1]);
+    // Not a terminal: no bar drawn into the log.
+    assert!(!run.stderr.contains("=>"), "{}", run.stderr);
+    let (report, code) = inspect(&large, &out);
+    assert_eq!((code, report["keys"].as_u64()), (0, Some(100_001)));
+}
