@@ -57,16 +57,28 @@ pub fn check(
     presented: &str,
     request: &CheckRequest,
 ) -> Result<Verdict> {
+    Ok(match find(lookup, presented)? {
+        Ok(found) => decide(found, decider, request),
+        Err(malformed) => malformed,
+    })
+}
+
+/// The first steps of [`check`]: the secret's format and checksum, then
+/// the lookup. The key found (or none), or the verdict on a malformed
+/// secret.
+pub fn find<'l, L: Lookup + ?Sized>(
+    lookup: &'l L,
+    presented: &str,
+) -> Result<Result<Option<Found<'l>>, Verdict>> {
     // The format and checksum come first, so a typo costs no lookup.
     if let Err(malformed) = key_format::parse(lookup.prefix(), presented) {
-        return Ok(Verdict::deny(
+        return Ok(Err(Verdict::deny(
             DenyCode::Malformed,
             malformed.to_string(),
             None,
-        ));
+        )));
     }
-    let found = lookup.find(&key_format::hash(presented))?;
-    Ok(decide(found, decider, request))
+    Ok(Ok(lookup.find(&key_format::hash(presented))?))
 }
 
 /// The verdict on a looked-up secret: the registry's own refusals (unknown,
@@ -76,9 +88,67 @@ pub fn decide(
     decider: &mut impl Decider,
     request: &CheckRequest,
 ) -> Verdict {
+    match prepare(found.as_ref(), request) {
+        Prepared::Decided(verdict) => verdict,
+        Prepared::Ask(question) => {
+            let answer = decider.decide(question.key, question.identity, request, question.now);
+            question.conclude(answer)
+        }
+    }
+}
+
+/// A found key after the registry's own refusals: a verdict already, or a
+/// question for the decider. A decider that has to be awaited (serve's
+/// policy pool) asks it itself, between [`prepare`] and
+/// [`Question::conclude`]; [`decide`] does both for any other.
+pub enum Prepared<'a> {
+    /// The registry refused the key: no decider is asked.
+    Decided(Verdict),
+    /// The decider's to answer.
+    Ask(Question<'a>),
+}
+
+/// What the decider is asked about, and what the verdict names.
+pub struct Question<'a> {
+    /// The key found.
+    pub key: &'a KeyRecord,
+    /// Its identity.
+    pub identity: &'a Identity,
+    /// The time of the check.
+    pub now: Timestamp,
+    key_ref: KeyRef,
+}
+
+impl Question<'_> {
+    /// The verdict on the decider's `answer`. What a policy returns is the
+    /// decider's to sanitise, and so are the reasons of a fault.
+    pub fn conclude<F: Display>(self, answer: Result<Decision, F>) -> Verdict {
+        match answer {
+            Ok(Decision::Allow(info)) => Verdict::Allow {
+                key: self.key_ref,
+                info,
+            },
+            Ok(Decision::Deny { code, message }) => {
+                Verdict::deny(code, message, Some(self.key_ref))
+            }
+            Err(fault) => {
+                Verdict::deny(DenyCode::PolicyError, fault.to_string(), Some(self.key_ref))
+            }
+        }
+    }
+}
+
+/// The registry's own refusals of what was `found` (nothing, a secret
+/// rotated out, a path that climbs, an orphaned key), or the question for
+/// the decider.
+pub fn prepare<'a>(found: Option<&'a Found<'_>>, request: &CheckRequest) -> Prepared<'a> {
     let now = request.now.unwrap_or_else(Timestamp::now);
     let Some(found) = found else {
-        return Verdict::deny(DenyCode::NotFound, "no key matches this secret", None);
+        return Prepared::Decided(Verdict::deny(
+            DenyCode::NotFound,
+            "no key matches this secret",
+            None,
+        ));
     };
     let key = &*found.key;
     let key_ref = KeyRef {
@@ -88,29 +158,32 @@ pub fn decide(
         kind: key.kind,
     };
     if found.retired_until.is_some_and(|until| now >= until) {
-        return Verdict::deny(
+        return Prepared::Decided(Verdict::deny(
             DenyCode::NotFound,
             "this secret was rotated out and its grace period is over",
             Some(key_ref),
-        );
+        ));
     }
     // A path that climbs would let a policy's path rules judge one place
     // and the upstream serve another, whichever way the request came.
     if request.path.as_deref().is_some_and(http::climbs) {
-        return Verdict::deny(DenyCode::Denied, http::NOT_PLAIN_PATH, Some(key_ref));
+        return Prepared::Decided(Verdict::deny(
+            DenyCode::Denied,
+            http::NOT_PLAIN_PATH,
+            Some(key_ref),
+        ));
     }
     let Some(identity) = found.identity.as_deref() else {
-        return Verdict::deny(
+        return Prepared::Decided(Verdict::deny(
             DenyCode::NotFound,
             "the key's identity no longer exists",
             Some(key_ref),
-        );
+        ));
     };
-    match decider.decide(key, identity, request, now) {
-        // What a policy returns is the decider's to sanitise, and so are
-        // the reasons of a fault.
-        Ok(Decision::Allow(info)) => Verdict::Allow { key: key_ref, info },
-        Ok(Decision::Deny { code, message }) => Verdict::deny(code, message, Some(key_ref)),
-        Err(fault) => Verdict::deny(DenyCode::PolicyError, fault.to_string(), Some(key_ref)),
-    }
+    Prepared::Ask(Question {
+        key,
+        identity,
+        now,
+        key_ref,
+    })
 }

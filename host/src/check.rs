@@ -8,7 +8,8 @@ use crate::token::{self, TokenError, TokenVerifier};
 use crate::verdict::{DenyCode, Verdict};
 
 use keyhost_core::check::decide;
-pub use keyhost_core::check::{CheckRequest, Decider, check};
+pub use keyhost_core::check::{CheckRequest, Decider, Prepared, check, find, prepare};
+use keyhost_core::lookup::Found;
 
 /// The verdict on `presented`, an access token, for `request`: its
 /// signature and expiry (with `verifier`; none means this registry never
@@ -22,16 +23,24 @@ pub fn check_token(
     presented: &str,
     request: &CheckRequest,
 ) -> Verdict {
-    let now = request.now.unwrap_or_else(Timestamp::now);
-    let claims = match verifier
-        .ok_or(TokenError::NoKeys)
-        .and_then(|v| v.verify(presented, now))
-    {
-        Ok(claims) => claims,
-        Err(refused) => return Verdict::deny(DenyCode::NotFound, refused.to_string(), None),
-    };
-    match token::admit(&claims, registry, request, now) {
+    match find_token(registry, verifier, presented, request) {
         Ok(found) => decide(Some(found), decider, request),
         Err(refused) => refused,
     }
+}
+
+/// The first steps of [`check_token`]: the token's signature, expiry and
+/// limits. The key it names, or the verdict on a token refused.
+pub fn find_token<'r>(
+    registry: &'r LoadedRegistry,
+    verifier: Option<&TokenVerifier>,
+    presented: &str,
+    request: &CheckRequest,
+) -> Result<Found<'r>, Verdict> {
+    let now = request.now.unwrap_or_else(Timestamp::now);
+    let claims = verifier
+        .ok_or(TokenError::NoKeys)
+        .and_then(|v| v.verify(presented, now))
+        .map_err(|refused| Verdict::deny(DenyCode::NotFound, refused.to_string(), None))?;
+    token::admit(&claims, registry, request, now)
 }

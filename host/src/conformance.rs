@@ -252,11 +252,16 @@ pub fn run(policy: &Policy, cases: &[Case]) -> Vec<CaseResult> {
 }
 
 fn outcome(policy: &Policy, case: &Case) -> Outcome {
+    // Each case runs alone, on this thread.
+    futures_executor::block_on(outcome_of(policy, case))
+}
+
+async fn outcome_of(policy: &Policy, case: &Case) -> Outcome {
     let policy_error = |reason: String| Outcome::Deny {
         code: DenyCode::PolicyError.as_str().to_string(),
         message: reason,
     };
-    let mut instance = match policy.instantiate(&case.config) {
+    let mut instance = match policy.instantiate(&case.config).await {
         Ok(instance) => instance,
         Err(fault) => {
             return match fault {
@@ -268,7 +273,10 @@ fn outcome(policy: &Policy, case: &Case) -> Outcome {
         }
     };
     let now = case.request.now.expect("vectors give the time");
-    match instance.validate(&case.key, &case.identity, &case.request, now) {
+    match instance
+        .validate(&case.key, &case.identity, &case.request, now)
+        .await
+    {
         Ok(Decision::Allow(info)) => Outcome::Allow { info },
         Ok(Decision::Deny { code, message }) => Outcome::Deny {
             code: code.as_str().to_string(),

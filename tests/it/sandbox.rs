@@ -139,6 +139,81 @@ fn sleeping_requests_do_not_outlive_their_bound_starve_healthz_or_block_shutdown
     );
 }
 
+/// The 99th percentile of `samples`.
+fn p99(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[(samples.len() * 99).div_ceil(100) - 1]
+}
+
+#[test]
+fn looping_policy_calls_do_not_starve_healthz_or_other_checks() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let s = Sandbox::new().with_people();
+    let (_, key) = s.create(&["--as", "user:alice", "--name", "k"]);
+    let server = s.serve(&["--policy", &hostile()]);
+    let done = AtomicBool::new(false);
+    let (health, checks, loops) = std::thread::scope(|scope| {
+        // Twenty clients keep the policy looping until its time runs out.
+        let loopers: Vec<_> = (0..20)
+            .map(|_| {
+                let (server, key, done) = (&server, &key, &done);
+                scope.spawn(move || {
+                    let mut codes = Vec::new();
+                    while !done.load(Ordering::Relaxed) {
+                        let (status, body) = ask(server, key, "loop", "");
+                        codes.push((status, body["code"].as_str().unwrap_or("").to_string()));
+                    }
+                    codes
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let agent = http();
+        let (mut health, mut checks) = (Vec::new(), Vec::new());
+        for _ in 0..100 {
+            let since = Instant::now();
+            let status = agent.get(&server.url("/healthz")).call().unwrap().status();
+            health.push(since.elapsed());
+            assert_eq!(status.as_u16(), 200);
+            let since = Instant::now();
+            let status = agent
+                .get(&server.url("/auth"))
+                .header("x-api-key", &key)
+                .header("x-keyhost-service", "databases")
+                .call()
+                .unwrap()
+                .status();
+            checks.push(since.elapsed());
+            assert_eq!(status.as_u16(), 200, "a normal check under the loops");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        done.store(true, Ordering::Relaxed);
+        let loops: Vec<(u16, String)> = loopers
+            .into_iter()
+            .flat_map(|looper| looper.join().unwrap())
+            .collect();
+        (health, checks, loops)
+    });
+    // The loops failed closed, as they ran: every one out of time.
+    assert!(loops.len() >= 20, "{loops:?}");
+    assert!(
+        loops
+            .iter()
+            .all(|(status, code)| *status == 403 && code == "policy_error"),
+        "{loops:?}"
+    );
+    let (health, checks) = (p99(health), p99(checks));
+    eprintln!("p99 under 20 looping calls: /healthz {health:?}, a normal check {checks:?}");
+    assert!(
+        health <= Duration::from_millis(50),
+        "/healthz p99 {health:?} under 20 looping calls"
+    );
+    assert!(
+        checks <= Duration::from_millis(50),
+        "a normal check's p99 {checks:?} under 20 looping calls"
+    );
+}
+
 #[test]
 fn key_changes_go_live_while_the_policy_sleeps_in_or_refuses_its_settings() {
     let s = Sandbox::new().with_people();

@@ -34,7 +34,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, Store, Trap, WasmBacktrace};
+use wasmtime::{Config, Engine, Store, Trap, UpdateDeadline, WasmBacktrace};
 
 pub use cache::CompiledCache;
 pub use contract::Summary;
@@ -55,8 +55,9 @@ pub const DEFAULT_POLICY: &[u8] = include_bytes!(concat!(
     "/keyhost_policy_default.wasm"
 ));
 
-/// How often the engine's epoch advances; the unit of call timeouts.
-const EPOCH_TICK: Duration = Duration::from_millis(5);
+/// How often the engine's epoch advances: the unit of call timeouts, and
+/// how long a policy runs before it yields (see [`Policy::instantiate`]).
+const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// One wasmtime engine and the linker that grants policies nothing.
 pub struct PolicyEngine {
@@ -78,7 +79,7 @@ impl PolicyEngine {
         let mut linker = Linker::new(&engine);
         // WASI interfaces that language runtimes import link, but the context
         // behind them is empty (see sandbox.rs).
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         no_wait::replace_waiting(&mut linker)?;
         start_epoch_ticker(&engine);
         Ok(PolicyEngine {
@@ -191,18 +192,35 @@ impl Policy {
     }
 
     /// A fresh instance, configured with `config`.
-    pub fn instantiate(&self, config: &[(String, String)]) -> Result<PolicyInstance, PolicyFault> {
+    ///
+    /// Its calls are bounded by the epoch: at every tick the store yields
+    /// (to the server's other requests, when a runtime polls it), and once
+    /// the call has had its timeout's worth of ticks it traps, failing
+    /// closed. One place owns that deadline: here.
+    pub async fn instantiate(
+        &self,
+        config: &[(String, String)],
+    ) -> Result<PolicyInstance, PolicyFault> {
         let inner = &self.inner;
         let mut store = Store::new(&inner.engine, Sandbox::new(&inner.limits));
         store.limiter(|sandbox| &mut sandbox.budget);
         let ticks = (inner.limits.call_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
-        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_callback(|mut store| {
+            let left = &mut store.data_mut().ticks_left;
+            if *left == 0 {
+                return Err(Trap::Interrupt.into());
+            }
+            *left -= 1;
+            Ok(UpdateDeadline::Yield(1))
+        });
+        arm(&mut store, ticks);
         let instance = inner
             .pre
             .instantiate(&mut store)
+            .await
             .map_err(|e| self.fault(e, "instantiation"))?;
-        store.set_epoch_deadline(ticks);
-        match instance.configure(&mut store, config) {
+        arm(&mut store, ticks);
+        match instance.configure(&mut store, config).await {
             Ok(Ok(())) => {}
             Ok(Err(message)) => {
                 return Err(PolicyFault::RefusedConfiguration {
@@ -255,17 +273,24 @@ impl PolicyInstance {
     /// Asks the policy for a decision on `key` of `identity` making
     /// `request` at `now`. After an `Err` the instance must not be used
     /// again: a trapped component instance cannot be re-entered.
-    pub fn validate(
+    pub async fn validate(
         &mut self,
         key: &KeyRecord,
         identity: &Identity,
         request: &CheckRequest,
         now: Timestamp,
     ) -> Result<Decision, PolicyFault> {
-        self.store.set_epoch_deadline(self.ticks);
+        arm(&mut self.store, self.ticks);
         self.instance
             .validate(&mut self.store, key, identity, request, now)
+            .await
             .map(answer::safe_decision)
             .map_err(|e| self.policy.fault(e, "validate"))
     }
+}
+
+/// Gives the next call in `store` `ticks` epoch ticks before it traps.
+fn arm(store: &mut Store<Sandbox>, ticks: u64) {
+    store.data_mut().ticks_left = ticks;
+    store.set_epoch_deadline(1);
 }

@@ -14,7 +14,7 @@ use wasmtime_wasi::p2::DynPollable;
 
 use super::sandbox::Sandbox;
 
-/// The `wasi:io/poll` instance as `wasmtime_wasi::p2::add_to_linker_sync`
+/// The `wasi:io/poll` instance as `wasmtime_wasi::p2::add_to_linker_async`
 /// names it; components importing any 0.2.x version link to it. If
 /// wasmtime-wasi moves to another version, the sleeping policies of
 /// tests/it/hostile.rs fail.

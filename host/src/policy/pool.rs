@@ -10,13 +10,14 @@
 //! closed), at most a few are kept idle after a burst, and idle ones unused
 //! for a while are dropped. `/metrics` counts them.
 
-use std::sync::{Condvar, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::Notify;
 
 use super::{Policy, PolicyFault, PolicySlot};
-use crate::check::{CheckRequest, Decider};
+use crate::check::CheckRequest;
 use crate::registry::{Identity, KeyRecord};
 use crate::time::Timestamp;
 use crate::verdict::Decision;
@@ -46,7 +47,8 @@ pub struct PolicyPool {
     /// Why the policy does not take `config`: every check fails closed.
     refusal: Option<PolicyFault>,
     slots: Mutex<Slots>,
-    freed: Condvar,
+    /// Told when a slot comes back, for a check waiting for one.
+    freed: Notify,
     gauges: InstanceGauges,
 }
 
@@ -59,14 +61,15 @@ struct Slots {
 
 impl PolicyPool {
     /// Instantiates and configures the policy once before it goes live, so
-    /// a policy that cannot start never replaces one that can.
+    /// a policy that cannot start never replaces one that can. It runs on
+    /// the calling thread (server start, a reload off the async threads).
     pub fn new(
         policy: Policy,
         config: Vec<(String, String)>,
         gauges: InstanceGauges,
     ) -> Result<PolicyPool, PolicyFault> {
         let mut first = PolicySlot::new(policy.clone(), config.clone());
-        first.warm()?;
+        futures_executor::block_on(first.warm())?;
         gauges.idle.inc();
         Ok(PolicyPool {
             policy,
@@ -76,7 +79,7 @@ impl PolicyPool {
                 idle: vec![(first, Instant::now())],
                 busy: 0,
             }),
-            freed: Condvar::new(),
+            freed: Notify::new(),
             gauges,
         })
     }
@@ -99,7 +102,7 @@ impl PolicyPool {
                     config,
                     refusal: Some(fault),
                     slots: Mutex::new(Slots::default()),
-                    freed: Condvar::new(),
+                    freed: Notify::new(),
                     gauges,
                 }
             }
@@ -122,42 +125,51 @@ impl PolicyPool {
     }
 
     /// A slot for a check of `key_id`: one that served that key, else a
-    /// fresh one, else any idle one, else a new one if the cap allows.
-    fn take(&self, key_id: &str) -> Result<PolicySlot, PolicyFault> {
-        let deadline = Instant::now() + WAIT_FOR_INSTANCE;
-        let mut slots = self.slots.lock().expect("pool lock");
+    /// fresh one, else any idle one, else a new one if the cap allows, else
+    /// the first one given back within [`WAIT_FOR_INSTANCE`].
+    async fn take(&self, key_id: &str) -> Result<PolicySlot, PolicyFault> {
+        let deadline = tokio::time::Instant::now() + WAIT_FOR_INSTANCE;
         loop {
-            let idle = &slots.idle;
-            let position = idle
-                .iter()
-                .rposition(|(slot, _)| slot.caller() == Some(key_id))
-                .or_else(|| idle.iter().rposition(|(slot, _)| slot.caller().is_none()))
-                .or_else(|| idle.len().checked_sub(1));
-            if let Some(position) = position {
-                let (slot, _) = slots.idle.remove(position);
-                slots.busy += 1;
-                self.gauges.idle.dec();
-                self.gauges.busy.inc();
+            // Registered before the slots are looked at, so a slot given
+            // back in between is not missed.
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if let Some(slot) = self.try_take(key_id) {
                 return Ok(slot);
             }
-            if slots.busy < MAX_INSTANCES {
-                slots.busy += 1;
-                self.gauges.busy.inc();
-                return Ok(PolicySlot::new(self.policy.clone(), self.config.clone()));
-            }
-            let now = Instant::now();
-            if now >= deadline {
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
                 return Err(PolicyFault::Busy {
                     label: self.policy.label().to_string(),
                     max: MAX_INSTANCES,
                 });
             }
-            slots = self
-                .freed
-                .wait_timeout(slots, deadline - now)
-                .expect("pool lock")
-                .0;
         }
+    }
+
+    /// [`take`](Self::take) without waiting: `None` when every instance
+    /// the cap allows is busy.
+    fn try_take(&self, key_id: &str) -> Option<PolicySlot> {
+        let mut slots = self.slots.lock().expect("pool lock");
+        let idle = &slots.idle;
+        let position = idle
+            .iter()
+            .rposition(|(slot, _)| slot.caller() == Some(key_id))
+            .or_else(|| idle.iter().rposition(|(slot, _)| slot.caller().is_none()))
+            .or_else(|| idle.len().checked_sub(1));
+        if let Some(position) = position {
+            let (slot, _) = slots.idle.remove(position);
+            slots.busy += 1;
+            self.gauges.idle.dec();
+            self.gauges.busy.inc();
+            return Some(slot);
+        }
+        if slots.busy < MAX_INSTANCES {
+            slots.busy += 1;
+            self.gauges.busy.inc();
+            return Some(PolicySlot::new(self.policy.clone(), self.config.clone()));
+        }
+        None
     }
 
     /// Returns a slot after a check; beyond [`MAX_IDLE`], the least
@@ -206,11 +218,12 @@ impl Drop for PolicyPool {
     }
 }
 
-impl Decider for &PolicyPool {
-    type Fault = PolicyFault;
-
-    fn decide(
-        &mut self,
+impl PolicyPool {
+    /// The policy's decision on `key` of `identity` making `request` at
+    /// `now`, from an instance of the pool. Awaited on the server's own
+    /// threads: a policy that runs long yields at every epoch tick.
+    pub async fn decide(
+        &self,
         key: &KeyRecord,
         identity: &Identity,
         request: &CheckRequest,
@@ -219,10 +232,39 @@ impl Decider for &PolicyPool {
         if let Some(fault) = &self.refusal {
             return Err(fault.clone());
         }
-        let mut slot = self.take(&key.id)?;
-        let decision = slot.decide(key, identity, request, now);
-        self.give_back(slot);
+        let mut lease = Lease {
+            pool: self,
+            slot: Some(self.take(&key.id).await?),
+        };
+        let slot = lease.slot.as_mut().expect("a leased slot");
+        let decision = slot.ask(key, identity, request, now).await;
+        if let Some(slot) = lease.slot.take() {
+            self.give_back(slot);
+        }
         decision
+    }
+
+    /// Counts a busy slot that will not come back.
+    fn forget_busy(&self) {
+        self.slots.lock().expect("pool lock").busy -= 1;
+        self.gauges.busy.dec();
+        self.freed.notify_one();
+    }
+}
+
+/// A busy slot. A check dropped half-way (its request timed out, its client
+/// left) drops the slot with it: a store stopped in the middle of a call is
+/// never reused, but its place under the cap is freed.
+struct Lease<'a> {
+    pool: &'a PolicyPool,
+    slot: Option<PolicySlot>,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if self.slot.take().is_some() {
+            self.pool.forget_busy();
+        }
     }
 }
 
@@ -247,7 +289,7 @@ mod tests {
         let gauges = InstanceGauges::default();
         let pool = pool(&gauges);
         let burst: Vec<PolicySlot> = (0..10)
-            .map(|i| pool.take(&format!("kid_{i}")).unwrap())
+            .map(|i| pool.try_take(&format!("kid_{i}")).unwrap())
             .collect();
         assert_eq!((gauges.busy.get(), gauges.idle.get()), (10, 0));
         for slot in burst {
@@ -263,15 +305,26 @@ mod tests {
         assert_eq!(gauges.idle.get(), 0);
     }
 
-    #[test]
-    fn past_the_cap_a_check_waits_then_fails_closed() {
+    #[tokio::test]
+    async fn past_the_cap_a_check_waits_then_fails_closed() {
         let pool = pool(&InstanceGauges::default());
         let held: Vec<PolicySlot> = (0..MAX_INSTANCES)
-            .map(|i| pool.take(&format!("kid_{i}")).unwrap())
+            .map(|i| pool.try_take(&format!("kid_{i}")).unwrap())
             .collect();
-        let fault = pool.take("kid_late").err().expect("every instance is busy");
+        let fault = pool
+            .take("kid_late")
+            .await
+            .err()
+            .expect("every instance is busy");
         assert!(matches!(fault, PolicyFault::Busy { .. }), "{fault}");
-        pool.give_back(held.into_iter().next().unwrap());
-        assert!(pool.take("kid_late").is_ok());
+        // A slot given back while a check waits goes to that check.
+        let mut held = held.into_iter();
+        let first = held.next().unwrap();
+        let give_back = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            pool.give_back(first);
+        };
+        let (taken, ()) = tokio::join!(pool.take("kid_late"), give_back);
+        assert!(taken.is_ok());
     }
 }

@@ -37,6 +37,9 @@ pub struct Sandbox {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(super) budget: InstanceBudget,
+    /// The epoch ticks the call under way may still take (see
+    /// `Policy::instantiate`).
+    pub(super) ticks_left: u64,
 }
 
 /// A clock that always reads zero: the time comes in the request instead.
@@ -74,6 +77,7 @@ impl Sandbox {
             wasi,
             table: ResourceTable::new(),
             budget: InstanceBudget::new(limits.memory_bytes, TABLE_ELEMENTS),
+            ticks_left: 0,
         }
     }
 }

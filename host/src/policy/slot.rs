@@ -35,18 +35,17 @@ impl PolicySlot {
 
     /// Instantiates and configures the policy now rather than at the first
     /// check, so a policy that cannot start is found out early.
-    pub fn warm(&mut self) -> Result<(), PolicyFault> {
+    pub async fn warm(&mut self) -> Result<(), PolicyFault> {
         if self.instance.is_none() {
-            self.instance = Some(self.policy.instantiate(&self.config)?);
+            self.instance = Some(self.policy.instantiate(&self.config).await?);
         }
         Ok(())
     }
-}
 
-impl Decider for PolicySlot {
-    type Fault = PolicyFault;
-
-    fn decide(
+    /// The policy's decision on `key` of `identity` making `request` at
+    /// `now`, from the instance that served this key before, else a fresh
+    /// one. A call that failed leaves no instance behind.
+    pub async fn ask(
         &mut self,
         key: &KeyRecord,
         identity: &Identity,
@@ -61,14 +60,30 @@ impl Decider for PolicySlot {
             self.instance = None;
             self.caller = None;
         }
-        self.warm()?;
+        self.warm().await?;
         let instance = self.instance.as_mut().expect("warm() made an instance");
         self.caller = Some(key.id.clone());
-        let result = instance.validate(key, identity, request, now);
+        let result = instance.validate(key, identity, request, now).await;
         if result.is_err() {
             self.instance = None;
             self.caller = None;
         }
         result
+    }
+}
+
+/// A one-shot check (the CLI, the demo, the benchmarks) waits for the
+/// policy on its own thread: nothing else shares it.
+impl Decider for PolicySlot {
+    type Fault = PolicyFault;
+
+    fn decide(
+        &mut self,
+        key: &KeyRecord,
+        identity: &Identity,
+        request: &CheckRequest,
+        now: Timestamp,
+    ) -> Result<Decision, PolicyFault> {
+        futures_executor::block_on(self.ask(key, identity, request, now))
     }
 }

@@ -20,6 +20,7 @@ mod bindings {
         path: "../wit",
         world: "policy",
         ownership: Borrowing { duplicate_if_necessary: true },
+        exports: { default: async },
     });
 }
 
@@ -35,8 +36,8 @@ impl Pre {
     }
 
     /// A new instance in `store`.
-    pub fn instantiate(&self, store: &mut Store<Sandbox>) -> wasmtime::Result<Instance> {
-        Ok(Instance(self.0.instantiate(store)?))
+    pub async fn instantiate(&self, store: &mut Store<Sandbox>) -> wasmtime::Result<Instance> {
+        Ok(Instance(self.0.instantiate_async(store).await?))
     }
 }
 
@@ -45,7 +46,7 @@ pub struct Instance(bindings::Policy);
 
 impl Instance {
     /// Calls `configure`; the inner `Err` is the policy refusing `config`.
-    pub fn configure(
+    pub async fn configure(
         &self,
         store: &mut Store<Sandbox>,
         config: &[(String, String)],
@@ -54,12 +55,12 @@ impl Instance {
             .iter()
             .map(|(name, value)| (name.as_str(), value.as_str()))
             .collect();
-        self.0.call_configure(store, &pairs)
+        self.0.call_configure(store, &pairs).await
     }
 
     /// Calls `validate` on the contract's records of a key, its identity
     /// and a request at `now`.
-    pub fn validate(
+    pub async fn validate(
         &self,
         store: &mut Store<Sandbox>,
         key: &KeyRecord,
@@ -111,7 +112,7 @@ impl Instance {
             attributes: &attributes,
             now: now.0,
         };
-        let decision = self.0.call_validate(store, key, identity, request)?;
+        let decision = self.0.call_validate(store, key, identity, request).await?;
         Ok(match decision {
             wit::Decision::Allow(info) => Decision::Allow(info),
             wit::Decision::Deny(deny) => Decision::Deny {

@@ -12,7 +12,7 @@ use anyhow::Result;
 
 use super::decision_log::DecisionLog;
 use super::metrics::Metrics;
-use crate::check::{CheckRequest, check, check_token};
+use crate::check::{CheckRequest, Prepared, find, find_token, prepare};
 use crate::counters::{Counters, Limited};
 use crate::policy::{Policy, PolicyEngine, PolicyPool};
 use crate::registry::{LoadedRegistry, RegistryFile};
@@ -124,20 +124,35 @@ impl Shared {
     }
 
     /// The verdict on a presented key or access token, and the registry it
-    /// was reached on. Synchronous: the policy runs on this thread.
-    pub fn check(&self, presented: &str, request: &CheckRequest) -> (Verdict, Arc<LoadedRegistry>) {
+    /// was reached on. The policy's call is awaited right here, on the
+    /// server's own threads: no hand-off to another thread, and a policy
+    /// that runs long yields at every epoch tick to the other requests.
+    pub async fn check(
+        &self,
+        presented: &str,
+        request: &CheckRequest,
+    ) -> (Verdict, Arc<LoadedRegistry>) {
         let checker = self.checker();
-        if token::looks_like_token(presented) {
+        let found = if token::looks_like_token(presented) {
             let keys = self.signing_keys();
-            let pool = self.pool();
-            let verifier = Some(keys.verifier());
-            let verdict = check_token(&checker, verifier, &mut &*pool, presented, request);
-            return (verdict, checker);
-        }
-        let pool = self.pool();
-        // A loaded registry is read from memory: its lookup cannot fail.
-        let verdict = check(&*checker, &mut &*pool, presented, request)
-            .expect("an in-memory lookup does not fail");
+            find_token(&checker, Some(keys.verifier()), presented, request).map(Some)
+        } else {
+            // A loaded registry is read from memory: its lookup cannot fail.
+            find(&*checker, presented).expect("an in-memory lookup does not fail")
+        };
+        let verdict = match found {
+            Err(refused) => refused,
+            Ok(found) => match prepare(found.as_ref(), request) {
+                Prepared::Decided(verdict) => verdict,
+                Prepared::Ask(question) => {
+                    let pool = self.pool();
+                    let answer = pool
+                        .decide(question.key, question.identity, request, question.now)
+                        .await;
+                    question.conclude(answer)
+                }
+            },
+        };
         (verdict, checker)
     }
 
