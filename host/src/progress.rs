@@ -3,12 +3,30 @@
 //! starts and ends. Only large work reports: a registry of more than
 //! [`LARGE`] keys.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// The number of keys from which building a snapshot reports progress.
 pub const LARGE: usize = 100_000;
+
+/// Whether bars may be drawn: not in a process that logs as it serves, where
+/// a bar would be drawn over the log lines.
+static BARS: AtomicBool = AtomicBool::new(true);
+
+/// Draws no bar from now on; the log lines stay.
+pub fn without_bars() {
+    BARS.store(false, Ordering::Relaxed);
+}
+
+/// A bar drawn on stderr when it is a terminal and bars are drawn at all.
+fn bar(bar: ProgressBar) -> ProgressBar {
+    if !BARS.load(Ordering::Relaxed) {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar
+}
 
 /// One piece of work counted in keys.
 pub struct Progress {
@@ -26,7 +44,7 @@ impl Progress {
         let reports = total > LARGE;
         let bar = if reports {
             tracing::info!(keys = total, "{what}");
-            let bar = ProgressBar::new(total as u64);
+            let bar = bar(ProgressBar::new(total as u64));
             bar.set_style(
                 ProgressStyle::with_template(
                     "{msg} [{bar:30}] {human_pos}/{human_len} keys ({eta})",
@@ -55,7 +73,7 @@ impl Progress {
         let reports = bytes > (LARGE as u64) * 400;
         let bar = if reports {
             tracing::info!(bytes, "{what}");
-            let bar = ProgressBar::new_spinner();
+            let bar = bar(ProgressBar::new_spinner());
             bar.set_message(format!("{what} ({} MB)", bytes >> 20));
             bar.enable_steady_tick(Duration::from_millis(200));
             bar

@@ -15,7 +15,9 @@
 //! In the cache root (`$KEYHOST_CACHE_DIR`, or `keyhost/` in the user's
 //! cache folder), which holds only what can be rebuilt:
 //! - `policies/`: compiled policy components (policy/cache.rs);
-//! - `registries/`: compact indexes of registries (registry/compact.rs).
+//! - `registries/`: snapshots of registries (`HASH.idx`), each with the
+//!   stamp of its version last checked whole (`HASH.checked`)
+//!   (registry/compact.rs).
 
 use std::ffi::OsString;
 use std::os::unix::fs::MetadataExt;

@@ -3,9 +3,10 @@
 //! file holds, and whether every byte of it is as written.
 
 use std::fs::File;
+use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use keyhost_core::snapshot::{self, Snapshot};
 use serde_json::json;
 
@@ -23,8 +24,14 @@ pub fn run(args: SnapshotArgs, file: &RegistryFile) -> Result<Report> {
     }
 }
 
-fn write(file: &RegistryFile, output: &std::path::Path) -> Result<Report> {
+fn write(file: &RegistryFile, output: &Path) -> Result<Report> {
     let started = Instant::now();
+    if is_the_registrys(file.path(), output) {
+        bail!(
+            "--output {}: that is the registry or one of the files beside it; choose another path",
+            output.display()
+        );
+    }
     // The cache's snapshot when it is current (checked byte for byte), else
     // made from the TOML now.
     let bytes = registry::snapshot_bytes(file, side_files::cache_root().as_deref())?;
@@ -52,6 +59,26 @@ fn write(file: &RegistryFile, output: &std::path::Path) -> Result<Report> {
         "seconds": took.as_secs_f64(),
     });
     Ok(Report::new(json, text))
+}
+
+/// Whether `output` names the registry, or a file keyhost keeps beside it
+/// (`keys.toml.lock`, `keys.toml.replicas.json`, ...): a snapshot written
+/// there would replace it without its lock.
+fn is_the_registrys(registry: &Path, output: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let same_file = match (std::fs::metadata(registry), std::fs::metadata(output)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    };
+    let (Ok(registry), Ok(output)) = (std::path::absolute(registry), std::path::absolute(output))
+    else {
+        return same_file;
+    };
+    let beside = output
+        .to_str()
+        .zip(registry.to_str())
+        .is_some_and(|(output, registry)| output.starts_with(&format!("{registry}.")));
+    same_file || output == registry || beside
 }
 
 fn inspect(args: SnapshotInspectArgs) -> Result<Report> {

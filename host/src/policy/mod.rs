@@ -29,7 +29,7 @@ mod v0_1;
 use keyhost_core::answer;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
@@ -194,9 +194,9 @@ impl Policy {
     /// A fresh instance, configured with `config`.
     ///
     /// Its calls are bounded by the epoch: at every tick the store yields
-    /// (to the server's other requests, when a runtime polls it), and once
-    /// the call has had its timeout's worth of ticks it traps, failing
-    /// closed. One place owns that deadline: here.
+    /// (to the server's other requests, when a runtime polls it), and at the
+    /// first tick past the call's timeout it traps, failing closed. One
+    /// place owns that deadline: here.
     pub async fn instantiate(
         &self,
         config: &[(String, String)],
@@ -204,22 +204,22 @@ impl Policy {
         let inner = &self.inner;
         let mut store = Store::new(&inner.engine, Sandbox::new(&inner.limits));
         store.limiter(|sandbox| &mut sandbox.budget);
-        let ticks = (inner.limits.call_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
-        store.epoch_deadline_callback(|mut store| {
-            let left = &mut store.data_mut().ticks_left;
-            if *left == 0 {
+        // The deadline is the call's start plus its timeout, in real time:
+        // a call that yields often (to many others) still ends on time.
+        store.epoch_deadline_callback(|store| {
+            if Instant::now() >= store.data().call_deadline {
                 return Err(Trap::Interrupt.into());
             }
-            *left -= 1;
             Ok(UpdateDeadline::Yield(1))
         });
-        arm(&mut store, ticks);
+        let timeout = inner.limits.call_timeout;
+        arm(&mut store, timeout);
         let instance = inner
             .pre
             .instantiate(&mut store)
             .await
             .map_err(|e| self.fault(e, "instantiation"))?;
-        arm(&mut store, ticks);
+        arm(&mut store, timeout);
         match instance.configure(&mut store, config).await {
             Ok(Ok(())) => {}
             Ok(Err(message)) => {
@@ -234,7 +234,7 @@ impl Policy {
             policy: self.clone(),
             store,
             instance,
-            ticks,
+            timeout,
         })
     }
 
@@ -266,7 +266,7 @@ pub struct PolicyInstance {
     policy: Policy,
     store: Store<Sandbox>,
     instance: v0_1::Instance,
-    ticks: u64,
+    timeout: Duration,
 }
 
 impl PolicyInstance {
@@ -280,7 +280,7 @@ impl PolicyInstance {
         request: &CheckRequest,
         now: Timestamp,
     ) -> Result<Decision, PolicyFault> {
-        arm(&mut self.store, self.ticks);
+        arm(&mut self.store, self.timeout);
         self.instance
             .validate(&mut self.store, key, identity, request, now)
             .await
@@ -289,8 +289,9 @@ impl PolicyInstance {
     }
 }
 
-/// Gives the next call in `store` `ticks` epoch ticks before it traps.
-fn arm(store: &mut Store<Sandbox>, ticks: u64) {
-    store.data_mut().ticks_left = ticks;
+/// Gives the next call in `store` until `timeout` from now; it yields at
+/// every epoch tick until then, and traps at the first tick after.
+fn arm(store: &mut Store<Sandbox>, timeout: Duration) {
+    store.data_mut().call_deadline = Instant::now() + timeout;
     store.set_epoch_deadline(1);
 }

@@ -3,7 +3,7 @@
 //! zero, waits that return at once: see no_wait.rs) and a budget of memory
 //! and table elements for the whole instance (budget.rs).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
@@ -37,9 +37,8 @@ pub struct Sandbox {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(super) budget: InstanceBudget,
-    /// The epoch ticks the call under way may still take (see
-    /// `Policy::instantiate`).
-    pub(super) ticks_left: u64,
+    /// When the call under way runs out of time (see `Policy::instantiate`).
+    pub(super) call_deadline: Instant,
 }
 
 /// A clock that always reads zero: the time comes in the request instead.
@@ -77,7 +76,7 @@ impl Sandbox {
             wasi,
             table: ResourceTable::new(),
             budget: InstanceBudget::new(limits.memory_bytes, TABLE_ELEMENTS),
-            ticks_left: 0,
+            call_deadline: Instant::now(),
         }
     }
 }

@@ -57,9 +57,8 @@ impl CompactRegistry {
                 .and_then(|()| durable::replace(&path, &bytes));
             match written {
                 Ok(()) => {
-                    if let Ok(written) = FileStamp::of(&path) {
-                        note_checked(&path, &written);
-                    }
+                    // Checked whole as it is opened: the file at `path` may
+                    // by now be another writer's.
                     if let Some(index) = CompactRegistry::open(&path, &stamp) {
                         return Ok(Ok(index));
                     }
@@ -81,7 +80,6 @@ impl CompactRegistry {
     /// stamp) is checked whole, against its checksum, the first time it is
     /// opened, and the stamp of the version checked is kept beside it.
     fn open(path: &Path, stamp: &FileStamp) -> Option<CompactRegistry> {
-        let own = FileStamp::of(path).ok()?;
         let file = match File::open(path) {
             Ok(file) => file,
             Err(e) if e.kind() == ErrorKind::NotFound => return None,
@@ -90,6 +88,8 @@ impl CompactRegistry {
                 return None;
             }
         };
+        // The stamp of the very file opened, whatever the path names now.
+        let own = FileStamp::of_meta(&file.metadata().ok()?);
         let snapshot = Snapshot::open(file).ok()?;
         if snapshot.header().source != source_of(stamp) {
             return None;
@@ -245,6 +245,26 @@ mod tests {
             .filter(|s| second.find(&key_format::hash(s)).unwrap().is_none())
             .count();
         assert_eq!(gone, 1);
+    }
+
+    #[test]
+    fn bytes_handed_on_are_checked_even_when_the_cache_noted_them_sound() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let (file, _) = registry_file(dir.path(), 5);
+        let sound = snapshot_bytes(&file, Some(&cache)).unwrap();
+        // Damage that the note of the last whole check does not show: the
+        // note is made to name the damaged version.
+        let path = index_path(&cache, file.path());
+        let mut bytes = std::fs::read(&path).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        note_checked(&path, &FileStamp::of(&path).unwrap());
+        assert!(CompactRegistry::open(&path, &FileStamp::of(file.path()).unwrap()).is_some());
+        let handed_on = snapshot_bytes(&file, Some(&cache)).unwrap();
+        snapshot::verify_bytes(&handed_on).unwrap();
+        assert_eq!(handed_on, sound, "made again, the same as before");
     }
 
     #[test]

@@ -141,6 +141,9 @@ const EVENT_INTERVAL: u32 = 4;
 
 /// Runs the server until SIGTERM or Ctrl-C.
 pub fn run(options: ServeOptions) -> Result<()> {
+    // Serve logs as it goes: a registry read or snapshot made on a reload
+    // says so in the log, with no bar drawn over it.
+    crate::progress::without_bars();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         // A policy call that runs long yields at every epoch tick (1 ms);
