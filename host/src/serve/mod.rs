@@ -29,6 +29,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use serde_json::json;
 use tokio::signal::unix::{Signal, SignalKind, signal};
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
 pub use auth::AuthSettings;
@@ -273,6 +274,12 @@ fn router(state: AppState, options: &ServeOptions) -> Router {
             options.max_header_bytes,
             header_limit,
         ))
+        // A bug that panics answers 500 (a check: denied by the proxy in
+        // front) instead of dropping the connection; the server goes on.
+        .layer(CatchPanicLayer::custom(|_| {
+            tracing::error!("a request's handler panicked; it was answered 500");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }))
         .layer(middleware::from_fn(errors::json_errors))
         .with_state(state)
 }
