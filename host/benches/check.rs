@@ -52,8 +52,10 @@ fn request() -> CheckRequest {
     request
 }
 
+/// The default policy on the engine `keyhost serve` runs, which makes
+/// instance after instance from a pool.
 fn policy() -> Policy {
-    let engine = PolicyEngine::new(CompiledCache::disabled(), SandboxLimits::default())
+    let engine = PolicyEngine::serving(CompiledCache::disabled(), SandboxLimits::default())
         .expect("the policy engine starts");
     engine.load_default().expect("the default policy loads")
 }

@@ -8,9 +8,9 @@ use wasmtime::{ResourceLimiter, Result, bail};
 /// The most core and component instances, tables and memories a policy
 /// instance may create. A Rust policy needs a handful; a CPython one,
 /// linked from many modules, a few dozen instances.
-const MAX_INSTANCES: usize = 64;
-const MAX_TABLES: usize = 64;
-const MAX_MEMORIES: usize = 16;
+pub(super) const MAX_INSTANCES: usize = 64;
+pub(super) const MAX_TABLES: usize = 64;
+pub(super) const MAX_MEMORIES: usize = 16;
 
 /// The bytes of linear memory and the table elements left to a store.
 pub struct InstanceBudget {

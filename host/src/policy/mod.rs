@@ -34,7 +34,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, Store, Trap, UpdateDeadline, WasmBacktrace};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
+    UpdateDeadline, WasmBacktrace,
+};
 
 pub use cache::CompiledCache;
 pub use contract::Summary;
@@ -68,13 +71,47 @@ pub struct PolicyEngine {
 }
 
 impl PolicyEngine {
-    /// An engine whose stores get `limits`, caching compiled policies in `cache`.
+    /// An engine whose stores get `limits`, caching compiled policies in
+    /// `cache`, for a process that checks once: each instance's memory and
+    /// stack are mapped when it is made.
     pub fn new(cache: CompiledCache, limits: SandboxLimits) -> Result<PolicyEngine> {
+        PolicyEngine::with(cache, limits, None)
+    }
+
+    /// [`PolicyEngine::new`] for a process that makes instance after
+    /// instance (`serve`: one per key in turn): memories, tables and stacks
+    /// come from wasmtime's pooling allocator, which keeps their mappings
+    /// and resets them copy-on-write, instead of mapping and unmapping them
+    /// each time.
+    ///
+    /// The pool reserves its address space up front (about 2 TiB, none of
+    /// it resident); where that is refused (a `ulimit -v`), the engine maps
+    /// instances one by one instead, and says so in the log.
+    pub fn serving(cache: CompiledCache, limits: SandboxLimits) -> Result<PolicyEngine> {
+        match PolicyEngine::with(cache.clone(), limits, Some(pooled(&limits))) {
+            Ok(engine) => Ok(engine),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot reserve the policy instance pool, so each instance is mapped when it is made: {e:#}"
+                );
+                PolicyEngine::new(cache, limits)
+            }
+        }
+    }
+
+    fn with(
+        cache: CompiledCache,
+        limits: SandboxLimits,
+        pool: Option<PoolingAllocationConfig>,
+    ) -> Result<PolicyEngine> {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         // Deep recursion traps instead of exhausting the host's stack.
         config.max_wasm_stack(512 << 10);
+        if let Some(pool) = pool {
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         // WASI interfaces that language runtimes import link, but the context
@@ -155,6 +192,43 @@ impl PolicyEngine {
             }),
         })
     }
+}
+
+/// Policy instances a serving engine holds at once, busy and idle, across a
+/// reload (an old pool's idle instances outlive it for a moment): twice a
+/// pool's cap, and room to spare.
+const POOLED_INSTANCES: u32 = 4 * pool::MAX_INSTANCES as u32;
+
+/// How much of a pooled memory, table or stack is reset in place.
+const KEEP_RESIDENT: usize = 2 << 20;
+
+/// The pooling allocator's bounds, made to hold any instance the sandbox
+/// lets a policy have (budget.rs): the sandbox's limiter still counts every
+/// memory, table and instance, and refuses first.
+fn pooled(limits: &SandboxLimits) -> PoolingAllocationConfig {
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(POOLED_INSTANCES)
+        // A policy has a few of each; the most one may have, at every
+        // instance at once, would reserve terabytes of address space.
+        .total_core_instances(POOLED_INSTANCES * 16)
+        .total_memories(POOLED_INSTANCES * 4)
+        .total_tables(POOLED_INSTANCES * 4)
+        .total_stacks(POOLED_INSTANCES)
+        .max_core_instances_per_component(budget::MAX_INSTANCES as u32)
+        .max_memories_per_component(budget::MAX_MEMORIES as u32)
+        .max_tables_per_component(budget::MAX_TABLES as u32)
+        .max_memories_per_module(budget::MAX_MEMORIES as u32)
+        .max_tables_per_module(budget::MAX_TABLES as u32)
+        .table_elements(sandbox::TABLE_ELEMENTS)
+        .max_memory_size(limits.memory_bytes)
+        // A slot is reset between instances, never handed on as it was
+        // left: its first pages by rewriting them (a policy's memory is
+        // about a megabyte), which is cheaper than unmapping them and
+        // taking the page faults again.
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(KEEP_RESIDENT)
+        .async_stack_keep_resident(KEEP_RESIDENT);
+    pool
 }
 
 /// Advances the epoch on a background thread for as long as the engine lives.

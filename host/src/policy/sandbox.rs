@@ -30,7 +30,7 @@ impl Default for SandboxLimits {
 }
 
 /// Table elements (function references) an instance may have in all.
-const TABLE_ELEMENTS: usize = 100_000;
+pub(super) const TABLE_ELEMENTS: usize = 100_000;
 
 /// The per-store state of a policy instance.
 pub struct Sandbox {

@@ -154,7 +154,7 @@ pub fn run(options: ServeOptions) -> Result<()> {
         .thread_name("keyhost-serve")
         .build()
         .context("cannot start the async runtime")?;
-    let engine = PolicyEngine::new(CompiledCache::from_env(), SandboxLimits::default())?;
+    let engine = PolicyEngine::serving(CompiledCache::from_env(), SandboxLimits::default())?;
     let counters = match &options.state {
         Some(url) => Counters::Redis(Box::new(RedisCounters::connect(
             url,
