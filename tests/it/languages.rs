@@ -141,6 +141,58 @@ fn allows_and_denies_in_check(component: &Path) {
     assert_eq!(scope["code"], "insufficient_scope", "{scope}");
 }
 
+/// The same allow and denies through `keyhost serve --policy`, whose
+/// engine makes its instances from a pool with bounds of its own.
+fn allows_and_denies_in_serve(component: &Path) {
+    let s = Sandbox::new().with_people();
+    let (_, user_key) = s.create(&["--as", "user:alice", "--name", "u"]);
+    let (_, bound_key) = s.create(&[
+        "--as",
+        "user:alice",
+        "--name",
+        "b",
+        "--kind",
+        "service-specific",
+        "--service",
+        "billing",
+    ]);
+    let server = s.serve(&["--policy", arg(component)]);
+    let ask = |key: &str, service: &str, scope: &str| -> (u16, Value) {
+        let mut response = crate::support::http()
+            .get(&server.url("/auth"))
+            .header("x-api-key", key)
+            .header("x-keyhost-service", service)
+            .header("x-keyhost-scope", scope)
+            .call()
+            .unwrap();
+        let text = response.body_mut().read_to_string().unwrap();
+        (
+            response.status().as_u16(),
+            serde_json::from_str(&text).unwrap_or_default(),
+        )
+    };
+    // Several rounds: each key in turn gets a fresh instance from the pool.
+    for _ in 0..3 {
+        assert_eq!(ask(&user_key, "billing", "read").0, 200, "{}", server.log());
+        let (status, body) = ask(&bound_key, "queue", "read");
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (403, Some("wrong_service"))
+        );
+        let (status, body) = ask(&user_key, "billing", "admin");
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (403, Some("insufficient_scope"))
+        );
+    }
+}
+
+#[test]
+fn the_python_and_javascript_policies_allow_and_deny_in_keyhost_serve() {
+    allows_and_denies_in_serve(python_policy());
+    allows_and_denies_in_serve(js_policy());
+}
+
 #[test]
 fn the_python_policy_passes_every_default_vector() {
     passes_every_default_vector_in_keyhost(python_policy());

@@ -35,8 +35,8 @@ use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
-    UpdateDeadline, WasmBacktrace,
+    Config, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError, PoolingAllocationConfig,
+    Store, Trap, UpdateDeadline, WasmBacktrace,
 };
 
 pub use cache::CompiledCache;
@@ -111,6 +111,9 @@ impl PolicyEngine {
         config.max_wasm_stack(512 << 10);
         if let Some(pool) = pool {
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+            // A pooled stack goes from one store to the next: it is zeroed
+            // between them, as a freshly mapped one would be.
+            config.async_stack_zeroing(true);
         }
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
@@ -199,20 +202,32 @@ impl PolicyEngine {
 /// pool's cap, and room to spare.
 const POOLED_INSTANCES: u32 = 4 * pool::MAX_INSTANCES as u32;
 
-/// How much of a pooled memory, table or stack is reset in place.
+/// How much of a pooled memory or table is reset in place between
+/// instances (the rest is released and mapped afresh): a policy's memory
+/// is about a megabyte, and rewriting it is cheaper than taking its page
+/// faults again.
 const KEEP_RESIDENT: usize = 2 << 20;
+/// The same for a pooled stack, which a call touches only the top of.
+const STACK_KEEP_RESIDENT: usize = 128 << 10;
+/// Slots kept mapped for instances that are gone: bounds the memory a
+/// burst leaves resident once its instances are dropped.
+const WARM_SLOTS: u32 = 8;
 
-/// The pooling allocator's bounds, made to hold any instance the sandbox
-/// lets a policy have (budget.rs): the sandbox's limiter still counts every
-/// memory, table and instance, and refuses first.
+/// The pooling allocator's bounds. Per instance they are the sandbox's own
+/// (budget.rs), so a policy the sandbox takes, the pool takes. In all they
+/// hold [`POOLED_INSTANCES`] instances of a usual policy, and twice a pool's
+/// cap (a reload's overlap) at the sandbox's most memories each, with as
+/// many tables; past them, an instance cannot be made and its check fails
+/// closed. (At the most tables each, the tables alone would reserve
+/// gigabytes.)
 fn pooled(limits: &SandboxLimits) -> PoolingAllocationConfig {
+    let at_most = 2 * pool::MAX_INSTANCES as u32 + 1;
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(POOLED_INSTANCES)
-        // A policy has a few of each; the most one may have, at every
-        // instance at once, would reserve terabytes of address space.
-        .total_core_instances(POOLED_INSTANCES * 16)
-        .total_memories(POOLED_INSTANCES * 4)
-        .total_tables(POOLED_INSTANCES * 4)
+        // A counter only: it reserves nothing.
+        .total_core_instances(POOLED_INSTANCES * budget::MAX_INSTANCES as u32)
+        .total_memories(at_most * budget::MAX_MEMORIES as u32)
+        .total_tables(at_most * budget::MAX_MEMORIES as u32)
         .total_stacks(POOLED_INSTANCES)
         .max_core_instances_per_component(budget::MAX_INSTANCES as u32)
         .max_memories_per_component(budget::MAX_MEMORIES as u32)
@@ -221,13 +236,15 @@ fn pooled(limits: &SandboxLimits) -> PoolingAllocationConfig {
         .max_tables_per_module(budget::MAX_TABLES as u32)
         .table_elements(sandbox::TABLE_ELEMENTS)
         .max_memory_size(limits.memory_bytes)
-        // A slot is reset between instances, never handed on as it was
-        // left: its first pages by rewriting them (a policy's memory is
-        // about a megabyte), which is cheaper than unmapping them and
-        // taking the page faults again.
+        // Room for components with many more functions than ours (today's
+        // Python and JavaScript policies fit the defaults' 1 MiB of
+        // instance metadata): these bound validation and reserve nothing.
+        .max_component_instance_size(16 << 20)
+        .max_core_instance_size(8 << 20)
         .linear_memory_keep_resident(KEEP_RESIDENT)
         .table_keep_resident(KEEP_RESIDENT)
-        .async_stack_keep_resident(KEEP_RESIDENT);
+        .async_stack_keep_resident(STACK_KEEP_RESIDENT)
+        .max_unused_warm_slots(WARM_SLOTS);
     pool
 }
 
@@ -313,6 +330,12 @@ impl Policy {
     }
 
     fn fault(&self, error: wasmtime::Error, during: &str) -> PolicyFault {
+        if error.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
+            return PolicyFault::Busy {
+                label: self.inner.label.clone(),
+                max: POOLED_INSTANCES as usize,
+            };
+        }
         let reason = match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => format!("{during} ran out of time"),
             Some(Trap::StackOverflow) => format!("{during} overflowed its stack"),
