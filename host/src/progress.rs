@@ -41,8 +41,7 @@ impl Progress {
     /// Work on `total` keys, described by `what` ("making the registry
     /// snapshot"); reports nothing when `total` is not more than [`LARGE`].
     pub fn keys(what: &'static str, total: usize) -> Progress {
-        let reports = total > LARGE;
-        let bar = if reports {
+        let shown = (total > LARGE).then(|| {
             tracing::info!(keys = total, "{what}");
             let bar = bar(ProgressBar::new(total as u64));
             bar.set_style(
@@ -54,15 +53,8 @@ impl Progress {
             );
             bar.set_message(what);
             bar
-        } else {
-            ProgressBar::hidden()
-        };
-        Progress {
-            what,
-            bar,
-            reports,
-            started: Instant::now(),
-        }
+        });
+        Progress::start(what, shown)
     }
 
     /// A spinner for work whose end cannot be counted (reading a file of
@@ -70,20 +62,22 @@ impl Progress {
     /// [`LARGE`] keys usually is.
     pub fn reading(what: &'static str, bytes: u64) -> Progress {
         // About 400 bytes of TOML a key.
-        let reports = bytes > (LARGE as u64) * 400;
-        let bar = if reports {
+        let shown = (bytes > (LARGE as u64) * 400).then(|| {
             tracing::info!(bytes, "{what}");
             let bar = bar(ProgressBar::new_spinner());
             bar.set_message(format!("{what} ({} MB)", bytes >> 20));
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
-        } else {
-            ProgressBar::hidden()
-        };
+        });
+        Progress::start(what, shown)
+    }
+
+    /// Work that reports with `shown`, or silently without it.
+    fn start(what: &'static str, shown: Option<ProgressBar>) -> Progress {
         Progress {
             what,
-            bar,
-            reports,
+            reports: shown.is_some(),
+            bar: shown.unwrap_or_else(ProgressBar::hidden),
             started: Instant::now(),
         }
     }

@@ -109,8 +109,8 @@ fn passes_every_default_vector_in_keyhost(component: &Path) {
     assert!(total >= 50, "{total} cases");
 }
 
-/// A real allow and a real deny through `keyhost check --policy`.
-fn allows_and_denies_in_check(component: &Path) {
+/// A sandbox where alice has a user key and a key bound to `billing`.
+fn alices_keys() -> (Sandbox, String, String) {
     let s = Sandbox::new().with_people();
     let (_, user_key) = s.create(&["--as", "user:alice", "--name", "u"]);
     let (_, bound_key) = s.create(&[
@@ -123,6 +123,12 @@ fn allows_and_denies_in_check(component: &Path) {
         "--service",
         "billing",
     ]);
+    (s, user_key, bound_key)
+}
+
+/// A real allow and a real deny through `keyhost check --policy`.
+fn allows_and_denies_in_check(component: &Path) {
+    let (s, user_key, bound_key) = alices_keys();
     let decide = |key: &str, args: &[&str]| -> Value {
         let mut full = vec!["check", "--json", "--policy", arg(component)];
         full.extend_from_slice(args);
@@ -144,18 +150,7 @@ fn allows_and_denies_in_check(component: &Path) {
 /// The same allow and denies through `keyhost serve --policy`, whose
 /// engine makes its instances from a pool with bounds of its own.
 fn allows_and_denies_in_serve(component: &Path) {
-    let s = Sandbox::new().with_people();
-    let (_, user_key) = s.create(&["--as", "user:alice", "--name", "u"]);
-    let (_, bound_key) = s.create(&[
-        "--as",
-        "user:alice",
-        "--name",
-        "b",
-        "--kind",
-        "service-specific",
-        "--service",
-        "billing",
-    ]);
+    let (s, user_key, bound_key) = alices_keys();
     let server = s.serve(&["--policy", arg(component)]);
     let ask = |key: &str, service: &str, scope: &str| -> (u16, Value) {
         let mut response = crate::support::http()

@@ -91,38 +91,32 @@ impl PolicyPool {
         config: Vec<(String, String)>,
         gauges: InstanceGauges,
     ) -> PolicyPool {
-        match PolicyPool::new(policy.clone(), config.clone(), gauges.clone()) {
-            Ok(pool) => pool,
-            // An instance that could not be made now (the engine's
-            // instance pool full for a moment) is not the policy refusing
-            // its settings: each check makes its own instance, and fails
-            // closed if it still cannot.
-            Err(fault @ PolicyFault::Busy { .. }) => {
-                tracing::error!(
-                    "the policy could not start with the registry's [policy.config]; each check tries again: {fault}"
-                );
-                PolicyPool {
-                    policy,
-                    config,
-                    refusal: None,
-                    slots: Mutex::new(Slots::default()),
-                    freed: Notify::new(),
-                    gauges,
-                }
-            }
-            Err(fault) => {
-                tracing::error!(
-                    "the policy does not take the registry's [policy.config]; checks fail closed until it does: {fault}"
-                );
-                PolicyPool {
-                    policy,
-                    config,
-                    refusal: Some(fault),
-                    slots: Mutex::new(Slots::default()),
-                    freed: Notify::new(),
-                    gauges,
-                }
-            }
+        let fault = match PolicyPool::new(policy.clone(), config.clone(), gauges.clone()) {
+            Ok(pool) => return pool,
+            Err(fault) => fault,
+        };
+        // An instance that could not be made now (the engine's instance
+        // pool full for a moment) is not the policy refusing its settings:
+        // each check makes its own instance, and fails closed if it still
+        // cannot.
+        let refusal = if matches!(fault, PolicyFault::Busy { .. }) {
+            tracing::error!(
+                "the policy could not start with the registry's [policy.config]; each check tries again: {fault}"
+            );
+            None
+        } else {
+            tracing::error!(
+                "the policy does not take the registry's [policy.config]; checks fail closed until it does: {fault}"
+            );
+            Some(fault)
+        };
+        PolicyPool {
+            policy,
+            config,
+            refusal,
+            slots: Mutex::new(Slots::default()),
+            freed: Notify::new(),
+            gauges,
         }
     }
 
