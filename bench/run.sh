@@ -34,7 +34,7 @@ fi
 nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
 
 say "building keyhost and the registry generator (release)"
-cargo build --release --bin keyhost --example synthetic_registry
+cargo build --release --bin keyhost --example synthetic_registry --example gate_floor
 kh="$root/target/release/keyhost"
 
 # Replicas: one serve with --state redis://… against the same serve without
@@ -115,6 +115,14 @@ NGINX
 # reuse and at one instance per request; a 100k-key snapshot against a
 # 1k-key one; and the build itself at 100k keys. Every request goes through
 # every rule (service, scope, the client address from X-Forwarded-For).
+#
+# The floors (bench/floor, composed by the gate_floor example the way
+# `keyhost gate build --app` composes): `pass` hands the host's request
+# untouched to the app, the least any component in front of an app costs;
+# `headers` hands it on through the gate's virtual HTTP types with the key
+# out and three identity headers in, as the gate does on an allow, and
+# checks nothing. Six interleaved rounds of 4 s; a ratio is the median of
+# the rounds' ratios.
 gate_rows() {
   local gw="$work/gate" base=18470 pids=()
   local wasmtime="$root/target/foreign/venv/bin/wasmtime"
@@ -127,6 +135,13 @@ gate_rows() {
   hyperfine -N --warmup 1 --runs 5 --export-json "$work/gate-build-100k.json" \
     "$kh --registry $work/100000.toml gate build -o $gw/gate-100k.wasm ${gate_args[*]}" >&2
   "$kh" --registry "$work/1000.toml" gate build -o "$gw/gate-1k.wasm" "${gate_args[@]}" >&2
+  local floor="$root/target/floor" face
+  for face in pass headers; do
+    CARGO_PROFILE_RELEASE_LTO=true CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 cargo build -q --release \
+      --target wasm32-wasip2 -p keyhost-bench-floor --features "${face/headers/gate}" --target-dir "$floor/gate-$face"
+    "$root/target/release/examples/gate_floor" -o "$gw/floor-$face.wasm" --app "$app" \
+      --middleware "$floor/gate-$face/wasm32-wasip2/release/keyhost_bench_floor.wasm"
+  done
   local secret_1k secret_100k
   secret_1k="$(head -n 1 "$work/1000.secrets")"
   secret_100k="$(head -n 1 "$work/100000.secrets")"
@@ -146,6 +161,10 @@ gate_rows() {
   serve_wasm $((base + 4)) "$gw/gate-100k.wasm"
   # What copy-on-write data buys: the same, with memories copied instead.
   serve_wasm $((base + 5)) "$gw/gate-100k.wasm" -O memory-init-cow=n
+  serve_wasm $((base + 6)) "$gw/floor-pass.wasm" -S cli --max-instance-reuse-count 128
+  serve_wasm $((base + 7)) "$gw/floor-headers.wasm" -S cli --max-instance-reuse-count 128
+  serve_wasm $((base + 8)) "$gw/floor-pass.wasm" -S cli
+  serve_wasm $((base + 9)) "$gw/floor-headers.wasm" -S cli
   # The gate really checks: the key passes, a wrong one is refused.
   local got
   for expected in "200 $secret_1k $((base + 1))" "200 $secret_100k $((base + 4))" "401 kh_usr_wrong $((base + 3))"; do
@@ -155,13 +174,15 @@ gate_rows() {
   done
   local round side out
   rm -f "$work"/wrk-gate-*.txt
-  for round in 1 2 3; do
-    say "gate wrk round $round of 3"
+  for round in 1 2 3 4 5 6; do
+    say "gate wrk round $round of 6"
     for side in "app-reuse:$base:$secret_1k" "gate-reuse:$((base + 1)):$secret_1k" \
+      "floor-pass-reuse:$((base + 6)):$secret_1k" "floor-headers-reuse:$((base + 7)):$secret_1k" \
       "app-fresh:$((base + 2)):$secret_1k" "gate-fresh:$((base + 3)):$secret_1k" \
+      "floor-pass-fresh:$((base + 8)):$secret_1k" "floor-headers-fresh:$((base + 9)):$secret_1k" \
       "gate-fresh-100k:$((base + 4)):$secret_100k" "gate-fresh-100k-copied:$((base + 5)):$secret_100k"; do
       IFS=: read -r name port key <<<"$side"
-      out="$(wrk -t2 -c16 -d8s -H "X-API-Key: $key" -H 'X-Forwarded-For: 10.1.2.3' "http://127.0.0.1:$port/")"
+      out="$(wrk -t2 -c16 -d4s -H "X-API-Key: $key" -H 'X-Forwarded-For: 10.1.2.3' "http://127.0.0.1:$port/")"
       if grep -q "Non-2xx" <<<"$out"; then say "$name: some responses were not 2xx"; echo "$out" >&2; exit 1; fi
       awk '/Requests\/sec/ {print $2}' <<<"$out" >>"$work/wrk-gate-$name.txt"
     done

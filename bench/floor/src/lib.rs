@@ -1,5 +1,5 @@
-//! What a filter costs a proxy before it checks anything: the floor under
-//! the filters' speed rows in `bench/run.sh filters`.
+//! What an embedding costs its host before it checks anything: the floor
+//! under the speed rows of `bench/run.sh filters` and `bench/run.sh gate`.
 //!
 //! Built with the feature of one ABI, it is a filter that passes every
 //! request. Its configuration says how much of a check's traffic with the
@@ -10,9 +10,16 @@
 //!   the request's headers (Envoy gives them all in one call; Traefik
 //!   gives the names in one, then a call per value, made here for the key
 //!   header only), remove the key header and set three identity headers.
+//!
+//! Built with the feature `gate` (for wasm32-wasip2), it is a middleware
+//! gate that checks nothing: it hands every request on to the app behind
+//! it, as keyhost's middleware gate hands on an allowed one (the key
+//! header out, three identity headers in, through the same virtual HTTP
+//! types). No configuration: that is the least any gate that adds headers
+//! does.
 
 /// The headers the `"headers"` floor sets, as keyhost's filters do.
-#[cfg(any(feature = "proxy-wasm", feature = "http-wasm"))]
+#[cfg(any(feature = "proxy-wasm", feature = "http-wasm", feature = "gate"))]
 const IDENTITY: [(&str, &str); 3] = [
     (
         "x-keyhost-key-id",
@@ -124,4 +131,82 @@ mod http {
         let headers = super::says_headers(admin::config().as_ref());
         register(Pass { headers });
     }
+}
+
+#[cfg(feature = "gate")]
+mod gate {
+    use exports::wasi::http::incoming_handler::Guest;
+    use keyhost::app_http::incoming_handler;
+    use keyhost::gate::hand_on::hand_on;
+    use wasi::http::types::{Fields, IncomingRequest, ResponseOutparam};
+
+    wit_bindgen::generate!({
+        path: "../../gate/wit",
+        world: "middleware",
+        generate_all,
+    });
+
+    struct Pass;
+
+    impl Guest for Pass {
+        fn handle(request: IncomingRequest, out: ResponseOutparam) {
+            let mut headers: Vec<(String, Vec<u8>)> = request
+                .headers()
+                .entries()
+                .into_iter()
+                .filter(|(name, _)| {
+                    let name = name.to_ascii_lowercase();
+                    name != "x-api-key" && !name.starts_with("x-keyhost-")
+                })
+                .collect();
+            for (name, value) in super::IDENTITY {
+                headers.push((name.to_string(), value.as_bytes().to_vec()));
+            }
+            let headers = Fields::from_list(&headers).expect("headers a request already had");
+            let (request, out) = hand_on(request, headers, out);
+            incoming_handler::handle(request, out);
+        }
+    }
+
+    export!(Pass);
+}
+
+/// With the feature `pass`: a component that hands the host's request
+/// itself, untouched, to the app's handler (no virtual types): what
+/// composing anything in front of an app costs.
+#[cfg(feature = "pass")]
+mod pass {
+    wit_bindgen::generate!({
+        path: [
+            "../../gate/wit/deps/io.wit",
+            "../../gate/wit/deps/clocks.wit",
+            "../../gate/wit/deps/random.wit",
+            "../../gate/wit/deps/filesystem.wit",
+            "../../gate/wit/deps/sockets.wit",
+            "../../gate/wit/deps/cli.wit",
+            "../../gate/wit/deps/http.wit",
+        ],
+        inline: "
+            package keyhost:floor;
+            world pass {
+                import wasi:http/incoming-handler@0.2.12;
+                export wasi:http/incoming-handler@0.2.12;
+            }
+        ",
+        world: "keyhost:floor/pass",
+        generate_all,
+    });
+
+    struct Pass;
+
+    impl exports::wasi::http::incoming_handler::Guest for Pass {
+        fn handle(
+            request: wasi::http::types::IncomingRequest,
+            out: wasi::http::types::ResponseOutparam,
+        ) {
+            wasi::http::incoming_handler::handle(request, out);
+        }
+    }
+
+    export!(Pass);
 }

@@ -111,7 +111,12 @@ pub fn compose(support: &[u8], policy: &[u8], behind: Behind<'_>) -> Result<Vec<
             })?;
     }
     if let Behind::App(app) = behind {
-        put_app_behind(&mut graph, support, support_instance, gate_instance, app)?;
+        put_app_behind(
+            &mut graph,
+            Some((support, support_instance)),
+            gate_instance,
+            app,
+        )?;
     }
     let handler = graph.alias_instance_export(gate_instance, HANDLER)?;
     graph.export(handler, HANDLER)?;
@@ -129,6 +134,47 @@ pub fn compose(support: &[u8], policy: &[u8], behind: Behind<'_>) -> Result<Vec<
         );
     }
     Ok(composed)
+}
+
+/// `middleware`, a component that checks nothing, in front of `app`, with
+/// no support component, policy or snapshot: the floor of the gate's speed
+/// rows (`bench/run.sh gate`). A middleware of the gate's `middleware`
+/// world reaches the app through the same virtual HTTP types (what any gate
+/// that adds headers costs its host); one that imports
+/// `wasi:http/incoming-handler` itself is handed the app's handler
+/// directly (what composing anything in front of an app costs). What they
+/// leave unsatisfied (Rust std's `wasi:cli`) is the host's to give
+/// (`wasmtime serve -S cli`).
+pub fn compose_floor(middleware: &[u8], app: &[u8]) -> Result<Vec<u8>> {
+    let mut graph = CompositionGraph::new();
+    let package = register(&mut graph, "keyhost:gate", middleware)
+        .context("the middleware is not a WebAssembly component")?;
+    let gate = graph.instantiate(package);
+    let direct = graph.types()[graph[package].ty()]
+        .imports
+        .keys()
+        .find(|name| is_version_of(name, APP_EXPORT))
+        .cloned();
+    match direct {
+        None => put_app_behind(&mut graph, None, gate, app)?,
+        Some(import) => {
+            let app = register(&mut graph, "keyhost:app", app)?;
+            let export = graph.types()[graph[app].ty()]
+                .exports
+                .keys()
+                .find(|name| is_version_of(name, APP_EXPORT))
+                .cloned()
+                .context("the app does not export wasi:http/incoming-handler@0.2")?;
+            let app = graph.instantiate(app);
+            let handler = graph.alias_instance_export(app, &export)?;
+            graph.set_instantiation_argument(gate, &import, handler)?;
+        }
+    }
+    let handler = graph.alias_instance_export(gate, HANDLER)?;
+    graph.export(handler, HANDLER)?;
+    graph
+        .encode(EncodeOptions::default())
+        .context("encoding the composed floor")
 }
 
 /// The policy's contract: the functions the gate imports, and the version
@@ -165,10 +211,11 @@ fn check_contract(graph: &CompositionGraph, policy: PackageId) -> Result<()> {
 
 /// The virtual HTTP types between the gate and `app`: the gate hands
 /// requests on through them, and the app takes its HTTP types from them.
+/// What the support component (when there is one) exports is plugged into
+/// both.
 fn put_app_behind(
     graph: &mut CompositionGraph,
-    support: PackageId,
-    support_instance: NodeId,
+    support: Option<(PackageId, NodeId)>,
     gate: NodeId,
     app: &[u8],
 ) -> Result<()> {
@@ -200,9 +247,12 @@ fn put_app_behind(
 
     let virt_package = register(graph, "keyhost:virt", VIRT)?;
     let virt = graph.instantiate(virt_package);
-    plug(graph, support, support_instance, virt)?;
     let app = graph.instantiate(app_package);
-    plug(graph, support, support_instance, app)?;
+    if let Some((support, support_instance)) = support {
+        for instance in [virt, app] {
+            plug(graph, support, support_instance, instance)?;
+        }
+    }
     for import in &app_http_imports {
         let Some((_, export)) = APP_IMPORTS
             .into_iter()

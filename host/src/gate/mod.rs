@@ -20,7 +20,7 @@ use wasm_encoder::{ComponentSection, CustomSection, Encode};
 
 use keyhost_core::snapshot::Snapshot;
 
-pub use compose::{Behind, HANDLER};
+pub use compose::{Behind, HANDLER, compose_floor};
 
 /// The custom section that says what a built gate is.
 pub const LABEL_SECTION: &str = "keyhost-gate";
