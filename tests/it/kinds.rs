@@ -430,11 +430,18 @@ fn the_compiled_policy_cache_is_used_and_a_corrupt_entry_is_recompiled() {
     let first = s.run_with(&["check"], &key, &debug);
     assert_eq!(first.code, 0, "{}", first.stderr);
     assert!(first.stderr.contains("stored in cache"), "{}", first.stderr);
-    let entries: Vec<_> = std::fs::read_dir(s.cache_dir().join("policies"))
+    // The artifact, and its digest beside it.
+    let mut entries: Vec<_> = std::fs::read_dir(s.cache_dir().join("policies"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    assert_eq!(entries.len(), 1, "{entries:?}");
+    entries.sort();
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert!(entries[0].to_string_lossy().ends_with(".cwasm"));
+    assert_eq!(
+        entries[1].as_os_str().to_string_lossy(),
+        format!("{}.sha256", entries[0].display())
+    );
 
     let second = s.run_with(&["check"], &key, &debug);
     assert_eq!(second.code, 0);
@@ -466,6 +473,18 @@ fn the_compiled_policy_cache_is_used_and_a_corrupt_entry_is_recompiled() {
         "{}",
         fourth.stderr
     );
+
+    // An artifact whose digest is gone is compiled again, not trusted.
+    std::fs::remove_file(&entries[1]).unwrap();
+    let fifth = s.run_with(&["check"], &key, &debug);
+    assert_eq!(fifth.code, 0, "{}", fifth.stderr);
+    assert!(
+        !fifth.stderr.contains("loaded from cache"),
+        "{}",
+        fifth.stderr
+    );
+    assert!(fifth.stderr.contains("stored in cache"), "{}", fifth.stderr);
+    assert!(entries[1].exists());
 }
 
 /// The commands a `--help` page lists under "Commands:", but `help`.
