@@ -8,6 +8,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+use crate::side_files::FileStamp;
+
 /// The folder holding `path` ("." for a bare file name).
 pub fn folder_of(path: &Path) -> &Path {
     match path.parent() {
@@ -93,11 +95,23 @@ pub fn lock(path: &Path) -> Result<File> {
 
 /// Replaces `path` with `bytes`, atomically and durably.
 pub fn replace(path: &Path, bytes: &[u8]) -> Result<()> {
-    synced_temp(path, bytes)?
+    replace_and_stamp(path, bytes).map(drop)
+}
+
+/// [`replace`], and the stamp of the very file that was renamed into
+/// place (taken from its handle after the rename, so a file put there
+/// since has another).
+pub fn replace_and_stamp(path: &Path, bytes: &[u8]) -> Result<FileStamp> {
+    let written = synced_temp(path, bytes)?
         .persist(path)
         .map_err(|e| anyhow::Error::new(e.error))
         .with_context(|| format!("cannot replace {}", path.display()))?;
-    sync_folder(path)
+    let stamp = written
+        .metadata()
+        .map(|meta| FileStamp::of_meta(&meta))
+        .with_context(|| format!("cannot read back {}", path.display()))?;
+    sync_folder(path)?;
+    Ok(stamp)
 }
 
 /// Creates `path` with `bytes`, atomically and durably; refuses to replace

@@ -1,7 +1,8 @@
 //! Issue #15: the registry's snapshot written to a file (`keyhost snapshot
 //! -o`) and inspected (`keyhost snapshot inspect`); the snapshot in the
 //! cache checked whole and made again when damaged, never trusted; hand
-//! edits of the TOML seen by `check` and by serve within a second.
+//! edits of the TOML seen by `check` and by serve within a second; a
+//! change serve writes itself in force at once, and not read again.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -214,6 +215,62 @@ fn hand_edits_of_the_registry_reach_check_and_serve_within_a_second() {
     auth_becomes(&server, &key, 403, "a key disabled by hand");
     assert_eq!(s.decide(&key, &[]), "disabled");
     assert!(since.elapsed() < Duration::from_secs(1));
+}
+
+/// How many times serve has read the registry file again successfully.
+fn registry_reloads(server: &Server) -> u64 {
+    let mut response = http().get(&server.url("/metrics")).call().unwrap();
+    let text = response.body_mut().read_to_string().unwrap();
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(r#"keyhost_reloads_total{what="registry",result="ok"} "#)
+        })
+        .map_or(0, |count| count.trim().parse().unwrap())
+}
+
+#[test]
+fn a_change_serve_writes_is_in_force_at_once_and_never_read_again() {
+    let s = Sandbox::new().with_people();
+    let (_, alice) = s.create(&["--as", "user:alice", "--name", "admin"]);
+    let server = s.serve(&[]);
+    let before = registry_reloads(&server);
+    let mut made = Vec::new();
+    for i in 0..5 {
+        let mut response = http()
+            .post(&server.url("/v1/keys"))
+            .header("authorization", &format!("Bearer {alice}"))
+            .send_json(
+                serde_json::json!({ "name": format!("ci-{i}"), "for": "service-id:billing" }),
+            )
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 201);
+        let created: serde_json::Value = response.body_mut().read_json().unwrap();
+        let secret = created["key"].as_str().unwrap().to_string();
+        let id = created["id"].as_str().unwrap().to_string();
+        // In force for the very next request: no wait for the watcher.
+        let status = http()
+            .get(&server.url("/auth"))
+            .header("x-api-key", &secret)
+            .call()
+            .unwrap()
+            .status()
+            .as_u16();
+        assert_eq!(status, 200, "write {i}");
+        made.push((id, secret));
+    }
+    // Well past the watcher's 200 ms: it found the files serve wrote in
+    // force already, and read none of them.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        registry_reloads(&server),
+        before,
+        "serve read its own writes again"
+    );
+
+    // A change made elsewhere is still read.
+    s.ok(&["disable", &made[0].0, "--as", "user:alice"]);
+    auth_becomes(&server, &made[0].1, 403, "a key disabled by the CLI");
+    assert!(registry_reloads(&server) > before);
 }
 
 /// A registry of `keys` keys of alice's, written as a person could.

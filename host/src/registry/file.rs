@@ -6,7 +6,7 @@
 //! lock: a rename is atomic, so they see the old file or the new one.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -16,12 +16,23 @@ use anyhow::{Context, Result, bail};
 use super::Registry;
 use crate::durable;
 use crate::progress::Progress;
+use crate::side_files::FileStamp;
 
 /// The 1-based line of the first line of `text` containing `needle`.
 pub fn line_of(text: &str, needle: &str) -> Option<usize> {
     text.lines()
         .position(|line| line.contains(needle))
         .map(|i| i + 1)
+}
+
+/// A change written by [`RegistryFile::commit`].
+pub struct Committed<T> {
+    /// What the change gave back.
+    pub value: T,
+    /// The registry as written, its revision bumped.
+    pub registry: Registry,
+    /// The stamp of the file written.
+    pub stamp: FileStamp,
 }
 
 /// A registry file on disk.
@@ -43,18 +54,31 @@ impl RegistryFile {
 
     /// Reads and checks the registry.
     pub fn load(&self) -> Result<Registry> {
+        self.load_stamped().map(|(registry, _)| registry)
+    }
+
+    /// Reads and checks the registry, with the stamp of the very file read
+    /// (taken from its handle: a file renamed into place meanwhile has
+    /// another).
+    pub fn load_stamped(&self) -> Result<(Registry, FileStamp)> {
         let shown = self.path.display();
-        let bytes = match fs::read(&self.path) {
-            Ok(bytes) => bytes,
+        let mut file = match File::open(&self.path) {
+            Ok(file) => file,
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 return Err(Missing(self.path.clone()).into());
             }
             Err(e) => return Err(e).with_context(|| format!("cannot read registry {shown}")),
         };
+        let meta = file
+            .metadata()
+            .with_context(|| format!("cannot read registry {shown}"))?;
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        file.read_to_end(&mut bytes)
+            .with_context(|| format!("cannot read registry {shown}"))?;
         let reading = Progress::reading("reading the registry", bytes.len() as u64);
         let parsed = Registry::parse(&bytes).with_context(|| format!("registry {shown}"));
         reading.finish();
-        parsed
+        Ok((parsed?, FileStamp::of_meta(&meta)))
     }
 
     /// Creates a new registry; refuses to replace an existing file.
@@ -80,6 +104,18 @@ impl RegistryFile {
         deadline: Option<Instant>,
         change: impl FnOnce(&mut Registry) -> Result<T>,
     ) -> Result<(T, u64)> {
+        self.commit(deadline, change)
+            .map(|committed| (committed.value, committed.registry.revision))
+    }
+
+    /// As [`update_until`](Self::update_until), giving back the registry as
+    /// written and the stamp of the file that holds it, so that a reader
+    /// in this process can take the change without reading it again.
+    pub fn commit<T>(
+        &self,
+        deadline: Option<Instant>,
+        change: impl FnOnce(&mut Registry) -> Result<T>,
+    ) -> Result<Committed<T>> {
         let _lock = self.lock(deadline)?;
         self.refuse_symlink()?;
         durable::remove_stale_temps(&self.path);
@@ -90,8 +126,12 @@ impl RegistryFile {
         if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
             return Err(TooLate.into());
         }
-        durable::replace(&self.path, text.as_bytes())?;
-        Ok((value, registry.revision))
+        let stamp = durable::replace_and_stamp(&self.path, text.as_bytes())?;
+        Ok(Committed {
+            value,
+            registry,
+            stamp,
+        })
     }
 
     /// A rename would replace the link, not the file it points to, so a

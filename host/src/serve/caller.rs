@@ -101,13 +101,13 @@ impl Caller {
         // The task runs to its end even if this request is dropped, so its
         // outcome, commit or not, is what the answer says.
         let result = tokio::task::spawn_blocking(move || {
-            let result = shared
+            let _in_flight = shared.start_write();
+            let committed = shared
                 .registry_file
-                .update_until(Some(deadline), |registry| Ok(change(registry, &user)?));
-            if result.is_ok() {
-                shared.reload_registry();
-            }
-            result
+                .commit(Some(deadline), |registry| Ok(change(registry, &user)?))?;
+            let revision = committed.registry.revision;
+            shared.take_committed(committed.registry, committed.stamp);
+            Ok::<_, anyhow::Error>((committed.value, revision))
         })
         .await
         .map_err(|e| ApiError::from(anyhow::anyhow!("the write task failed: {e}")))?;

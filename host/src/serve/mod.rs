@@ -368,12 +368,21 @@ fn spawn_watchers(shared: &Arc<Shared>, options: &ServeOptions, mut hangups: Sig
             let mut ticker = tokio::time::interval(interval);
             loop {
                 ticker.tick().await;
+                if matches!(what, Reload::Registry) && shared.writing() {
+                    // Looked at again once the write's change is in force.
+                    continue;
+                }
                 let now = FileStamp::of(&path).ok();
                 // A file that disappears is reloaded too, so that the
-                // failure is logged and reported by /healthz.
+                // failure is logged and reported by /healthz. A registry
+                // that serve wrote itself is in force already.
                 if now != seen {
+                    let written_here = matches!(what, Reload::Registry)
+                        && shared.registry_in_force_is(now.as_ref());
                     seen = now;
-                    what.run_blocking(&shared).await;
+                    if !written_here {
+                        what.run_blocking(&shared).await;
+                    }
                 }
             }
         });

@@ -5,6 +5,7 @@
 //! swap never disturbs a check in flight: it finishes on the old ones.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,8 @@ use super::metrics::Metrics;
 use crate::check::{CheckRequest, Prepared, find, find_token, prepare};
 use crate::counters::{Counters, Limited};
 use crate::policy::{Policy, PolicyEngine, PolicyPool};
-use crate::registry::{LoadedRegistry, RegistryFile};
+use crate::registry::{LoadedRegistry, Registry, RegistryFile};
+use crate::side_files::FileStamp;
 use crate::time::Timestamp;
 use crate::token::{self, SigningKeys};
 use crate::verdict::{DenyCode, Verdict};
@@ -36,6 +38,15 @@ pub struct Evaluated {
     pub checker: Arc<LoadedRegistry>,
 }
 
+/// A management write in flight, until dropped.
+pub struct WriteInFlight(Arc<Shared>);
+
+impl Drop for WriteInFlight {
+    fn drop(&mut self) {
+        self.0.writes_in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 pub struct Shared {
     pub registry_file: RegistryFile,
     registry: RwLock<Arc<LoadedRegistry>>,
@@ -50,6 +61,12 @@ pub struct Shared {
     reloading: Mutex<()>,
     /// Why the last registry reload failed, until one succeeds.
     registry_problem: Mutex<Option<String>>,
+    /// The stamp of the registry file whose contents are in force.
+    registry_stamp: Mutex<Option<FileStamp>>,
+    /// Management writes between their start and their change in force:
+    /// the file watcher waits for them, so that it does not read again a
+    /// change this process wrote.
+    writes_in_flight: AtomicUsize,
     /// The keys that sign and verify access tokens, reloaded on rotation.
     signing: RwLock<Arc<SigningKeys>>,
     /// How long an access token lives.
@@ -65,7 +82,7 @@ impl Shared {
         decisions: Option<DecisionLog>,
         token_ttl: Duration,
     ) -> Result<Shared> {
-        let registry = registry_file.load()?;
+        let (registry, stamp) = registry_file.load_stamped()?;
         let signing = SigningKeys::open_or_create(registry_file.path(), Timestamp::now())?;
         let policy = load_policy(&engine, &policy_source)?;
         let mut metrics = Metrics::new();
@@ -88,6 +105,8 @@ impl Shared {
             decisions,
             reloading: Mutex::new(()),
             registry_problem: Mutex::new(None),
+            registry_stamp: Mutex::new(Some(stamp)),
+            writes_in_flight: AtomicUsize::new(0),
             signing: RwLock::new(Arc::new(signing)),
             token_ttl,
         })
@@ -226,28 +245,19 @@ impl Shared {
     /// policy change is taken.
     pub fn reload_registry(&self) {
         let _guard = self.reloading.lock().expect("reload lock");
-        let outcome = self.registry_file.load().and_then(|registry| {
-            let current = self.checker().registry.revision;
-            if registry.revision < current {
-                anyhow::bail!(
-                    "the registry's revision went back from {current} to {}: an older copy replaced it",
-                    registry.revision
-                );
-            }
-            let config = registry.policy.config_pairs();
-            let current = self.pool();
-            if config != current.config() {
-                let pool = PolicyPool::configured(
-                    current.policy().clone(),
-                    config,
-                    self.metrics.instance_gauges(),
-                );
-                *self.policy.write().expect("policy lock") = Arc::new(pool);
-            }
-            let revision = registry.revision;
-            *self.registry.write().expect("registry lock") = Arc::new(LoadedRegistry::new(registry));
-            Ok(revision)
-        });
+        let outcome = self
+            .registry_file
+            .load_stamped()
+            .and_then(|(registry, stamp)| {
+                let current = self.checker().registry.revision;
+                if registry.revision < current {
+                    anyhow::bail!(
+                        "the registry's revision went back from {current} to {}: an older copy replaced it",
+                        registry.revision
+                    );
+                }
+                Ok(self.put_in_force(registry, stamp))
+            });
         self.metrics.reload("registry", outcome.is_ok());
         let mut problem = self.registry_problem.lock().expect("problem lock");
         match outcome {
@@ -260,6 +270,56 @@ impl Shared {
                 *problem = Some(format!("{e:#}"));
             }
         }
+    }
+
+    /// Puts a change this process just committed in force as it was
+    /// written: the file is not read again, by this or by the watcher,
+    /// which finds the stamp in force. A registry in force that is already
+    /// newer holds the change, and stays.
+    pub fn take_committed(&self, committed: Registry, stamp: FileStamp) {
+        let _guard = self.reloading.lock().expect("reload lock");
+        if committed.revision <= self.checker().registry.revision {
+            return;
+        }
+        let revision = self.put_in_force(committed, stamp);
+        tracing::info!(revision, "registry change in force");
+        // The commit read the file under the write lock: it is sound.
+        *self.registry_problem.lock().expect("problem lock") = None;
+    }
+
+    /// Swaps in `registry`, read from the file stamped `stamp`, and a
+    /// policy pool configured anew if its settings changed; its revision.
+    fn put_in_force(&self, registry: Registry, stamp: FileStamp) -> u64 {
+        let config = registry.policy.config_pairs();
+        let current = self.pool();
+        if config != current.config() {
+            let pool = PolicyPool::configured(
+                current.policy().clone(),
+                config,
+                self.metrics.instance_gauges(),
+            );
+            *self.policy.write().expect("policy lock") = Arc::new(pool);
+        }
+        let revision = registry.revision;
+        *self.registry.write().expect("registry lock") = Arc::new(LoadedRegistry::new(registry));
+        *self.registry_stamp.lock().expect("stamp lock") = Some(stamp);
+        revision
+    }
+
+    /// Whether the registry file stamped `stamp` is the one in force.
+    pub fn registry_in_force_is(&self, stamp: Option<&FileStamp>) -> bool {
+        stamp.is_some() && self.registry_stamp.lock().expect("stamp lock").as_ref() == stamp
+    }
+
+    /// Whether a management write may be changing the registry now.
+    pub fn writing(&self) -> bool {
+        self.writes_in_flight.load(Ordering::Acquire) > 0
+    }
+
+    /// Counts a management write as in flight until the guard is dropped.
+    pub fn start_write(self: &Arc<Self>) -> WriteInFlight {
+        self.writes_in_flight.fetch_add(1, Ordering::AcqRel);
+        WriteInFlight(self.clone())
     }
 
     /// Why the registry in force may be stale, if it may.
