@@ -273,6 +273,46 @@ fn a_change_serve_writes_is_in_force_at_once_and_never_read_again() {
     assert!(registry_reloads(&server) > before);
 }
 
+#[test]
+fn management_writes_kept_failing_do_not_hold_back_a_change_made_elsewhere() {
+    let s = Sandbox::new().with_people();
+    let (alices_id, alices) = s.create(&["--as", "user:alice", "--name", "laptop"]);
+    let (_, bobs) = s.create(&["--as", "user:bob", "--name", "laptop"]);
+    let server = s.serve(&[]);
+    auth_becomes(&server, &alices, 200, "before the writes");
+    // Bob keeps asking to disable alice's key: every write is refused.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attackers: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, bearer, stop) = (
+                server.url(&format!("/v1/keys/{alices_id}/disable")),
+                format!("Bearer {bobs}"),
+                stop.clone(),
+            );
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let status = http()
+                        .post(&url)
+                        .header("authorization", &bearer)
+                        .send_empty()
+                        .unwrap()
+                        .status()
+                        .as_u16();
+                    assert_eq!(status, 403);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    s.ok(&["disable", &alices_id, "--as", "user:alice"]);
+    // Within a second, however many writes are in flight.
+    auth_becomes(&server, &alices, 403, "a key alice disabled with the CLI");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for attacker in attackers {
+        attacker.join().unwrap();
+    }
+}
+
 /// A registry of `keys` keys of alice's, written as a person could.
 fn registry_of(s: &Sandbox, keys: usize) {
     // Keyhost writes an empty list of keys inline; tables follow instead.

@@ -17,6 +17,7 @@
 //! user owns and that no group or other user can write (`private_folder`).
 
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -146,13 +147,20 @@ fn read_entry(engine: &Engine, path: &Path) -> Option<Component> {
         tracing::warn!(path = %path.display(), "compiled policy cache entry is corrupt; recompiling");
         return None;
     }
+    // wasmtime maps the file the digest was taken of, through its handle
+    // (a file renamed over the entry since is not the one checked).
+    let checked = PathBuf::from(format!("/proc/self/fd/{}", artifact.as_raw_fd()));
+    let checked = if checked.exists() {
+        checked
+    } else {
+        path.to_path_buf()
+    };
     // SAFETY: the artifact's digest matches the one written after it, so
     // these are the bytes `Component::serialize` produced for this engine's
-    // configuration (the entry's name carries the compatibility hash). It
-    // is opened again by name: in this private folder only keyhost renames
-    // a file into place, and an entry for this name is the same component
-    // compiled the same way, byte for byte.
-    match unsafe { Component::deserialize_file(engine, path) } {
+    // configuration (the entry's name carries the compatibility hash).
+    // Where /proc is missing it is opened again by name, in a folder where
+    // only this user's keyhost renames complete entries into place.
+    match unsafe { Component::deserialize_file(engine, &checked) } {
         Ok(component) => {
             tracing::debug!(path = %path.display(), "compiled policy loaded from cache");
             Some(component)

@@ -31,6 +31,8 @@ pub struct Committed<T> {
     pub value: T,
     /// The registry as written, its revision bumped.
     pub registry: Registry,
+    /// The stamp of the file the change was made to.
+    pub base: FileStamp,
     /// The stamp of the file written.
     pub stamp: FileStamp,
 }
@@ -119,7 +121,7 @@ impl RegistryFile {
         let _lock = self.lock(deadline)?;
         self.refuse_symlink()?;
         durable::remove_stale_temps(&self.path);
-        let mut registry = self.load()?;
+        let (mut registry, base) = self.load_stamped()?;
         let value = change(&mut registry)?;
         registry.revision += 1;
         let text = serialize(&registry)?;
@@ -130,6 +132,7 @@ impl RegistryFile {
         Ok(Committed {
             value,
             registry,
+            base,
             stamp,
         })
     }
@@ -233,8 +236,11 @@ impl Registry {
         if let Some(problem) = overlong_line(text) {
             bail!("{problem}");
         }
-        let registry: Registry = toml::from_str(text)
-            .map_err(|e| anyhow::anyhow!("{}", describe_toml_error(text, &e)))?;
+        let registry = match super::split::parse(text) {
+            Some(registry) => registry,
+            None => toml::from_str(text)
+                .map_err(|e| anyhow::anyhow!("{}", describe_toml_error(text, &e)))?,
+        };
         registry.check_consistency(text)?;
         Ok(registry)
     }

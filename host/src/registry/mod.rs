@@ -6,6 +6,7 @@ mod file;
 mod index;
 mod loaded;
 mod lookup;
+mod split;
 mod validate;
 
 use serde::{Deserialize, Serialize};

@@ -18,7 +18,7 @@ use crate::ceiling::Ceiling;
 use crate::check::CheckRequest;
 use crate::iam::{IamId, KeyKind};
 use crate::lifecycle::LifecycleError;
-use crate::registry::Registry;
+use crate::registry::{Committed, Registry};
 use crate::verdict::Verdict;
 
 /// The service a key must be valid for to use the management API.
@@ -105,9 +105,15 @@ impl Caller {
             let committed = shared
                 .registry_file
                 .commit(Some(deadline), |registry| Ok(change(registry, &user)?))?;
-            let revision = committed.registry.revision;
-            shared.take_committed(committed.registry, committed.stamp);
-            Ok::<_, anyhow::Error>((committed.value, revision))
+            let Committed {
+                value,
+                registry,
+                base,
+                stamp,
+            } = committed;
+            let revision = registry.revision;
+            shared.take_committed(registry, &base, stamp);
+            Ok::<_, anyhow::Error>((value, revision))
         })
         .await
         .map_err(|e| ApiError::from(anyhow::anyhow!("the write task failed: {e}")))?;

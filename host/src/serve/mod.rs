@@ -364,25 +364,34 @@ fn spawn_watchers(shared: &Arc<Shared>, options: &ServeOptions, mut hangups: Sig
         let shared = shared.clone();
         let interval = options.watch_interval;
         tokio::spawn(async move {
-            let mut seen = FileStamp::of(&path).ok();
+            let registry = matches!(what, Reload::Registry);
+            // The registry's watcher starts from nothing: a change made
+            // while serve started is read (and the file in force is found
+            // in force, and skipped).
+            let mut seen = if registry {
+                None
+            } else {
+                FileStamp::of(&path).ok()
+            };
             let mut ticker = tokio::time::interval(interval);
+            let mut held_off = 0;
             loop {
                 ticker.tick().await;
-                if matches!(what, Reload::Registry) && shared.writing() {
-                    // Looked at again once the write's change is in force.
+                // A management write puts its own file in force: wait a
+                // little for it rather than read that file again, but only
+                // a few ticks, so that writes kept in flight (failing, or
+                // waiting on the lock) cannot hold other changes back.
+                if registry && shared.writing() && held_off < MAX_HELD_OFF_TICKS {
+                    held_off += 1;
                     continue;
                 }
+                held_off = 0;
                 let now = FileStamp::of(&path).ok();
                 // A file that disappears is reloaded too, so that the
-                // failure is logged and reported by /healthz. A registry
-                // that serve wrote itself is in force already.
+                // failure is logged and reported by /healthz.
                 if now != seen {
-                    let written_here = matches!(what, Reload::Registry)
-                        && shared.registry_in_force_is(now.as_ref());
                     seen = now;
-                    if !written_here {
-                        what.run_blocking(&shared).await;
-                    }
+                    what.run_blocking(&shared).await;
                 }
             }
         });
@@ -412,6 +421,10 @@ fn spawn_watchers(shared: &Arc<Shared>, options: &ServeOptions, mut hangups: Sig
         }
     });
 }
+
+/// The most watch ticks in a row the registry's watcher waits for a
+/// management write in flight.
+const MAX_HELD_OFF_TICKS: u32 = 2;
 
 #[derive(Clone, Copy)]
 enum Reload {

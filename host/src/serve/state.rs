@@ -245,6 +245,10 @@ impl Shared {
     /// policy change is taken.
     pub fn reload_registry(&self) {
         let _guard = self.reloading.lock().expect("reload lock");
+        if self.registry_in_force_is(FileStamp::of(self.registry_file.path()).ok().as_ref()) {
+            // Already in force: serve wrote it, or read it, itself.
+            return;
+        }
         let outcome = self
             .registry_file
             .load_stamped()
@@ -272,19 +276,21 @@ impl Shared {
         }
     }
 
-    /// Puts a change this process just committed in force as it was
-    /// written: the file is not read again, by this or by the watcher,
-    /// which finds the stamp in force. A registry in force that is already
-    /// newer holds the change, and stays.
-    pub fn take_committed(&self, committed: Registry, stamp: FileStamp) {
-        let _guard = self.reloading.lock().expect("reload lock");
-        if committed.revision <= self.checker().registry.revision {
-            return;
+    /// Puts a change this process just committed in force. When it was
+    /// made to the very file in force, it goes in as it was written: the
+    /// file is not read again, by this or by the watcher, which finds the
+    /// stamp in force. Otherwise something else changed the file first,
+    /// and the file is read as any change is (with its revision checked).
+    pub fn take_committed(&self, committed: Registry, base: &FileStamp, stamp: FileStamp) {
+        {
+            let _guard = self.reloading.lock().expect("reload lock");
+            if self.registry_in_force_is(Some(base)) {
+                let revision = self.put_in_force(committed, stamp);
+                tracing::info!(revision, "registry change in force");
+                return;
+            }
         }
-        let revision = self.put_in_force(committed, stamp);
-        tracing::info!(revision, "registry change in force");
-        // The commit read the file under the write lock: it is sound.
-        *self.registry_problem.lock().expect("problem lock") = None;
+        self.reload_registry();
     }
 
     /// Swaps in `registry`, read from the file stamped `stamp`, and a
@@ -311,7 +317,8 @@ impl Shared {
         stamp.is_some() && self.registry_stamp.lock().expect("stamp lock").as_ref() == stamp
     }
 
-    /// Whether a management write may be changing the registry now.
+    /// Whether a management write may be changing the registry now (the
+    /// watcher waits a little for it to put its change in force).
     pub fn writing(&self) -> bool {
         self.writes_in_flight.load(Ordering::Acquire) > 0
     }
