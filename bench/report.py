@@ -61,6 +61,12 @@ def size_side(file):
     return value, value, value, None
 
 
+def kib_as_mib_side(file):
+    """MiB, from one figure in KiB."""
+    value = int((work / file).read_text().split()[0]) / 1024
+    return value, value, value, None
+
+
 def show(side, unit):
     digits = 0 if unit in ("req/s", "bytes") else 1 if unit in ("ns", "core-µs") else 2
     return " / ".join(f"{v:,.{digits}f}" for v in side[:3]) + f" {unit}"
@@ -87,6 +93,10 @@ rows = [
         lambda: wrk_side("serve"), lambda: wrk_side("nginx-plain"), "req/s"),
     row("nginx `auth_request` → keyhost vs the same nginx without auth (a static file)", "≥ 40%", "ge", 0.4,
         lambda: wrk_side("nginx-auth"), lambda: wrk_side("nginx-static"), "req/s"),
+    row("`keyhost serve` ready (first `/healthz` 200) with 1M keys, from the TOML alone", "≤ 30 s", "abs", 30.0,
+        lambda: size_side("serve-ready-1m.txt"), lambda: None, "s"),
+    row("`keyhost serve` peak RSS with 1M keys, under wrk load", "≤ 512 MiB", "abs", 512.0,
+        lambda: kib_as_mib_side("serve-rss.txt"), lambda: None, "MiB"),
     row("one replica with `--state redis://…` vs the same without it (a key with a large rate limit, wrk -c16)", "≥ 70%", "ge", 0.7,
         lambda: wrk_side("replica-redis"), lambda: wrk_side("replica-local"), "req/s"),
     row("three replicas behind nginx vs one replica behind the same nginx", "report", "report", None,

@@ -523,6 +523,7 @@ KEYHOST_KEY="$secret" /usr/bin/time -f '%M' -o "$work/cli-1m-rss.txt" \
 
 say "HTTP rows: keyhost serve (1M keys), nginx, wrk"
 serve_port=18480 plain_port=18481 auth_port=18482 static_port=18483
+serve_started=$(date +%s.%N)
 "$kh" --registry "$work/1000000.toml" serve --listen "127.0.0.1:$serve_port" \
   >"$work/serve.out" 2>"$work/serve.log" &
 serve_pid=$!
@@ -581,12 +582,18 @@ NGINX
 nginx_pid=$!
 cleanup() { kill "$serve_pid" "$nginx_pid" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT
-for _ in $(seq 1 600); do
+for _ in $(seq 1 2400); do
   grep -q listening "$work/serve.out" 2>/dev/null && break
   kill -0 "$serve_pid" 2>/dev/null || { cat "$work/serve.log" >&2; exit 1; }
-  sleep 0.5
+  sleep 0.05
 done
 grep -q listening "$work/serve.out" || { say "keyhost serve did not start"; exit 1; }
+until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$serve_port/healthz")" = 200 ]; do
+  kill -0 "$serve_pid" 2>/dev/null || { cat "$work/serve.log" >&2; exit 1; }
+  sleep 0.05
+done
+awk -v from="$serve_started" -v to="$(date +%s.%N)" 'BEGIN { printf "%.2f\n", to - from }' \
+  >"$work/serve-ready-1m.txt"
 
 # Each side runs three rounds of 8 s, interleaved, after a warm-up.
 wrk_round() { # NAME URL
