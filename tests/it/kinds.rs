@@ -474,7 +474,10 @@ fn the_compiled_policy_cache_is_used_and_a_corrupt_entry_is_recompiled() {
         fourth.stderr
     );
 
-    // An artifact whose digest is gone is compiled again, not trusted.
+    // An artifact whose digest is gone is compiled again, not trusted; and
+    // an entry of the first layout (its digest inside) is removed then.
+    let first_layout = entries[0].to_string_lossy().replace("-2.cwasm", ".cwasm");
+    std::fs::write(&first_layout, b"KHPOLC01 an entry of the first layout").unwrap();
     std::fs::remove_file(&entries[1]).unwrap();
     let fifth = s.run_with(&["check"], &key, &debug);
     assert_eq!(fifth.code, 0, "{}", fifth.stderr);
@@ -485,6 +488,7 @@ fn the_compiled_policy_cache_is_used_and_a_corrupt_entry_is_recompiled() {
     );
     assert!(fifth.stderr.contains("stored in cache"), "{}", fifth.stderr);
     assert!(entries[1].exists());
+    assert!(!std::path::Path::new(&first_layout).exists());
 }
 
 /// The commands a `--help` page lists under "Commands:", but `help`.

@@ -204,5 +204,12 @@ fn private_folder(folder: &Path) -> Result<()> {
 fn write_entry(path: &Path, component: &Component) -> Result<()> {
     let artifact = component.serialize()?;
     crate::durable::replace(path, &artifact)?;
-    crate::durable::replace(&digest_path(path), &Sha256::digest(&artifact))
+    crate::durable::replace(&digest_path(path), &Sha256::digest(&artifact))?;
+    // The same entry in the first layout (`NAME.cwasm`, its digest inside),
+    // which no keyhost of this layout reads.
+    let first_layout = path
+        .to_string_lossy()
+        .replace(&format!("-{ENTRY_LAYOUT}.cwasm"), ".cwasm");
+    let _ = std::fs::remove_file(first_layout);
+    Ok(())
 }
