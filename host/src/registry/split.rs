@@ -11,7 +11,7 @@
 //! The split is taken only where it cannot change what the document says:
 //! after the first `[[key]]`, every line that starts with `[` must be one
 //! of those two headers, no multi-line string may appear, and the head may
-//! hold no key (under a header spelt otherwise) and not set `key` inline. Anything else, and any batch that fails, is read
+//! not hold `key` in any form. Anything else, and any batch that fails, is read
 //! whole as before, so errors name the line as toml would.
 
 use super::{KeyRecord, Registry};
@@ -28,14 +28,13 @@ const RETIRED_HEADER: &str = "[[key.retired]]";
 pub(super) fn parse(text: &str) -> Option<Registry> {
     let starts = key_table_starts(text)?;
     let (head, tables) = text.split_at(*starts.first()?);
-    if sets_key(head) {
+    // The head may not hold `key` in any spelling (under a header written
+    // otherwise, inline, or with escapes in a quoted name): the parser says.
+    let head_names: toml::Table = toml::from_str(head).ok()?;
+    if head_names.contains_key("key") {
         return None;
     }
     let mut registry: Registry = toml::from_str(head).ok()?;
-    if !registry.keys.is_empty() {
-        // Key tables under headers not written as `[[key]]`.
-        return None;
-    }
     let batches: Vec<&str> = starts
         .chunks(KEYS_PER_BATCH)
         .enumerate()
@@ -69,19 +68,6 @@ fn key_table_starts(text: &str) -> Option<Vec<usize>> {
         at += line.len();
     }
     Some(starts)
-}
-
-/// Whether a line of the head may set `key` (an inline list of keys, which
-/// the tables after it would clash with). Cautious: a setting of the
-/// policy named `key` also counts, and only costs the split.
-fn sets_key(head: &str) -> bool {
-    head.lines().any(|line| {
-        let line = line.trim_start();
-        ["key", "\"key\"", "'key'"].iter().any(|name| {
-            line.strip_prefix(name)
-                .is_some_and(|rest| rest.trim_start().starts_with(['=', '.']))
-        })
-    })
 }
 
 /// The key tables of every batch, in order, read on every core.
@@ -180,6 +166,8 @@ mod tests {
             // Keys set inline in the head as well.
             format!("key = []\n{text}"),
             format!("{}key.x = 1\n{}", &text[..at], &text[at..]),
+            format!("\"\\u006bey\" = []\n{text}"),
+            format!("\"k\\u0065y\" = [\n]\n{text}"),
             // A header with a comment or spaces.
             text.replacen("[[key]]", "[[key]] # first", 1),
             text.replacen("[[key]]", "[[ key ]]", 1),
