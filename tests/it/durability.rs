@@ -61,10 +61,13 @@ type Model = BTreeMap<String, (String, bool)>;
 
 /// 100 mutations by `user`, mixing create, rotate, disable and delete, with
 /// some refused attempts on purpose; returns the model of what succeeded.
-fn cli_writer(s: &Sandbox, user: &str, intruder: &str, seed: u64) -> (Model, usize) {
+/// The keys a writer kept, its refused attempts, and the secrets of the
+/// keys it deleted.
+fn cli_writer(s: &Sandbox, user: &str, intruder: &str, seed: u64) -> (Model, usize, Vec<String>) {
     let mut random = Lcg(seed);
     let mut model = Model::new();
     let mut refused = 0;
+    let mut deleted = Vec::new();
     for step in 0..100 {
         let pick = |model: &Model, r: &mut Lcg| {
             model
@@ -110,11 +113,11 @@ fn cli_writer(s: &Sandbox, user: &str, intruder: &str, seed: u64) -> (Model, usi
                 }
                 let (code, out) = keyhost(s, &["delete", &id, "--as", user]);
                 assert_eq!(code, 0, "{out}");
-                model.remove(&id);
+                deleted.extend(model.remove(&id).map(|(secret, _)| secret));
             }
         }
     }
-    (model, refused)
+    (model, refused, deleted)
 }
 
 #[test]
@@ -143,6 +146,7 @@ fn concurrent_cli_writers_and_the_management_api_lose_nothing() {
         .collect();
     // Meanwhile user:w8 writes through serve's management API.
     let mut api_model = Model::new();
+    let mut deleted = Vec::new();
     for step in 0..60 {
         let mut response = http()
             .post(&server.url("/v1/keys"))
@@ -160,6 +164,7 @@ fn concurrent_cli_writers_and_the_management_api_lose_nothing() {
                 .call()
                 .unwrap();
             assert_eq!(response.status().as_u16(), 200);
+            deleted.push(body["key"].as_str().unwrap().to_string());
         } else {
             api_model.insert(id, (body["key"].as_str().unwrap().into(), false));
         }
@@ -167,9 +172,10 @@ fn concurrent_cli_writers_and_the_management_api_lose_nothing() {
     let mut expected = Model::new();
     let mut refused = 0;
     for writer in writers {
-        let (model, r) = writer.join().unwrap();
+        let (model, r, gone) = writer.join().unwrap();
         refused += r;
         expected.extend(model);
+        deleted.extend(gone);
     }
     expected.extend(api_model);
 
@@ -188,18 +194,23 @@ fn concurrent_cli_writers_and_the_management_api_lose_nothing() {
     }
     assert!(refused > 0, "refused attempts were made and left no trace");
     // Serve, which wrote some changes and read the others, ends with the
-    // registry as the file holds it (its watcher looks every 200 ms).
+    // registry as the file holds it (its watcher looks every 200 ms): the
+    // keys kept answer as they are, and every deleted key is unknown.
+    let status_of = |secret: &str| {
+        http()
+            .get(&server.url("/auth"))
+            .header("x-api-key", secret)
+            .call()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert!(!deleted.is_empty());
     let serve_agrees = || {
-        expected.values().all(|(secret, disabled)| {
-            let status = http()
-                .get(&server.url("/auth"))
-                .header("x-api-key", secret)
-                .call()
-                .unwrap()
-                .status()
-                .as_u16();
-            status == if *disabled { 403 } else { 200 }
-        })
+        expected
+            .values()
+            .all(|(secret, disabled)| status_of(secret) == if *disabled { 403 } else { 200 })
+            && deleted.iter().all(|secret| status_of(secret) == 401)
     };
     let since = std::time::Instant::now();
     while !serve_agrees() {

@@ -190,6 +190,19 @@ const LOCK_POLL: Duration = Duration::from_millis(5);
 #[error("registry {} does not exist (create one with `keyhost init`)", .0.display())]
 pub struct Missing(pub PathBuf);
 
+/// A writer that holds a newer registry found an older copy in place of
+/// the file; nothing was written.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the registry file holds revision {found}, older than the {in_force} in force (an older copy replaced it); nothing was written"
+)]
+pub struct OlderCopy {
+    /// The revision in the file.
+    pub found: u64,
+    /// The revision the writer holds.
+    pub in_force: u64,
+}
+
 /// A write could not be committed before its deadline; nothing was written.
 #[derive(Debug, thiserror::Error)]
 #[error("the change could not be made in time; nothing was written")]

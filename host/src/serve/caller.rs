@@ -18,7 +18,7 @@ use crate::ceiling::Ceiling;
 use crate::check::CheckRequest;
 use crate::iam::{IamId, KeyKind};
 use crate::lifecycle::LifecycleError;
-use crate::registry::{Committed, Registry};
+use crate::registry::{Committed, OlderCopy, Registry};
 use crate::verdict::Verdict;
 
 /// The service a key must be valid for to use the management API.
@@ -102,9 +102,20 @@ impl Caller {
         // outcome, commit or not, is what the answer says.
         let result = tokio::task::spawn_blocking(move || {
             let _in_flight = shared.start_write();
-            let committed = shared
-                .registry_file
-                .commit(Some(deadline), |registry| Ok(change(registry, &user)?))?;
+            let in_force = shared.checker().registry.revision;
+            let committed = shared.registry_file.commit(Some(deadline), |registry| {
+                // An older copy put in place of the registry is refused as
+                // a reload would refuse it: a change made to it would bring
+                // back what was revoked since, and never be in force.
+                if registry.revision < in_force {
+                    return Err(OlderCopy {
+                        found: registry.revision,
+                        in_force,
+                    }
+                    .into());
+                }
+                Ok(change(registry, &user)?)
+            })?;
             let Committed {
                 value,
                 registry,

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::key_format;
 use crate::lifecycle::LifecycleError;
-use crate::registry::{Missing, TooLate};
+use crate::registry::{Missing, OlderCopy, TooLate};
 
 /// The `error.kind` keyhost gives a status.
 fn kind_of(status: StatusCode) -> &'static str {
@@ -105,6 +105,8 @@ impl From<anyhow::Error> for ApiError {
             }
         } else if error.downcast_ref::<TooLate>().is_some() {
             (StatusCode::SERVICE_UNAVAILABLE, "timeout")
+        } else if error.downcast_ref::<OlderCopy>().is_some() {
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
         } else if error.downcast_ref::<Missing>().is_some() {
             return ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -374,6 +374,9 @@ fn spawn_watchers(shared: &Arc<Shared>, options: &ServeOptions, mut hangups: Sig
                 FileStamp::of(&path).ok()
             };
             let mut ticker = tokio::time::interval(interval);
+            // Ticks missed while a reload ran are not made up at once: a
+            // hold-off counts whole intervals.
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut held_off = 0;
             loop {
                 ticker.tick().await;
@@ -416,7 +419,7 @@ fn spawn_watchers(shared: &Arc<Shared>, options: &ServeOptions, mut hangups: Sig
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading the registry and the policy");
-            Reload::Registry.run_blocking(&on_hangup).await;
+            Reload::RegistryAnyway.run_blocking(&on_hangup).await;
             Reload::Policy.run_blocking(&on_hangup).await;
         }
     });
@@ -428,7 +431,10 @@ const MAX_HELD_OFF_TICKS: u32 = 2;
 
 #[derive(Clone, Copy)]
 enum Reload {
+    /// The registry file, unless the file in force is still there.
     Registry,
+    /// The registry file, whatever its stamp (SIGHUP).
+    RegistryAnyway,
     Policy,
     SigningKeys,
 }
@@ -438,7 +444,8 @@ impl Reload {
     async fn run_blocking(self, shared: &Arc<Shared>) {
         let shared = shared.clone();
         let _ = tokio::task::spawn_blocking(move || match self {
-            Reload::Registry => shared.reload_registry(),
+            Reload::Registry => shared.reload_registry(false),
+            Reload::RegistryAnyway => shared.reload_registry(true),
             Reload::Policy => shared.reload_policy(),
             Reload::SigningKeys => shared.reload_signing_keys(),
         })

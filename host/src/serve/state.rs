@@ -243,10 +243,16 @@ impl Shared {
     /// says of new settings: if it refuses them, checks fail closed with
     /// `policy_error` (and /healthz says why) until a later registry or
     /// policy change is taken.
-    pub fn reload_registry(&self) {
+    ///
+    /// Unless `anyway` (SIGHUP), a file whose stamp is the one in force is
+    /// not read again: serve wrote it, or read it, itself.
+    pub fn reload_registry(&self, anyway: bool) {
         let _guard = self.reloading.lock().expect("reload lock");
-        if self.registry_in_force_is(FileStamp::of(self.registry_file.path()).ok().as_ref()) {
-            // Already in force: serve wrote it, or read it, itself.
+        if !anyway
+            && self.registry_in_force_is(FileStamp::of(self.registry_file.path()).ok().as_ref())
+        {
+            // The file in force is back, if it was ever unreadable.
+            *self.registry_problem.lock().expect("problem lock") = None;
             return;
         }
         let outcome = self
@@ -287,10 +293,11 @@ impl Shared {
             if self.registry_in_force_is(Some(base)) {
                 let revision = self.put_in_force(committed, stamp);
                 tracing::info!(revision, "registry change in force");
+                *self.registry_problem.lock().expect("problem lock") = None;
                 return;
             }
         }
-        self.reload_registry();
+        self.reload_registry(false);
     }
 
     /// Swaps in `registry`, read from the file stamped `stamp`, and a
