@@ -4,8 +4,9 @@
 //!
 //! - [`key_format`]: the secret's format and checksum;
 //! - [`iam`]: IAM ids and the four kinds of key;
-//! - [`registry`]: the registry's model, durable writes, and the lookups
-//!   a check reads (the loaded registry and the compact on-disk index);
+//! - [`registry`]: the registry's model, how a large one is read (in
+//!   batches), durable writes, and the lookups a check reads (the loaded
+//!   registry and the compact on-disk index);
 //! - [`side_files`]: every file kept beside a registry or in the cache;
 //! - [`durable`]: lock, temporary file, fsync, rename, fsync the folder;
 //! - [`progress`]: a bar and a log line for work on large registries;
