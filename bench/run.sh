@@ -497,7 +497,7 @@ if [ "$only" != all ]; then
   exit 0
 fi
 
-registries 10000 1000000
+registries 1000 10000 1000000
 export KEYHOST_CACHE_DIR="$work/cache"
 check_args=(check --service billing --scope read --ip 10.1.2.3)
 
@@ -522,11 +522,32 @@ KEYHOST_KEY="$secret" /usr/bin/time -f '%M' -o "$work/cli-1m-rss.txt" \
   "$kh" --registry "$work/1000000.toml" "${check_args[@]}" >/dev/null
 
 say "HTTP rows: keyhost serve (1M keys), nginx, wrk"
-serve_port=18480 plain_port=18481 auth_port=18482 static_port=18483
-serve_started=$(date +%s.%N)
-"$kh" --registry "$work/1000000.toml" serve --listen "127.0.0.1:$serve_port" \
-  >"$work/serve.out" 2>"$work/serve.log" &
-serve_pid=$!
+serve_port=18480 plain_port=18481 auth_port=18482 static_port=18483 small_port=18484
+# Seconds from starting serve on the 1M-key registry (with the cache folder
+# $1) to its first /healthz 200, into the file $2; serve runs on as
+# $serve_pid.
+serve_ready() { # CACHE_DIR OUT
+  local started
+  started=$(date +%s.%N)
+  KEYHOST_CACHE_DIR="$1" "$kh" --registry "$work/1000000.toml" serve \
+    --listen "127.0.0.1:$serve_port" >"$work/serve.out" 2>"$work/serve.log" &
+  serve_pid=$!
+  until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$serve_port/healthz")" = 200 ]; do
+    kill -0 "$serve_pid" 2>/dev/null || { cat "$work/serve.log" >&2; exit 1; }
+    sleep 0.05
+  done
+  awk -v from="$started" -v to="$(date +%s.%N)" 'BEGIN { printf "%.2f\n", to - from }' >"$2"
+}
+# From the TOML alone: a cache folder with no snapshot in it.
+rm -rf "$work/cache-empty"
+say "serve from the TOML alone (1M keys)"
+serve_ready "$work/cache-empty" "$work/serve-ready-1m-toml.txt"
+kill "$serve_pid"; wait "$serve_pid" 2>/dev/null || true
+rm -rf "$work/cache-empty"
+# From the snapshot the checks above left in the cache; it serves the
+# rows below, and its peak memory is theirs.
+say "serve from its snapshot (1M keys)"
+serve_ready "$KEYHOST_CACHE_DIR" "$work/serve-ready-1m.txt"
 ngx="$work/nginx"
 mkdir -p "$ngx/www"
 printf 'ok\n' >"$ngx/www/index.html"
@@ -580,25 +601,14 @@ http {
 NGINX
 "$nginx_bin" -c "$ngx/nginx.conf" -p "$ngx" 2>>"$ngx/error.log" &
 nginx_pid=$!
-cleanup() { kill "$serve_pid" "$nginx_pid" 2>/dev/null || true; wait 2>/dev/null || true; }
+small_pid=
+cleanup() { kill "$serve_pid" "$nginx_pid" $small_pid 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT
-for _ in $(seq 1 2400); do
-  grep -q listening "$work/serve.out" 2>/dev/null && break
-  kill -0 "$serve_pid" 2>/dev/null || { cat "$work/serve.log" >&2; exit 1; }
-  sleep 0.05
-done
-grep -q listening "$work/serve.out" || { say "keyhost serve did not start"; exit 1; }
-until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$serve_port/healthz")" = 200 ]; do
-  kill -0 "$serve_pid" 2>/dev/null || { cat "$work/serve.log" >&2; exit 1; }
-  sleep 0.05
-done
-awk -v from="$serve_started" -v to="$(date +%s.%N)" 'BEGIN { printf "%.2f\n", to - from }' \
-  >"$work/serve-ready-1m.txt"
 
 # Each side runs three rounds of 8 s, interleaved, after a warm-up.
-wrk_round() { # NAME URL
+wrk_round() { # NAME URL [KEY]
   local out
-  out="$(wrk -t2 -c32 -d8s -H "X-API-Key: $secret" "$2")"
+  out="$(wrk -t2 -c32 -d8s -H "X-API-Key: ${3:-$secret}" "$2")"
   if grep -q "Non-2xx" <<<"$out"; then
     say "$1: some responses were not 2xx:"; echo "$out" >&2; exit 1
   fi
@@ -613,6 +623,18 @@ for expected in "200 $secret http://127.0.0.1:$static_port/" "200 $secret http:/
   got="$(http_status "$key" "$url")"
   [ "$got" = "$want" ] || { say "$url answered $got, not $want"; cat "$ngx/error.log" >&2; exit 1; }
 done
+# The same serve over 1k keys, for the 1M-vs-1k row.
+secret_1k="$(head -n 1 "$work/1000.secrets")"
+"$kh" --registry "$work/1000.toml" serve --listen "127.0.0.1:$small_port" \
+  >"$work/serve-1k.out" 2>"$work/serve-1k.log" &
+small_pid=$!
+until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$small_port/healthz")" = 200 ]; do
+  kill -0 "$small_pid" 2>/dev/null || { cat "$work/serve-1k.log" >&2; exit 1; }
+  sleep 0.05
+done
+[ "$(http_status "$secret_1k" "http://127.0.0.1:$small_port/auth")" = 200 ] ||
+  { say "serve over 1k keys refused its key"; exit 1; }
+wrk -t2 -c32 -d2s -H "X-API-Key: $secret_1k" "http://127.0.0.1:$small_port/auth" >/dev/null
 for url in "http://127.0.0.1:$serve_port/auth" "http://127.0.0.1:$plain_port/" \
   "http://127.0.0.1:$static_port/" "http://127.0.0.1:$auth_port/"; do
   wrk -t2 -c32 -d2s -H "X-API-Key: $secret" "$url" >/dev/null
@@ -620,6 +642,7 @@ done
 for round in 1 2 3; do
   say "wrk round $round of 3"
   wrk_round serve "http://127.0.0.1:$serve_port/auth"
+  wrk_round serve-1k "http://127.0.0.1:$small_port/auth" "$secret_1k"
   wrk_round nginx-plain "http://127.0.0.1:$plain_port/"
   wrk_round nginx-static "http://127.0.0.1:$static_port/"
   wrk_round nginx-auth "http://127.0.0.1:$auth_port/"

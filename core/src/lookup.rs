@@ -33,4 +33,21 @@ pub trait Lookup {
     /// The key whose current or retired secret hashes to `hash`, compared
     /// in constant time. An `Err` is a registry that cannot be read.
     fn find(&self, hash: &[u8; 32]) -> Result<Option<Found<'_>>>;
+    /// The key whose id is `id` (how an access token names its key), with
+    /// its identity. An `Err` is a registry that cannot be read.
+    fn find_by_id(&self, id: &str) -> Result<Option<Found<'_>>>;
+}
+
+impl Found<'_> {
+    /// The same key, owning its record and identity.
+    pub fn into_owned(self) -> Found<'static> {
+        Found {
+            position: self.position,
+            key: Cow::Owned(self.key.into_owned()),
+            identity: self
+                .identity
+                .map(|identity| Cow::Owned(identity.into_owned())),
+            retired_until: self.retired_until,
+        }
+    }
 }

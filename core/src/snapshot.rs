@@ -9,10 +9,15 @@
 //! data component's memory in the gate.
 //!
 //! Layout: [`MAGIC`], a u64 header length, the header (JSON), the entries
-//! ([`ENTRY_LEN`] bytes each, sorted by hash), the records (JSON), then the
-//! SHA-256 of everything before it ([`CHECKSUM_LEN`] bytes). Opening reads
-//! only the header; a reader that took the bytes from elsewhere (a filter
-//! fetching them over the network) calls [`Snapshot::verify`] once.
+//! ([`ENTRY_LEN`] bytes each, sorted by hash), the [`Tables`] by name
+//! ([`ROW_LEN`] bytes a row), the records (JSON), then the SHA-256 of
+//! everything before it ([`CHECKSUM_LEN`] bytes). Opening reads only the
+//! header; a reader that took the bytes from elsewhere (a filter fetching
+//! them over the network) calls [`Snapshot::verify`] once.
+//!
+//! The tables by name are what `keyhost serve` answers from besides checks
+//! (a token's key by id, a user's keys, an identity), so that it too reads
+//! the snapshot where it lies rather than the whole registry.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -26,15 +31,47 @@ use crate::lookup::{Found, Lookup};
 use crate::record::{Identity, KeyRecord, secret_hashes};
 use crate::time::Timestamp;
 
-/// 04: a SHA-256 of the whole snapshot ends it.
-pub const MAGIC: &[u8; 8] = b"KHSNAP04";
+/// 05: tables by key id, by manager, by identity and by owner.
+pub const MAGIC: &[u8; 8] = b"KHSNAP05";
 /// The length of the checksum at the end.
 pub const CHECKSUM_LEN: usize = 32;
 /// hash (32) | key position (8) | record offset (8) | record length (8) |
 /// retired until (8, i64::MIN for a current secret).
 pub const ENTRY_LEN: usize = 64;
 const NOT_RETIRED: i64 = i64::MIN;
+/// A row of a table by name: the first 8 bytes of the name's SHA-256 (8,
+/// big-endian) | record offset (8) | record length (4) | position (4).
+pub const ROW_LEN: usize = 24;
 
+/// Where one table by name lies, and how many rows it has. Rows are sorted
+/// by the name's digest, so every row of one name is next to the others.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Table {
+    /// Its first byte.
+    pub at: u64,
+    /// How many rows.
+    pub rows: u64,
+}
+
+/// The tables by name.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Tables {
+    /// Every key, by its id (key records).
+    pub key_ids: Table,
+    /// Every key whose identity exists, by the user who manages it (key
+    /// records).
+    pub managers: Table,
+    /// Every identity, by its IAM id (identity records).
+    pub identities: Table,
+    /// Every service ID, by the user who owns it (identity records).
+    pub owners: Table,
+}
+
+impl Tables {
+    fn all(&self) -> [Table; 4] {
+        [self.key_ids, self.managers, self.identities, self.owners]
+    }
+}
 /// What a check needs besides the keys, and where the snapshot came from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Header {
@@ -52,6 +89,10 @@ pub struct Header {
     pub entries: u64,
     /// How many keys it holds.
     pub keys: u64,
+    /// How many identities it holds.
+    pub identities: u64,
+    /// The tables by name.
+    pub tables: Tables,
     /// The whole snapshot's length, so a truncated one is never read.
     pub total_len: u64,
 }
@@ -87,13 +128,13 @@ impl ReadAt for [u8] {
     }
 }
 
-impl ReadAt for &[u8] {
+impl<T: ReadAt + ?Sized> ReadAt for &T {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
         (**self).read_at(buf, offset)
     }
 
     fn size(&self) -> Result<u64> {
-        Ok(<[u8]>::len(self) as u64)
+        (**self).size()
     }
 }
 
@@ -127,14 +168,37 @@ pub fn etag_of(checksum: &[u8; CHECKSUM_LEN]) -> String {
 /// Whether the checksum at the end of a whole snapshot's `bytes` is the
 /// SHA-256 of all before it.
 pub fn verify_bytes(bytes: &[u8]) -> Result<()> {
-    let Some(body_len) = bytes.len().checked_sub(CHECKSUM_LEN) else {
+    verify_source(&bytes, bytes.len() as u64)
+}
+
+/// Whether the checksum at the end of the first `len` bytes of `source` is
+/// the SHA-256 of all before it. Read a piece at a time: checking a large
+/// snapshot costs no copy of it, and a mapped one is not made resident.
+fn verify_source(source: &(impl ReadAt + ?Sized), len: u64) -> Result<()> {
+    const PIECE: u64 = 1 << 20;
+    let Some(body_len) = len.checked_sub(CHECKSUM_LEN as u64) else {
         bail!("the snapshot is truncated");
     };
-    let (body, checksum) = bytes.split_at(body_len);
-    if !bool::from(Sha256::digest(body).as_slice().ct_eq(checksum)) {
+    let mut digest = Sha256::new();
+    let mut buf = vec![0u8; PIECE.min(body_len) as usize];
+    let mut at = 0;
+    while at < body_len {
+        let piece = &mut buf[..PIECE.min(body_len - at) as usize];
+        source.read_at(piece, at)?;
+        digest.update(&piece[..]);
+        at += piece.len() as u64;
+    }
+    let mut checksum = [0u8; CHECKSUM_LEN];
+    source.read_at(&mut checksum, body_len)?;
+    if !bool::from(digest.finalize().as_slice().ct_eq(&checksum)) {
         bail!("the snapshot is corrupt: its checksum does not match its bytes");
     }
     Ok(())
+}
+
+/// The first 8 bytes of the SHA-256 of `name`, as tables by name order it.
+fn name_digest(name: &str) -> u64 {
+    prefix(&Sha256::digest(name.as_bytes()))
 }
 
 /// The first 8 bytes of a hash (or an entry), as the number they order by.
@@ -181,6 +245,16 @@ impl<S: ReadAt> Snapshot<S> {
                 header.total_len
             );
         }
+        for table in header.tables.all() {
+            let end = table
+                .rows
+                .checked_mul(ROW_LEN as u64)
+                .and_then(|len| len.checked_add(table.at))
+                .context("the snapshot's header is corrupt")?;
+            if table.rows > 0 && (table.at < entries_end || end > total - CHECKSUM_LEN as u64) {
+                bail!("the snapshot's header is corrupt: a table lies outside it");
+            }
+        }
         Ok(Snapshot {
             source,
             header,
@@ -208,9 +282,15 @@ impl<S: ReadAt> Snapshot<S> {
     }
 
     /// Whether every byte is as written: the checksum at the end is the
-    /// SHA-256 of all before it. Reads the whole snapshot.
+    /// SHA-256 of all before it. Reads the whole snapshot, a piece at a
+    /// time.
     pub fn verify(&self) -> Result<()> {
-        verify_bytes(&self.bytes()?)
+        verify_source(&self.source, self.header.total_len)
+    }
+
+    /// The bytes it is read from.
+    pub fn source(&self) -> &S {
+        &self.source
     }
 
     /// All of it, as it lies.
@@ -248,19 +328,32 @@ impl<S: ReadAt> Snapshot<S> {
     }
 
     /// The first entry whose hash prefix is not below `wanted` (a lower
-    /// bound). Hashes of random secrets are spread evenly, so each probe
-    /// guesses where `wanted` lies between the bounds' prefixes
+    /// bound).
+    fn first_not_below(&self, wanted: u64) -> Result<u64> {
+        self.lower_bound(
+            self.entries_at,
+            ENTRY_LEN as u64,
+            self.header.entries,
+            wanted,
+        )
+    }
+
+    /// The first of `rows` rows of `row_len` bytes from `at`, sorted by
+    /// their first 8 bytes, whose first 8 bytes are not below `wanted`.
+    /// Hashes of random secrets and of names are spread evenly, so each
+    /// probe guesses where `wanted` lies between the bounds' prefixes
     /// (interpolation): about three reads at any size, where a binary
     /// search takes twenty at a million keys, and each read touches another
     /// page of a gate's snapshot. Hand-written hashes could skew that, so
     /// after a few guesses it halves instead.
-    fn first_not_below(&self, wanted: u64) -> Result<u64> {
+    fn lower_bound(&self, at: u64, row_len: u64, rows: u64, wanted: u64) -> Result<u64> {
         const GUESSES: u32 = 6;
-        let (mut low, mut high) = (0u64, self.header.entries);
-        // Every entry before `low` is below `wanted`, none from `high` on;
+        let (mut low, mut high) = (0u64, rows);
+        // Every row before `low` is below `wanted`, none from `high` on;
         // their prefixes lie within [low_prefix, high_prefix].
         let (mut low_prefix, mut high_prefix) = (0u64, u64::MAX);
         let mut probes = 0;
+        let mut row = [0u8; 8];
         while low < high {
             let probe = if probes < GUESSES && high_prefix > low_prefix {
                 let span = u128::from(high - low);
@@ -271,7 +364,8 @@ impl<S: ReadAt> Snapshot<S> {
                 low + (high - low) / 2
             };
             probes += 1;
-            let found = prefix(&self.entry(probe)?);
+            self.source.read_at(&mut row, at + probe * row_len)?;
+            let found = prefix(&row);
             if found < wanted {
                 low = probe + 1;
                 low_prefix = found;
@@ -283,10 +377,33 @@ impl<S: ReadAt> Snapshot<S> {
         Ok(low)
     }
 
-    fn hit(&self, entry: &[u8; ENTRY_LEN]) -> Result<Found<'static>> {
-        let field = |at: usize| u64::from_le_bytes(entry[at..at + 8].try_into().expect("8 bytes"));
-        let (position, offset, len) = (field(32), field(40), field(48));
-        let retired = field(56) as i64;
+    /// The (position, record offset, record length) of every row of
+    /// `table` whose name has the digest of `name`; the caller compares
+    /// the name in each record, as another name may share the digest.
+    fn rows_named(&self, table: Table, name: &str) -> Result<Vec<(u64, u64, u64)>> {
+        let wanted = name_digest(name);
+        let mut at = self.lower_bound(table.at, ROW_LEN as u64, table.rows, wanted)?;
+        let mut rows = Vec::new();
+        let mut row = [0u8; ROW_LEN];
+        while at < table.rows {
+            self.source
+                .read_at(&mut row, table.at + at * ROW_LEN as u64)?;
+            if prefix(&row) != wanted {
+                break;
+            }
+            let field = |from: usize, len: usize| {
+                let mut bytes = [0u8; 8];
+                bytes[..len].copy_from_slice(&row[from..from + len]);
+                u64::from_le_bytes(bytes)
+            };
+            rows.push((field(20, 4), field(8, 8), field(16, 4)));
+            at += 1;
+        }
+        Ok(rows)
+    }
+
+    /// The record of `len` bytes at `offset`, decoded.
+    fn record<T: serde::de::DeserializeOwned>(&self, offset: u64, len: u64) -> Result<T> {
         let end = offset
             .checked_add(len)
             .context("a snapshot entry is corrupt")?;
@@ -295,8 +412,72 @@ impl<S: ReadAt> Snapshot<S> {
         }
         let mut record = vec![0u8; usize::try_from(len).context("record length")?];
         self.source.read_at(&mut record, offset)?;
-        let record: SnapshotKey =
-            serde_json::from_slice(&record).context("a snapshot record is corrupt")?;
+        serde_json::from_slice(&record).context("a snapshot record is corrupt")
+    }
+
+    /// The key whose id is `id`, with its identity.
+    pub fn key_by_id(&self, id: &str) -> Result<Option<Found<'static>>> {
+        for (position, offset, len) in self.rows_named(self.header.tables.key_ids, id)? {
+            let record: SnapshotKey = self.record(offset, len)?;
+            if record.key.id == id {
+                return Ok(Some(Found {
+                    position: usize::try_from(position).context("key position")?,
+                    key: Cow::Owned(record.key),
+                    identity: record.identity.map(Cow::Owned),
+                    retired_until: None,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The identity `iam_id`.
+    pub fn identity(&self, iam_id: &str) -> Result<Option<Identity>> {
+        for (_, offset, len) in self.rows_named(self.header.tables.identities, iam_id)? {
+            let identity: Identity = self.record(offset, len)?;
+            if identity.iam_id.as_str() == iam_id {
+                return Ok(Some(identity));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The keys `manager` manages (their own, and their service IDs'), in
+    /// the registry's order.
+    pub fn keys_managed_by(&self, manager: &str) -> Result<Vec<KeyRecord>> {
+        let mut keys = Vec::new();
+        for (position, offset, len) in self.rows_named(self.header.tables.managers, manager)? {
+            let record: SnapshotKey = self.record(offset, len)?;
+            if record
+                .identity
+                .as_ref()
+                .is_some_and(|identity| identity.manager().as_str() == manager)
+            {
+                keys.push((position, record.key));
+            }
+        }
+        keys.sort_unstable_by_key(|(position, _)| *position);
+        Ok(keys.into_iter().map(|(_, key)| key).collect())
+    }
+
+    /// The service IDs `owner` owns, in the registry's order.
+    pub fn identities_owned_by(&self, owner: &str) -> Result<Vec<Identity>> {
+        let mut owned = Vec::new();
+        for (position, offset, len) in self.rows_named(self.header.tables.owners, owner)? {
+            let identity: Identity = self.record(offset, len)?;
+            if identity.owner.as_ref().is_some_and(|o| o.as_str() == owner) {
+                owned.push((position, identity));
+            }
+        }
+        owned.sort_unstable_by_key(|(position, _)| *position);
+        Ok(owned.into_iter().map(|(_, identity)| identity).collect())
+    }
+
+    fn hit(&self, entry: &[u8; ENTRY_LEN]) -> Result<Found<'static>> {
+        let field = |at: usize| u64::from_le_bytes(entry[at..at + 8].try_into().expect("8 bytes"));
+        let (position, offset, len) = (field(32), field(40), field(48));
+        let retired = field(56) as i64;
+        let record: SnapshotKey = self.record(offset, len)?;
         Ok(Found {
             position: usize::try_from(position).context("key position")?,
             key: Cow::Owned(record.key),
@@ -321,6 +502,10 @@ impl<S: ReadAt> Lookup for Snapshot<S> {
 
     fn find(&self, hash: &[u8; 32]) -> Result<Option<Found<'_>>> {
         self.find_entry(hash)
+    }
+
+    fn find_by_id(&self, id: &str) -> Result<Option<Found<'_>>> {
+        self.key_by_id(id)
     }
 }
 
@@ -359,28 +544,56 @@ pub fn encode_reporting(contents: &Contents<'_>, report: &mut dyn FnMut(usize)) 
         .collect();
     let mut records = Vec::new();
     let mut located = Vec::with_capacity(contents.keys.len());
-    for key in contents.keys {
+    // (name digest, position, offset within the records, length) per table.
+    let (mut key_ids, mut managers) = (Vec::new(), Vec::new());
+    for (position, key) in contents.keys.iter().enumerate() {
+        let identity = identities.get(key.owner.as_str()).copied();
         let record = SnapshotKey {
             key: key.clone(),
-            identity: identities.get(key.owner.as_str()).map(|i| (*i).clone()),
+            identity: identity.cloned(),
         };
-        let start = records.len();
-        serde_json::to_writer(&mut records, &record).expect("a record serializes");
-        located.push((start as u64, (records.len() - start) as u64));
+        let (offset, len) = append_json(&mut records, &record);
+        located.push((offset, len));
+        key_ids.push((name_digest(&key.id), position, offset, len));
+        if let Some(identity) = identity {
+            managers.push((
+                name_digest(identity.manager().as_str()),
+                position,
+                offset,
+                len,
+            ));
+        }
         if located.len() % REPORT_EVERY == 0 {
             report(located.len());
         }
     }
     report(located.len());
+    let (mut by_iam_id, mut owners) = (Vec::new(), Vec::new());
+    for (position, identity) in contents.identities.iter().enumerate() {
+        let (offset, len) = append_json(&mut records, identity);
+        by_iam_id.push((name_digest(identity.iam_id.as_str()), position, offset, len));
+        if let Some(owner) = &identity.owner {
+            owners.push((name_digest(owner.as_str()), position, offset, len));
+        }
+    }
     let mut entries: Vec<([u8; 32], u64, i64)> = secret_hashes(contents.keys)
         .map(|(hash, position, retired)| {
             (hash, position as u64, retired.map_or(NOT_RETIRED, |t| t.0))
         })
         .collect();
     entries.sort_unstable_by_key(|entry| entry.0);
+    let mut tables = [key_ids, managers, by_iam_id, owners];
+    for rows in &mut tables {
+        rows.sort_unstable_by_key(|&(digest, position, ..)| (digest, position));
+    }
 
-    // The header holds the whole length, and its own length is part of
-    // that: it is serialized with a placeholder of the same width first.
+    // The header holds the whole length and where the tables lie, and its
+    // own length is part of those: it is serialized with placeholders of
+    // the same width first.
+    let placeholder = |rows: &Vec<_>| Table {
+        at: u64::MAX,
+        rows: rows.len() as u64,
+    };
     let mut header = Header {
         source: contents.source.clone(),
         revision: contents.revision,
@@ -388,17 +601,38 @@ pub fn encode_reporting(contents: &Contents<'_>, report: &mut dyn FnMut(usize)) 
         policy_config: contents.policy_config.clone(),
         entries: entries.len() as u64,
         keys: contents.keys.len() as u64,
+        identities: contents.identities.len() as u64,
+        tables: Tables {
+            key_ids: placeholder(&tables[0]),
+            managers: placeholder(&tables[1]),
+            identities: placeholder(&tables[2]),
+            owners: placeholder(&tables[3]),
+        },
         total_len: u64::MAX,
     };
     let width = serde_json::to_vec(&header)
         .expect("the header serializes")
         .len();
-    let body = (entries.len() * ENTRY_LEN + records.len() + CHECKSUM_LEN) as u64;
-    // The real length is shorter; spaces (valid JSON) make up the width.
-    header.total_len = 16 + width as u64 + body;
+    // The real numbers are shorter; spaces (valid JSON) make up the width.
+    let mut at = (16 + width + entries.len() * ENTRY_LEN) as u64;
+    let mut place = |rows: &Vec<_>| {
+        let table = Table {
+            at,
+            rows: rows.len() as u64,
+        };
+        at += (rows.len() * ROW_LEN) as u64;
+        table
+    };
+    header.tables = Tables {
+        key_ids: place(&tables[0]),
+        managers: place(&tables[1]),
+        identities: place(&tables[2]),
+        owners: place(&tables[3]),
+    };
+    let records_at = at;
+    header.total_len = records_at + (records.len() + CHECKSUM_LEN) as u64;
     let mut header = serde_json::to_vec(&header).expect("the header serializes");
     header.resize(width, b' ');
-    let records_at = (16 + header.len() + entries.len() * ENTRY_LEN) as u64;
     let mut bytes = Vec::with_capacity(records_at as usize + records.len() + CHECKSUM_LEN);
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&(header.len() as u64).to_le_bytes());
@@ -411,10 +645,27 @@ pub fn encode_reporting(contents: &Contents<'_>, report: &mut dyn FnMut(usize)) 
         bytes.extend_from_slice(&len.to_le_bytes());
         bytes.extend_from_slice(&retired.to_le_bytes());
     }
+    for rows in &tables {
+        for &(digest, position, offset, len) in rows {
+            bytes.extend_from_slice(&digest.to_be_bytes());
+            bytes.extend_from_slice(&(records_at + offset).to_le_bytes());
+            let len = u32::try_from(len).expect("a record under 4 GiB");
+            let position = u32::try_from(position).expect("under 4G keys or identities");
+            bytes.extend_from_slice(&len.to_le_bytes());
+            bytes.extend_from_slice(&position.to_le_bytes());
+        }
+    }
     bytes.extend_from_slice(&records);
     let checksum = Sha256::digest(&bytes);
     bytes.extend_from_slice(&checksum);
     bytes
+}
+
+/// Appends `record` to `records` as JSON; its offset there, and length.
+fn append_json(records: &mut Vec<u8>, record: &impl Serialize) -> (u64, u64) {
+    let start = records.len();
+    serde_json::to_writer(&mut *records, record).expect("a record serializes");
+    (start as u64, (records.len() - start) as u64)
 }
 
 #[cfg(test)]
@@ -433,6 +684,8 @@ mod tests {
             policy_config: Vec::new(),
             entries: sorted.len() as u64,
             keys: 0,
+            identities: 0,
+            tables: Tables::default(),
             total_len: u64::MAX,
         };
         let width = serde_json::to_vec(&header).unwrap().len();

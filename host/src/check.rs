@@ -2,7 +2,7 @@
 //! crate, shared with the gate) for a key, and [`check_token`] for an
 //! access token.
 
-use crate::registry::LoadedRegistry;
+use crate::registry::Lookup;
 use crate::time::Timestamp;
 use crate::token::{self, TokenError, TokenVerifier};
 use crate::verdict::{DenyCode, Verdict};
@@ -17,7 +17,7 @@ use keyhost_core::lookup::Found;
 /// id in `registry`, its state, the secret it was exchanged for, the
 /// token's service and scopes), then `decider`, as for the key itself.
 pub fn check_token(
-    registry: &LoadedRegistry,
+    registry: &(impl Lookup + ?Sized),
     verifier: Option<&TokenVerifier>,
     decider: &mut impl Decider,
     presented: &str,
@@ -31,8 +31,8 @@ pub fn check_token(
 
 /// The first steps of [`check_token`]: the token's signature, expiry and
 /// limits. The key it names, or the verdict on a token refused.
-pub fn find_token<'r>(
-    registry: &'r LoadedRegistry,
+pub fn find_token<'r, L: Lookup + ?Sized>(
+    registry: &'r L,
     verifier: Option<&TokenVerifier>,
     presented: &str,
     request: &CheckRequest,

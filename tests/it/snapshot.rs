@@ -2,7 +2,8 @@
 //! -o`) and inspected (`keyhost snapshot inspect`); the snapshot in the
 //! cache checked whole and made again when damaged, never trusted; hand
 //! edits of the TOML seen by `check` and by serve within a second; a
-//! change serve writes itself in force at once, and not read again.
+//! change serve writes itself in force at once, and not read again; serve
+//! reading the snapshot, never a damaged one.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -158,6 +159,45 @@ fn a_damaged_snapshot_in_the_cache_is_made_again_never_trusted() {
         (0, &serde_json::Value::Bool(true))
     );
     assert_eq!(s.decide(&key, &[]), "allow");
+}
+
+/// What serve's /auth answers `key` now.
+fn auth_status(server: &Server, key: &str) -> u16 {
+    http()
+        .get(&server.url("/auth"))
+        .header("x-api-key", key)
+        .call()
+        .expect("request")
+        .status()
+        .as_u16()
+}
+
+#[test]
+fn serve_never_answers_from_a_damaged_snapshot_in_the_cache() {
+    let s = Sandbox::new().with_people();
+    let (_, key) = s.create(&["--as", "user:alice", "--name", "laptop"]);
+    let (id, disabled) = s.create(&["--as", "user:alice", "--name", "old"]);
+    s.ok(&["disable", &id, "--as", "user:alice"]);
+    assert_eq!(s.decide(&key, &[]), "allow");
+    let cached = cached_snapshot(&s);
+
+    // serve reads the snapshot in the cache where it lies. A byte changed
+    // there that, trusted, would turn the answer: the first key's record
+    // would say it is disabled.
+    rewrite(&cached, b"\"disabled\":false", b"\"disabled\":true ");
+    let server = s.serve(&[]);
+    assert_eq!(auth_status(&server, &key), 200, "made again from the TOML");
+    assert_eq!(auth_status(&server, &disabled), 403);
+    assert_eq!(inspect(&s, &cached).0["sound"], true, "and kept");
+    drop(server);
+
+    // Cut short: made again too.
+    let bytes = std::fs::read(&cached).unwrap();
+    std::fs::write(&cached, &bytes[..bytes.len() / 2]).unwrap();
+    let server = s.serve(&[]);
+    assert_eq!(auth_status(&server, &key), 200);
+    assert_eq!(auth_status(&server, &disabled), 403);
+    assert_eq!(inspect(&s, &cached).0["sound"], true, "made again");
 }
 
 /// Asks serve's /auth with `key` until `status` comes, for at most 1 s.

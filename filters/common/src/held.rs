@@ -79,6 +79,10 @@ impl Lookup for Remembering<'_> {
         self.snapshot.policy_config()
     }
 
+    fn find_by_id(&self, id: &str) -> anyhow::Result<Option<Found<'_>>> {
+        self.snapshot.find_by_id(id)
+    }
+
     fn find(&self, hash: &[u8; 32]) -> anyhow::Result<Option<Found<'_>>> {
         if let Some(decoded) = self.decoded.get(hash) {
             return Ok(Some(Found {

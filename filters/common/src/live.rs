@@ -64,7 +64,7 @@ pub enum Fetched {
     /// The registry has not changed.
     Unchanged,
     /// A newer snapshot, verified whole.
-    New(Snapshot<Vec<u8>>),
+    New(Box<Snapshot<Vec<u8>>>),
 }
 
 /// The answer with `status`, serve's `proof` and `body` to `fetch`, made
@@ -103,7 +103,7 @@ pub fn answer(
                         .into(),
                 );
             }
-            newer_than(snapshot, have).map(Fetched::New)
+            newer_than(snapshot, have).map(|snapshot| Fetched::New(Box::new(snapshot)))
         }
         Some(other) => Err(format!("keyhost serve answered {other}")),
         None => Err("keyhost serve did not answer".into()),

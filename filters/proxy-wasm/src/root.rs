@@ -352,7 +352,7 @@ impl<P: Policy> Context for Root<P> {
                         );
                     }
                     fetching.etag = Some(etag);
-                    self.take(snapshot);
+                    self.take(*snapshot);
                 } else {
                     self.held.borrow_mut().expire(None);
                 }

@@ -8,7 +8,7 @@ use super::input::read_presented_key;
 use super::{EXIT_DENIED, Report};
 use crate::check::{CheckRequest, check_token};
 use crate::policy::PolicySlot;
-use crate::registry::{self, LoadedRegistry, Lookup, RegistryFile};
+use crate::registry::{self, RegistryFile};
 use crate::time::Timestamp;
 use crate::token::{SigningKeys, TokenVerifier};
 use crate::verdict::Verdict;
@@ -53,24 +53,17 @@ pub fn check(file: &RegistryFile, args: CheckArgs, now: Timestamp) -> Result<Rep
         Some(path) => engine.load_file(path)?,
         None => engine.load_default()?,
     };
-    if crate::token::looks_like_token(&presented) {
-        // A token names its key by id: the registry is loaded, and the
-        // token verified with the public keys beside it.
-        let registry = LoadedRegistry::new(file.load()?);
-        let mut slot = PolicySlot::new(policy, registry.policy_config());
-        let verifier = TokenVerifier::open(file.path())?;
-        let verdict = check_token(
-            &registry,
-            verifier.as_ref(),
-            &mut slot,
-            &presented,
-            &request,
-        );
-        return Ok(verdict_report(&verdict, registry.revision()));
-    }
-    // A large registry is not parsed on every check: its compact index is
-    // read instead, and rebuilt when the registry changes.
+    // A large registry is not parsed on every check: its snapshot is read
+    // instead, and made again when the registry changes.
     let lookup = registry::open_for_check(file, crate::side_files::cache_root().as_deref())?;
+    if crate::token::looks_like_token(&presented) {
+        // A token names its key by id, and is verified with the public
+        // keys beside the registry.
+        let mut slot = PolicySlot::new(policy, lookup.policy_config());
+        let verifier = TokenVerifier::open(file.path())?;
+        let verdict = check_token(&*lookup, verifier.as_ref(), &mut slot, &presented, &request);
+        return Ok(verdict_report(&verdict, lookup.revision()));
+    }
     let mut slot = PolicySlot::new(policy, lookup.policy_config());
     let verdict = crate::check::check(&*lookup, &mut slot, &presented, &request)?;
     // The process ends with this report: the kernel takes back the policy's

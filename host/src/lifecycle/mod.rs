@@ -16,7 +16,9 @@ use crate::iam::{IamId, IdentityKind, KeyKind};
 use crate::key_format::{self, Secret};
 use crate::net::normalize_cidrs;
 use crate::ratelimit::RateLimit;
-use crate::registry::{Identity, KeyHash, KeyRecord, LeakAction, Registry, RetiredSecret};
+use crate::registry::{
+    CompactRegistry, Identity, KeyHash, KeyRecord, LeakAction, Registry, RetiredSecret, Unreadable,
+};
 use crate::time::Timestamp;
 
 /// Why an operation did not happen. Nothing was written. The messages say
@@ -38,6 +40,9 @@ pub enum LifecycleError {
     /// A value is not acceptable (a field, a kind for this identity).
     #[error("{0}")]
     Invalid(String),
+    /// The registry in force cannot be read.
+    #[error(transparent)]
+    Unreadable(#[from] Unreadable),
 }
 
 impl From<BadField> for LifecycleError {
@@ -405,12 +410,17 @@ pub fn mark_leaked(registry: &mut Registry, id: &str, now: Timestamp) -> Result<
 }
 
 fn require_user(registry: &Registry, actor: &IamId) -> Result<()> {
+    require_user_known(actor, registry.identity(actor).is_some())
+}
+
+/// That `actor` is a user, and `known` to the registry.
+fn require_user_known(actor: &IamId, known: bool) -> Result<()> {
     if actor.kind() != IdentityKind::User {
         return refuse(format!(
             "{actor} cannot manage keys: only users act on keys"
         ));
     }
-    if registry.identity(actor).is_none() {
+    if !known {
         return Err(unknown("identity", actor));
     }
     Ok(())
@@ -469,28 +479,16 @@ fn check_rate_limit(limit: Option<String>) -> Result<Option<RateLimit>> {
         .transpose()
 }
 
-/// The key `id` if `actor` may see it: its owner, as for changes.
-pub fn readable_key<'r>(registry: &'r Registry, id: &str, actor: &IamId) -> Result<&'r KeyRecord> {
-    require_user(registry, actor)?;
-    let key = registry.key(id).ok_or_else(|| unknown("key id", id))?;
-    let identity = registry
-        .identity(&key.owner)
-        .ok_or_else(|| unknown("identity", &key.owner))?;
-    require_manager(identity, actor, "see")?;
-    Ok(key)
-}
-
-/// The keys `actor` owns: their own and those of the service IDs they own.
-pub fn keys_managed_by<'r>(registry: &'r Registry, actor: &IamId) -> Vec<&'r KeyRecord> {
-    registry
-        .keys
-        .iter()
-        .filter(|key| {
-            registry
-                .identity(&key.owner)
-                .is_some_and(|i| i.manager() == actor)
-        })
-        .collect()
+/// The key `id` in the registry in force, if `actor` may see it: its
+/// owner, as for changes.
+pub fn readable_key(registry: &CompactRegistry, id: &str, actor: &IamId) -> Result<KeyRecord> {
+    require_user_known(actor, registry.identity(actor)?.is_some())?;
+    let found = registry.key(id)?.ok_or_else(|| unknown("key id", id))?;
+    let identity = found
+        .identity
+        .ok_or_else(|| unknown("identity", &found.key.owner))?;
+    require_manager(&identity, actor, "see")?;
+    Ok(found.key.into_owned())
 }
 
 fn new_key_id() -> String {

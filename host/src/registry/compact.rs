@@ -1,66 +1,131 @@
-//! The registry's snapshot in the cache, for one-shot checks. A `keyhost
-//! check` process would otherwise parse the whole TOML file to look up one
-//! key, which at a million keys takes seconds. The snapshot (the core
+//! The registry's snapshot in the cache: what `keyhost check` and `keyhost
+//! serve` read. Either would otherwise parse the whole TOML file, which at
+//! a million keys takes seconds and gigabytes. The snapshot (the core
 //! crate's format, `keyhost_core::snapshot`) is rebuilt from the TOML
-//! whenever the registry file changes, and read with a handful of
-//! positioned reads.
+//! whenever the registry file changes, and read where it lies: mapped, a
+//! lookup touches a handful of pages.
 //!
 //! It lives in the cache folder (`side_files::index_path`, mode 0600, since
 //! it holds the same hashes as the registry). It is valid for one exact
 //! version of the registry file: its header's source is that file's
 //! `FileStamp`. A file that fails any check is rebuilt, never trusted.
+//! keyhost replaces it by renaming a new file into place, never in place,
+//! so a mapping in use keeps the version it mapped.
 
 use std::fs::File;
 use std::io::ErrorKind;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use keyhost_core::snapshot::{self, Contents, Snapshot};
+use keyhost_core::snapshot::{self, Contents, ReadAt, Snapshot};
 
-use super::{Found, Lookup, Registry, RegistryFile};
+use super::{Found, Identity, KeyRecord, Lookup, Registry, RegistryFile};
 use crate::durable;
+use crate::iam::IamId;
 use crate::progress::Progress;
 use crate::side_files::{FileStamp, index_path};
 
+/// A snapshot's bytes: its file in the cache, mapped, or made in memory
+/// when no cache can keep it.
+pub enum SnapshotBytes {
+    /// The file in the cache.
+    Mapped(memmap2::Mmap),
+    /// Made in memory.
+    Made(Vec<u8>),
+}
+
+impl Deref for SnapshotBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            SnapshotBytes::Mapped(map) => map,
+            SnapshotBytes::Made(bytes) => bytes,
+        }
+    }
+}
+
+impl ReadAt for SnapshotBytes {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        (**self).read_at(buf, offset)
+    }
+
+    fn size(&self) -> Result<u64> {
+        Ok(self.len() as u64)
+    }
+}
+
+/// A snapshot in use that cannot be read as its header says (a byte
+/// changed on disk since it was checked): what was asked fails closed.
+#[derive(Debug, thiserror::Error)]
+#[error("the registry snapshot in force cannot be read: {0:#}")]
+pub struct Unreadable(#[from] anyhow::Error);
+
 /// An open, current snapshot of a registry.
 pub struct CompactRegistry {
-    snapshot: Snapshot<File>,
+    snapshot: Snapshot<SnapshotBytes>,
 }
 
 impl CompactRegistry {
-    /// The snapshot of `registry` in `cache_dir` (none: no cache), rebuilt
-    /// first when it is missing or stale; or, when no snapshot can be kept,
-    /// the registry as loaded (the inner `Err`). Errors are the registry's
-    /// own; a snapshot that cannot be kept only costs speed.
+    /// What a one-shot check reads: the snapshot of `registry` in
+    /// `cache_dir` (none: no cache), made first when it is missing or
+    /// stale; or, with no cache, the registry as loaded (the inner `Err`).
+    /// Errors are the registry's own; a snapshot that cannot be kept only
+    /// costs speed.
     pub fn open_or_build(
         registry: &RegistryFile,
         cache_dir: Option<&Path>,
     ) -> Result<Result<CompactRegistry, Registry>> {
-        let Some(cache_dir) = cache_dir else {
-            return Ok(Err(registry.load()?));
-        };
-        let path = index_path(cache_dir, registry.path());
-        let stamp = FileStamp::of(registry.path()).ok();
-        if let Some(stamp) = &stamp
-            && let Some(index) = CompactRegistry::open(&path, stamp)
-        {
-            return Ok(Ok(index));
+        match cache_dir {
+            Some(_) => Ok(Ok(CompactRegistry::current(registry, cache_dir)?.0)),
+            None => Ok(Err(registry.load()?)),
         }
-        let loaded = registry.load()?;
-        // A registry that changed while it was read is indexed next time.
-        if let Some(stamp) = stamp
-            && FileStamp::of(registry.path()).ok().as_ref() == Some(&stamp)
+    }
+
+    /// What serve holds: the snapshot of `registry` in `cache_dir` when it
+    /// is current, else made from the TOML now (and kept in the cache, when
+    /// there is one); with the stamp of the registry file it is of.
+    pub fn current(
+        registry: &RegistryFile,
+        cache_dir: Option<&Path>,
+    ) -> Result<(CompactRegistry, FileStamp)> {
+        if let Some(cache_dir) = cache_dir
+            && let Ok(stamp) = FileStamp::of(registry.path())
+            && let Some(index) =
+                CompactRegistry::open(&index_path(cache_dir, registry.path()), &stamp)
         {
-            let bytes = encode_snapshot(&loaded, source_of(&stamp));
+            return Ok((index, stamp));
+        }
+        let (loaded, stamp) = registry.load_stamped()?;
+        let index = CompactRegistry::of_committed(&loaded, &stamp, registry.path(), cache_dir);
+        Ok((index, stamp))
+    }
+
+    /// The snapshot of `loaded`, read from (or just written to) the
+    /// registry file stamped `stamp` at `registry_path`: kept in
+    /// `cache_dir` and mapped from there, or held in memory when it cannot
+    /// be kept.
+    pub fn of_committed(
+        loaded: &Registry,
+        stamp: &FileStamp,
+        registry_path: &Path,
+        cache_dir: Option<&Path>,
+    ) -> CompactRegistry {
+        let bytes = encode_snapshot(loaded, source_of(stamp));
+        if let Some(cache_dir) = cache_dir {
+            let path = index_path(cache_dir, registry_path);
             let written = std::fs::create_dir_all(durable::folder_of(&path))
                 .map_err(anyhow::Error::from)
-                .and_then(|()| durable::replace(&path, &bytes));
+                .and_then(|()| durable::replace_and_stamp(&path, &bytes));
             match written {
-                Ok(()) => {
-                    // Checked whole as it is opened: the file at `path` may
-                    // by now be another writer's.
-                    if let Some(index) = CompactRegistry::open(&path, &stamp) {
-                        return Ok(Ok(index));
+                Ok(written) => {
+                    // Made here, so sound as written; opened again, the
+                    // file at `path` may by now be another writer's, and
+                    // that one is checked whole.
+                    note_checked(&path, &written);
+                    if let Some(index) = CompactRegistry::open(&path, stamp) {
+                        return index;
                     }
                 }
                 Err(e) => {
@@ -71,7 +136,41 @@ impl CompactRegistry {
                 }
             }
         }
-        Ok(Err(loaded))
+        let snapshot =
+            Snapshot::open(SnapshotBytes::Made(bytes)).expect("a snapshot made here opens");
+        CompactRegistry { snapshot }
+    }
+
+    /// The snapshot read.
+    pub fn snapshot(&self) -> &Snapshot<SnapshotBytes> {
+        &self.snapshot
+    }
+
+    /// The identity `iam_id`.
+    pub fn identity(&self, iam_id: &IamId) -> Result<Option<Identity>, Unreadable> {
+        self.snapshot
+            .identity(iam_id.as_str())
+            .map_err(Unreadable::from)
+    }
+
+    /// The key `id`, with its identity.
+    pub fn key(&self, id: &str) -> Result<Option<Found<'static>>, Unreadable> {
+        self.snapshot.key_by_id(id).map_err(Unreadable::from)
+    }
+
+    /// The keys `manager` manages: their own and those of the service IDs
+    /// they own, in the registry's order.
+    pub fn keys_managed_by(&self, manager: &IamId) -> Result<Vec<KeyRecord>, Unreadable> {
+        self.snapshot
+            .keys_managed_by(manager.as_str())
+            .map_err(Unreadable::from)
+    }
+
+    /// The service IDs `owner` owns, in the registry's order.
+    pub fn service_ids_of(&self, owner: &IamId) -> Result<Vec<Identity>, Unreadable> {
+        self.snapshot
+            .identities_owned_by(owner.as_str())
+            .map_err(Unreadable::from)
     }
 
     /// The snapshot at `path` if it is sound and made from the file `stamp`
@@ -90,13 +189,15 @@ impl CompactRegistry {
         };
         // The stamp of the very file opened, whatever the path names now.
         let own = FileStamp::of_meta(&file.metadata().ok()?);
-        let snapshot = Snapshot::open(file).ok()?;
-        if snapshot.header().source != source_of(stamp) {
+        let read = Snapshot::open(&file).ok()?;
+        if read.header().source != source_of(stamp) {
             return None;
         }
         let checked = std::fs::read(checked_path(path)).ok();
         if checked.as_deref() != Some(source_of(&own).as_bytes()) {
-            if let Err(e) = snapshot.verify() {
+            // Read through the file, not the mapping: a check of every byte
+            // then leaves none of them resident in this process.
+            if let Err(e) = read.verify() {
                 tracing::warn!(
                     "the registry snapshot in the cache is damaged; making it again: {e:#}"
                 );
@@ -104,6 +205,11 @@ impl CompactRegistry {
             }
             note_checked(path, &own);
         }
+        // SAFETY: keyhost never changes a snapshot file in place (it
+        // renames a new one over it), so the mapping's bytes stay as
+        // checked for as long as it is held.
+        let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
+        let snapshot = Snapshot::open(SnapshotBytes::Mapped(map)).ok()?;
         Some(CompactRegistry { snapshot })
     }
 }
@@ -137,6 +243,10 @@ impl Lookup for CompactRegistry {
     fn find(&self, hash: &[u8; 32]) -> Result<Option<Found<'_>>> {
         self.snapshot.find(hash)
     }
+
+    fn find_by_id(&self, id: &str) -> Result<Option<Found<'_>>> {
+        self.snapshot.key_by_id(id)
+    }
 }
 
 /// The snapshot of `registry` as bytes, with its header: the one in
@@ -154,7 +264,7 @@ pub fn snapshot_bytes(registry: &RegistryFile, cache_dir: Option<&Path>) -> Resu
             Ok(index) => index,
             Err(loaded) => return Ok(encode_snapshot(&loaded, "keyhost".to_string())),
         };
-        let bytes = index.snapshot.bytes()?;
+        let bytes = index.snapshot.source().to_vec();
         let Err(e) = snapshot::verify_bytes(&bytes) else {
             return Ok(bytes);
         };
@@ -224,6 +334,94 @@ mod tests {
         }
         assert!(index.find(&[0u8; 32]).unwrap().is_none());
         assert!(index.find(&[0xff; 32]).unwrap().is_none());
+    }
+
+    /// Users with keys, service IDs owned by some of them with keys of
+    /// their own, and a key whose identity is gone.
+    fn mixed_registry() -> Registry {
+        let mut registry = crate::synthetic::registry(120, 0).registry;
+        let template = registry.keys[0].clone();
+        for n in 0..4 {
+            let owner = registry.identities[n % 2].iam_id.clone();
+            let iam_id: IamId = format!("service-id:svc{n}").parse().unwrap();
+            registry.identities.push(Identity {
+                iam_id: iam_id.clone(),
+                owner: Some(owner),
+                scopes: vec!["read".into()],
+                created_at: template.created_at,
+            });
+            for k in 0..3 {
+                registry.keys.push(KeyRecord {
+                    id: format!("kid_svc{n}_{k}"),
+                    owner: iam_id.clone(),
+                    hash: crate::registry::KeyHash::of(&format!("svc{n}{k}")),
+                    ..template.clone()
+                });
+            }
+        }
+        registry.keys.push(KeyRecord {
+            id: "kid_orphan".into(),
+            owner: "user:gone".parse().unwrap(),
+            hash: crate::registry::KeyHash::of("orphan"),
+            ..template
+        });
+        registry
+    }
+
+    #[test]
+    fn the_tables_by_name_answer_as_a_scan_of_the_registry_does() {
+        let registry = mixed_registry();
+        let stamp = FileStamp::of(Path::new("/")).unwrap();
+        let index = CompactRegistry::of_committed(&registry, &stamp, Path::new("keys.toml"), None);
+        let ids = |keys: Vec<KeyRecord>| keys.into_iter().map(|k| k.id).collect::<Vec<_>>();
+        let mut names: Vec<IamId> = registry
+            .identities
+            .iter()
+            .map(|i| i.iam_id.clone())
+            .collect();
+        names.push("user:gone".parse().unwrap());
+        names.push("user:nobody".parse().unwrap());
+        for name in &names {
+            let scanned = registry.identity(name);
+            let read = index.identity(name).unwrap();
+            assert_eq!(read.map(|i| i.iam_id), scanned.map(|i| i.iam_id.clone()));
+            let managed: Vec<String> = registry
+                .keys
+                .iter()
+                .filter(|k| {
+                    registry
+                        .identity(&k.owner)
+                        .is_some_and(|i| i.manager() == name)
+                })
+                .map(|k| k.id.clone())
+                .collect();
+            assert_eq!(ids(index.keys_managed_by(name).unwrap()), managed, "{name}");
+            let owned: Vec<&IamId> = registry
+                .identities
+                .iter()
+                .filter(|i| i.owner.as_ref() == Some(name))
+                .map(|i| &i.iam_id)
+                .collect();
+            let read: Vec<IamId> = index
+                .service_ids_of(name)
+                .unwrap()
+                .into_iter()
+                .map(|i| i.iam_id)
+                .collect();
+            assert_eq!(read.iter().collect::<Vec<_>>(), owned, "{name}");
+        }
+        // The first user manages their own keys and two service IDs' keys.
+        assert_eq!(index.keys_managed_by(&names[0]).unwrap().len(), 20 + 2 * 3);
+        for (position, key) in registry.keys.iter().enumerate() {
+            let found = index.key(&key.id).unwrap().unwrap();
+            assert_eq!((found.position, &found.key.id), (position, &key.id));
+            assert_eq!(
+                found.identity.map(|i| i.iam_id.clone()),
+                registry.identity(&key.owner).map(|i| i.iam_id.clone())
+            );
+        }
+        assert!(index.key("kid_none").unwrap().is_none());
+        assert!(index.key("").unwrap().is_none());
     }
 
     #[test]

@@ -78,4 +78,13 @@ impl Lookup for LoadedRegistry {
             }
         }))
     }
+
+    fn find_by_id(&self, id: &str) -> Result<Option<Found<'_>>> {
+        Ok(self.key_by_id(id).map(|(position, key)| Found {
+            position,
+            key: Cow::Borrowed(key),
+            identity: self.identity_of(key).map(Cow::Borrowed),
+            retired_until: None,
+        }))
+    }
 }

@@ -16,7 +16,7 @@ use crate::iam::IamId;
 pub use keyhost_core::key_hash::KeyHash;
 pub use keyhost_core::record::{Identity, KeyRecord, MANAGEMENT_SCOPES, RetiredSecret};
 
-pub use compact::{CompactRegistry, encode_snapshot, snapshot_bytes};
+pub use compact::{CompactRegistry, SnapshotBytes, Unreadable, encode_snapshot, snapshot_bytes};
 pub use file::{Committed, Missing, OlderCopy, RegistryFile, TooLate, line_of};
 pub use index::{KeyIndex, Matched};
 pub use loaded::LoadedRegistry;

@@ -18,7 +18,7 @@ use crate::ceiling::Ceiling;
 use crate::check::CheckRequest;
 use crate::iam::{IamId, KeyKind};
 use crate::lifecycle::LifecycleError;
-use crate::registry::{Committed, OlderCopy, Registry};
+use crate::registry::{Committed, Lookup, OlderCopy, Registry};
 use crate::verdict::Verdict;
 
 /// The service a key must be valid for to use the management API.
@@ -77,10 +77,14 @@ impl FromRequestParts<AppState> for Caller {
                 format!("only a user's key manages keys; this is a {} key", key.kind),
             ));
         }
-        let record = &evaluated.checker.registry.keys[key.index];
+        let Some(found) = &evaluated.found else {
+            return Err(ApiError::from(anyhow::anyhow!(
+                "an allowed key came without its record"
+            )));
+        };
         Ok(Caller {
             user: key.owner.parse().map_err(ApiError::bad_request)?,
-            ceiling: Ceiling::of(record),
+            ceiling: Ceiling::of(&found.key),
             deadline,
         })
     }
@@ -102,7 +106,7 @@ impl Caller {
         // outcome, commit or not, is what the answer says.
         let result = tokio::task::spawn_blocking(move || {
             let _in_flight = shared.start_write();
-            let in_force = shared.checker().registry.revision;
+            let in_force = shared.checker().revision();
             let committed = shared.registry_file.commit(Some(deadline), |registry| {
                 // An older copy put in place of the registry is refused as
                 // a reload would refuse it: a change made to it would bring

@@ -102,6 +102,7 @@ impl From<anyhow::Error> for ApiError {
                 LifecycleError::Refused(_) => (StatusCode::FORBIDDEN, "refused"),
                 LifecycleError::Unknown { .. } => (StatusCode::NOT_FOUND, "not_found"),
                 LifecycleError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+                LifecycleError::Unreadable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             }
         } else if error.downcast_ref::<TooLate>().is_some() {
             (StatusCode::SERVICE_UNAVAILABLE, "timeout")

@@ -96,8 +96,8 @@ pub async fn token(
         ..CheckRequest::default()
     };
     let evaluated = state.evaluate(Some(apikey.trim()), &request).await;
-    let key = match &evaluated.verdict {
-        Verdict::Allow { key, .. } => key,
+    match &evaluated.verdict {
+        Verdict::Allow { .. } => {}
         Verdict::Deny { code, reason, .. } => {
             // An unknown or malformed key is not a credential at all: 401.
             // A known key the rules refuse is a grant that is not valid: 400.
@@ -113,10 +113,16 @@ pub async fn token(
             };
             return oauth_error(status, error, format!("{}: {reason}", code.as_str()));
         }
+    }
+    let Some(found) = &evaluated.found else {
+        return oauth_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "an allowed key came without its record",
+        );
     };
-    let registry = &evaluated.checker;
-    let record = &registry.registry.keys[key.index];
-    let Some(identity) = registry.identity_of(record) else {
+    let record = &*found.key;
+    let Some(identity) = found.identity.as_deref() else {
         return oauth_error(
             StatusCode::UNAUTHORIZED,
             "invalid_client",
@@ -130,7 +136,7 @@ pub async fn token(
         identity,
         &KeyHash::of(apikey.trim()),
         &service,
-        registry.registry.revision,
+        evaluated.revision,
         state.shared.token_ttl,
         now,
     );

@@ -21,8 +21,8 @@ use super::caller::Caller;
 use super::errors::{ApiError, ApiResult};
 use crate::iam::{IamId, KeyKind};
 use crate::key_format;
-use crate::lifecycle::{self, KeyChanges, NewKey, StateChange};
-use crate::registry::KeyRecord;
+use crate::lifecycle::{self, KeyChanges, LifecycleError, NewKey, StateChange};
+use crate::registry::{KeyRecord, Lookup};
 use crate::time::{self, Timestamp};
 use crate::views::{KeyView, issued_secret};
 
@@ -186,33 +186,34 @@ fn view(state: &AppState, key: &KeyRecord, now: Timestamp) -> KeyView {
 pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult {
     let checker = state.shared.checker();
     let now = Timestamp::now();
-    let keys = views(
-        &state,
-        &lifecycle::keys_managed_by(&checker.registry, &caller.user),
-        now,
-    );
-    Ok(Json(json!({ "keys": keys, "revision": checker.registry.revision })).into_response())
+    let managed = checker
+        .keys_managed_by(&caller.user)
+        .map_err(LifecycleError::from)?;
+    let keys = views(&state, &managed.iter().collect::<Vec<_>>(), now);
+    Ok(Json(json!({ "keys": keys, "revision": checker.revision() })).into_response())
 }
 
 /// `GET /v1/me`: who the caller is, and the service IDs they own.
 pub async fn me(State(state): State<AppState>, caller: Caller) -> ApiResult {
     let checker = state.shared.checker();
-    let registry = &checker.registry;
-    let scopes: Vec<&str> = registry
+    let identity = checker
         .identity(&caller.user)
+        .map_err(LifecycleError::from)?;
+    let scopes: Vec<&str> = identity
+        .as_ref()
         .map(|identity| identity.rights().collect())
         .unwrap_or_default();
-    let service_ids: Vec<Value> = registry
-        .identities
+    let service_ids: Vec<Value> = checker
+        .service_ids_of(&caller.user)
+        .map_err(LifecycleError::from)?
         .iter()
-        .filter(|identity| identity.owner.as_ref() == Some(&caller.user))
         .map(|identity| json!({ "iam_id": identity.iam_id.as_str(), "scopes": identity.scopes }))
         .collect();
     Ok(Json(json!({
         "iam_id": caller.user.as_str(),
         "scopes": scopes,
         "service_ids": service_ids,
-        "revision": registry.revision,
+        "revision": checker.revision(),
     }))
     .into_response())
 }
@@ -224,7 +225,7 @@ pub async fn usage(
     Path(id): Path<String>,
 ) -> ApiResult {
     let checker = state.shared.checker();
-    let key = lifecycle::readable_key(&checker.registry, &id, &caller.user)?;
+    let key = lifecycle::readable_key(&checker, &id, &caller.user)?;
     let usage = tokio::task::block_in_place(|| state.shared.usage_of(&[key.id.as_str()]));
     let hours: Vec<Value> = usage
         .get(&key.id)
@@ -245,9 +246,9 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> ApiResult {
     let checker = state.shared.checker();
-    let key = lifecycle::readable_key(&checker.registry, &id, &caller.user)?;
-    let view = view(&state, key, Timestamp::now());
-    Ok(Json(json!({ "key": view, "revision": checker.registry.revision })).into_response())
+    let key = lifecycle::readable_key(&checker, &id, &caller.user)?;
+    let view = view(&state, &key, Timestamp::now());
+    Ok(Json(json!({ "key": view, "revision": checker.revision() })).into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -40,7 +40,7 @@ use state::{PolicySource, Shared};
 use crate::counters::{Counters, OnStateError, RedisCounters};
 use crate::policy::{CompiledCache, PolicyEngine, SandboxLimits};
 use crate::ratelimit::Buckets;
-use crate::registry::RegistryFile;
+use crate::registry::{Lookup, RegistryFile};
 use crate::side_files::{FileStamp, signing_keys_path, usage_path};
 use crate::usage::UsageTracker;
 
@@ -116,8 +116,6 @@ pub struct AppState {
     /// How long a request may take (management writes keep to it themselves).
     request_timeout: Duration,
     max_body_bytes: usize,
-    /// The snapshot proxy filters fetch, made once per registry.
-    snapshots: Arc<snapshot::SnapshotCache>,
 }
 
 impl AppState {
@@ -213,7 +211,6 @@ async fn serve(shared: Arc<Shared>, options: ServeOptions) -> Result<()> {
         auth: Arc::new(options.auth.clone()),
         request_timeout: options.request_timeout,
         max_body_bytes: options.max_body_bytes,
-        snapshots: Arc::default(),
     };
     let app = router(state, &options);
     connections::serve(
@@ -310,7 +307,7 @@ async fn header_limit(State(max): State<usize>, request: Request, next: Next) ->
 /// checked, only limits and usage wait, and taking every replica out because
 /// Redis is down would stop all traffic.
 async fn healthz(State(state): State<AppState>) -> Response {
-    let revision = state.shared.checker().registry.revision;
+    let revision = state.shared.checker().revision();
     let policy = state.shared.policy_label();
     let refusal = state.shared.policy_refusal();
     let registry = state.shared.registry_problem();

@@ -5,9 +5,10 @@
 //! which the filters use; serve then proves its answer for the fetch's
 //! nonce), or as a bearer token by hand. A fetch that sends back the entity
 //! tag it holds (`If-None-Match`) is answered 304 with no body while the
-//! registry is unchanged, so polling costs a header.
+//! registry is unchanged, so polling costs a header. The snapshot sent is
+//! the very one serve checks keys with.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -15,47 +16,19 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use keyhost_core::http::key_in_header;
 use keyhost_core::replica_proof;
-use keyhost_core::snapshot::Snapshot;
 
 use super::AppState;
 use super::errors::ApiError;
-use crate::registry::{LoadedRegistry, encode_snapshot};
+use crate::registry::{CompactRegistry, Lookup};
 use crate::replicas;
 
-/// The snapshot of the registry in force, made once per registry.
-#[derive(Default)]
-pub struct SnapshotCache(Mutex<Option<(Arc<LoadedRegistry>, Arc<Encoded>)>>);
+/// The bytes of the snapshot in force, sent as they lie: no copy, and the
+/// snapshot stays mapped until the last answer that sends it is sent.
+struct InForce(Arc<CompactRegistry>);
 
-/// One snapshot, ready to send.
-pub struct Encoded {
-    bytes: Bytes,
-    etag: String,
-    revision: u64,
-}
-
-impl SnapshotCache {
-    /// The snapshot of `loaded`: the one made before if `loaded` is the
-    /// registry it was made of, else made now (off the async threads).
-    async fn of(&self, loaded: Arc<LoadedRegistry>) -> anyhow::Result<Arc<Encoded>> {
-        if let Some((made_of, encoded)) = &*self.0.lock().expect("snapshot cache")
-            && Arc::ptr_eq(made_of, &loaded)
-        {
-            return Ok(encoded.clone());
-        }
-        let source = loaded.clone();
-        let encoded = tokio::task::spawn_blocking(move || -> anyhow::Result<Encoded> {
-            let bytes = encode_snapshot(&source.registry, "keyhost serve".to_string());
-            let snapshot = Snapshot::open(bytes.as_slice())?;
-            Ok(Encoded {
-                etag: snapshot.etag()?,
-                revision: snapshot.header().revision,
-                bytes: Bytes::from(bytes),
-            })
-        })
-        .await??;
-        let encoded = Arc::new(encoded);
-        *self.0.lock().expect("snapshot cache") = Some((loaded, encoded.clone()));
-        Ok(encoded)
+impl AsRef<[u8]> for InForce {
+    fn as_ref(&self) -> &[u8] {
+        self.0.snapshot().source()
     }
 }
 
@@ -128,11 +101,12 @@ pub async fn snapshot(
         }
         Err(_) => return internal("the credential check failed"),
     };
-    let encoded = match state.snapshots.of(state.shared.checker()).await {
-        Ok(encoded) => encoded,
+    let in_force = state.shared.checker();
+    let etag = match in_force.snapshot().etag() {
+        Ok(etag) => etag,
         Err(e) => {
-            tracing::error!("cannot make the registry's snapshot: {e:#}");
-            return internal("cannot make the registry's snapshot");
+            tracing::error!("cannot read the registry's snapshot: {e:#}");
+            return internal("cannot read the registry's snapshot");
         }
     };
     let unchanged = headers
@@ -140,24 +114,24 @@ pub async fn snapshot(
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
-        .any(|tag| tag.trim() == encoded.etag);
+        .any(|tag| tag.trim() == etag);
     let status = if unchanged {
         StatusCode::NOT_MODIFIED
     } else {
         StatusCode::OK
     };
     let mut tagged = vec![
-        (header::ETAG, encoded.etag.clone()),
+        (header::ETAG, etag.clone()),
         (header::CACHE_CONTROL, "no-store".to_string()),
         (
             header::HeaderName::from_static("x-keyhost-revision"),
-            encoded.revision.to_string(),
+            in_force.revision().to_string(),
         ),
     ];
     if let Some((nonce, key)) = prove_with {
         tagged.push((
             header::HeaderName::from_static(replica_proof::ANSWER_PROOF_HEADER),
-            replica_proof::answer_proof(&key, &nonce, status.as_u16(), &encoded.etag),
+            replica_proof::answer_proof(&key, &nonce, status.as_u16(), &etag),
         ));
     }
     let mut response = (status, axum::response::AppendHeaders(tagged)).into_response();
@@ -166,7 +140,7 @@ pub async fn snapshot(
             header::CONTENT_TYPE,
             header::HeaderValue::from_static("application/vnd.keyhost.snapshot"),
         );
-        *response.body_mut() = axum::body::Body::from(encoded.bytes.clone());
+        *response.body_mut() = axum::body::Body::from(Bytes::from_owner(InForce(in_force)));
     }
     response
 }

@@ -16,7 +16,8 @@ use super::metrics::Metrics;
 use crate::check::{CheckRequest, Prepared, find, find_token, prepare};
 use crate::counters::{Counters, Limited};
 use crate::policy::{Policy, PolicyEngine, PolicyPool};
-use crate::registry::{LoadedRegistry, Registry, RegistryFile};
+use crate::registry::{CompactRegistry, Found, Lookup};
+use crate::registry::{Registry, RegistryFile};
 use crate::side_files::FileStamp;
 use crate::time::Timestamp;
 use crate::token::{self, SigningKeys};
@@ -33,9 +34,19 @@ pub enum PolicySource {
 pub struct Evaluated {
     pub verdict: Verdict,
     pub retry_after: Option<Duration>,
-    /// The registry the verdict was reached on: a key's `index` points
-    /// into it, and into no later one.
-    pub checker: Arc<LoadedRegistry>,
+    /// The key the verdict is about, as the registry it was reached on
+    /// holds it, with its identity.
+    pub found: Option<Found<'static>>,
+    /// The revision of that registry.
+    pub revision: u64,
+}
+
+/// A verdict before the rate limit, with the key it is about and the
+/// revision of the registry it was reached on.
+pub struct Checked {
+    verdict: Verdict,
+    found: Option<Found<'static>>,
+    revision: u64,
 }
 
 /// A management write in flight, until dropped.
@@ -49,7 +60,10 @@ impl Drop for WriteInFlight {
 
 pub struct Shared {
     pub registry_file: RegistryFile,
-    registry: RwLock<Arc<LoadedRegistry>>,
+    /// Where the registry's snapshot is kept; none: it is held in memory.
+    cache_dir: Option<PathBuf>,
+    /// The registry in force: its snapshot, read where it lies.
+    registry: RwLock<Arc<CompactRegistry>>,
     policy: RwLock<Arc<PolicyPool>>,
     pub policy_source: PolicySource,
     engine: PolicyEngine,
@@ -82,21 +96,20 @@ impl Shared {
         decisions: Option<DecisionLog>,
         token_ttl: Duration,
     ) -> Result<Shared> {
-        let (registry, stamp) = registry_file.load_stamped()?;
+        let cache_dir = crate::side_files::cache_root();
+        let (registry, stamp) = CompactRegistry::current(&registry_file, cache_dir.as_deref())?;
         let signing = SigningKeys::open_or_create(registry_file.path(), Timestamp::now())?;
         let policy = load_policy(&engine, &policy_source)?;
         let mut metrics = Metrics::new();
         if let Counters::Redis(redis) = &counters {
             metrics.count_state_errors(redis.error_counter());
         }
-        let pool = PolicyPool::configured(
-            policy,
-            registry.policy.config_pairs(),
-            metrics.instance_gauges(),
-        );
+        let pool =
+            PolicyPool::configured(policy, registry.policy_config(), metrics.instance_gauges());
         Ok(Shared {
             registry_file,
-            registry: RwLock::new(Arc::new(LoadedRegistry::new(registry))),
+            cache_dir,
+            registry: RwLock::new(Arc::new(registry)),
             policy: RwLock::new(Arc::new(pool)),
             policy_source,
             engine,
@@ -134,7 +147,7 @@ impl Shared {
         }
     }
 
-    pub fn checker(&self) -> Arc<LoadedRegistry> {
+    pub fn checker(&self) -> Arc<CompactRegistry> {
         self.registry.read().expect("registry lock").clone()
     }
 
@@ -142,25 +155,26 @@ impl Shared {
         self.policy.read().expect("policy lock").clone()
     }
 
-    /// The verdict on a presented key or access token, and the registry it
-    /// was reached on. The policy's call is awaited right here, on the
-    /// server's own threads: no hand-off to another thread, and a policy
-    /// that runs long yields at every epoch tick to the other requests.
-    pub async fn check(
-        &self,
-        presented: &str,
-        request: &CheckRequest,
-    ) -> (Verdict, Arc<LoadedRegistry>) {
+    /// The verdict on a presented key or access token, with the key it is
+    /// about. The policy's call is awaited right here, on the server's own
+    /// threads: no hand-off to another thread, and a policy that runs long
+    /// yields at every epoch tick to the other requests.
+    pub async fn check(&self, presented: &str, request: &CheckRequest) -> Checked {
         let checker = self.checker();
+        let revision = checker.revision();
         let found = if token::looks_like_token(presented) {
             let keys = self.signing_keys();
-            find_token(&checker, Some(keys.verifier()), presented, request).map(Some)
+            find_token(&*checker, Some(keys.verifier()), presented, request)
+                .map(|found| Some(found.into_owned()))
         } else {
-            // A loaded registry is read from memory: its lookup cannot fail.
-            find(&*checker, presented).expect("an in-memory lookup does not fail")
+            match find(&*checker, presented) {
+                Ok(found) => found.map(|found| found.map(Found::into_owned)),
+                Err(e) => Err(token::unreadable(e)),
+            }
         };
-        let verdict = match found {
-            Err(refused) => refused,
+        drop(checker);
+        let verdict = match &found {
+            Err(refused) => refused.clone(),
             Ok(found) => match prepare(found.as_ref(), request) {
                 Prepared::Decided(verdict) => verdict,
                 Prepared::Ask(question) => {
@@ -172,7 +186,11 @@ impl Shared {
                 }
             },
         };
-        (verdict, checker)
+        Checked {
+            verdict,
+            found: found.ok().flatten(),
+            revision,
+        }
     }
 
     /// The rest of the pipeline after [`check`](Self::check): the rate
@@ -180,13 +198,18 @@ impl Shared {
     /// usage, metrics and the decision log.
     pub async fn finish(
         &self,
-        (mut verdict, checker): (Verdict, Arc<LoadedRegistry>),
+        checked: Checked,
         request: &CheckRequest,
         started: Instant,
     ) -> Evaluated {
+        let Checked {
+            mut verdict,
+            found,
+            revision,
+        } = checked;
         let mut retry_after = None;
-        if let Verdict::Allow { key, .. } = &verdict {
-            let limit = checker.registry.keys[key.index].rate_limit;
+        if let (Verdict::Allow { key, .. }, Some(found)) = (&verdict, &found) {
+            let limit = found.key.rate_limit;
             let limited = match limit {
                 Some(limit) => self.counters.take(&key.key_id, limit, started).await,
                 None => Limited::Allowed,
@@ -207,7 +230,8 @@ impl Shared {
         Evaluated {
             verdict,
             retry_after,
-            checker,
+            found,
+            revision,
         }
     }
 
@@ -222,7 +246,8 @@ impl Shared {
         Evaluated {
             verdict,
             retry_after: None,
-            checker: self.checker(),
+            found: None,
+            revision: self.checker().revision(),
         }
     }
 
@@ -255,15 +280,13 @@ impl Shared {
             *self.registry_problem.lock().expect("problem lock") = None;
             return;
         }
-        let outcome = self
-            .registry_file
-            .load_stamped()
+        let outcome = CompactRegistry::current(&self.registry_file, self.cache_dir.as_deref())
             .and_then(|(registry, stamp)| {
-                let current = self.checker().registry.revision;
-                if registry.revision < current {
+                let current = self.checker().revision();
+                if registry.revision() < current {
                     anyhow::bail!(
                         "the registry's revision went back from {current} to {}: an older copy replaced it",
-                        registry.revision
+                        registry.revision()
                     );
                 }
                 Ok(self.put_in_force(registry, stamp))
@@ -291,7 +314,13 @@ impl Shared {
         {
             let _guard = self.reloading.lock().expect("reload lock");
             if self.registry_in_force_is(Some(base)) {
-                let revision = self.put_in_force(committed, stamp);
+                let snapshot = CompactRegistry::of_committed(
+                    &committed,
+                    &stamp,
+                    self.registry_file.path(),
+                    self.cache_dir.as_deref(),
+                );
+                let revision = self.put_in_force(snapshot, stamp);
                 tracing::info!(revision, "registry change in force");
                 *self.registry_problem.lock().expect("problem lock") = None;
                 return;
@@ -300,10 +329,10 @@ impl Shared {
         self.reload_registry(false);
     }
 
-    /// Swaps in `registry`, read from the file stamped `stamp`, and a
-    /// policy pool configured anew if its settings changed; its revision.
-    fn put_in_force(&self, registry: Registry, stamp: FileStamp) -> u64 {
-        let config = registry.policy.config_pairs();
+    /// Swaps in `registry`, the snapshot of the file stamped `stamp`, and
+    /// a policy pool configured anew if its settings changed; its revision.
+    fn put_in_force(&self, registry: CompactRegistry, stamp: FileStamp) -> u64 {
+        let config = registry.policy_config();
         let current = self.pool();
         if config != current.config() {
             let pool = PolicyPool::configured(
@@ -313,8 +342,8 @@ impl Shared {
             );
             *self.policy.write().expect("policy lock") = Arc::new(pool);
         }
-        let revision = registry.revision;
-        *self.registry.write().expect("registry lock") = Arc::new(LoadedRegistry::new(registry));
+        let revision = registry.revision();
+        *self.registry.write().expect("registry lock") = Arc::new(registry);
         *self.registry_stamp.lock().expect("stamp lock") = Some(stamp);
         revision
     }

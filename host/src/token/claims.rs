@@ -1,7 +1,6 @@
 //! What a token says, how one is issued for a key that passed its check,
 //! and the verdict on a request that carries one.
 
-use std::borrow::Cow;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -11,7 +10,7 @@ use super::{ISSUER, SigningKeys};
 use crate::check::CheckRequest;
 use crate::iam::KeyKind;
 use crate::net::parse_cidr;
-use crate::registry::{Found, Identity, KeyHash, KeyRecord, LoadedRegistry};
+use crate::registry::{Found, Identity, KeyHash, KeyRecord, Lookup};
 use crate::time::Timestamp;
 use crate::verdict::{DenyCode, KeyRef, Verdict};
 
@@ -118,21 +117,26 @@ pub fn issue(
 /// issued refuses it, so does a rotation of the secret it was exchanged
 /// for, and a scope taken from the key or its identity since then is no
 /// longer granted. The request must name the token's service.
-pub fn admit<'r>(
+pub fn admit<'r, L: Lookup + ?Sized>(
     claims: &Claims,
-    registry: &'r LoadedRegistry,
+    registry: &'r L,
     request: &CheckRequest,
     now: Timestamp,
 ) -> Result<Found<'r>, Verdict> {
-    let Some((index, key)) = registry.key_by_id(&claims.key_id) else {
-        return Err(Verdict::deny(
-            DenyCode::NotFound,
-            "the key this token was issued for no longer exists",
-            None,
-        ));
+    let found = match registry.find_by_id(&claims.key_id) {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            return Err(Verdict::deny(
+                DenyCode::NotFound,
+                "the key this token was issued for no longer exists",
+                None,
+            ));
+        }
+        Err(e) => return Err(unreadable(e)),
     };
+    let key = &*found.key;
     let key_ref = KeyRef {
-        index,
+        index: found.position,
         key_id: key.id.clone(),
         owner: key.owner.to_string(),
         kind: key.kind,
@@ -170,7 +174,7 @@ pub fn admit<'r>(
     if key.is_expired(now) {
         return deny(DenyCode::Expired, format!("key {} has expired", key.id));
     }
-    let Some(identity) = registry.identity_of(key) else {
+    let Some(identity) = found.identity.as_deref() else {
         return deny(
             DenyCode::NotFound,
             "the key's identity no longer exists".into(),
@@ -217,10 +221,16 @@ pub fn admit<'r>(
             );
         }
     }
-    Ok(Found {
-        position: index,
-        key: Cow::Borrowed(key),
-        identity: Some(Cow::Borrowed(identity)),
-        retired_until: None,
-    })
+    Ok(found)
+}
+
+/// The verdict when the registry in force cannot be read: the check fails
+/// closed, and the log says why (the caller is told no more).
+pub fn unreadable(error: anyhow::Error) -> Verdict {
+    tracing::error!("the registry in force cannot be read: {error:#}");
+    Verdict::deny(
+        DenyCode::PolicyError,
+        "the registry in force cannot be read",
+        None,
+    )
 }

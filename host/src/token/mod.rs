@@ -15,7 +15,7 @@
 mod claims;
 mod signing;
 
-pub use claims::{Claims, DEFAULT_TTL, admit, effective_scopes, issue};
+pub use claims::{Claims, DEFAULT_TTL, admit, effective_scopes, issue, unreadable};
 pub use signing::{SigningKeys, TokenVerifier};
 
 /// The grant type of the exchange, as IBM Cloud names it.
