@@ -521,6 +521,18 @@ secret="$(head -n 1 "$work/1000000.secrets")"
 KEYHOST_KEY="$secret" /usr/bin/time -f '%M' -o "$work/cli-1m-rss.txt" \
   "$kh" --registry "$work/1000000.toml" "${check_args[@]}" >/dev/null
 
+say "write rows: one keyhost create at 10k and at 1M keys (on copies of the registries)"
+for keys in 10000 1000000; do
+  copy="$work/create-$keys.toml"
+  cp "$work/$keys.toml" "$copy"
+  chmod 600 "$copy"
+  # A user of its own: the synthetic users hold as many keys as they may.
+  "$kh" --registry "$copy" identity add user:creator >/dev/null
+  hyperfine -N --runs 5 --export-json "$work/create-$keys.json" \
+    "$kh --registry $copy create --as user:creator --name bench" >&2
+  rm -f "$copy" "$copy".*
+done
+
 say "HTTP rows: keyhost serve (1M keys), nginx, wrk"
 serve_port=18480 plain_port=18481 auth_port=18482 static_port=18483 small_port=18484
 # Seconds from starting serve on the 1M-key registry (with the cache folder
