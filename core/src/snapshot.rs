@@ -33,6 +33,9 @@ use crate::time::Timestamp;
 
 /// 05: tables by key id, by manager, by identity and by owner.
 pub const MAGIC: &[u8; 8] = b"KHSNAP05";
+/// The room a header keeps for its source (as JSON, quotes included) when
+/// the source is shorter.
+const SOURCE_ROOM: usize = 256;
 /// The length of the checksum at the end.
 pub const CHECKSUM_LEN: usize = 32;
 /// hash (32) | key position (8) | record offset (8) | record length (8) |
@@ -196,6 +199,33 @@ fn verify_source(source: &(impl ReadAt + ?Sized), len: u64) -> Result<()> {
     Ok(())
 }
 
+/// The same snapshot as `bytes`, naming `source` as where it came from: its
+/// new beginning (the magic, the header's length and the header) and its
+/// new checksum. What lies between them is `bytes` from
+/// `16 + header length` to the old checksum, unchanged, so a caller can send
+/// it as it lies. The header keeps its width (spaces pad it), so no offset
+/// moves. An error when `bytes` is no snapshot, or `source` is too long to
+/// fit in place of the one it names.
+pub fn with_source(bytes: &[u8], source: &str) -> Result<(Vec<u8>, [u8; CHECKSUM_LEN])> {
+    let snapshot = Snapshot::open(bytes)?;
+    let width = snapshot.entries_at as usize - 16;
+    let mut header = snapshot.header().clone();
+    header.source = source.to_string();
+    let mut head = MAGIC.to_vec();
+    head.extend_from_slice(&(width as u64).to_le_bytes());
+    let json = serde_json::to_vec(&header).context("the header serializes")?;
+    if json.len() > width {
+        bail!("the new source does not fit in the snapshot's header");
+    }
+    head.extend_from_slice(&json);
+    head.resize(16 + width, b' ');
+    let body_end = bytes.len() - CHECKSUM_LEN;
+    let mut digest = Sha256::new();
+    digest.update(&head);
+    digest.update(&bytes[16 + width..body_end]);
+    Ok((head, digest.finalize().into()))
+}
+
 /// The first 8 bytes of the SHA-256 of `name`, as tables by name order it.
 fn name_digest(name: &str) -> u64 {
     prefix(&Sha256::digest(name.as_bytes()))
@@ -324,7 +354,22 @@ impl<S: ReadAt> Snapshot<S> {
             }
             at += 1;
         }
-        matched.map(|entry| self.hit(&entry)).transpose()
+        let Some(entry) = matched else {
+            return Ok(None);
+        };
+        let found = self.hit(&entry)?;
+        // The entry points at the record of the key that holds this hash:
+        // a record that does not is a damaged or forged snapshot, not a key.
+        let holds = bool::from(found.key.hash.0.ct_eq(hash))
+            | found
+                .key
+                .retired
+                .iter()
+                .any(|retired| bool::from(retired.hash.0.ct_eq(hash)));
+        if !holds {
+            bail!("a snapshot entry points at a key that does not hold its hash");
+        }
+        Ok(Some(found))
     }
 
     /// The first entry whose hash prefix is not below `wanted` (a lower
@@ -610,9 +655,19 @@ pub fn encode_reporting(contents: &Contents<'_>, report: &mut dyn FnMut(usize)) 
         },
         total_len: u64::MAX,
     };
+    // The source has room of its own, so that the width, and with it every
+    // offset, is the same whatever the source says: one registry's
+    // snapshots then differ in their header alone, and named for one source
+    // (`with_source`) they are the same bytes.
+    let source = std::mem::take(&mut header.source);
+    let source_len = serde_json::to_string(&source)
+        .expect("a string serializes")
+        .len();
     let width = serde_json::to_vec(&header)
         .expect("the header serializes")
-        .len();
+        .len()
+        + source_len.max(SOURCE_ROOM);
+    header.source = source;
     // The real numbers are shorter; spaces (valid JSON) make up the width.
     let mut at = (16 + width + entries.len() * ENTRY_LEN) as u64;
     let mut place = |rows: &Vec<_>| {
@@ -741,6 +796,56 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_snapshot_named_for_another_source_is_whole_and_otherwise_the_same() {
+        let contents = Contents {
+            source: r#"{"dev":2049,"ino":1234567,"size":99}"#.into(),
+            revision: 7,
+            prefix: "kh",
+            policy_config: vec![("a".into(), "b".into())],
+            keys: &[],
+            identities: &[],
+        };
+        let bytes = encode(&contents);
+        let (head, checksum) = with_source(&bytes, "keyhost serve").unwrap();
+        let mut whole = head.clone();
+        whole.extend_from_slice(&bytes[head.len()..bytes.len() - CHECKSUM_LEN]);
+        whole.extend_from_slice(&checksum);
+        verify_bytes(&whole).unwrap();
+        assert_eq!(whole.len(), bytes.len());
+        let renamed = Snapshot::open(whole.as_slice()).unwrap();
+        let original = Snapshot::open(bytes.as_slice()).unwrap();
+        assert_eq!(renamed.header().source, "keyhost serve");
+        assert_eq!(
+            Header {
+                source: String::new(),
+                ..renamed.header().clone()
+            },
+            Header {
+                source: String::new(),
+                ..original.header().clone()
+            }
+        );
+        assert!(with_source(&bytes, &"x".repeat(1000)).is_err());
+
+        // Made from one registry with sources of other lengths (the stamps
+        // of its file on two machines), then named for one source, they are
+        // the same bytes: replicas send the same entity tag.
+        let other = encode(&Contents {
+            source: r#"{"dev":64768,"ino":98765432109,"size":1048576}"#.into(),
+            ..contents
+        });
+        let named = |bytes: &[u8]| {
+            let (head, checksum) = with_source(bytes, "keyhost serve").unwrap();
+            let mut whole = head.clone();
+            whole.extend_from_slice(&bytes[head.len()..bytes.len() - CHECKSUM_LEN]);
+            whole.extend_from_slice(&checksum);
+            whole
+        };
+        assert_ne!(bytes, other);
+        assert_eq!(named(&bytes), named(&other));
     }
 
     #[test]

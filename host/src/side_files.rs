@@ -23,6 +23,7 @@ use std::ffi::OsString;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -105,4 +106,33 @@ impl FileStamp {
             ctime: (meta.ctime(), meta.ctime_nsec()),
         }
     }
+}
+
+/// Creates `folder` (mode 0700) if it is missing, and refuses it unless
+/// this user owns it and no group or other user may write to it.
+pub fn private_folder(folder: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(folder)
+        .with_context(|| format!("cannot create {}", folder.display()))?;
+    let meta = std::fs::symlink_metadata(folder)
+        .with_context(|| format!("cannot read {}", folder.display()))?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if !meta.is_dir() || meta.uid() != me {
+        anyhow::bail!(
+            "{} is not a folder owned by this user (uid {me})",
+            folder.display()
+        );
+    }
+    if meta.mode() & 0o022 != 0 {
+        anyhow::bail!(
+            "{} is writable by its group or by others (mode {:o}); make it private with chmod 700",
+            folder.display(),
+            meta.mode() & 0o777
+        );
+    }
+    Ok(())
 }

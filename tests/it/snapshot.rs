@@ -200,6 +200,45 @@ fn serve_never_answers_from_a_damaged_snapshot_in_the_cache() {
     assert_eq!(inspect(&s, &cached).0["sound"], true, "made again");
 }
 
+/// Writes `to` over the first `from` in `file` where it lies: no
+/// truncation, as a process holding the file mapped would see it.
+fn rewrite_in_place(file: &Path, from: &[u8], to: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    assert_eq!(from.len(), to.len());
+    let bytes = std::fs::read(file).unwrap();
+    let at = bytes
+        .windows(from.len())
+        .position(|window| window == from)
+        .unwrap_or_else(|| panic!("{} holds no {:?}", file.display(), from));
+    let handle = std::fs::OpenOptions::new().write(true).open(file).unwrap();
+    handle.write_all_at(to, at as u64).unwrap();
+}
+
+#[test]
+fn a_snapshot_in_force_changed_on_disk_is_made_again() {
+    let s = Sandbox::new().with_people();
+    let (_, key) = s.create(&["--as", "user:alice", "--name", "laptop"]);
+    let server = s.serve(&[]);
+    assert_eq!(auth_status(&server, &key), 200);
+    let cached = cached_snapshot(&s);
+    // serve reads the snapshot mapped, so a change made to its file in
+    // place shows at once: the key's record would say it is disabled. serve
+    // sees its file changed, and makes the snapshot again from the TOML.
+    rewrite_in_place(&cached, b"\"disabled\":false", b"\"disabled\":true ");
+    let since = Instant::now();
+    loop {
+        if auth_status(&server, &key) == 200 && inspect(&s, &cached).0["sound"] == true {
+            break;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(3),
+            "the changed snapshot is still in force"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(auth_status(&server, &key), 200);
+}
+
 /// Asks serve's /auth with `key` until `status` comes, for at most 1 s.
 fn auth_becomes(server: &Server, key: &str, status: u16, what: &str) {
     auth_becomes_within(server, key, status, what, Duration::from_secs(1));

@@ -87,7 +87,7 @@ impl CompiledCache {
         let Some(path) = self.entry_path(engine, &digest) else {
             return self.compile(engine, wasm, label);
         };
-        if let Err(e) = private_folder(crate::durable::folder_of(&path)) {
+        if let Err(e) = crate::side_files::private_folder(crate::durable::folder_of(&path)) {
             tracing::warn!("compiled-policy cache not used: {e:#}");
             return self.compile(engine, wasm, label);
         }
@@ -170,35 +170,6 @@ fn read_entry(engine: &Engine, path: &Path) -> Option<Component> {
             None
         }
     }
-}
-
-/// Creates `folder` (mode 0700) if it is missing, and refuses it unless
-/// this user owns it and no group or other user may write to it.
-fn private_folder(folder: &Path) -> Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(folder)
-        .with_context(|| format!("cannot create {}", folder.display()))?;
-    let meta = std::fs::symlink_metadata(folder)
-        .with_context(|| format!("cannot read {}", folder.display()))?;
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
-    if !meta.is_dir() || meta.uid() != me {
-        anyhow::bail!(
-            "{} is not a folder owned by this user (uid {me})",
-            folder.display()
-        );
-    }
-    if meta.mode() & 0o022 != 0 {
-        anyhow::bail!(
-            "{} is writable by its group or by others (mode {:o}); make it private with chmod 700",
-            folder.display(),
-            meta.mode() & 0o777
-        );
-    }
-    Ok(())
 }
 
 fn write_entry(path: &Path, component: &Component) -> Result<()> {

@@ -16,6 +16,7 @@ use std::fs::File;
 use std::io::ErrorKind;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Result;
 use keyhost_core::snapshot::{self, Contents, ReadAt, Snapshot};
@@ -24,7 +25,7 @@ use super::{Found, Identity, KeyRecord, Lookup, Registry, RegistryFile};
 use crate::durable;
 use crate::iam::IamId;
 use crate::progress::Progress;
-use crate::side_files::{FileStamp, index_path};
+use crate::side_files::{FileStamp, index_path, private_folder};
 
 /// A snapshot's bytes: its file in the cache, mapped, or made in memory
 /// when no cache can keep it.
@@ -65,6 +66,12 @@ pub struct Unreadable(#[from] anyhow::Error);
 /// An open, current snapshot of a registry.
 pub struct CompactRegistry {
     snapshot: Snapshot<SnapshotBytes>,
+    /// Set when a read failed: the bytes are not as they were checked,
+    /// and serve makes the snapshot again.
+    damaged: AtomicBool,
+    /// The file mapped, and its stamp when it was checked: a mapping shows
+    /// a change made to its file in place, so one is watched for.
+    mapped: Option<(File, FileStamp)>,
 }
 
 impl CompactRegistry {
@@ -97,6 +104,16 @@ impl CompactRegistry {
         {
             return Ok((index, stamp));
         }
+        CompactRegistry::from_toml(registry, cache_dir)
+    }
+
+    /// The snapshot of `registry` made from the TOML now, whatever the
+    /// cache holds (SIGHUP, and a snapshot in force found damaged), and
+    /// kept in `cache_dir`; with the stamp of the file read.
+    pub fn from_toml(
+        registry: &RegistryFile,
+        cache_dir: Option<&Path>,
+    ) -> Result<(CompactRegistry, FileStamp)> {
         let (loaded, stamp) = registry.load_stamped()?;
         let index = CompactRegistry::of_committed(&loaded, &stamp, registry.path(), cache_dir);
         Ok((index, stamp))
@@ -115,8 +132,7 @@ impl CompactRegistry {
         let bytes = encode_snapshot(loaded, source_of(stamp));
         if let Some(cache_dir) = cache_dir {
             let path = index_path(cache_dir, registry_path);
-            let written = std::fs::create_dir_all(durable::folder_of(&path))
-                .map_err(anyhow::Error::from)
+            let written = private_folder(durable::folder_of(&path))
                 .and_then(|()| durable::replace_and_stamp(&path, &bytes));
             match written {
                 Ok(written) => {
@@ -138,7 +154,34 @@ impl CompactRegistry {
         }
         let snapshot =
             Snapshot::open(SnapshotBytes::Made(bytes)).expect("a snapshot made here opens");
-        CompactRegistry { snapshot }
+        CompactRegistry::of(snapshot, None)
+    }
+
+    fn of(snapshot: Snapshot<SnapshotBytes>, mapped: Option<(File, FileStamp)>) -> CompactRegistry {
+        CompactRegistry {
+            snapshot,
+            damaged: AtomicBool::new(false),
+            mapped,
+        }
+    }
+
+    /// Whether it may no longer be as it was checked: a read of it failed,
+    /// or its file was changed in place (keyhost only ever renames a new
+    /// one over it).
+    pub fn damaged(&self) -> bool {
+        self.damaged.load(Ordering::Relaxed)
+            || self.mapped.as_ref().is_some_and(|(file, checked)| {
+                file.metadata()
+                    .map_or(true, |meta| FileStamp::of_meta(&meta) != *checked)
+            })
+    }
+
+    /// `read`, noting a failure.
+    fn noted<T>(&self, read: Result<T>) -> Result<T> {
+        if read.is_err() {
+            self.damaged.store(true, Ordering::Relaxed);
+        }
+        read
     }
 
     /// The snapshot read.
@@ -148,28 +191,26 @@ impl CompactRegistry {
 
     /// The identity `iam_id`.
     pub fn identity(&self, iam_id: &IamId) -> Result<Option<Identity>, Unreadable> {
-        self.snapshot
-            .identity(iam_id.as_str())
+        self.noted(self.snapshot.identity(iam_id.as_str()))
             .map_err(Unreadable::from)
     }
 
     /// The key `id`, with its identity.
     pub fn key(&self, id: &str) -> Result<Option<Found<'static>>, Unreadable> {
-        self.snapshot.key_by_id(id).map_err(Unreadable::from)
+        self.noted(self.snapshot.key_by_id(id))
+            .map_err(Unreadable::from)
     }
 
     /// The keys `manager` manages: their own and those of the service IDs
     /// they own, in the registry's order.
     pub fn keys_managed_by(&self, manager: &IamId) -> Result<Vec<KeyRecord>, Unreadable> {
-        self.snapshot
-            .keys_managed_by(manager.as_str())
+        self.noted(self.snapshot.keys_managed_by(manager.as_str()))
             .map_err(Unreadable::from)
     }
 
     /// The service IDs `owner` owns, in the registry's order.
     pub fn service_ids_of(&self, owner: &IamId) -> Result<Vec<Identity>, Unreadable> {
-        self.snapshot
-            .identities_owned_by(owner.as_str())
+        self.noted(self.snapshot.identities_owned_by(owner.as_str()))
             .map_err(Unreadable::from)
     }
 
@@ -189,6 +230,11 @@ impl CompactRegistry {
         };
         // The stamp of the very file opened, whatever the path names now.
         let own = FileStamp::of_meta(&file.metadata().ok()?);
+        // A snapshot another user could write could name any key valid.
+        if let Err(e) = private_folder(durable::folder_of(path)) {
+            tracing::warn!("not reading the registry snapshot in the cache: {e:#}");
+            return None;
+        }
         let read = Snapshot::open(&file).ok()?;
         if read.header().source != source_of(stamp) {
             return None;
@@ -210,7 +256,7 @@ impl CompactRegistry {
         // checked for as long as it is held.
         let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
         let snapshot = Snapshot::open(SnapshotBytes::Mapped(map)).ok()?;
-        Some(CompactRegistry { snapshot })
+        Some(CompactRegistry::of(snapshot, Some((file, own))))
     }
 }
 
@@ -241,11 +287,11 @@ impl Lookup for CompactRegistry {
     }
 
     fn find(&self, hash: &[u8; 32]) -> Result<Option<Found<'_>>> {
-        self.snapshot.find(hash)
+        self.noted(self.snapshot.find(hash))
     }
 
     fn find_by_id(&self, id: &str) -> Result<Option<Found<'_>>> {
-        self.snapshot.key_by_id(id)
+        self.noted(self.snapshot.key_by_id(id))
     }
 }
 
@@ -422,6 +468,76 @@ mod tests {
         }
         assert!(index.key("kid_none").unwrap().is_none());
         assert!(index.key("").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_snapshot_in_a_folder_others_may_write_is_not_read() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let (file, _) = registry_file(dir.path(), 5);
+        indexed(&file, &cache);
+        let path = index_path(&cache, file.path());
+        let stamp = FileStamp::of(file.path()).unwrap();
+        assert!(CompactRegistry::open(&path, &stamp).is_some());
+        let mode = |path: &Path, mode| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        let folder = durable::folder_of(&path);
+        mode(folder, 0o770);
+        assert!(
+            CompactRegistry::open(&path, &stamp).is_none(),
+            "in a folder its group may write"
+        );
+        let (held, _) = CompactRegistry::current(&file, Some(&cache)).unwrap();
+        assert!(held.mapped.is_none(), "made from the TOML, held in memory");
+        mode(folder, 0o700);
+        assert!(CompactRegistry::open(&path, &stamp).is_some());
+    }
+
+    #[test]
+    fn a_mapped_snapshot_changed_in_place_is_damaged() {
+        use std::os::unix::fs::FileExt;
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let (file, _) = registry_file(dir.path(), 5);
+        let index = indexed(&file, &cache);
+        assert!(!index.damaged());
+        let path = index_path(&cache, file.path());
+        let handle = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let byte = std::fs::read(&path).unwrap()[100];
+        handle.write_all_at(&[byte], 100).unwrap();
+        handle.set_modified(std::time::SystemTime::now()).unwrap();
+        assert!(index.damaged(), "its file was written in place");
+    }
+
+    #[test]
+    fn an_entry_pointing_at_another_keys_record_is_an_error_not_that_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, secrets) = registry_file(dir.path(), 2);
+        let mut bytes = snapshot_bytes(&file, None).unwrap();
+        // The entries follow the header: swap the record offset and length
+        // (bytes 40..56) of the first two, and make the checksum agree.
+        let header_len = u64::from_le_bytes(bytes[8..16].try_into().unwrap()) as usize;
+        let first = 16 + header_len;
+        let second = first + snapshot::ENTRY_LEN;
+        let (a, b) = (
+            bytes[first + 40..first + 56].to_vec(),
+            bytes[second + 40..second + 56].to_vec(),
+        );
+        bytes[first + 40..first + 56].copy_from_slice(&b);
+        bytes[second + 40..second + 56].copy_from_slice(&a);
+        let body = bytes.len() - snapshot::CHECKSUM_LEN;
+        let checksum = <sha2::Sha256 as sha2::Digest>::digest(&bytes[..body]);
+        bytes[body..].copy_from_slice(&checksum);
+        let forged = Snapshot::open(bytes.as_slice()).unwrap();
+        forged.verify().unwrap();
+        for secret in &secrets {
+            assert!(
+                forged.find(&key_format::hash(secret)).is_err(),
+                "{secret:.6}"
+            );
+        }
     }
 
     #[test]

@@ -78,9 +78,11 @@ impl FromRequestParts<AppState> for Caller {
             ));
         }
         let Some(found) = &evaluated.found else {
-            return Err(ApiError::from(anyhow::anyhow!(
-                "an allowed key came without its record"
-            )));
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "an allowed key came without its record",
+            ));
         };
         Ok(Caller {
             user: key.owner.parse().map_err(ApiError::bad_request)?,

@@ -97,13 +97,21 @@ impl ApiError {
 
 impl From<anyhow::Error> for ApiError {
     fn from(error: anyhow::Error) -> ApiError {
-        let (status, kind) = if let Some(error) = error.downcast_ref::<LifecycleError>() {
-            match error {
-                LifecycleError::Refused(_) => (StatusCode::FORBIDDEN, "refused"),
-                LifecycleError::Unknown { .. } => (StatusCode::NOT_FOUND, "not_found"),
-                LifecycleError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-                LifecycleError::Unreadable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            }
+        let lifecycle = error.downcast_ref::<LifecycleError>();
+        let (status, kind) = if let Some(LifecycleError::Unreadable(unreadable)) = lifecycle {
+            // Offsets and parser errors are for the log, not a client.
+            tracing::error!("{unreadable}");
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the registry in force cannot be read; it is being made again",
+            );
+        } else if let Some(LifecycleError::Refused(_)) = lifecycle {
+            (StatusCode::FORBIDDEN, "refused")
+        } else if let Some(LifecycleError::Unknown { .. }) = lifecycle {
+            (StatusCode::NOT_FOUND, "not_found")
+        } else if let Some(LifecycleError::Invalid(_)) = lifecycle {
+            (StatusCode::BAD_REQUEST, "bad_request")
         } else if error.downcast_ref::<TooLate>().is_some() {
             (StatusCode::SERVICE_UNAVAILABLE, "timeout")
         } else if error.downcast_ref::<OlderCopy>().is_some() {

@@ -111,6 +111,8 @@ impl ServeOptions {
 /// What every handler sees.
 #[derive(Clone)]
 pub struct AppState {
+    /// The snapshot proxy filters fetch, made once per snapshot in force.
+    snapshots: Arc<snapshot::SnapshotCache>,
     shared: Arc<Shared>,
     auth: Arc<AuthSettings>,
     /// How long a request may take (management writes keep to it themselves).
@@ -208,6 +210,7 @@ async fn serve(shared: Arc<Shared>, options: ServeOptions) -> Result<()> {
     spawn_watchers(&shared, &options, signals.hangup);
     let state = AppState {
         shared: shared.clone(),
+        snapshots: Arc::default(),
         auth: Arc::new(options.auth.clone()),
         request_timeout: options.request_timeout,
         max_body_bytes: options.max_body_bytes,
@@ -387,6 +390,14 @@ fn spawn_watchers(shared: &Arc<Shared>, options: &ServeOptions, mut hangups: Sig
                 }
                 held_off = 0;
                 let now = FileStamp::of(&path).ok();
+                // A snapshot in force that could not be read is made again
+                // from the TOML, whatever the file's stamp.
+                if registry && shared.snapshot_damaged() {
+                    tracing::error!("the registry snapshot in force is damaged; making it again");
+                    seen = now;
+                    Reload::RegistryAnyway.run_blocking(&shared).await;
+                    continue;
+                }
                 // A file that disappears is reloaded too, so that the
                 // failure is logged and reported by /healthz.
                 if now != seen {

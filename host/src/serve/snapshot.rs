@@ -5,30 +5,93 @@
 //! which the filters use; serve then proves its answer for the fetch's
 //! nonce), or as a bearer token by hand. A fetch that sends back the entity
 //! tag it holds (`If-None-Match`) is answered 304 with no body while the
-//! registry is unchanged, so polling costs a header. The snapshot sent is
-//! the very one serve checks keys with.
+//! registry is unchanged, so polling costs a header.
+//!
+//! The snapshot sent is the one serve checks keys with, sent as it lies,
+//! but for its header's source: in the cache that is the stamp of the
+//! registry file on this machine (device, inode, times), which would give
+//! every replica of one registry another entity tag and tell a fetcher
+//! about serve's files. It is sent naming "keyhost serve" instead, with
+//! the checksum made again once per snapshot in force.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use keyhost_core::http::key_in_header;
-use keyhost_core::replica_proof;
+use keyhost_core::{replica_proof, snapshot};
 
 use super::AppState;
 use super::errors::ApiError;
 use crate::registry::{CompactRegistry, Lookup};
 use crate::replicas;
 
-/// The bytes of the snapshot in force, sent as they lie: no copy, and the
-/// snapshot stays mapped until the last answer that sends it is sent.
+/// What a fetched snapshot names as its source.
+const SOURCE: &str = "keyhost serve";
+
+/// The bytes of the snapshot in force: the middle of what is sent, with no
+/// copy; the snapshot stays mapped until the last answer that sends it is
+/// sent.
 struct InForce(Arc<CompactRegistry>);
 
 impl AsRef<[u8]> for InForce {
     fn as_ref(&self) -> &[u8] {
         self.0.snapshot().source()
+    }
+}
+
+/// The snapshot in force as it is sent, made once per snapshot in force.
+#[derive(Default)]
+pub struct SnapshotCache(Mutex<Option<(Arc<CompactRegistry>, Arc<Sent>)>>);
+
+/// One snapshot as it is sent: its own beginning (naming [`SOURCE`]), the
+/// snapshot in force's bytes after its header, and its own checksum.
+pub struct Sent {
+    head: Bytes,
+    middle: Bytes,
+    checksum: Bytes,
+    etag: String,
+    revision: u64,
+}
+
+impl SnapshotCache {
+    /// The snapshot `in_force` as it is sent: the one made before if
+    /// `in_force` is the snapshot it was made of, else made now (off the
+    /// async threads: the checksum reads every byte).
+    async fn of(&self, in_force: Arc<CompactRegistry>) -> anyhow::Result<Arc<Sent>> {
+        if let Some((made_of, sent)) = &*self.0.lock().expect("snapshot cache")
+            && Arc::ptr_eq(made_of, &in_force)
+        {
+            return Ok(sent.clone());
+        }
+        let source = in_force.clone();
+        let sent = tokio::task::spawn_blocking(move || -> anyhow::Result<Sent> {
+            let bytes = source.snapshot().source();
+            let (head, checksum) = snapshot::with_source(bytes, SOURCE)?;
+            let middle = head.len()..bytes.len() - snapshot::CHECKSUM_LEN;
+            Ok(Sent {
+                etag: snapshot::etag_of(&checksum),
+                revision: source.revision(),
+                head: Bytes::from(head),
+                middle: Bytes::from_owner(InForce(source)).slice(middle),
+                checksum: Bytes::copy_from_slice(&checksum),
+            })
+        })
+        .await??;
+        let sent = Arc::new(sent);
+        *self.0.lock().expect("snapshot cache") = Some((in_force, sent.clone()));
+        Ok(sent)
+    }
+}
+
+impl Sent {
+    /// The body: its three parts, none copied.
+    fn body(&self) -> axum::body::Body {
+        let parts = [&self.head, &self.middle, &self.checksum]
+            .map(|part| Ok::<_, std::convert::Infallible>(part.clone()));
+        axum::body::Body::from_stream(futures_util::stream::iter(parts))
     }
 }
 
@@ -101,20 +164,20 @@ pub async fn snapshot(
         }
         Err(_) => return internal("the credential check failed"),
     };
-    let in_force = state.shared.checker();
-    let etag = match in_force.snapshot().etag() {
-        Ok(etag) => etag,
+    let sent = match state.snapshots.of(state.shared.checker()).await {
+        Ok(sent) => sent,
         Err(e) => {
             tracing::error!("cannot read the registry's snapshot: {e:#}");
             return internal("cannot read the registry's snapshot");
         }
     };
+    let etag = &sent.etag;
     let unchanged = headers
         .get_all(header::IF_NONE_MATCH)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
-        .any(|tag| tag.trim() == etag);
+        .any(|tag| tag.trim() == *etag);
     let status = if unchanged {
         StatusCode::NOT_MODIFIED
     } else {
@@ -125,13 +188,13 @@ pub async fn snapshot(
         (header::CACHE_CONTROL, "no-store".to_string()),
         (
             header::HeaderName::from_static("x-keyhost-revision"),
-            in_force.revision().to_string(),
+            sent.revision.to_string(),
         ),
     ];
     if let Some((nonce, key)) = prove_with {
         tagged.push((
             header::HeaderName::from_static(replica_proof::ANSWER_PROOF_HEADER),
-            replica_proof::answer_proof(&key, &nonce, status.as_u16(), &etag),
+            replica_proof::answer_proof(&key, &nonce, status.as_u16(), etag),
         ));
     }
     let mut response = (status, axum::response::AppendHeaders(tagged)).into_response();
@@ -140,7 +203,7 @@ pub async fn snapshot(
             header::CONTENT_TYPE,
             header::HeaderValue::from_static("application/vnd.keyhost.snapshot"),
         );
-        *response.body_mut() = axum::body::Body::from(Bytes::from_owner(InForce(in_force)));
+        *response.body_mut() = sent.body();
     }
     response
 }

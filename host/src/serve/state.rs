@@ -269,8 +269,10 @@ impl Shared {
     /// `policy_error` (and /healthz says why) until a later registry or
     /// policy change is taken.
     ///
-    /// Unless `anyway` (SIGHUP), a file whose stamp is the one in force is
-    /// not read again: serve wrote it, or read it, itself.
+    /// Unless `anyway` (SIGHUP, or the snapshot in force found damaged), a
+    /// file whose stamp is the one in force is not read again (serve wrote
+    /// it, or read it, itself), and a snapshot of it in the cache is taken
+    /// as it is; `anyway`, the TOML is read and the snapshot made again.
     pub fn reload_registry(&self, anyway: bool) {
         let _guard = self.reloading.lock().expect("reload lock");
         if !anyway
@@ -280,8 +282,13 @@ impl Shared {
             *self.registry_problem.lock().expect("problem lock") = None;
             return;
         }
-        let outcome = CompactRegistry::current(&self.registry_file, self.cache_dir.as_deref())
-            .and_then(|(registry, stamp)| {
+        let cache_dir = self.cache_dir.as_deref();
+        let made = if anyway {
+            CompactRegistry::from_toml(&self.registry_file, cache_dir)
+        } else {
+            CompactRegistry::current(&self.registry_file, cache_dir)
+        };
+        let outcome = made.and_then(|(registry, stamp)| {
                 let current = self.checker().revision();
                 if registry.revision() < current {
                     anyhow::bail!(
@@ -346,6 +353,12 @@ impl Shared {
         *self.registry.write().expect("registry lock") = Arc::new(registry);
         *self.registry_stamp.lock().expect("stamp lock") = Some(stamp);
         revision
+    }
+
+    /// Whether a read of the snapshot in force failed: its bytes changed on
+    /// disk since they were checked, and it must be made again.
+    pub fn snapshot_damaged(&self) -> bool {
+        self.checker().damaged()
     }
 
     /// Whether the registry file stamped `stamp` is the one in force.
