@@ -282,14 +282,27 @@ fn writers_killed_at_random_moments_leave_a_sound_registry() {
         killed > 20,
         "only {killed} writers were killed mid-run; the test did not test much"
     );
-    // The next write clears what killed writers left behind.
-    s.ok(&["identity", "add", "user:after"]);
-    let strays: Vec<_> = std::fs::read_dir(s.dir.path())
+    // The next write clears what killed writers left behind, beside the
+    // registry and beside its snapshot in the cache (each write keeps one),
+    // and the snapshot it keeps is the registry it wrote, whole.
+    let written = s.ok(&["identity", "add", "user:after"]);
+    for folder in [s.dir.path().to_path_buf(), s.cache_dir().join("registries")] {
+        let strays: Vec<_> = std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(strays.is_empty(), "stray temporary files: {strays:?}");
+    }
+    let snapshots: Vec<_> = std::fs::read_dir(s.cache_dir().join("registries"))
         .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".tmp"))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "idx"))
         .collect();
-    assert!(strays.is_empty(), "stray temporary files: {strays:?}");
+    assert_eq!(snapshots.len(), 1, "{snapshots:?}");
+    let inspected = s.ok(&["snapshot", "inspect", snapshots[0].to_str().unwrap()]);
+    assert_eq!(inspected["sound"], true);
+    assert_eq!(inspected["revision"], written["revision"]);
     eprintln!(
         "kill rounds: {rounds}, killed mid-run: {killed}, committed before the kill: {in_flight_committed}"
     );

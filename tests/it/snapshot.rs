@@ -129,6 +129,24 @@ fn a_snapshot_file_says_what_it_holds_holds_no_secret_and_shows_any_damage() {
 }
 
 #[test]
+fn a_write_keeps_the_snapshot_of_what_it_wrote() {
+    let s = Sandbox::new().with_people();
+    let (id, key) = s.create(&["--as", "user:alice", "--name", "laptop"]);
+    // No check has run: the write made it, from the registry it wrote.
+    let cached = cached_snapshot(&s);
+    let (report, code) = inspect(&s, &cached);
+    assert_eq!(
+        (code, &report["sound"]),
+        (0, &serde_json::Value::Bool(true))
+    );
+    assert_eq!(report["revision"], revision(&s));
+    assert_eq!(report["keys"], 1);
+    s.ok(&["disable", &id, "--as", "user:alice"]);
+    assert_eq!(inspect(&s, &cached).0["revision"], revision(&s));
+    assert_eq!(s.decide(&key, &[]), "disabled");
+}
+
+#[test]
 fn a_damaged_snapshot_in_the_cache_is_made_again_never_trusted() {
     let s = Sandbox::new().with_people();
     let (_, key) = s.create(&["--as", "user:alice", "--name", "laptop"]);

@@ -24,7 +24,7 @@ use crate::usage::{self, Usage};
 use crate::views::{IdentityView, KeyView, issued_secret};
 
 pub fn run(cli: Cli) -> Result<Report> {
-    let file = RegistryFile::new(&cli.registry);
+    let file = RegistryFile::new(&cli.registry).keeping_snapshots(crate::side_files::cache_root());
     let file = &file;
     let now = Timestamp::now();
     match cli.command {

@@ -132,8 +132,13 @@ impl CompactRegistry {
         let bytes = encode_snapshot(loaded, source_of(stamp));
         if let Some(cache_dir) = cache_dir {
             let path = index_path(cache_dir, registry_path);
-            let written = private_folder(durable::folder_of(&path))
-                .and_then(|()| durable::replace_and_stamp(&path, &bytes));
+            // Under the lock every writer of the snapshot takes, the
+            // temporary files of writers killed on the way are removed.
+            let written = private_folder(durable::folder_of(&path)).and_then(|()| {
+                let _lock = durable::lock(&path)?;
+                durable::remove_stale_temps(&path);
+                durable::replace_and_stamp(&path, &bytes)
+            });
             match written {
                 Ok(written) => {
                     // Made here, so sound as written; opened again, the

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::Registry;
+use super::{CompactRegistry, Registry};
 use crate::durable;
 use crate::progress::Progress;
 use crate::side_files::FileStamp;
@@ -41,12 +41,28 @@ pub struct Committed<T> {
 #[derive(Clone, Debug)]
 pub struct RegistryFile {
     path: PathBuf,
+    /// Where [`update`](Self::update) keeps the snapshot of what it wrote.
+    snapshots: Option<PathBuf>,
 }
 
 impl RegistryFile {
     /// The registry file at `path`.
     pub fn new(path: impl Into<PathBuf>) -> RegistryFile {
-        RegistryFile { path: path.into() }
+        RegistryFile {
+            path: path.into(),
+            snapshots: None,
+        }
+    }
+
+    /// The same file, whose updates also keep the snapshot of what they
+    /// wrote in `cache_dir` (the CLI's): it is made from the registry
+    /// already in memory, and the next reader (`check`, serve's watcher)
+    /// maps it rather than read the TOML again.
+    pub fn keeping_snapshots(self, cache_dir: Option<PathBuf>) -> RegistryFile {
+        RegistryFile {
+            snapshots: cache_dir,
+            ..self
+        }
     }
 
     /// Where it is.
@@ -106,8 +122,16 @@ impl RegistryFile {
         deadline: Option<Instant>,
         change: impl FnOnce(&mut Registry) -> Result<T>,
     ) -> Result<(T, u64)> {
-        self.commit(deadline, change)
-            .map(|committed| (committed.value, committed.registry.revision))
+        let committed = self.commit(deadline, change)?;
+        if let Some(cache_dir) = &self.snapshots {
+            CompactRegistry::of_committed(
+                &committed.registry,
+                &committed.stamp,
+                &self.path,
+                Some(cache_dir),
+            );
+        }
+        Ok((committed.value, committed.registry.revision))
     }
 
     /// As [`update_until`](Self::update_until), giving back the registry as
