@@ -204,8 +204,9 @@ fn verify_source(source: &(impl ReadAt + ?Sized), len: u64) -> Result<()> {
 /// new checksum. What lies between them is `bytes` from
 /// `16 + header length` to the old checksum, unchanged, so a caller can send
 /// it as it lies. The header keeps its width (spaces pad it), so no offset
-/// moves. An error when `bytes` is no snapshot, or `source` is too long to
-/// fit in place of the one it names.
+/// moves. An error when `bytes` is no snapshot, is not whole (its
+/// checksum, checked in the same pass), or `source` is too long to fit in
+/// place of the one it names.
 pub fn with_source(bytes: &[u8], source: &str) -> Result<(Vec<u8>, [u8; CHECKSUM_LEN])> {
     let snapshot = Snapshot::open(bytes)?;
     let width = snapshot.entries_at as usize - 16;
@@ -220,10 +221,19 @@ pub fn with_source(bytes: &[u8], source: &str) -> Result<(Vec<u8>, [u8; CHECKSUM
     head.extend_from_slice(&json);
     head.resize(16 + width, b' ');
     let body_end = bytes.len() - CHECKSUM_LEN;
-    let mut digest = Sha256::new();
-    digest.update(&head);
-    digest.update(&bytes[16 + width..body_end]);
-    Ok((head, digest.finalize().into()))
+    // The bytes as they lie are checked in the same pass: a fresh checksum
+    // must never make damaged bytes look whole.
+    let (mut renamed, mut original) = (Sha256::new(), Sha256::new());
+    renamed.update(&head);
+    original.update(&bytes[..16 + width]);
+    for piece in bytes[16 + width..body_end].chunks(1 << 20) {
+        renamed.update(piece);
+        original.update(piece);
+    }
+    if !bool::from(original.finalize().as_slice().ct_eq(&bytes[body_end..])) {
+        bail!("the snapshot is corrupt: its checksum does not match its bytes");
+    }
+    Ok((head, renamed.finalize().into()))
 }
 
 /// The first 8 bytes of the SHA-256 of `name`, as tables by name order it.
@@ -358,16 +368,22 @@ impl<S: ReadAt> Snapshot<S> {
             return Ok(None);
         };
         let found = self.hit(&entry)?;
-        // The entry points at the record of the key that holds this hash:
-        // a record that does not is a damaged or forged snapshot, not a key.
-        let holds = bool::from(found.key.hash.0.ct_eq(hash))
-            | found
+        // The entry points at the record of the key that holds this hash,
+        // and says what the record says of it (current, or retired until
+        // when): one that does not is a damaged or forged snapshot, and
+        // could make a secret work past its grace period, or as another key.
+        let held = if bool::from(found.key.hash.0.ct_eq(hash)) {
+            Some(None)
+        } else {
+            found
                 .key
                 .retired
                 .iter()
-                .any(|retired| bool::from(retired.hash.0.ct_eq(hash)));
-        if !holds {
-            bail!("a snapshot entry points at a key that does not hold its hash");
+                .find(|retired| bool::from(retired.hash.0.ct_eq(hash)))
+                .map(|retired| Some(retired.valid_until))
+        };
+        if held != Some(found.retired_until) {
+            bail!("a snapshot entry does not match the record it points at");
         }
         Ok(Some(found))
     }
@@ -800,13 +816,19 @@ mod tests {
 
     #[test]
     fn a_snapshot_named_for_another_source_is_whole_and_otherwise_the_same() {
+        let identities = [Identity {
+            iam_id: "user:alice".parse().unwrap(),
+            owner: None,
+            scopes: vec!["read".into()],
+            created_at: Timestamp(0),
+        }];
         let contents = Contents {
             source: r#"{"dev":2049,"ino":1234567,"size":99}"#.into(),
             revision: 7,
             prefix: "kh",
             policy_config: vec![("a".into(), "b".into())],
             keys: &[],
-            identities: &[],
+            identities: &identities,
         };
         let bytes = encode(&contents);
         let (head, checksum) = with_source(&bytes, "keyhost serve").unwrap();
@@ -829,6 +851,13 @@ mod tests {
             }
         );
         assert!(with_source(&bytes, &"x".repeat(1000)).is_err());
+        let mut damaged = bytes.clone();
+        let last = damaged.len() - CHECKSUM_LEN - 1;
+        damaged[last] ^= 1;
+        assert!(
+            with_source(&damaged, "keyhost serve").is_err(),
+            "never made whole"
+        );
 
         // Made from one registry with sources of other lengths (the stamps
         // of its file on two machines), then named for one source, they are

@@ -257,6 +257,30 @@ fn a_snapshot_in_force_changed_on_disk_is_made_again() {
     assert_eq!(auth_status(&server, &key), 200);
 }
 
+#[test]
+fn serve_takes_the_snapshot_a_cli_write_kept_and_makes_none_of_its_own() {
+    use std::os::unix::fs::MetadataExt;
+    let s = Sandbox::new().with_people();
+    let (_, key) = s.create(&["--as", "user:alice", "--name", "laptop"]);
+    let server = s.serve(&[]);
+    assert_eq!(auth_status(&server, &key), 200);
+    // The CLI's write renames a new snapshot over the one serve has mapped:
+    // that is a change to take, not damage to repair.
+    let (_, added) = s.create(&["--as", "user:alice", "--name", "later"]);
+    let cached = cached_snapshot(&s);
+    let kept = std::fs::metadata(&cached).unwrap().ino();
+    auth_becomes(&server, &added, 200, "a key the CLI created");
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        std::fs::metadata(&cached).unwrap().ino(),
+        kept,
+        "serve made the snapshot again rather than take the CLI's"
+    );
+    let log = std::fs::read_to_string(&server.stderr_path).unwrap();
+    assert!(!log.contains("damaged"), "{log}");
+    assert_eq!(auth_status(&server, &key), 200);
+}
+
 /// Asks serve's /auth with `key` until `status` comes, for at most 1 s.
 fn auth_becomes(server: &Server, key: &str, status: u16, what: &str) {
     auth_becomes_within(server, key, status, what, Duration::from_secs(1));

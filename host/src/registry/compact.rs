@@ -15,6 +15,7 @@
 use std::fs::File;
 use std::io::ErrorKind;
 use std::ops::Deref;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -133,22 +134,30 @@ impl CompactRegistry {
         if let Some(cache_dir) = cache_dir {
             let path = index_path(cache_dir, registry_path);
             // Under the lock every writer of the snapshot takes, the
-            // temporary files of writers killed on the way are removed.
+            // temporary files of writers killed on the way are removed. A
+            // registry changed since it was read here has a newer snapshot
+            // coming, or needs one made: this one is not written over it.
             let written = private_folder(durable::folder_of(&path)).and_then(|()| {
                 let _lock = durable::lock(&path)?;
+                if FileStamp::of(registry_path).ok().as_ref() != Some(stamp) {
+                    return Ok(false);
+                }
                 durable::remove_stale_temps(&path);
-                durable::replace_and_stamp(&path, &bytes)
+                durable::remove_stale_temps(&checked_path(&path));
+                let written = durable::replace_and_stamp(&path, &bytes)?;
+                // Made here, so sound as written; opened again, the file at
+                // `path` may by now be another writer's, and that one is
+                // checked whole.
+                write_note(&path, &written);
+                Ok(true)
             });
             match written {
-                Ok(written) => {
-                    // Made here, so sound as written; opened again, the
-                    // file at `path` may by now be another writer's, and
-                    // that one is checked whole.
-                    note_checked(&path, &written);
+                Ok(true) => {
                     if let Some(index) = CompactRegistry::open(&path, stamp) {
                         return index;
                     }
                 }
+                Ok(false) => {}
                 Err(e) => {
                     tracing::warn!(
                         "cannot keep the registry snapshot {}: {e:#}",
@@ -176,8 +185,12 @@ impl CompactRegistry {
     pub fn damaged(&self) -> bool {
         self.damaged.load(Ordering::Relaxed)
             || self.mapped.as_ref().is_some_and(|(file, checked)| {
-                file.metadata()
-                    .map_or(true, |meta| FileStamp::of_meta(&meta) != *checked)
+                // A file renamed over it leaves this one unlinked, its
+                // bytes as they were (and its change time moved): replaced,
+                // not damaged.
+                file.metadata().map_or(true, |meta| {
+                    meta.nlink() > 0 && FileStamp::of_meta(&meta) != *checked
+                })
             })
     }
 
@@ -225,6 +238,11 @@ impl CompactRegistry {
     /// stamp) is checked whole, against its checksum, the first time it is
     /// opened, and the stamp of the version checked is kept beside it.
     fn open(path: &Path, stamp: &FileStamp) -> Option<CompactRegistry> {
+        // A snapshot another user could write could name any key valid.
+        if let Err(e) = private_folder(durable::folder_of(path)) {
+            tracing::warn!("not reading the registry snapshot in the cache: {e:#}");
+            return None;
+        }
         let file = match File::open(path) {
             Ok(file) => file,
             Err(e) if e.kind() == ErrorKind::NotFound => return None,
@@ -234,12 +252,16 @@ impl CompactRegistry {
             }
         };
         // The stamp of the very file opened, whatever the path names now.
-        let own = FileStamp::of_meta(&file.metadata().ok()?);
-        // A snapshot another user could write could name any key valid.
-        if let Err(e) = private_folder(durable::folder_of(path)) {
-            tracing::warn!("not reading the registry snapshot in the cache: {e:#}");
+        let meta = file.metadata().ok()?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if meta.uid() != unsafe { libc::geteuid() } || meta.mode() & 0o022 != 0 {
+            tracing::warn!(
+                "not reading the registry snapshot {}: another user may write it",
+                path.display()
+            );
             return None;
         }
+        let own = FileStamp::of_meta(&meta);
         let read = Snapshot::open(&file).ok()?;
         if read.header().source != source_of(stamp) {
             return None;
@@ -271,8 +293,18 @@ fn checked_path(index: &Path) -> PathBuf {
 }
 
 /// Notes that the snapshot at `path`, in the version `stamp` describes, is
-/// sound. A note that cannot be kept costs a whole check next time.
+/// sound, under the lock every writer of the snapshot takes (so that the
+/// next one can remove what a note killed on the way left). A note that
+/// cannot be kept costs a whole check next time.
 fn note_checked(path: &Path, stamp: &FileStamp) {
+    match durable::lock(path) {
+        Ok(_lock) => write_note(path, stamp),
+        Err(e) => tracing::warn!("cannot note the registry snapshot as checked: {e:#}"),
+    }
+}
+
+/// [`note_checked`], the lock held.
+fn write_note(path: &Path, stamp: &FileStamp) {
     if let Err(e) = durable::replace(&checked_path(path), source_of(stamp).as_bytes()) {
         tracing::warn!("cannot note the registry snapshot as checked: {e:#}");
     }
@@ -355,6 +387,7 @@ pub fn encode_snapshot(registry: &Registry, source: String) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::key_format;
+    use crate::registry::KeyHash;
 
     fn registry_file(dir: &Path, keys: usize) -> (RegistryFile, Vec<String>) {
         let synthetic = crate::synthetic::registry(keys, keys);
@@ -543,6 +576,39 @@ mod tests {
                 "{secret:.6}"
             );
         }
+    }
+
+    #[test]
+    fn an_entry_that_calls_a_retired_secret_current_is_an_error() {
+        let mut registry = crate::synthetic::registry(3, 0).registry;
+        let old = "an old secret";
+        registry.keys[1]
+            .retired
+            .push(crate::registry::RetiredSecret {
+                hash: crate::registry::KeyHash::of(old),
+                valid_until: crate::time::Timestamp(100),
+            });
+        let mut bytes = encode_snapshot(&registry, String::new());
+        let sound = Snapshot::open(bytes.as_slice()).unwrap();
+        let found = sound.find(&KeyHash::of(old).0).unwrap().unwrap();
+        assert_eq!(found.retired_until, Some(crate::time::Timestamp(100)));
+        drop(found);
+        drop(sound);
+        // Its entry forged to say "current" (i64::MIN), the checksum made
+        // to agree: the secret would work past its grace period.
+        let header_len = u64::from_le_bytes(bytes[8..16].try_into().unwrap()) as usize;
+        let entries = 16 + header_len;
+        let at = (0..4)
+            .map(|n| entries + n * snapshot::ENTRY_LEN)
+            .find(|&at| bytes[at..at + 32] == KeyHash::of(old).0)
+            .expect("the retired secret's entry");
+        bytes[at + 56..at + 64].copy_from_slice(&i64::MIN.to_le_bytes());
+        let body = bytes.len() - snapshot::CHECKSUM_LEN;
+        let checksum = <sha2::Sha256 as sha2::Digest>::digest(&bytes[..body]);
+        bytes[body..].copy_from_slice(&checksum);
+        let forged = Snapshot::open(bytes.as_slice()).unwrap();
+        forged.verify().unwrap();
+        assert!(forged.find(&KeyHash::of(old).0).is_err());
     }
 
     #[test]

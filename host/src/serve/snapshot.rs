@@ -14,7 +14,7 @@
 //! about serve's files. It is sent naming "keyhost serve" instead, with
 //! the checksum made again once per snapshot in force.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -44,7 +44,10 @@ impl AsRef<[u8]> for InForce {
 
 /// The snapshot in force as it is sent, made once per snapshot in force.
 #[derive(Default)]
-pub struct SnapshotCache(Mutex<Option<(Arc<CompactRegistry>, Arc<Sent>)>>);
+///
+/// Held while one is made, so that replicas polling together after a change
+/// wait for one checksum rather than start one each.
+pub struct SnapshotCache(tokio::sync::Mutex<Option<(Arc<CompactRegistry>, Arc<Sent>)>>);
 
 /// One snapshot as it is sent: its own beginning (naming [`SOURCE`]), the
 /// snapshot in force's bytes after its header, and its own checksum.
@@ -61,7 +64,8 @@ impl SnapshotCache {
     /// `in_force` is the snapshot it was made of, else made now (off the
     /// async threads: the checksum reads every byte).
     async fn of(&self, in_force: Arc<CompactRegistry>) -> anyhow::Result<Arc<Sent>> {
-        if let Some((made_of, sent)) = &*self.0.lock().expect("snapshot cache")
+        let mut cached = self.0.lock().await;
+        if let Some((made_of, sent)) = &*cached
             && Arc::ptr_eq(made_of, &in_force)
         {
             return Ok(sent.clone());
@@ -81,7 +85,7 @@ impl SnapshotCache {
         })
         .await??;
         let sent = Arc::new(sent);
-        *self.0.lock().expect("snapshot cache") = Some((in_force, sent.clone()));
+        *cached = Some((in_force, sent.clone()));
         Ok(sent)
     }
 }
