@@ -93,6 +93,32 @@ pub fn lock(path: &Path) -> Result<File> {
     Ok(file)
 }
 
+/// [`lock`], waiting at most `wait` for another holder to let go; none
+/// when it still holds it.
+pub fn lock_within(path: &Path, wait: std::time::Duration) -> Result<Option<File>> {
+    let lock = crate::side_files::lock_path(path);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&lock)
+        .with_context(|| format!("cannot open lock {}", lock.display()))?;
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(Some(file)),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", lock.display()));
+            }
+        }
+    }
+}
+
 /// Replaces `path` with `bytes`, atomically and durably.
 pub fn replace(path: &Path, bytes: &[u8]) -> Result<()> {
     replace_and_stamp(path, bytes).map(drop)

@@ -67,14 +67,17 @@ pub fn cache_root() -> Option<PathBuf> {
         .or_else(|| dirs::cache_dir().map(|dir| dir.join("keyhost")))
 }
 
-/// The compact index of `registry` in `cache_root`, named by the
-/// registry's absolute path.
+/// The snapshot of `registry` in `cache_root`, named by the registry's
+/// absolute path and the snapshot format (its magic's version digits), so
+/// that keyhost builds of two formats sharing a cache do not make each
+/// other's snapshot again on every use.
 pub fn index_path(cache_root: &Path, registry: &Path) -> PathBuf {
     let absolute = std::path::absolute(registry).unwrap_or_else(|_| registry.to_path_buf());
     let digest = Sha256::digest(absolute.as_os_str().as_encoded_bytes());
+    let format = String::from_utf8_lossy(&keyhost_core::snapshot::MAGIC[6..]).into_owned();
     cache_root
         .join("registries")
-        .join(format!("{}.idx", hex::encode(&digest[..16])))
+        .join(format!("{}-{format}.idx", hex::encode(&digest[..16])))
 }
 
 /// The identity of one version of a file, read without opening it: device,

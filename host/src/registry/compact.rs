@@ -17,6 +17,7 @@ use std::io::ErrorKind;
 use std::ops::Deref;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Result;
@@ -58,6 +59,12 @@ impl ReadAt for SnapshotBytes {
     }
 }
 
+/// How long a reader waits for a writer of the registry (who makes its
+/// snapshot) before making one itself.
+const WRITER_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long a writer of a snapshot waits for another to finish.
+const SNAPSHOT_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A snapshot in use that cannot be read as its header says (a byte
 /// changed on disk since it was checked): what was asked fails closed.
 #[derive(Debug, thiserror::Error)]
@@ -70,9 +77,9 @@ pub struct CompactRegistry {
     /// Set when a read failed: the bytes are not as they were checked,
     /// and serve makes the snapshot again.
     damaged: AtomicBool,
-    /// The file mapped, and its stamp when it was checked: a mapping shows
-    /// a change made to its file in place, so one is watched for.
-    mapped: Option<(File, FileStamp)>,
+    /// The file mapped, and its stamp when it was last checked: a mapping
+    /// shows a change made to its file in place, so one is watched for.
+    mapped: Option<(File, Mutex<FileStamp>)>,
 }
 
 impl CompactRegistry {
@@ -98,14 +105,26 @@ impl CompactRegistry {
         registry: &RegistryFile,
         cache_dir: Option<&Path>,
     ) -> Result<(CompactRegistry, FileStamp)> {
-        if let Some(cache_dir) = cache_dir
-            && let Ok(stamp) = FileStamp::of(registry.path())
-            && let Some(index) =
-                CompactRegistry::open(&index_path(cache_dir, registry.path()), &stamp)
-        {
-            return Ok((index, stamp));
+        let Some(cache_dir) = cache_dir else {
+            return CompactRegistry::from_toml(registry, None);
+        };
+        let cached = || {
+            let stamp = FileStamp::of(registry.path()).ok()?;
+            let index = CompactRegistry::open(&index_path(cache_dir, registry.path()), &stamp)?;
+            Some((index, stamp))
+        };
+        if let Some(hit) = cached() {
+            return Ok(hit);
         }
-        CompactRegistry::from_toml(registry, cache_dir)
+        // A writer keeps the snapshot of what it wrote before it lets go of
+        // the registry's lock: wait for one at work rather than make the
+        // same snapshot beside it.
+        if registry.wait_for_writers(WRITER_WAIT)
+            && let Some(hit) = cached()
+        {
+            return Ok(hit);
+        }
+        CompactRegistry::from_toml(registry, Some(cache_dir))
     }
 
     /// The snapshot of `registry` made from the TOML now, whatever the
@@ -138,7 +157,12 @@ impl CompactRegistry {
             // registry changed since it was read here has a newer snapshot
             // coming, or needs one made: this one is not written over it.
             let written = private_folder(durable::folder_of(&path)).and_then(|()| {
-                let _lock = durable::lock(&path)?;
+                // A writer stopped while holding it (a check at a terminal,
+                // suspended) must not hold this one up for ever: past the
+                // wait, this snapshot is held in memory instead.
+                let Some(_lock) = durable::lock_within(&path, SNAPSHOT_LOCK_WAIT)? else {
+                    return Ok(false);
+                };
                 if FileStamp::of(registry_path).ok().as_ref() != Some(stamp) {
                     return Ok(false);
                 }
@@ -175,23 +199,48 @@ impl CompactRegistry {
         CompactRegistry {
             snapshot,
             damaged: AtomicBool::new(false),
-            mapped,
+            mapped: mapped.map(|(file, stamp)| (file, Mutex::new(stamp))),
         }
     }
 
     /// Whether it may no longer be as it was checked: a read of it failed,
     /// or its file was changed in place (keyhost only ever renames a new
     /// one over it).
+    /// Reads the whole file again when its stamp moved.
     pub fn damaged(&self) -> bool {
-        self.damaged.load(Ordering::Relaxed)
-            || self.mapped.as_ref().is_some_and(|(file, checked)| {
-                // A file renamed over it leaves this one unlinked, its
-                // bytes as they were (and its change time moved): replaced,
-                // not damaged.
-                file.metadata().map_or(true, |meta| {
-                    meta.nlink() > 0 && FileStamp::of_meta(&meta) != *checked
-                })
+        if self.damaged.load(Ordering::Relaxed) {
+            return true;
+        }
+        let Some((file, checked)) = &self.mapped else {
+            return false;
+        };
+        let Ok(meta) = file.metadata() else {
+            return true;
+        };
+        // A file renamed over it leaves this one unlinked, its bytes as
+        // they were (and its change time moved): replaced, not damaged.
+        if meta.nlink() == 0 {
+            return false;
+        }
+        let now = FileStamp::of_meta(&meta);
+        let mut checked = checked.lock().expect("stamp lock");
+        if now == *checked {
+            return false;
+        }
+        // Its times or links changed (touch, chmod, a backup's hard link),
+        // or its bytes did: only reading it whole tells which.
+        let same = Snapshot::open(file)
+            .and_then(|read| {
+                read.verify()?;
+                Ok(read.header() == self.snapshot.header())
             })
+            .unwrap_or(false);
+        if same {
+            *checked = now;
+        } else {
+            self.damaged.store(true, Ordering::Relaxed);
+        }
+        !same
     }
 
     /// `read`, noting a failure.
@@ -297,8 +346,9 @@ fn checked_path(index: &Path) -> PathBuf {
 /// next one can remove what a note killed on the way left). A note that
 /// cannot be kept costs a whole check next time.
 fn note_checked(path: &Path, stamp: &FileStamp) {
-    match durable::lock(path) {
-        Ok(_lock) => write_note(path, stamp),
+    match durable::lock_within(path, SNAPSHOT_LOCK_WAIT) {
+        Ok(Some(_lock)) => write_note(path, stamp),
+        Ok(None) => {}
         Err(e) => tracing::warn!("cannot note the registry snapshot as checked: {e:#}"),
     }
 }
@@ -534,7 +584,7 @@ mod tests {
     }
 
     #[test]
-    fn a_mapped_snapshot_changed_in_place_is_damaged() {
+    fn a_mapped_snapshot_changed_in_place_is_damaged_and_one_touched_is_not() {
         use std::os::unix::fs::FileExt;
         let dir = tempfile::tempdir().unwrap();
         let cache = dir.path().join("cache");
@@ -543,10 +593,17 @@ mod tests {
         assert!(!index.damaged());
         let path = index_path(&cache, file.path());
         let handle = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-        let byte = std::fs::read(&path).unwrap()[100];
-        handle.write_all_at(&[byte], 100).unwrap();
-        handle.set_modified(std::time::SystemTime::now()).unwrap();
+        // Its times changed, its bytes not (a backup tool, `touch`).
+        handle
+            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(60))
+            .unwrap();
+        assert!(!index.damaged(), "touched only");
+        // A byte of a record changed where it lies.
+        let bytes = std::fs::read(&path).unwrap();
+        let at = bytes.len() - snapshot::CHECKSUM_LEN - 10;
+        handle.write_all_at(&[bytes[at] ^ 1], at as u64).unwrap();
         assert!(index.damaged(), "its file was written in place");
+        assert!(index.damaged(), "and stays damaged");
     }
 
     #[test]

@@ -123,14 +123,6 @@ impl RegistryFile {
         change: impl FnOnce(&mut Registry) -> Result<T>,
     ) -> Result<(T, u64)> {
         let committed = self.commit(deadline, change)?;
-        if let Some(cache_dir) = &self.snapshots {
-            CompactRegistry::of_committed(
-                &committed.registry,
-                &committed.stamp,
-                &self.path,
-                Some(cache_dir),
-            );
-        }
         Ok((committed.value, committed.registry.revision))
     }
 
@@ -153,6 +145,11 @@ impl RegistryFile {
             return Err(TooLate.into());
         }
         let stamp = durable::replace_and_stamp(&self.path, text.as_bytes())?;
+        // Still under the lock: a reader that finds the snapshot stale
+        // waits for this one rather than make its own.
+        if let Some(cache_dir) = &self.snapshots {
+            CompactRegistry::of_committed(&registry, &stamp, &self.path, Some(cache_dir));
+        }
         Ok(Committed {
             value,
             registry,
@@ -203,6 +200,14 @@ impl RegistryFile {
                 }
             }
         }
+    }
+}
+
+impl RegistryFile {
+    /// Waits, at most `wait`, until no writer holds the registry's lock;
+    /// whether none does.
+    pub fn wait_for_writers(&self, wait: Duration) -> bool {
+        self.lock(Some(Instant::now() + wait)).is_ok()
     }
 }
 

@@ -104,12 +104,15 @@ pub async fn token(
             let status = match code {
                 DenyCode::NotFound | DenyCode::Malformed => StatusCode::UNAUTHORIZED,
                 DenyCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+                // The policy or the registry failed: the server's fault,
+                // not the key's.
+                DenyCode::PolicyError => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::BAD_REQUEST,
             };
-            let error = if status == StatusCode::UNAUTHORIZED {
-                "invalid_client"
-            } else {
-                "invalid_grant"
+            let error = match status {
+                StatusCode::UNAUTHORIZED => "invalid_client",
+                StatusCode::SERVICE_UNAVAILABLE => "temporarily_unavailable",
+                _ => "invalid_grant",
             };
             return oauth_error(status, error, format!("{}: {reason}", code.as_str()));
         }

@@ -378,6 +378,10 @@ fn spawn_watchers(shared: &Arc<Shared>, options: &ServeOptions, mut hangups: Sig
             // hold-off counts whole intervals.
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut held_off = 0;
+            // A damaged snapshot is made again at once, then, while it
+            // fails (a TOML that does not read), less and less often.
+            let mut remake_at = tokio::time::Instant::now();
+            let mut remake_backoff = interval;
             loop {
                 ticker.tick().await;
                 // A management write puts its own file in force: wait a
@@ -390,13 +394,27 @@ fn spawn_watchers(shared: &Arc<Shared>, options: &ServeOptions, mut hangups: Sig
                 }
                 held_off = 0;
                 let now = FileStamp::of(&path).ok();
-                // A snapshot in force that could not be read is made again
-                // from the TOML, whatever the file's stamp.
-                if registry && shared.snapshot_damaged() {
-                    tracing::error!("the registry snapshot in force is damaged; making it again");
-                    seen = now;
-                    Reload::RegistryAnyway.run_blocking(&shared).await;
-                    continue;
+                // A snapshot in force that could not be read, or whose file
+                // changed in place, is made again from the TOML, whatever
+                // the file's stamp. (Off the async threads: telling a
+                // change of its times from one of its bytes reads it.)
+                if registry {
+                    let looked = shared.clone();
+                    let damaged = tokio::task::spawn_blocking(move || looked.snapshot_damaged())
+                        .await
+                        .unwrap_or(true);
+                    if !damaged {
+                        remake_backoff = interval;
+                    } else if tokio::time::Instant::now() >= remake_at {
+                        tracing::error!(
+                            "the registry snapshot in force is damaged; making it again"
+                        );
+                        seen = now;
+                        Reload::RegistryAnyway.run_blocking(&shared).await;
+                        remake_at = tokio::time::Instant::now() + remake_backoff;
+                        remake_backoff = (remake_backoff * 2).min(MAX_REMAKE_BACKOFF);
+                        continue;
+                    }
                 }
                 // A file that disappears is reloaded too, so that the
                 // failure is logged and reported by /healthz.
@@ -432,6 +450,10 @@ fn spawn_watchers(shared: &Arc<Shared>, options: &ServeOptions, mut hangups: Sig
         }
     });
 }
+
+/// The longest a damaged snapshot that cannot be made again waits between
+/// two attempts.
+const MAX_REMAKE_BACKOFF: Duration = Duration::from_secs(30);
 
 /// The most watch ticks in a row the registry's watcher waits for a
 /// management write in flight.

@@ -207,6 +207,10 @@ pub async fn snapshot(
             header::CONTENT_TYPE,
             header::HeaderValue::from_static("application/vnd.keyhost.snapshot"),
         );
+        let length = sent.head.len() + sent.middle.len() + sent.checksum.len();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, header::HeaderValue::from(length));
         *response.body_mut() = sent.body();
     }
     response
