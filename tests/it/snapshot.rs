@@ -141,6 +141,9 @@ fn a_write_keeps_the_snapshot_of_what_it_wrote() {
     );
     assert_eq!(report["revision"], revision(&s));
     assert_eq!(report["keys"], 1);
+    let people = s.ok(&["identity", "list"]);
+    let people = people["identities"].as_array().expect("identities").len();
+    assert_eq!(report["identities"], people as u64);
     s.ok(&["disable", &id, "--as", "user:alice"]);
     assert_eq!(inspect(&s, &cached).0["revision"], revision(&s));
     assert_eq!(s.decide(&key, &[]), "disabled");
@@ -279,6 +282,40 @@ fn serve_takes_the_snapshot_a_cli_write_kept_and_makes_none_of_its_own() {
     let log = std::fs::read_to_string(&server.stderr_path).unwrap();
     assert!(!log.contains("damaged"), "{log}");
     assert_eq!(auth_status(&server, &key), 200);
+}
+
+/// serve's /healthz answer.
+fn health(server: &Server) -> serde_json::Value {
+    let mut response = http().get(&server.url("/healthz")).call().unwrap();
+    serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap()
+}
+
+#[test]
+fn serve_with_a_cache_folder_others_may_write_holds_its_snapshot_in_memory() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Sandbox::new().with_people();
+    let (_, key) = s.create(&["--as", "user:alice", "--name", "laptop"]);
+    let server = s.serve(&[]);
+    assert_eq!(health(&server)["snapshot"], "mapped");
+    drop(server);
+
+    // A folder its group may write: what lies in it could name any key
+    // valid, so serve reads none of it and keeps nothing there.
+    let folder = s.cache_dir().join("registries");
+    std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o770)).unwrap();
+    let snapshot = cached_snapshot(&s);
+    std::fs::remove_file(&snapshot).unwrap();
+    let server = s.serve(&[]);
+    let health = health(&server);
+    assert_eq!(
+        (&health["status"], &health["snapshot"]),
+        (&"ok".into(), &"in memory".into())
+    );
+    assert_eq!(auth_status(&server, &key), 200);
+    assert!(
+        !snapshot.exists(),
+        "a snapshot was kept in a folder others may write"
+    );
 }
 
 /// Asks serve's /auth with `key` until `status` comes, for at most 1 s.

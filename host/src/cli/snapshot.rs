@@ -106,6 +106,7 @@ fn inspect(args: SnapshotInspectArgs) -> Result<Report> {
         "{shown}: a keyhost snapshot ({})\n\
          registry revision: {}\n\
          keys: {} ({} secret hashes)\n\
+         identities: {} ({} service IDs with an owner)\n\
          prefix: {}\n\
          policy settings: {}\n\
          bytes: {}\n\
@@ -114,6 +115,8 @@ fn inspect(args: SnapshotInspectArgs) -> Result<Report> {
         header.revision,
         header.keys,
         header.entries,
+        header.identities,
+        header.tables.owners.rows,
         header.prefix,
         header.policy_config.len(),
         header.total_len,
@@ -125,6 +128,7 @@ fn inspect(args: SnapshotInspectArgs) -> Result<Report> {
         "revision": header.revision,
         "keys": header.keys,
         "entries": header.entries,
+        "identities": header.identities,
         "prefix": header.prefix,
         "policy_settings": header.policy_config.len(),
         "bytes": header.total_len,

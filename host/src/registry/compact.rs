@@ -251,6 +251,12 @@ impl CompactRegistry {
         read
     }
 
+    /// Whether it is mapped from the cache (else held in memory: no cache
+    /// folder could keep it).
+    pub fn is_mapped(&self) -> bool {
+        self.mapped.is_some()
+    }
+
     /// The snapshot read.
     pub fn snapshot(&self) -> &Snapshot<SnapshotBytes> {
         &self.snapshot

@@ -308,9 +308,18 @@ async fn header_limit(State(max): State<usize>, request: Request, next: Next) ->
 /// file is gone, unreadable, or went back in revision) or a refusing policy
 /// answers 503. Shared counters out of reach answer 200: keys are still
 /// checked, only limits and usage wait, and taking every replica out because
-/// Redis is down would stop all traffic.
+/// Redis is down would stop all traffic. `snapshot` says whether the
+/// registry's snapshot is mapped from the cache folder or, with no folder
+/// that could keep it, held in memory (about 0.7 KB a key).
 async fn healthz(State(state): State<AppState>) -> Response {
-    let revision = state.shared.checker().revision();
+    let in_force = state.shared.checker();
+    let revision = in_force.revision();
+    let snapshot = if in_force.is_mapped() {
+        "mapped"
+    } else {
+        "in memory"
+    };
+    drop(in_force);
     let policy = state.shared.policy_label();
     let refusal = state.shared.policy_refusal();
     let registry = state.shared.registry_problem();
@@ -322,8 +331,13 @@ async fn healthz(State(state): State<AppState>) -> Response {
         .chain(counters.iter().map(|p| format!("shared state: {p}")))
         .collect();
     if problems.is_empty() {
-        return axum::Json(json!({ "status": "ok", "revision": revision, "policy": policy }))
-            .into_response();
+        return axum::Json(json!({
+            "status": "ok",
+            "revision": revision,
+            "policy": policy,
+            "snapshot": snapshot,
+        }))
+        .into_response();
     }
     let status = if refusal.is_some() || registry.is_some() {
         StatusCode::SERVICE_UNAVAILABLE
@@ -335,6 +349,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
         "reason": refusal,
         "revision": revision,
         "policy": policy,
+        "snapshot": snapshot,
         "problems": problems,
     });
     (status, axum::Json(body)).into_response()
