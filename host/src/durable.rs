@@ -80,22 +80,14 @@ fn sync_folder(path: &Path) -> Result<()> {
 /// Takes the lock every writer of `path` takes (`PATH.lock`, mode 0600),
 /// held until the file returned is dropped.
 pub fn lock(path: &Path) -> Result<File> {
-    let lock = crate::side_files::lock_path(path);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&lock)
-        .with_context(|| format!("cannot open lock {}", lock.display()))?;
+    let (file, lock) = open_lock(path)?;
     file.lock()
         .with_context(|| format!("cannot lock {}", lock.display()))?;
     Ok(file)
 }
 
-/// [`lock`], waiting at most `wait` for another holder to let go; none
-/// when it still holds it.
-pub fn lock_within(path: &Path, wait: std::time::Duration) -> Result<Option<File>> {
+/// The lock file of `path` (`PATH.lock`, mode 0600), opened, and its path.
+fn open_lock(path: &Path) -> Result<(File, std::path::PathBuf)> {
     let lock = crate::side_files::lock_path(path);
     let file = OpenOptions::new()
         .create(true)
@@ -104,12 +96,22 @@ pub fn lock_within(path: &Path, wait: std::time::Duration) -> Result<Option<File
         .mode(0o600)
         .open(&lock)
         .with_context(|| format!("cannot open lock {}", lock.display()))?;
+    Ok((file, lock))
+}
+
+/// How often a lock waited for with a limit is tried again.
+const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// [`lock`], waiting at most `wait` for another holder to let go; none
+/// when it still holds it.
+pub fn lock_within(path: &Path, wait: std::time::Duration) -> Result<Option<File>> {
+    let (file, lock) = open_lock(path)?;
     let deadline = std::time::Instant::now() + wait;
     loop {
         match file.try_lock() {
             Ok(()) => return Ok(Some(file)),
             Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(5));
+                std::thread::sleep(LOCK_POLL);
             }
             Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
             Err(std::fs::TryLockError::Error(e)) => {

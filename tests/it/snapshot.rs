@@ -37,14 +37,20 @@ fn revision(s: &Sandbox) -> u64 {
         .unwrap()
 }
 
-/// Replaces the first `from` in `file` with `to`, of the same length.
-fn rewrite(file: &Path, from: &[u8], to: &[u8]) {
-    assert_eq!(from.len(), to.len());
-    let mut bytes = std::fs::read(file).unwrap();
+/// The bytes of `file`, and where the first `from` in them starts.
+fn find_in(file: &Path, from: &[u8]) -> (Vec<u8>, usize) {
+    let bytes = std::fs::read(file).unwrap();
     let at = bytes
         .windows(from.len())
         .position(|window| window == from)
         .unwrap_or_else(|| panic!("{} holds no {:?}", file.display(), from));
+    (bytes, at)
+}
+
+/// Replaces the first `from` in `file` with `to`, of the same length.
+fn rewrite(file: &Path, from: &[u8], to: &[u8]) {
+    assert_eq!(from.len(), to.len());
+    let (mut bytes, at) = find_in(file, from);
     bytes[at..at + to.len()].copy_from_slice(to);
     std::fs::write(file, bytes).unwrap();
 }
@@ -226,11 +232,7 @@ fn serve_never_answers_from_a_damaged_snapshot_in_the_cache() {
 fn rewrite_in_place(file: &Path, from: &[u8], to: &[u8]) {
     use std::os::unix::fs::FileExt;
     assert_eq!(from.len(), to.len());
-    let bytes = std::fs::read(file).unwrap();
-    let at = bytes
-        .windows(from.len())
-        .position(|window| window == from)
-        .unwrap_or_else(|| panic!("{} holds no {:?}", file.display(), from));
+    let (_, at) = find_in(file, from);
     let handle = std::fs::OpenOptions::new().write(true).open(file).unwrap();
     handle.write_all_at(to, at as u64).unwrap();
 }

@@ -612,6 +612,17 @@ mod tests {
         assert!(index.damaged(), "and stays damaged");
     }
 
+    /// A forged snapshot: `bytes` with its checksum made again, so that
+    /// only what it says can give it away.
+    fn with_checksum_made_to_agree(mut bytes: Vec<u8>) -> Snapshot<Vec<u8>> {
+        let body = bytes.len() - snapshot::CHECKSUM_LEN;
+        let checksum = <sha2::Sha256 as sha2::Digest>::digest(&bytes[..body]);
+        bytes[body..].copy_from_slice(&checksum);
+        let forged = Snapshot::open(bytes).unwrap();
+        forged.verify().unwrap();
+        forged
+    }
+
     #[test]
     fn an_entry_pointing_at_another_keys_record_is_an_error_not_that_key() {
         let dir = tempfile::tempdir().unwrap();
@@ -628,11 +639,7 @@ mod tests {
         );
         bytes[first + 40..first + 56].copy_from_slice(&b);
         bytes[second + 40..second + 56].copy_from_slice(&a);
-        let body = bytes.len() - snapshot::CHECKSUM_LEN;
-        let checksum = <sha2::Sha256 as sha2::Digest>::digest(&bytes[..body]);
-        bytes[body..].copy_from_slice(&checksum);
-        let forged = Snapshot::open(bytes.as_slice()).unwrap();
-        forged.verify().unwrap();
+        let forged = with_checksum_made_to_agree(bytes);
         for secret in &secrets {
             assert!(
                 forged.find(&key_format::hash(secret)).is_err(),
@@ -666,11 +673,7 @@ mod tests {
             .find(|&at| bytes[at..at + 32] == KeyHash::of(old).0)
             .expect("the retired secret's entry");
         bytes[at + 56..at + 64].copy_from_slice(&i64::MIN.to_le_bytes());
-        let body = bytes.len() - snapshot::CHECKSUM_LEN;
-        let checksum = <sha2::Sha256 as sha2::Digest>::digest(&bytes[..body]);
-        bytes[body..].copy_from_slice(&checksum);
-        let forged = Snapshot::open(bytes.as_slice()).unwrap();
-        forged.verify().unwrap();
+        let forged = with_checksum_made_to_agree(bytes);
         assert!(forged.find(&KeyHash::of(old).0).is_err());
     }
 

@@ -5,9 +5,8 @@
 //! it, renames it over the registry and fsyncs the directory. Readers never
 //! lock: a rename is atomic, so they see the old file or the new one.
 
-use std::fs::{self, File, OpenOptions, TryLockError};
+use std::fs::{self, File};
 use std::io::{ErrorKind, Read};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -172,47 +171,25 @@ impl RegistryFile {
         Ok(())
     }
 
-    /// The exclusive write lock, waited for until `deadline` (for ever
-    /// without one).
-    fn lock(&self, deadline: Option<Instant>) -> Result<File> {
-        let path = crate::side_files::lock_path(&self.path);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("cannot open lock file {}", path.display()))?;
-        let Some(deadline) = deadline else {
-            file.lock()
-                .with_context(|| format!("cannot lock {}", path.display()))?;
-            return Ok(file);
-        };
-        loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(file),
-                Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
-                    std::thread::sleep(LOCK_POLL);
-                }
-                Err(TryLockError::WouldBlock) => return Err(TooLate.into()),
-                Err(TryLockError::Error(e)) => {
-                    return Err(e).with_context(|| format!("cannot lock {}", path.display()));
-                }
-            }
-        }
-    }
-}
-
-impl RegistryFile {
     /// Waits, at most `wait`, until no writer holds the registry's lock;
     /// whether none does.
     pub fn wait_for_writers(&self, wait: Duration) -> bool {
         self.lock(Some(Instant::now() + wait)).is_ok()
     }
-}
 
-/// How often a write with a deadline tries the lock again.
-const LOCK_POLL: Duration = Duration::from_millis(5);
+    /// The exclusive write lock, waited for until `deadline` (for ever
+    /// without one).
+    fn lock(&self, deadline: Option<Instant>) -> Result<File> {
+        let Some(deadline) = deadline else {
+            return durable::lock(&self.path);
+        };
+        durable::lock_within(
+            &self.path,
+            deadline.saturating_duration_since(Instant::now()),
+        )?
+        .ok_or_else(|| TooLate.into())
+    }
+}
 
 /// The registry file does not exist.
 #[derive(Debug, thiserror::Error)]

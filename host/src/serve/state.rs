@@ -173,22 +173,29 @@ impl Shared {
             }
         };
         drop(checker);
-        let verdict = match &found {
-            Err(refused) => refused.clone(),
-            Ok(found) => match prepare(found.as_ref(), request) {
-                Prepared::Decided(verdict) => verdict,
-                Prepared::Ask(question) => {
-                    let pool = self.pool();
-                    let answer = pool
-                        .decide(question.key, question.identity, request, question.now)
-                        .await;
-                    question.conclude(answer)
-                }
-            },
+        let found = match found {
+            Err(refused) => {
+                return Checked {
+                    verdict: refused,
+                    found: None,
+                    revision,
+                };
+            }
+            Ok(found) => found,
+        };
+        let verdict = match prepare(found.as_ref(), request) {
+            Prepared::Decided(verdict) => verdict,
+            Prepared::Ask(question) => {
+                let pool = self.pool();
+                let answer = pool
+                    .decide(question.key, question.identity, request, question.now)
+                    .await;
+                question.conclude(answer)
+            }
         };
         Checked {
             verdict,
-            found: found.ok().flatten(),
+            found,
             revision,
         }
     }
