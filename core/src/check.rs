@@ -57,7 +57,19 @@ pub fn check(
     presented: &str,
     request: &CheckRequest,
 ) -> Result<Verdict> {
-    Ok(match find(lookup, presented)? {
+    check_hashed(lookup, decider, presented, None, request)
+}
+
+/// [`check`], given the SHA-256 of `presented` when the caller already
+/// made it.
+pub fn check_hashed(
+    lookup: &(impl Lookup + ?Sized),
+    decider: &mut impl Decider,
+    presented: &str,
+    hash: Option<&[u8; 32]>,
+    request: &CheckRequest,
+) -> Result<Verdict> {
+    Ok(match find_hashed(lookup, presented, hash)? {
         Ok(found) => decide(found, decider, request),
         Err(malformed) => malformed,
     })
@@ -70,6 +82,16 @@ pub fn find<'l, L: Lookup + ?Sized>(
     lookup: &'l L,
     presented: &str,
 ) -> Result<Result<Option<Found<'l>>, Verdict>> {
+    find_hashed(lookup, presented, None)
+}
+
+/// [`find`], given the SHA-256 of `presented` when the caller already
+/// made it.
+fn find_hashed<'l, L: Lookup + ?Sized>(
+    lookup: &'l L,
+    presented: &str,
+    hash: Option<&[u8; 32]>,
+) -> Result<Result<Option<Found<'l>>, Verdict>> {
     // The format and checksum come first, so a typo costs no lookup.
     if let Err(malformed) = key_format::parse(lookup.prefix(), presented) {
         return Ok(Err(Verdict::deny(
@@ -78,7 +100,15 @@ pub fn find<'l, L: Lookup + ?Sized>(
             None,
         )));
     }
-    Ok(Ok(lookup.find(&key_format::hash(presented))?))
+    debug_assert!(
+        hash.is_none_or(|hash| *hash == key_format::hash(presented)),
+        "the hash given is not the presented key's"
+    );
+    let found = match hash {
+        Some(hash) => lookup.find(hash)?,
+        None => lookup.find(&key_format::hash(presented))?,
+    };
+    Ok(Ok(found))
 }
 
 /// The verdict on a looked-up secret: the registry's own refusals (unknown,

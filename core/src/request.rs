@@ -62,11 +62,6 @@ impl Checking {
         Ok(())
     }
 
-    /// The headers that carry the key.
-    pub fn key_headers(&self) -> Vec<&str> {
-        self.key_header_names().collect()
-    }
-
     /// The headers that carry the key, without collecting them: `reads`
     /// asks for every header of every request in the filters.
     fn key_header_names(&self) -> impl Iterator<Item = &str> {
@@ -99,28 +94,33 @@ impl Checking {
 }
 
 /// A request's parts, as the proxy gives them.
+#[derive(Clone, Copy)]
 pub struct Seen<'h> {
     /// Every line of every header, as (name, value) in the order they
     /// came. A value that is not UTF-8 cannot carry a key or an address,
     /// and is not read.
     pub headers: &'h [(String, Vec<u8>)],
     /// The request's method.
-    pub method: Option<String>,
+    pub method: Option<&'h str>,
     /// The request's path, with its query.
-    pub path: Option<String>,
+    pub path: Option<&'h str>,
     /// The address of the peer the proxy took the request from, when the
     /// proxy's word for it can be trusted: the client's address when no
     /// `client_ip_header` is configured. None: the address is unknown, and
     /// keys with an IP allow-list fail closed.
-    pub peer: Option<String>,
+    pub peer: Option<&'h str>,
+    /// The time of the request; none means now.
+    pub now: Option<Timestamp>,
 }
 
 impl<'h> Seen<'h> {
-    fn lines(&self, name: &str) -> impl DoubleEndedIterator<Item = &'h [u8]> {
-        let name = name.to_string();
+    fn lines<'n>(&self, name: &'n str) -> impl DoubleEndedIterator<Item = &'h [u8]> + 'n
+    where
+        'h: 'n,
+    {
         self.headers
             .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(&name))
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, value)| value.as_slice())
     }
 
@@ -136,6 +136,23 @@ impl<'h> Seen<'h> {
     pub fn last(&self, name: &str) -> Option<&'h str> {
         std::str::from_utf8(self.lines(name).next_back()?).ok()
     }
+
+    /// The key the request presents: in the first of the key headers that
+    /// carries one.
+    pub fn presented(&self, checking: &Checking) -> Option<&'h str> {
+        checking
+            .key_header_names()
+            .find_map(|name| http::key_in_header(name, self.first(name)?))
+    }
+
+    /// The client's address: from the last line of the configured header,
+    /// or else the peer.
+    pub fn source_ip(&self, checking: &Checking) -> Option<String> {
+        match checking.client_ip_header.as_deref() {
+            Some(name) => self.last(name).and_then(last_address),
+            None => self.peer.and_then(peer_address),
+        }
+    }
 }
 
 /// The verdict on a request, as `/auth` reaches it. The service and scope
@@ -148,11 +165,19 @@ pub fn verdict(
     checking: &Checking,
     seen: Seen<'_>,
 ) -> anyhow::Result<Verdict> {
-    let presented = checking
-        .key_headers()
-        .into_iter()
-        .find_map(|name| http::key_in_header(name, seen.first(name)?));
-    let Some(presented) = presented else {
+    verdict_hashed(lookup, decider, checking, seen, None)
+}
+
+/// [`verdict`], given the SHA-256 of the key the request presents when the
+/// caller already made it.
+pub fn verdict_hashed(
+    lookup: &(impl Lookup + ?Sized),
+    decider: &mut impl Decider,
+    checking: &Checking,
+    seen: Seen<'_>,
+    hash: Option<&[u8; 32]>,
+) -> anyhow::Result<Verdict> {
+    let Some(presented) = seen.presented(checking) else {
         return Ok(Verdict::deny(
             DenyCode::NotFound,
             "no API key in the request",
@@ -162,25 +187,31 @@ pub fn verdict(
     let request = CheckRequest {
         service: checking.service.clone(),
         scope: checking.scope.clone(),
-        source_ip: match checking.client_ip_header.as_deref() {
-            Some(name) => seen.last(name).and_then(last_address),
-            None => seen.peer.as_deref().and_then(peer_address),
-        },
-        method: seen.method.clone(),
-        path: seen.path.clone(),
+        source_ip: seen.source_ip(checking),
+        method: seen.method.map(str::to_string),
+        path: seen.path.map(str::to_string),
         attributes: Vec::new(),
-        now: None,
+        now: seen.now,
     };
-    check::check(lookup, &mut InPlace(decider), presented, &request)
+    check::check_hashed(lookup, &mut InPlace(decider), presented, hash, &request)
 }
 
 /// The last entry of a forwarding header (the one the trusted proxy wrote;
 /// entries to its left come from the client), if it is an address.
 pub fn last_address(value: &str) -> Option<String> {
     let last = value.rsplit(',').next()?.trim();
-    last.parse::<std::net::IpAddr>()
-        .ok()
-        .map(|ip| ip.to_canonical().to_string())
+    canonical(last, last.parse().ok()?)
+}
+
+/// `ip`, which `text` spells, in its canonical form. An IPv4 address that
+/// parses is already canonical (the parser takes four decimal octets
+/// without leading zeros), so its text is copied rather than formatted: a
+/// check in a filter runs this on every request.
+fn canonical(text: &str, ip: std::net::IpAddr) -> Option<String> {
+    Some(match ip {
+        std::net::IpAddr::V4(_) => text.to_string(),
+        std::net::IpAddr::V6(_) => ip.to_canonical().to_string(),
+    })
 }
 
 /// A decider where a check runs in place (the gate, the filters): a rate
@@ -214,11 +245,16 @@ impl<D: Decider> Decider for InPlace<'_, D> {
 /// The address in a proxy's word for its peer: `IP`, `IP:PORT` or
 /// `[IPv6]:PORT`.
 pub fn peer_address(peer: &str) -> Option<String> {
-    let ip = peer
-        .parse::<std::net::IpAddr>()
-        .or_else(|_| peer.parse::<std::net::SocketAddr>().map(|a| a.ip()))
-        .ok()?;
-    Some(ip.to_canonical().to_string())
+    if let Ok(ip) = peer.parse::<std::net::IpAddr>() {
+        return canonical(peer, ip);
+    }
+    match peer.parse::<std::net::SocketAddr>().ok()? {
+        // `IPv4:PORT`: the address is the text before the colon.
+        std::net::SocketAddr::V4(address) => {
+            canonical(peer.rsplit_once(':')?.0, (*address.ip()).into())
+        }
+        std::net::SocketAddr::V6(address) => canonical(peer, (*address.ip()).into()),
+    }
 }
 
 /// A refusal as every face answers it.
@@ -286,6 +322,7 @@ mod tests {
             method: None,
             path: None,
             peer: None,
+            now: None,
         };
         assert_eq!(seen.last("x-forwarded-for"), None);
         assert_eq!(seen.first("x-forwarded-for"), Some("10.1.2.3"));
@@ -305,9 +342,46 @@ mod tests {
     }
 
     #[test]
+    fn an_ipv4_address_that_parses_is_spelled_canonically() {
+        // `canonical` copies an IPv4 address's text: that is only right if
+        // every spelling the parser takes is the one it prints.
+        for text in [
+            "1.2.3.4",
+            "01.2.3.4",
+            "1.2.3.04",
+            "0x1.2.3.4",
+            "1.2.3",
+            "1.2.3.4 ",
+            "+1.2.3.4",
+            "1.2.3.256",
+            "001.002.003.004",
+            "0.0.0.0",
+            "255.255.255.255",
+            "1.2.3.4.5",
+        ] {
+            if let Ok(ip) = text.parse::<std::net::Ipv4Addr>() {
+                assert_eq!(ip.to_string(), text);
+            }
+            assert_eq!(
+                peer_address(text).as_deref(),
+                text.parse::<std::net::Ipv4Addr>()
+                    .ok()
+                    .map(|ip| ip.to_string())
+                    .as_deref(),
+                "{text}"
+            );
+            let with_port = format!("{text}:80");
+            assert_eq!(peer_address(&with_port), peer_address(text), "{with_port}");
+        }
+    }
+
+    #[test]
     fn settings_that_name_keyhosts_own_headers_are_refused() {
         let mut checking = Checking::default();
-        assert_eq!(checking.key_headers(), http::KEY_HEADERS.to_vec());
+        assert_eq!(
+            checking.key_header_names().collect::<Vec<_>>(),
+            http::KEY_HEADERS.to_vec()
+        );
         checking.key_headers = vec!["x-keyhost-key-id".into()];
         assert!(checking.validate().is_err());
         checking.key_headers = vec!["bad header".into()];

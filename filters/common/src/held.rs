@@ -4,8 +4,11 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::rc::Rc;
 
 use keyhost_core::http;
+use keyhost_core::key_format;
 use keyhost_core::lookup::{Found, Lookup};
 use keyhost_core::record::{Identity, KeyRecord};
 use keyhost_core::request::{self, Checking, Refusal, Seen};
@@ -25,13 +28,13 @@ pub enum Outcome {
         /// Names to remove, as the request spelled them.
         remove: Vec<String>,
         /// Headers to set.
-        add: Vec<(String, String)>,
+        add: Rc<[(String, String)]>,
     },
     /// Answer this refusal; `log` says why the filter could not decide,
     /// for the proxy's log and not the client.
     Deny {
         /// The answer.
-        refusal: Refusal,
+        refusal: Rc<Refusal>,
         /// The detail of a failure to decide.
         log: Option<String>,
     },
@@ -46,6 +49,57 @@ struct Configured {
 /// How many keys' records a filter keeps decoded: a hot key costs no
 /// record parsing after its first request.
 const DECODED_KEYS: usize = 4096;
+
+/// Hashes a SHA-256 by its first eight bytes: it is already uniform, and
+/// only keys of the registry (not a client's guesses) are kept, so SipHash
+/// would buy nothing per request.
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes.iter().take(8) {
+            self.0 = (self.0 << 8) | u64::from(byte);
+        }
+    }
+}
+
+/// The longest method and path, together, whose answer is kept: so that
+/// the answers kept stay small however long the paths that come.
+const KEPT_REQUEST: usize = 2048;
+
+/// Decoded records by the SHA-256 of the secret that found them.
+type DecodedKeys = HashMap<[u8; 32], Decoded, BuildHasherDefault<DigestHasher>>;
+
+/// The last answer about each key found lately, by the SHA-256 of its
+/// secret.
+type Answers = HashMap<[u8; 32], Answer, BuildHasherDefault<DigestHasher>>;
+
+/// The last answer about a key, and what it was an answer to: the
+/// request's method, path and client address, in one second. A request that brings the same gets the same answer without
+/// asking the policy again, which is what the policy would answer: the
+/// contract has it decide like a pure function of those (and the records
+/// and settings, which are the snapshot's: a new snapshot forgets every
+/// answer). A proxy sends a key's requests in bursts, and this spares each
+/// but the first the policy call and the identity headers' making.
+struct Answer {
+    method: Option<String>,
+    path: Option<String>,
+    address: Option<String>,
+    now: Timestamp,
+    answer: Answered,
+}
+
+/// An answer to hand out again.
+#[derive(Clone)]
+enum Answered {
+    Allow(Rc<[(String, String)]>),
+    Deny(Rc<Refusal>),
+}
 
 /// A key found in the snapshot, decoded once.
 struct Decoded {
@@ -62,7 +116,7 @@ struct Decoded {
 /// joins the others (`Held::remember`).
 struct Remembering<'a> {
     snapshot: &'a Snapshot<Vec<u8>>,
-    decoded: &'a HashMap<[u8; 32], Decoded>,
+    decoded: &'a DecodedKeys,
     fresh: RefCell<Option<([u8; 32], Decoded)>>,
 }
 
@@ -123,7 +177,9 @@ pub struct Held<P> {
     /// Why the snapshot in force may no longer be used, if it may not.
     expired: Option<String>,
     /// Records of the snapshot in force, decoded.
-    decoded: HashMap<[u8; 32], Decoded>,
+    decoded: DecodedKeys,
+    /// The last answer about keys found lately.
+    answers: Answers,
 }
 
 impl<P: Policy> Held<P> {
@@ -136,7 +192,8 @@ impl<P: Policy> Held<P> {
             configured: None,
             logged: RefCell::new(None),
             expired: None,
-            decoded: HashMap::new(),
+            decoded: DecodedKeys::default(),
+            answers: Answers::default(),
         }
     }
 
@@ -155,8 +212,15 @@ impl<P: Policy> Held<P> {
         }
         self.snapshot = Some(snapshot);
         self.decoded.clear();
+        self.answers.clear();
         self.expired = None;
         *self.logged.borrow_mut() = None;
+    }
+
+    /// Forgets the answers kept: they were given under the filter's old
+    /// settings (service, scope, key headers), which have changed.
+    pub fn forget_answers(&mut self) {
+        self.answers.clear();
     }
 
     /// Says whether the snapshot in force may still be used: `Some(why)`
@@ -165,19 +229,20 @@ impl<P: Policy> Held<P> {
         self.expired = why;
     }
 
-    /// Checks a request with `headers` (name, value: every line, as the
-    /// proxy gives them), `method`, `path` and the proxy's `peer` address,
-    /// as `/auth` would. A value that is not UTF-8 cannot carry a key or an
-    /// address and is not read, but its header is removed all the same when
-    /// it is keyhost's or a key's.
-    pub fn check(
-        &mut self,
-        checking: &Checking,
-        headers: &[(String, Vec<u8>)],
-        method: Option<&str>,
-        path: Option<&str>,
-        peer: Option<&str>,
-    ) -> Outcome {
+    /// Checks a request as `/auth` would. Its `seen.headers` are every line
+    /// of those the check reads (the key's and the client address's) and
+    /// at least the names of keyhost's and a key's, which it removes; the
+    /// others do not matter to it. A value that is not UTF-8 cannot carry a
+    /// key or an address and is not read, but its header is removed all
+    /// the same when it is keyhost's or a key's. `seen.now` unset is now.
+    pub fn check(&mut self, checking: &Checking, seen: Seen<'_>) -> Outcome {
+        let now = seen.now.unwrap_or_else(Timestamp::now);
+        let Seen {
+            headers,
+            method,
+            path,
+            ..
+        } = seen;
         let Some(snapshot) = &self.snapshot else {
             return self.cannot("no registry snapshot yet".into());
         };
@@ -194,25 +259,76 @@ impl<P: Policy> Held<P> {
         }
         if !path.is_some_and(http::is_plain_path) {
             return Outcome::Deny {
-                refusal: request::refusal(DenyCode::Denied, http::NOT_PLAIN_PATH),
+                refusal: Rc::new(request::refusal(DenyCode::Denied, http::NOT_PLAIN_PATH)),
                 log: None,
             };
         }
         let seen = Seen {
-            headers,
-            method: method.map(str::to_string),
-            path: path.map(str::to_string),
-            peer: peer.map(str::to_string),
+            now: Some(now),
+            ..seen
         };
-        let lookup = Remembering {
-            snapshot,
-            decoded: &self.decoded,
-            fresh: RefCell::new(None),
+        let address = seen.source_ip(checking);
+        // Only a secret already found has an answer kept (so no two texts
+        // share a digest that is kept). Only one of a key's shape is hashed:
+        // a megabyte of junk in a key header is refused before any digest.
+        let hash = seen
+            .presented(checking)
+            .filter(|presented| key_format::parse(snapshot.prefix(), presented).is_ok())
+            .map(key_format::hash);
+        let kept = hash
+            .as_ref()
+            .and_then(|hash| self.answers.get(hash))
+            .filter(|kept| {
+                kept.now == now
+                    && kept.method.as_deref() == method
+                    && kept.path.as_deref() == path
+                    && kept.address == address
+            });
+        let answered = match kept {
+            Some(kept) => kept.answer.clone(),
+            None => {
+                let lookup = Remembering {
+                    snapshot,
+                    decoded: &self.decoded,
+                    fresh: RefCell::new(None),
+                };
+                let verdict = request::verdict_hashed(
+                    &lookup,
+                    &mut self.policy,
+                    checking,
+                    seen,
+                    hash.as_ref(),
+                );
+                self.remember(lookup.fresh.into_inner());
+                let (answered, found) = match verdict {
+                    Ok(Verdict::Allow { key, info }) => (
+                        Answered::Allow(http::identity_headers(&key, &info).into()),
+                        true,
+                    ),
+                    Ok(Verdict::Deny { code, reason, key }) => (
+                        Answered::Deny(Rc::new(request::refusal(code, &reason))),
+                        key.is_some() && code != DenyCode::PolicyError,
+                    ),
+                    Err(broken) => return self.cannot(format!("{broken:#}")),
+                };
+                let small = path.map_or(0, str::len) + method.map_or(0, str::len) <= KEPT_REQUEST;
+                if let Some(hash) = hash.filter(|_| found && small) {
+                    self.keep(
+                        hash,
+                        Answer {
+                            method: method.map(str::to_string),
+                            path: path.map(str::to_string),
+                            address,
+                            now,
+                            answer: answered.clone(),
+                        },
+                    );
+                }
+                answered
+            }
         };
-        let verdict = request::verdict(&lookup, &mut self.policy, checking, seen);
-        self.remember(lookup.fresh.into_inner());
-        match verdict {
-            Ok(Verdict::Allow { key, info }) => {
+        match answered {
+            Answered::Allow(add) => {
                 let mut remove: Vec<String> = Vec::new();
                 for (name, _) in headers {
                     if (http::is_identity_header(name) || checking.is_key_header(name))
@@ -221,17 +337,19 @@ impl<P: Policy> Held<P> {
                         remove.push(name.clone());
                     }
                 }
-                Outcome::Allow {
-                    remove,
-                    add: http::identity_headers(&key, &info),
-                }
+                Outcome::Allow { remove, add }
             }
-            Ok(Verdict::Deny { code, reason, .. }) => Outcome::Deny {
-                refusal: request::refusal(code, &reason),
-                log: None,
-            },
-            Err(broken) => self.cannot(format!("{broken:#}")),
+            Answered::Deny(refusal) => Outcome::Deny { refusal, log: None },
         }
+    }
+
+    /// Keeps the last answer about a key, making room when the keys are
+    /// many.
+    fn keep(&mut self, hash: [u8; 32], answer: Answer) {
+        if self.answers.len() >= DECODED_KEYS && !self.answers.contains_key(&hash) {
+            self.answers.clear();
+        }
+        self.answers.insert(hash, answer);
     }
 
     /// Keeps a key decoded by the last check, making room when the keys
@@ -255,7 +373,7 @@ impl<P: Policy> Held<P> {
             why
         });
         Outcome::Deny {
-            refusal: request::cannot_decide(),
+            refusal: Rc::new(request::cannot_decide()),
             log,
         }
     }
@@ -350,10 +468,13 @@ pub(crate) mod tests {
             .collect();
         held.check(
             &Checking::default(),
-            &headers,
-            Some("GET"),
-            Some("/x"),
-            None,
+            Seen {
+                headers: &headers,
+                method: Some("GET"),
+                path: Some("/x"),
+                peer: None,
+                now: None,
+            },
         )
     }
 
@@ -408,12 +529,133 @@ pub(crate) mod tests {
         let headers = vec![("x-api-key".to_string(), secret.as_bytes().to_vec())];
         let outcome = held.check(
             &Checking::default(),
-            &headers,
-            Some("GET"),
-            Some("/a/../b"),
-            None,
+            Seen {
+                headers: &headers,
+                method: Some("GET"),
+                path: Some("/a/../b"),
+                peer: None,
+                now: None,
+            },
         );
         assert!(matches!(outcome, Outcome::Deny { refusal, .. } if refusal.status == 403));
+    }
+
+    /// Allows every key, and counts the times it was asked.
+    #[derive(Default)]
+    struct Counting(Rc<std::cell::Cell<usize>>);
+
+    impl Decider for Counting {
+        type Fault = String;
+        fn decide(
+            &mut self,
+            _: &KeyRecord,
+            _: &Identity,
+            request: &CheckRequest,
+            _: Timestamp,
+        ) -> Result<Decision, String> {
+            self.0.set(self.0.get() + 1);
+            let path = request.path.clone().unwrap_or_default();
+            Ok(Decision::Allow(vec![("path".into(), path)]))
+        }
+    }
+
+    impl Policy for Counting {
+        fn configure(&mut self, _: &[(String, String)]) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn only_the_same_request_about_the_same_key_in_the_same_second_is_answered_again() {
+        let (bytes, secret) = snapshot_of(1, &[]);
+        let asked = Rc::new(std::cell::Cell::new(0));
+        let mut held = Held::new(Counting(asked.clone()));
+        held.replace(Snapshot::open(bytes.clone()).unwrap());
+        let headers = vec![("x-api-key".to_string(), secret.as_bytes().to_vec())];
+        let checking = Checking::default();
+        let mut check = |method, path, peer, now| {
+            let seen = Seen {
+                headers: &headers,
+                method,
+                path,
+                peer,
+                now: Some(Timestamp(now)),
+            };
+            let outcome = held.check(&checking, seen);
+            let Outcome::Allow { add, .. } = outcome else {
+                panic!("refused: {outcome:?}")
+            };
+            add.iter()
+                .find(|(name, _)| name == "x-keyhost-info-path")
+                .map(|(_, value)| value.clone())
+        };
+        let at = 1_700_000_000;
+        assert_eq!(
+            check(Some("GET"), Some("/a"), Some("10.0.0.1"), at).as_deref(),
+            Some("/a")
+        );
+        assert_eq!(
+            check(Some("GET"), Some("/a"), Some("10.0.0.1"), at).as_deref(),
+            Some("/a")
+        );
+        assert_eq!(
+            asked.get(),
+            1,
+            "the same request in the same second asks once"
+        );
+        // Any part that differs asks again, and gets its own answer.
+        assert_eq!(
+            check(Some("GET"), Some("/b"), Some("10.0.0.1"), at).as_deref(),
+            Some("/b")
+        );
+        assert_eq!(asked.get(), 2);
+        check(Some("POST"), Some("/b"), Some("10.0.0.1"), at);
+        assert_eq!(asked.get(), 3);
+        check(Some("POST"), Some("/b"), Some("10.0.0.2"), at);
+        assert_eq!(asked.get(), 4);
+        // The same address from another port is the same request.
+        check(Some("POST"), Some("/b"), Some("10.0.0.2:40000"), at);
+        assert_eq!(asked.get(), 4);
+        check(Some("POST"), Some("/b"), None, at);
+        assert_eq!(asked.get(), 5);
+        check(Some("POST"), Some("/b"), None, at + 1);
+        assert_eq!(asked.get(), 6);
+        check(Some("POST"), Some("/b"), None, at + 1);
+        assert_eq!(asked.get(), 6);
+        // The answer to a long path is not kept.
+        let long = format!("/{}", "a".repeat(KEPT_REQUEST));
+        check(Some("GET"), Some(&long), None, at + 1);
+        check(Some("GET"), Some(&long), None, at + 1);
+        assert_eq!(asked.get(), 8);
+        // A new snapshot forgets every answer.
+        held.replace(Snapshot::open(bytes).unwrap());
+        let seen = Seen {
+            headers: &headers,
+            method: Some("POST"),
+            path: Some("/b"),
+            peer: None,
+            now: Some(Timestamp(at + 1)),
+        };
+        held.check(&checking, seen);
+        assert_eq!(asked.get(), 9);
+        // So do new settings of the filter's own.
+        held.forget_answers();
+        held.check(&checking, seen);
+        assert_eq!(asked.get(), 10);
+    }
+
+    #[test]
+    fn no_answer_is_kept_for_a_key_that_is_not_found_however_many_come() {
+        let (bytes, _) = snapshot_of(1, &[]);
+        let mut held = Held::new(Allowing);
+        held.replace(Snapshot::open(bytes).unwrap());
+        for _ in 0..200 {
+            let unknown = key_format::generate("kh", KeyKind::User);
+            let outcome = check(&mut held, &[("x-api-key", unknown.expose().as_bytes())]);
+            assert!(matches!(outcome, Outcome::Deny { ref refusal, .. } if refusal.status == 401));
+        }
+        assert!(held.answers.is_empty());
+        assert!(held.decoded.is_empty());
     }
 
     #[test]

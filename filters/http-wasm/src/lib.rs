@@ -7,10 +7,12 @@
 //! `http-wasm` feature turns its `export!` into [`export!`].
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
 use http_wasm_guest::host::{Request, Response, admin, log};
 use http_wasm_guest::{Guest, register};
-use keyhost_core::request::{self, Checking};
+use keyhost_core::http;
+use keyhost_core::request::{self, Checking, Seen};
 use keyhost_filter::config::{Check, inline_snapshot};
 use keyhost_filter::{FilterConfig, Held, Outcome, Policy, RegistrySource};
 
@@ -67,7 +69,7 @@ impl<P: Policy> Guest for Plugin<P> {
     fn handle_request(&self, request: &Request, response: &Response) -> (bool, i32) {
         let outcome = match &self.configured {
             Err(_) => Outcome::Deny {
-                refusal: request::cannot_decide(),
+                refusal: Rc::new(request::cannot_decide()),
                 log: None,
             },
             Ok(Configured {
@@ -75,15 +77,22 @@ impl<P: Policy> Guest for Plugin<P> {
                 trust_source_address,
                 held,
             }) => {
-                // Every header's name, and every line (as bytes) of those
-                // the check reads: the key's and the client address's. A
-                // value costs Traefik a call, and the others' are never
-                // read; a header that is keyhost's or a key's is removed by
-                // its name. A value that is not UTF-8 is not read.
+                // The headers that matter to the check, and no others:
+                // every line (as bytes) of those it reads (the key's and
+                // the client address's), and the names of those it removes
+                // (keyhost's and a key's, in any spelling). A value costs
+                // Traefik a call, and the other headers are not copied at
+                // all. A value that is not UTF-8 is not read.
                 let mut headers = Vec::new();
                 for name in request.header.names() {
-                    let name = String::from_utf8_lossy(&name).into_owned();
-                    if !checking.reads(&name) {
+                    let name = String::from_utf8_lossy(&name);
+                    let reads = checking.reads(&name);
+                    if !reads && !http::is_identity_header(&name) && !checking.is_key_header(&name)
+                    {
+                        continue;
+                    }
+                    let name = name.into_owned();
+                    if !reads {
                         headers.push((name, Vec::new()));
                         continue;
                     }
@@ -99,13 +108,14 @@ impl<P: Policy> Guest for Plugin<P> {
                 let peer = trust_source_address
                     .then(|| text(request.source_addr()))
                     .flatten();
-                held.borrow_mut().check(
-                    checking,
-                    &headers,
-                    method.as_deref(),
-                    uri.as_deref(),
-                    peer.as_deref(),
-                )
+                let seen = Seen {
+                    headers: &headers,
+                    method: method.as_deref(),
+                    path: uri.as_deref(),
+                    peer: peer.as_deref(),
+                    now: None,
+                };
+                held.borrow_mut().check(checking, seen)
             }
         };
         match outcome {
@@ -113,7 +123,7 @@ impl<P: Policy> Guest for Plugin<P> {
                 for name in &remove {
                     request.header.remove(name.as_bytes());
                 }
-                for (name, value) in &add {
+                for (name, value) in add.iter() {
                     request.header.set(name.as_bytes(), value.as_bytes());
                 }
                 (true, 0)

@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use keyhost_core::request::Checking;
+use keyhost_core::request::{Checking, Seen};
 use keyhost_filter::{Held, Outcome, Policy};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
@@ -38,13 +38,14 @@ impl<P: Policy> HttpContext for Request<P> {
         } else {
             None
         };
-        let outcome = self.held.borrow_mut().check(
-            &self.checking,
-            &headers,
-            pseudo(":method"),
-            pseudo(":path"),
-            peer.as_deref(),
-        );
+        let seen = Seen {
+            headers: &headers,
+            method: pseudo(":method"),
+            path: pseudo(":path"),
+            peer: peer.as_deref(),
+            now: None,
+        };
+        let outcome = self.held.borrow_mut().check(&self.checking, seen);
         match outcome {
             Outcome::Allow { remove, add } => {
                 for name in &remove {
@@ -53,7 +54,7 @@ impl<P: Policy> HttpContext for Request<P> {
                 // Added, not set: every header of these names (in any
                 // spelling) was just removed, and an add is the cheaper
                 // call.
-                for (name, value) in &add {
+                for (name, value) in add.iter() {
                     self.add_http_request_header(name, value);
                 }
                 Action::Continue

@@ -382,6 +382,7 @@ impl<P: Policy + Default + 'static> RootContext for Root<P> {
             }
         };
         self.checking = Rc::new(config.checking);
+        self.held.borrow_mut().forget_answers();
         self.trust_source_address = config.trust_source_address.unwrap_or(false);
         match config.registry {
             RegistrySource::Inline(base64) => match inline_snapshot(&base64, Check::Whole) {

@@ -45,12 +45,15 @@ pub fn check(request: &IncomingRequest) -> Outcome {
     let verdict = data::settings().and_then(|settings| {
         let snapshot = data::snapshot()?;
         policy::configured(|| snapshot.policy_config())?;
+        let method = method_name(&request.method());
+        let path = request.path_with_query();
         let seen = Seen {
             headers: &headers,
-            method: Some(method_name(&request.method())),
-            path: request.path_with_query(),
+            method: Some(&method),
+            path: path.as_deref(),
             // wasi:http does not give the peer's address.
             peer: None,
+            now: None,
         };
         request::verdict(snapshot, &mut policy::Policy, &settings.checking, seen)
             .map_err(|e| format!("{e:#}"))
