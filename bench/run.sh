@@ -441,6 +441,10 @@ YAML
         envoy-extauthz) procs="$envoy_pid_extauthz $nginx_pid $nginx_workers $keyhost_pid" ;;
         *) procs="" ;;
       esac
+      # Untimed first: Traefik drops a plugin's idle instances and makes
+      # them again at the next burst (each reads its settings whole), so
+      # every side is measured with its instances made.
+      "${client_core[@]}" wrk -t1 -c32 -d1s -H "X-API-Key: $key" -H 'X-Forwarded-For: 10.1.2.3' "http://127.0.0.1:$port/" >/dev/null
       # shellcheck disable=SC2086
       [ -n "$procs" ] && before="$(ticks $procs)"
       out="$("${client_core[@]}" wrk -t1 -c32 -d3s -H "X-API-Key: $key" -H 'X-Forwarded-For: 10.1.2.3' "http://127.0.0.1:$port/")"

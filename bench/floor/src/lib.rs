@@ -7,9 +7,11 @@
 //!
 //! - `"empty"`: none (the proxy's cost of running a filter at all);
 //! - `"headers"`: the calls any key check must make, and no more: read
-//!   the request's headers (Envoy gives them all in one call; Traefik
-//!   gives the names in one, then a call per value, made here for the key
-//!   header only), remove the key header and set three identity headers.
+//!   the request's headers (Envoy gives them all in one call, the method
+//!   and path among them; Traefik gives the names in one, then a call per
+//!   value, made here for the key header only, and one each for the
+//!   method and the URI), ask for the peer's address, remove the key
+//!   header and set three identity headers.
 //!
 //! Built with the feature `gate` (for wasm32-wasip2), it is a middleware
 //! gate that checks nothing: it hands every request on to the app behind
@@ -81,6 +83,7 @@ mod proxy {
             if self.headers {
                 let headers = self.get_http_request_headers_bytes();
                 std::hint::black_box(&headers);
+                std::hint::black_box(self.get_property(vec!["source", "address"]));
                 self.set_http_request_header("x-api-key", None);
                 for (name, value) in super::IDENTITY {
                     self.set_http_request_header(name, Some(value));
@@ -107,6 +110,7 @@ mod http {
                 std::hint::black_box(&names);
                 let key = request.header.values(b"x-api-key");
                 std::hint::black_box(&key);
+                std::hint::black_box((request.method(), request.uri(), request.source_addr()));
                 request.header.remove(b"x-api-key");
                 for (name, value) in super::IDENTITY {
                     request.header.set(name.as_bytes(), value.as_bytes());
