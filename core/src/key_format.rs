@@ -8,6 +8,7 @@
 //! As in GitHub's token format, the checksum rejects a typo or a random
 //! string before any lookup, and lets `scan` find keys offline.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use sha2::{Digest, Sha256};
@@ -174,8 +175,33 @@ pub fn candidate_pattern(prefix: &str) -> String {
 
 /// `text` with anything shaped like a key of any registry, or like an
 /// access token (a JWS whose header starts `{"`), replaced, for messages
-/// that echo user input: both are bearer secrets.
+/// that echo user input: both are bearer secrets. One written with percent
+/// escapes (`kh%5Fusr%5F…`, escaped twice even) is the same secret to any
+/// server that reads it: when the decoded text holds one, the decoded text
+/// is what is given back, redacted.
 pub fn redact(text: &str) -> String {
+    let plain = redact_plain(text);
+    let mut decoded = Cow::Borrowed(plain.as_str());
+    for _ in 0..3 {
+        if !decoded.contains('%') {
+            break;
+        }
+        let next = percent_encoding::percent_decode_str(&decoded).decode_utf8_lossy();
+        if next == decoded {
+            break;
+        }
+        let next = next.into_owned();
+        let redacted = redact_plain(&next);
+        if redacted != next {
+            return redacted;
+        }
+        decoded = Cow::Owned(next);
+    }
+    plain
+}
+
+/// `text` with anything shaped like a key or a token, as written, replaced.
+fn redact_plain(text: &str) -> String {
     static KEY: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
         regex::Regex::new(&candidate_pattern("[a-z][a-z0-9]{0,15}")).expect("valid regex")
     });
@@ -195,6 +221,29 @@ pub fn hash(secret: &str) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_written_with_percent_escapes_is_redacted() {
+        let key = generate("kh", KeyKind::User);
+        let key = key.expose();
+        let once = key.replace('_', "%5F");
+        let twice = key.replace('_', "%255f");
+        let every: String = key.bytes().map(|b| format!("%{b:02X}")).collect();
+        for sent in [
+            format!("/x?api_key={once}"),
+            format!("/{twice}/y"),
+            every.clone(),
+            format!("100%25 {once}"),
+        ] {
+            let shown = redact(&sent);
+            assert!(shown.contains("<redacted key>"), "{sent} -> {shown}");
+            assert!(!shown.contains(&key[7..]), "{sent} -> {shown}");
+        }
+        // Escapes with no secret behind them are kept as sent.
+        for kept in ["/a%20b?q=%5F", "100%", "%zz", "%ff%fe"] {
+            assert_eq!(redact(kept), kept);
+        }
+    }
 
     #[test]
     fn tokens_are_redacted_like_keys() {

@@ -90,6 +90,17 @@ pub fn scopes(values: Vec<String>) -> Result<Vec<String>, BadField> {
     let mut cleaned: Vec<String> = Vec::with_capacity(values.len());
     for value in values {
         let scope = text("scope", &value, 1, MAX_WORD_CHARS)?;
+        // An access token carries its scopes space-separated, as OAuth
+        // does: a scope with a space in it would come back as two.
+        if let Some(at) = scope.chars().position(char::is_whitespace) {
+            return Err(bad(
+                "scope",
+                format!(
+                    "{scope:?}: character {} is a space; a scope is one word (tokens list scopes separated by spaces)",
+                    at + 1
+                ),
+            ));
+        }
         if !cleaned.contains(&scope) {
             cleaned.push(scope);
         }
@@ -129,6 +140,15 @@ mod tests {
         assert!(name("   ").is_err());
         assert_eq!(description("").unwrap(), "");
         assert!(description(&"x".repeat(MAX_DESCRIPTION_CHARS + 1)).is_err());
+    }
+
+    #[test]
+    fn a_scope_is_one_word() {
+        for spaced in ["a b", "read\u{a0}all", "x\u{2003}y"] {
+            let error = scopes(vec![spaced.into()]).unwrap_err();
+            assert!(error.to_string().contains("one word"), "{error}");
+        }
+        assert_eq!(scopes(vec![" keys:read ".into()]).unwrap(), ["keys:read"]);
     }
 
     #[test]

@@ -29,7 +29,7 @@ fn arg(path: &Path) -> &str {
 /// The README's Envoy filter snippet with `wasm` and an inline snapshot
 /// of `s`'s registry (written by `keyhost export envoy`), checking
 /// `checks` (`--service`, ...).
-fn inline_envoy(s: &Sandbox, wasm: &Path, upstream: &Nginx, checks: &[&str]) -> Envoy {
+fn inline_envoy(s: &Sandbox, wasm: &Path, upstream: u16, checks: &[&str]) -> Envoy {
     let config = s.dir.path().join("plugin.json");
     let mut args = vec!["export", "envoy", "--config", arg(&config)];
     args.extend_from_slice(checks);
@@ -50,7 +50,7 @@ fn inline_envoy(s: &Sandbox, wasm: &Path, upstream: &Nginx, checks: &[&str]) -> 
             (README_WASM, arg(wasm)),
             (README_CONFIG, &format!("'{config}'")),
         ],
-        upstream.port,
+        upstream,
         None,
         &[],
     )
@@ -100,7 +100,7 @@ fn envoy_with_the_filter_and_an_inline_snapshot_decides_every_case() {
     let envoy = inline_envoy(
         &k.s,
         &policy("keyhost_proxy_wasm.wasm"),
-        &upstream,
+        upstream.port,
         &[
             "--service",
             "object-storage",
@@ -121,7 +121,7 @@ fn envoy_with_the_filter_and_an_inline_snapshot_decides_every_case() {
     let untrusting = inline_envoy(
         &k.s,
         &policy("keyhost_proxy_wasm.wasm"),
-        &upstream,
+        upstream.port,
         &["--service", "object-storage", "--scope", "read"],
     );
     for forged in [None, Some("127.0.0.1")] {
@@ -151,6 +151,83 @@ fn envoy_with_the_filter_and_an_inline_snapshot_decides_every_case() {
         !envoy.log().contains("kh_"),
         "a key or the configuration reached Envoy's log: {}",
         envoy.log()
+    );
+}
+
+/// An upstream that takes one request, chunked body and trailers and all,
+/// answers 200, and gives back the bytes it was sent.
+fn recording_upstream() -> (u16, std::sync::mpsc::Receiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (sent, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok((mut stream, _)) = listener.accept() else {
+            return;
+        };
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut request = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Up to the end of the trailers: the blank line after the last chunk.
+        while !String::from_utf8_lossy(&request)
+            .split_once("\r\n0\r\n")
+            .is_some_and(|(_, rest)| rest.ends_with("\r\n\r\n") || rest == "\r\n")
+        {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => request.extend_from_slice(&buf[..n]),
+            }
+        }
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        let _ = sent.send(String::from_utf8_lossy(&request).into_owned());
+    });
+    (port, seen)
+}
+
+#[test]
+fn envoy_strips_keyhost_headers_and_keys_a_client_sends_as_request_trailers() {
+    let k = keys();
+    let (port, seen) = recording_upstream();
+    let envoy = inline_envoy(
+        &k.s,
+        &policy("keyhost_proxy_wasm.wasm"),
+        port,
+        &["--service", "object-storage", "--scope", "read"],
+    );
+    let key = &k.ok.1;
+    let request = format!(
+        "POST /static/echo HTTP/1.1\r\nhost: app\r\nx-api-key: {key}\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nx-keyhost-owner: user:root\r\nX-Keyhost-Key-Id: kid_forged\r\nx-api-key: {key}\r\nx-other: kept\r\n\r\n"
+    );
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", envoy.port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let seen = seen.recv_timeout(Duration::from_secs(10)).unwrap();
+    let (head, trailers) = seen.split_once("\r\n0\r\n").expect("a chunked body");
+    let trailers = trailers.to_ascii_lowercase();
+    // Envoy hands trailers on: the client's own arrives.
+    assert!(trailers.contains("x-other: kept"), "{seen}");
+    assert!(!trailers.contains("x-keyhost"), "{seen}");
+    assert!(
+        !seen.contains(key.as_str()),
+        "the key went upstream: {seen}"
+    );
+    assert!(
+        !seen.contains("user:root") && !seen.contains("kid_forged"),
+        "{seen}"
+    );
+    // The identity the filter vouches for is in the headers.
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("x-keyhost-owner: user:alice"),
+        "{seen}"
     );
 }
 
@@ -539,10 +616,15 @@ fn a_rust_policy_built_as_a_filter_gives_its_own_decisions_in_envoy() {
     let strict = inline_envoy(
         &s,
         &policy("keyhost_proxy_wasm_strict.wasm"),
-        &upstream,
+        upstream.port,
         &checks,
     );
-    let default = inline_envoy(&s, &policy("keyhost_proxy_wasm.wasm"), &upstream, &checks);
+    let default = inline_envoy(
+        &s,
+        &policy("keyhost_proxy_wasm.wasm"),
+        upstream.port,
+        &checks,
+    );
     let component = policy("keyhost_policy_strict.wasm");
     for (key, strict_expected, default_expected) in
         [(&plain, "denied", "allow"), (&strict_ok, "allow", "allow")]
@@ -773,7 +855,7 @@ fn a_policy_that_panics_inside_envoy_fails_closed() {
     let envoy = inline_envoy(
         &s,
         &policy("keyhost_proxy_wasm_hostile.wasm"),
-        &upstream,
+        upstream.port,
         &["--service", "trap"],
     );
     for attempt in 0..3 {

@@ -380,10 +380,10 @@ fn a_path_that_climbs_is_refused_by_check_and_by_serve_however_it_comes() {
     assert_eq!(status, 200, "a plain path still passes");
 }
 
-#[test]
-fn a_narrowed_key_can_neither_lift_its_limits_nor_mint_a_wider_key() {
-    let (s, _, _) = eve();
-    let (id, key) = s.create(&[
+/// A key of eve's that manages keys but is narrowed: the scopes `read`,
+/// `keys:read` and `keys:write`, an hour to live, and `limits`.
+fn narrow_manager(s: &Sandbox, limits: &[&str]) -> (String, String) {
+    let mut args = vec![
         "--as",
         "user:eve",
         "--name",
@@ -394,13 +394,20 @@ fn a_narrowed_key_can_neither_lift_its_limits_nor_mint_a_wider_key() {
         "keys:read",
         "--scope",
         "keys:write",
-        "--allow-ip",
-        "127.0.0.0/8",
         "--expires",
         "1h",
-        "--rate-limit",
-        "100/min",
-    ]);
+    ];
+    args.extend_from_slice(limits);
+    s.create(&args)
+}
+
+#[test]
+fn a_narrowed_key_can_neither_lift_its_limits_nor_mint_a_wider_key() {
+    let (s, _, _) = eve();
+    let (id, key) = narrow_manager(
+        &s,
+        &["--allow-ip", "127.0.0.0/8", "--rate-limit", "100/min"],
+    );
     let server = s.serve(&[]);
     let path = format!("/v1/keys/{id}");
     for lift in [
@@ -464,6 +471,59 @@ fn a_narrowed_key_can_neither_lift_its_limits_nor_mint_a_wider_key() {
         (403, Some("insufficient_scope")),
         "{body}"
     );
+}
+
+#[test]
+fn a_narrowed_key_cannot_take_a_new_secret_of_a_wider_key_nor_bring_one_back() {
+    let (s, wide_id, wide_key) = eve();
+    let (_, narrow) = narrow_manager(&s, &[]);
+    let (spare_id, _) = s.create(&[
+        "--as",
+        "user:eve",
+        "--name",
+        "spare",
+        "--scope",
+        "read",
+        "--expires",
+        "30m",
+    ]);
+    let server = s.serve(&[]);
+    let act = |id: &str, action: &str| {
+        call(
+            &server,
+            "POST",
+            &format!("/v1/keys/{id}/{action}"),
+            &narrow,
+            None,
+        )
+    };
+    let refused = |(status, body, _): (u16, Value, ureq::http::HeaderMap), what: &str| {
+        assert_eq!(status, 403, "{what}: {body}");
+        assert!(body.get("key").is_none(), "{what}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("cannot grant more"),
+            "{what}: {body}"
+        );
+    };
+    // A new secret of the wider key would be a wider key in the narrow
+    // key's hands; nothing is written, so the old secret still works.
+    refused(act(&wide_id, "rotate"), "rotate");
+    assert_eq!(auth(&server, &wide_key, &[]).0, 200);
+    // Taking the wider key out of use is any manager's; bringing it back,
+    // or lifting its lock, is not the narrow key's.
+    assert_eq!(act(&wide_id, "disable").0, 200);
+    refused(act(&wide_id, "enable"), "enable");
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(auth(&server, &wide_key, &[]).0, 403, "still disabled");
+    assert_eq!(act(&wide_id, "lock").0, 200);
+    refused(act(&wide_id, "unlock"), "unlock");
+    // A key no wider than the narrow one is rotated as before.
+    let (status, body, _) = act(&spare_id, "rotate");
+    assert_eq!(status, 200, "{body}");
+    assert!(body["key"].as_str().is_some(), "{body}");
 }
 
 /// A raw connection that sends `bytes` and reports how long until the
@@ -565,6 +625,26 @@ fn the_decision_log_holds_every_decision_and_no_secret() {
         "a request without a key is logged"
     );
     assert_eq!(entry["path"], "/download?api_key=<redacted key>&x=1");
+    // Escaped, the secret is the same secret to whoever reads the path.
+    let escaped = key.replace('_', "%5F");
+    for (path, service) in [
+        (format!("/auth/x?api_key={escaped}"), "storage".to_string()),
+        (format!("/auth/{escaped}"), "storage".to_string()),
+        ("/auth/x".to_string(), escaped.clone()),
+    ] {
+        let mut response = http()
+            .get(server.url(&path))
+            .header("x-keyhost-service", service)
+            .call()
+            .unwrap();
+        let _ = response.body_mut().read_to_string();
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.lines().count(), 4, "{text}");
+    assert!(
+        !text.contains(&key[7..]),
+        "the secret reached the log: {text}"
+    );
 }
 
 #[test]
@@ -598,6 +678,7 @@ fn a_secret_given_where_an_id_or_name_belongs_is_never_echoed_or_stored() {
     assert_eq!(run.code, 2);
     assert!(!run.stderr.contains(&key), "{}", run.stderr);
     assert_eq!(s.registry_text(), before);
+    let (wide_id, _) = s.create(&["--as", "user:eve", "--name", "w"]);
     let server = s.serve(&[]);
     let (status, body, _) = call(&server, "GET", &format!("/v1/keys/{key}"), &key, None);
     assert_eq!(status, 404);
@@ -611,6 +692,61 @@ fn a_secret_given_where_an_id_or_name_belongs_is_never_echoed_or_stored() {
     );
     assert_eq!(status, 400);
     assert!(!body.to_string().contains(&key), "{body}");
+    // Wherever a body field, a field's name or a value's variant is wrong,
+    // the message that says so does not quote the secret put there.
+    let secret_tail = &key[7..];
+    for (method, path, body) in [
+        (
+            "POST",
+            "/v1/keys".to_string(),
+            json!({ "name": "x", "kind": key }),
+        ),
+        (
+            "POST",
+            "/v1/keys".to_string(),
+            json!({ "name": "x", key.as_str(): 1 }),
+        ),
+        (
+            "POST",
+            "/v1/keys".to_string(),
+            json!({ "name": "x", "for": key }),
+        ),
+        (
+            "POST",
+            "/v1/keys".to_string(),
+            json!({ "name": "x", "expires": key }),
+        ),
+        (
+            "PATCH",
+            format!("/v1/keys/{wide_id}"),
+            json!({ "expires": key }),
+        ),
+        (
+            "POST",
+            format!("/v1/keys/{wide_id}/rotate"),
+            json!({ "grace": key }),
+        ),
+        (
+            "POST",
+            "/v1/keys/verify".to_string(),
+            json!({ "key": "x", key.as_str(): 1 }),
+        ),
+    ] {
+        let (status, body, _) = call(&server, method, &path, &key, Some(body.clone()));
+        assert!(
+            (400..500).contains(&status),
+            "{method} {path}: {status} {body}"
+        );
+        assert!(
+            !body.to_string().contains(secret_tail),
+            "{method} {path} quoted the secret: {body}"
+        );
+    }
+    // Nor one written with percent escapes, which any server reads back.
+    let escaped = key.replace('_', "%5F");
+    let (status, body, _) = call(&server, "GET", &format!("/v1/keys/{escaped}"), &key, None);
+    assert!((400..500).contains(&status), "{status} {body}");
+    assert!(!body.to_string().contains(secret_tail), "{body}");
 }
 
 #[test]

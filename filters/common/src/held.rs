@@ -2,7 +2,7 @@
 //! snapshot's settings; and one request checked against them.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
@@ -166,8 +166,20 @@ impl Lookup for Remembering<'_> {
     }
 }
 
+thread_local! {
+    // A policy keeps its settings where it likes, often VM-wide (the SDK's
+    // default rules keep them in a thread-local), and Envoy runs every
+    // plugin of one `vm_id` and code in one VM, each with its own root
+    // context and settings. So the VM remembers whose settings were given
+    // last, and a filter gives its own again before its policy decides.
+    static SETTINGS_GIVEN_BY: Cell<u64> = const { Cell::new(0) };
+    static LAST_HELD: Cell<u64> = const { Cell::new(0) };
+}
+
 /// A policy and the snapshot it decides on.
 pub struct Held<P> {
+    /// This one's number in the VM (from 1), for `SETTINGS_GIVEN_BY`.
+    number: u64,
     policy: P,
     snapshot: Option<Snapshot<Vec<u8>>>,
     /// The settings the policy was last given, and its answer.
@@ -186,7 +198,12 @@ impl<P: Policy> Held<P> {
     /// Holds `policy`, with no snapshot yet: every check fails closed until
     /// one comes.
     pub fn new(policy: P) -> Held<P> {
+        let number = LAST_HELD.with(|last| {
+            last.set(last.get() + 1);
+            last.get()
+        });
         Held {
+            number,
             policy,
             snapshot: None,
             configured: None,
@@ -209,6 +226,7 @@ impl<P: Policy> Held<P> {
         if self.configured.as_ref().map(|c| &c.config) != Some(&config) {
             let answer = self.policy.configure(&config);
             self.configured = Some(Configured { config, answer });
+            SETTINGS_GIVEN_BY.with(|by| by.set(self.number));
         }
         self.snapshot = Some(snapshot);
         self.decoded.clear();
@@ -236,6 +254,7 @@ impl<P: Policy> Held<P> {
     /// key or an address and is not read, but its header is removed all
     /// the same when it is keyhost's or a key's. `seen.now` unset is now.
     pub fn check(&mut self, checking: &Checking, seen: Seen<'_>) -> Outcome {
+        self.give_settings_again();
         let now = seen.now.unwrap_or_else(Timestamp::now);
         let Seen {
             headers,
@@ -340,6 +359,18 @@ impl<P: Policy> Held<P> {
                 Outcome::Allow { remove, add }
             }
             Answered::Deny(refusal) => Outcome::Deny { refusal, log: None },
+        }
+    }
+
+    /// Gives the policy this filter's settings again when another filter
+    /// of the VM gave its own since (see `SETTINGS_GIVEN_BY`).
+    fn give_settings_again(&mut self) {
+        if SETTINGS_GIVEN_BY.with(Cell::get) == self.number {
+            return;
+        }
+        if let Some(configured) = &mut self.configured {
+            configured.answer = self.policy.configure(&configured.config);
+            SETTINGS_GIVEN_BY.with(|by| by.set(self.number));
         }
     }
 
@@ -461,7 +492,7 @@ pub(crate) mod tests {
         (bytes, secret.expose().to_string())
     }
 
-    fn check(held: &mut Held<Allowing>, headers: &[(&str, &[u8])]) -> Outcome {
+    fn check<P: Policy>(held: &mut Held<P>, headers: &[(&str, &[u8])]) -> Outcome {
         let headers: Vec<(String, Vec<u8>)> = headers
             .iter()
             .map(|(n, v)| (n.to_string(), v.to_vec()))
@@ -679,5 +710,64 @@ pub(crate) mod tests {
             check(&mut held, &[("x-api-key", secret.as_bytes())]),
             Outcome::Allow { .. }
         ));
+    }
+
+    thread_local! {
+        /// `InVm`'s settings: one per VM, as the SDK keeps the default
+        /// rules'.
+        static MODE: RefCell<String> = RefCell::default();
+    }
+
+    /// Allows a key when its VM-wide setting `mode` is `allow`.
+    #[derive(Default)]
+    struct InVm;
+
+    impl Decider for InVm {
+        type Fault = String;
+
+        fn decide(
+            &mut self,
+            _: &KeyRecord,
+            _: &Identity,
+            _: &CheckRequest,
+            _: Timestamp,
+        ) -> Result<Decision, String> {
+            Ok(match MODE.with(|mode| mode.borrow().clone()).as_str() {
+                "allow" => Decision::Allow(Vec::new()),
+                _ => Decision::Deny {
+                    code: DenyCode::Denied,
+                    message: "mode".into(),
+                },
+            })
+        }
+    }
+
+    impl Policy for InVm {
+        fn configure(&mut self, config: &[(String, String)]) -> Result<(), String> {
+            let mode = config.iter().find(|(name, _)| name == "mode");
+            MODE.with(|kept| *kept.borrow_mut() = mode.map(|(_, v)| v.clone()).unwrap_or_default());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn filters_of_one_vm_each_decide_under_their_own_settings() {
+        // Two plugins in one Envoy VM: the one configured last must not
+        // set the rules for the other.
+        let (allowing, allowed) = snapshot_of(1, &[("mode", "allow")]);
+        let (denying, denied) = snapshot_of(1, &[("mode", "deny")]);
+        let mut first = Held::new(InVm);
+        let mut second = Held::new(InVm);
+        first.replace(Snapshot::open(allowing).unwrap());
+        second.replace(Snapshot::open(denying).unwrap());
+        for _ in 0..2 {
+            let outcome = check(&mut first, &[("x-api-key", allowed.as_bytes())]);
+            assert!(matches!(outcome, Outcome::Allow { .. }), "{outcome:?}");
+            let outcome = check(&mut second, &[("x-api-key", denied.as_bytes())]);
+            let Outcome::Deny { refusal, .. } = outcome else {
+                panic!("allowed under the other filter's settings: {outcome:?}")
+            };
+            assert_eq!(refusal.status, 403);
+        }
     }
 }

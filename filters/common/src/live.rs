@@ -7,6 +7,7 @@
 //! sits between the proxy and serve cannot forge or replay a snapshot or a
 //! "not modified".
 
+use keyhost_core::key_hash::KeyHash;
 use keyhost_core::lookup::Lookup;
 use keyhost_core::replica_proof;
 use keyhost_core::snapshot::Snapshot;
@@ -21,6 +22,22 @@ pub struct Fetch {
     pub sent_etag: Option<String>,
     /// Its headers.
     pub headers: Vec<(String, String)>,
+}
+
+/// The prefix of the shared data in which a proxy's VMs share what one
+/// endpoint gave them (its snapshot, tag, due and proven times), for the
+/// holder of the credential whose SHA-256 is `key`. Cluster, authority,
+/// path and credential all name it: filters that reach two registries
+/// through one cluster, or one with two credentials, never take each
+/// other's snapshot, nor count a proven answer of the other's.
+pub fn shared_name(live: &Live, key: &[u8; 32]) -> String {
+    // Each part with its length, so that none can be shifted into the next.
+    let endpoint: String = [&live.cluster, &live.authority, &live.path]
+        .iter()
+        .map(|part| format!("{}:{part}\n", part.len()))
+        .chain([KeyHash(*key).to_string()])
+        .collect();
+    format!("keyhost/{}", KeyHash::of(&endpoint))
 }
 
 /// A new nonce: 16 random bytes, hex.
@@ -144,6 +161,27 @@ mod tests {
             _ => fetch.sent_etag.clone().unwrap(),
         };
         replica_proof::answer_proof(key, &fetch.nonce, status, &etag)
+    }
+
+    #[test]
+    fn filters_share_what_they_fetched_only_with_filters_of_the_same_endpoint_and_credential() {
+        let name =
+            |json: &str, key: [u8; 32]| shared_name(&serde_json::from_str(json).unwrap(), &key);
+        let base = name(r#"{"cluster": "keyhost"}"#, KEY);
+        assert_eq!(base, shared_name(&live(), &KEY));
+        for (json, key) in [
+            (r#"{"cluster": "keyhost", "authority": "tenant-b"}"#, KEY),
+            (r#"{"cluster": "keyhost", "path": "/b/v1/snapshot"}"#, KEY),
+            (r#"{"cluster": "keyhost-b"}"#, KEY),
+            (r#"{"cluster": "keyhost"}"#, [8u8; 32]),
+        ] {
+            assert_ne!(name(json, key), base, "{json} shares with the first");
+        }
+        // Fields cannot be shifted from one into the next.
+        assert_ne!(
+            name(r#"{"cluster": "a", "authority": "b\nc"}"#, KEY),
+            name(r#"{"cluster": "a\nb", "authority": "c"}"#, KEY)
+        );
     }
 
     #[test]

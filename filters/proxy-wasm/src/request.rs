@@ -4,6 +4,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use keyhost_core::http;
 use keyhost_core::request::{Checking, Seen};
 use keyhost_filter::{Held, Outcome, Policy};
 use proxy_wasm::traits::{Context, HttpContext};
@@ -76,5 +77,17 @@ impl<P: Policy> HttpContext for Request<P> {
                 Action::Pause
             }
         }
+    }
+
+    /// Trailers come after the body, long after the check: a client's
+    /// `X-Keyhost-*` or key among them is removed as it is from the
+    /// headers, for upstreams that read trailers as headers.
+    fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
+        for (name, _) in self.get_http_request_trailers_bytes() {
+            if http::is_identity_header(&name) || self.checking.is_key_header(&name) {
+                self.set_http_request_trailer(&name, None);
+            }
+        }
+        Action::Continue
     }
 }

@@ -229,7 +229,7 @@ impl<P: Policy> Root<P> {
             }
             Err(status) => self.failed(&format!(
                 "cannot reach cluster {:?}: {status:?}",
-                fetching.live.cluster
+                key_format::redact(&fetching.live.cluster)
             )),
         }
     }
@@ -395,22 +395,25 @@ impl<P: Policy + Default + 'static> RootContext for Root<P> {
             RegistrySource::Live(live) => {
                 let credential = std::env::var(&live.credential_env).ok();
                 let Some(credential) = credential.filter(|c| !c.is_empty()) else {
+                    // Redacted: the credential itself, put where its
+                    // variable's name goes, must not reach the log.
                     log(
                         LogLevel::Critical,
                         &format!(
                             "the environment variable {} holds no replica credential; pass it to the VM with vm_config.environment_variables.host_env_keys",
-                            live.credential_env
+                            key_format::redact(&live.credential_env)
                         ),
                     );
                     return false;
                 };
-                let endpoint = format!("keyhost/{}{}", live.cluster, live.path);
+                let key = key_format::hash(&credential);
+                let endpoint = live::shared_name(&live, &key);
                 self.live = Some(Fetching {
                     snapshot_key: format!("{endpoint}/snapshot"),
                     etag_key: format!("{endpoint}/etag"),
                     due_key: format!("{endpoint}/due"),
                     live,
-                    key: key_format::hash(&credential),
+                    key,
                     etag: None,
                     in_flight: None,
                     // A VM that starts (or restarts) on a snapshot others

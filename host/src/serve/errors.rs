@@ -56,7 +56,8 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
             .unwrap_or("request failed")
             .to_string()
     } else {
-        text
+        // The extractors' rejections quote what the client sent.
+        key_format::redact(&text)
     };
     let body = json!({ "error": { "kind": kind_of(status), "message": message } });
     // Keep what the layer said in its headers (Allow, Retry-After), but not
@@ -82,10 +83,12 @@ impl ApiError {
         kind: &'static str,
         message: impl Into<String>,
     ) -> ApiError {
+        // Every message, whoever wrote it: a field or id a client sent may
+        // be a secret pasted in the wrong place, and messages quote them.
         ApiError {
             status,
             kind,
-            message: message.into(),
+            message: key_format::redact(&message.into()),
             code: None,
         }
     }
@@ -125,8 +128,7 @@ impl From<anyhow::Error> for ApiError {
         } else {
             (StatusCode::BAD_REQUEST, "bad_request")
         };
-        // An id or field may be a secret pasted in the wrong place.
-        ApiError::new(status, kind, key_format::redact(&format!("{error:#}")))
+        ApiError::new(status, kind, format!("{error:#}"))
     }
 }
 

@@ -16,6 +16,7 @@ use serde_json::json;
 use super::AppState;
 use super::auth::client_ip;
 use crate::check::CheckRequest;
+use crate::key_format;
 use crate::registry::KeyHash;
 use crate::time::Timestamp;
 use crate::token::{self, API_KEY_GRANT};
@@ -36,7 +37,9 @@ pub struct TokenForm {
 
 /// An OAuth error answer.
 fn oauth_error(status: StatusCode, error: &str, description: impl Into<String>) -> Response {
-    let body = json!({ "error": error, "error_description": description.into() });
+    // Redacted as every error message is: it may quote what was sent.
+    let description = key_format::redact(&description.into());
+    let body = json!({ "error": error, "error_description": description });
     no_store((status, Json(body)).into_response())
 }
 

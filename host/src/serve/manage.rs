@@ -318,6 +318,10 @@ pub async fn act(
     Body(body): Body<RotateBody>,
 ) -> ApiResult {
     let now = Timestamp::now();
+    // A key may hand out a new secret of a key, bring one back or lift its
+    // lock only when that key is no wider than itself; taking a key out of
+    // use is any manager's.
+    let ceiling = caller.ceiling.clone();
     let change = match action.as_str() {
         "lock" => StateChange::Lock,
         "unlock" => StateChange::Unlock,
@@ -333,7 +337,9 @@ pub async fn act(
                 .transpose()?;
             let ((record, secret), revision) = caller
                 .write(&state, move |registry, user| {
-                    lifecycle::rotate_key(registry, &id, user, grace, now)
+                    let rotated = lifecycle::rotate_key(registry, &id, user, grace, now)?;
+                    ceiling.permits(&rotated.0)?;
+                    Ok(rotated)
                 })
                 .await?;
             return Ok(Json(issued_secret(&record, &secret, revision, now)).into_response());
@@ -359,7 +365,11 @@ pub async fn act(
     };
     let (record, revision) = caller
         .write(&state, move |registry, user| {
-            lifecycle::change_state(registry, &id, user, change, now)
+            let changed = lifecycle::change_state(registry, &id, user, change, now)?;
+            if matches!(change, StateChange::Enable | StateChange::Unlock) {
+                ceiling.permits(&changed)?;
+            }
+            Ok(changed)
         })
         .await?;
     Ok(key_response(&state, &record, revision, now))

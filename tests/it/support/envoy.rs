@@ -17,10 +17,12 @@ pub struct Envoy {
     log: PathBuf,
 }
 
-/// A STATIC cluster `name` at 127.0.0.1:`port`.
+/// A STATIC cluster `name` at 127.0.0.1:`port`, HTTP/1.1 with trailers
+/// (as the listener takes them), so that what a client sends as trailers
+/// reaches the upstream and the tests see what becomes of it.
 fn cluster(name: &str, port: u16) -> String {
     format!(
-        "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: {name}\n      endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }} }}] }}]\n"
+        "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config: {{ http_protocol_options: {{ enable_trailers: true }} }}\n    load_assignment:\n      cluster_name: {name}\n      endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }} }}] }}]\n"
     )
 }
 
@@ -66,6 +68,7 @@ static_resources:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: ingress
           use_remote_address: true
+          http_protocol_options: {{ enable_trailers: true }}
           route_config:
             virtual_hosts:
             - {{ name: app, domains: ["*"], routes: [{{ match: {{ prefix: "/" }}, route: {{ cluster: app }} }}] }}
