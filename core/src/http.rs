@@ -92,17 +92,27 @@ pub fn identity_headers(key: &KeyRef, info: &[(String, String)]) -> Vec<(String,
     headers
 }
 
-/// Whether `name` and `canonical` (lowercase, with `-`) are the same name
+/// Whether `name` and `canonical` (in either spelling) are the same name
 /// to servers that fold `_` into `-` (CGI, WSGI, PHP: `X_Keyhost_Owner`
 /// arrives as `HTTP_X_KEYHOST_OWNER`, the same as `X-Keyhost-Owner`) and
 /// ignore case. Byte by byte, with no allocation: it runs on every header
 /// of every request in the filters.
 fn same_folded(name: &[u8], canonical: &[u8]) -> bool {
+    let fold = |byte: u8| match byte {
+        b'_' => b'-',
+        byte => byte.to_ascii_lowercase(),
+    };
     name.len() == canonical.len()
-        && name.iter().zip(canonical).all(|(&byte, &want)| {
-            let byte = if byte == b'_' { b'-' } else { byte };
-            byte.eq_ignore_ascii_case(&want)
-        })
+        && name
+            .iter()
+            .zip(canonical)
+            .all(|(&byte, &want)| fold(byte) == fold(want))
+}
+
+/// Whether two header names are one once case and `_` for `-` are folded:
+/// proxies that pass `_` spellings on hand them to an app as the same name.
+pub fn same_header(one: &str, other: &str) -> bool {
+    same_folded(one.as_bytes(), other.as_bytes())
 }
 
 /// Whether `name` is keyhost's to set, in any spelling: a client's copy

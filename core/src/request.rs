@@ -89,7 +89,7 @@ impl Checking {
             || self
                 .key_headers
                 .iter()
-                .any(|key| key.eq_ignore_ascii_case(name))
+                .any(|key| http::same_header(key, name))
     }
 }
 
@@ -390,6 +390,11 @@ mod tests {
         checking.client_ip_header = Some("x-real-ip".into());
         assert!(checking.validate().is_ok());
         assert!(checking.is_key_header("X-Token") && checking.is_key_header("x-api-key"));
+        // The `_` spelling, which servers behind the proxy read as the same
+        // header, is removed too; the key is still read only from the name
+        // as configured.
+        assert!(checking.is_key_header("X_TOKEN") && checking.is_key_header("x_api_key"));
+        assert!(!checking.reads("x_token"));
     }
 
     #[test]

@@ -14,6 +14,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
+    /// 9999-12-31T23:59:59Z: the latest time an RFC 3339 or TOML datetime
+    /// can say, so the latest keyhost takes or writes.
+    pub const LATEST: Timestamp = Timestamp(253_402_300_799);
+
     /// The time now, to the second.
     pub fn now() -> Timestamp {
         let since = SystemTime::now()
@@ -22,26 +26,42 @@ impl Timestamp {
         Timestamp(since.as_secs() as i64)
     }
 
-    /// `duration` later, saturating.
+    /// `duration` later, saturating at [`LATEST`](Self::LATEST).
     pub fn plus(self, duration: Duration) -> Timestamp {
-        Timestamp(self.0.saturating_add(duration.as_secs() as i64))
+        let seconds = i64::try_from(duration.as_secs()).unwrap_or(i64::MAX);
+        Timestamp(self.0.saturating_add(seconds).min(Self::LATEST.0))
     }
 
-    /// Parses an RFC 3339 time such as `2026-01-31T12:00:00Z`.
+    /// Parses an RFC 3339 time such as `2026-01-31T12:00:00Z` or
+    /// `2027-01-01T00:00:00+02:00`.
     pub fn parse_rfc3339(text: &str) -> Result<Timestamp, String> {
-        let time = humantime::parse_rfc3339_weak(text.trim())
-            .map_err(|e| format!("{text:?} is not an RFC 3339 time ({e})"))?;
-        let seconds = time
-            .duration_since(UNIX_EPOCH)
-            .map_err(|_| format!("{text:?} is before 1970"))?
-            .as_secs();
-        Ok(Timestamp(seconds as i64))
+        let trimmed = text.trim();
+        // humantime's parser for UTC (`Z`), the form keyhost writes; the
+        // `time` crate's for an offset.
+        let seconds = match humantime::parse_rfc3339_weak(trimmed) {
+            Ok(time) => time
+                .duration_since(UNIX_EPOCH)
+                .map_err(|_| format!("{text:?} is before 1970"))?
+                .as_secs() as i64,
+            Err(e) => ::time::OffsetDateTime::parse(
+                trimmed,
+                &::time::format_description::well_known::Rfc3339,
+            )
+            .map_err(|_| format!("{text:?} is not an RFC 3339 time ({e})"))?
+            .unix_timestamp(),
+        };
+        if seconds < 0 {
+            return Err(format!("{text:?} is before 1970"));
+        }
+        Ok(Timestamp(seconds))
     }
 }
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let time = UNIX_EPOCH + Duration::from_secs(self.0.max(0) as u64);
+        // Clamped: past year 9999 there is no RFC 3339 form to write.
+        let seconds = self.0.clamp(0, Self::LATEST.0) as u64;
+        let time = UNIX_EPOCH + Duration::from_secs(seconds);
         write!(f, "{}", humantime::format_rfc3339_seconds(time))
     }
 }
@@ -126,12 +146,27 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Parses a point in time given either as a duration from `now` (`90d`) or
 /// as an RFC 3339 time.
 pub fn parse_when(text: &str, now: Timestamp) -> Result<Timestamp, String> {
-    if let Ok(duration) = humantime::parse_duration(text.trim()) {
-        return Ok(now.plus(duration));
+    let when = match humantime::parse_duration(text.trim()) {
+        Ok(duration) => now
+            .0
+            .checked_add(i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)),
+        Err(_) => Some(
+            Timestamp::parse_rfc3339(text)
+                .map_err(|_| {
+                    format!(
+                        "{text:?} is neither a duration (30s, 15m, 24h, 90d) nor an RFC 3339 time"
+                    )
+                })?
+                .0,
+        ),
+    };
+    match when {
+        Some(seconds) if seconds <= Timestamp::LATEST.0 => Ok(Timestamp(seconds)),
+        _ => Err(format!(
+            "{text:?} is after {}, the latest time keyhost can write",
+            Timestamp::LATEST
+        )),
     }
-    Timestamp::parse_rfc3339(text).map_err(|_| {
-        format!("{text:?} is neither a duration (30s, 15m, 24h, 90d) nor an RFC 3339 time")
-    })
 }
 
 #[cfg(test)]
@@ -153,6 +188,30 @@ mod tests {
             Timestamp(86_400)
         );
         assert!(parse_when("soon", now).is_err());
+    }
+
+    #[test]
+    fn an_offset_is_taken_and_a_time_past_9999_is_refused() {
+        let now = Timestamp(1_000_000);
+        assert_eq!(
+            parse_when("1970-01-02T02:00:00+02:00", now).unwrap(),
+            Timestamp(86_400)
+        );
+        assert_eq!(
+            Timestamp::parse_rfc3339("1970-01-01T19:00:00-05:00").unwrap(),
+            Timestamp(86_400)
+        );
+        for far in ["3000000d", "1000000000000d"] {
+            let error = parse_when(far, now).unwrap_err();
+            assert!(error.contains("latest time"), "{error}");
+        }
+        assert_eq!(
+            parse_when("9999-12-31T23:59:59Z", now).unwrap(),
+            Timestamp::LATEST
+        );
+        // Nothing past it is ever written, and nothing panics on the way.
+        assert_eq!(Timestamp(i64::MAX).to_string(), "9999-12-31T23:59:59Z");
+        assert_eq!(now.plus(Duration::MAX), Timestamp::LATEST);
     }
 
     #[test]

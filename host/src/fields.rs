@@ -48,17 +48,7 @@ fn text(field: &'static str, value: &str, min: usize, max: usize) -> Result<Stri
             bad(field, format!("{min} to {max} characters, not {chars}"))
         });
     }
-    if let Some((at, c)) = value.chars().enumerate().find(|(_, c)| is_unsafe_char(*c)) {
-        return Err(bad(
-            field,
-            format!(
-                "character {} is {:?} (U+{:04X}); control characters and bidirectional overrides are not allowed",
-                at + 1,
-                c,
-                c as u32
-            ),
-        ));
-    }
+    safe_chars(field, value)?;
     if key_format::redact(value) != value {
         return Err(bad(
             field,
@@ -66,6 +56,23 @@ fn text(field: &'static str, value: &str, min: usize, max: usize) -> Result<Stri
         ));
     }
     Ok(value.to_string())
+}
+
+/// Refuses a value with a control character or a bidirectional override,
+/// naming the first: printed on a terminal it could rewrite what is shown.
+pub fn safe_chars(field: &'static str, value: &str) -> Result<(), BadField> {
+    match value.chars().enumerate().find(|(_, c)| is_unsafe_char(*c)) {
+        Some((at, c)) => Err(bad(
+            field,
+            format!(
+                "character {} is {:?} (U+{:04X}); control characters and bidirectional overrides are not allowed",
+                at + 1,
+                c,
+                c as u32
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// A key's name: 1 to 256 characters.

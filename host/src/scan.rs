@@ -1,11 +1,15 @@
 //! Finds keyhost keys, and replica credentials, in text by their prefix
 //! and checksum, offline.
 
+use std::fs::OpenOptions;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use regex::Regex;
 use serde::Serialize;
+use walkdir::WalkDir;
 
 use crate::key_format;
 use crate::registry::{KeyIndex, Registry};
@@ -54,83 +58,151 @@ impl<'r> Scanner<'r> {
         }
     }
 
-    /// The keys and replica credentials in `text`, whose lines are
-    /// reported as from `file`. A match whose checksum fails is not one
-    /// and is skipped.
-    pub fn scan_text(&self, file: &str, text: &str) -> Vec<Finding> {
-        let prefix = &self.registry.prefix;
+    /// The keys and replica credentials read from `reader`, a line at a
+    /// time, in memory bounded by [`PIECE_BYTES`] however long the input
+    /// or its lines (a 2 GB file, a stream that never ends a line).
+    pub fn scan_reader(&self, file: &str, reader: impl Read) -> Result<Vec<Finding>> {
+        let mut reader = BufReader::new(reader);
         let mut findings = Vec::new();
-        for (number, line) in text.lines().enumerate() {
-            for shaped in self.pattern.find_iter(line) {
-                let candidate = shaped.as_str();
-                let (kind, key_id, replica) = if let Ok(kind) = key_format::parse(prefix, candidate)
-                {
-                    let found = self.index.find(&key_format::hash(candidate));
-                    let key_id = found.map(|f| self.registry.keys[f.key].id.clone());
-                    (kind.as_str(), key_id, None)
-                } else if key_format::is_replica_credential(prefix, candidate) {
-                    let name = replicas::named(&self.replicas, candidate);
-                    (REPLICA_CREDENTIAL, None, name)
-                } else {
-                    continue;
-                };
-                findings.push(Finding {
-                    file: file.to_string(),
-                    line: number + 1,
-                    kind,
-                    key_id,
-                    replica,
-                });
+        let mut piece = Vec::with_capacity(8192);
+        let mut line = 1;
+        // The end of a long line's last piece, read again before its next
+        // one so that a key cut between them is found; its length.
+        let mut carried = 0;
+        loop {
+            let read = (&mut reader)
+                .take((PIECE_BYTES - piece.len()) as u64)
+                .read_until(b'\n', &mut piece)
+                .with_context(|| format!("cannot read {file}"))?;
+            if read == 0 && piece.len() <= carried {
+                return Ok(findings);
+            }
+            let ended = piece.last() == Some(&b'\n');
+            let text = String::from_utf8_lossy(&piece);
+            self.scan_line(
+                file,
+                line,
+                text.trim_end_matches(['\n', '\r']),
+                carried,
+                &mut findings,
+            );
+            if ended || read == 0 {
+                line += 1;
+                piece.clear();
+                carried = 0;
+            } else {
+                // The line goes on: keep its end, shorter than any key.
+                piece.drain(..piece.len().saturating_sub(CARRIED_BYTES));
+                carried = piece.len();
             }
         }
-        findings
+    }
+
+    /// The findings in `line` (line `number` of `file`), but for those that
+    /// end within its first `seen` bytes, which were reported already.
+    fn scan_line(
+        &self,
+        file: &str,
+        number: usize,
+        line: &str,
+        seen: usize,
+        findings: &mut Vec<Finding>,
+    ) {
+        let prefix = &self.registry.prefix;
+        for shaped in self.pattern.find_iter(line) {
+            if shaped.end() <= seen {
+                continue;
+            }
+            let candidate = shaped.as_str();
+            let (kind, key_id, replica) = if let Ok(kind) = key_format::parse(prefix, candidate) {
+                let found = self.index.find(&key_format::hash(candidate));
+                let key_id = found.map(|f| self.registry.keys[f.key].id.clone());
+                (kind.as_str(), key_id, None)
+            } else if key_format::is_replica_credential(prefix, candidate) {
+                let name = replicas::named(&self.replicas, candidate);
+                (REPLICA_CREDENTIAL, None, name)
+            } else {
+                continue;
+            };
+            findings.push(Finding {
+                file: file.to_string(),
+                line: number,
+                kind,
+                key_id,
+                replica,
+            });
+        }
     }
 
     /// Scans files, and folders recursively. `on_file` is called for each
     /// file read, so a long scan can show progress. A path given here that
     /// cannot be read is an error; an entry found inside a folder that
-    /// cannot be read (a dangling link, a file without permission) is
-    /// skipped with a warning, and listed in [`Scan::skipped`].
+    /// cannot be read (a dangling link, a file without permission, a link
+    /// back to a folder above it, a FIFO or a device) is skipped with a
+    /// warning, and listed in [`Scan::skipped`]. Links are followed.
     pub fn scan_paths(&self, paths: &[PathBuf], on_file: &mut dyn FnMut(&Path)) -> Result<Scan> {
         let mut scan = Scan::default();
         for path in paths {
-            self.scan_path(path, &mut scan, on_file)?;
+            // walkdir finds a link that leads back to a folder above it.
+            let walk = WalkDir::new(path).follow_links(true).sort_by_file_name();
+            for entry in walk {
+                let (depth, shown, scanned) = match entry {
+                    Ok(entry) => (
+                        entry.depth(),
+                        entry.path().display().to_string(),
+                        self.scan_entry(&entry, on_file),
+                    ),
+                    Err(e) => (
+                        e.depth(),
+                        e.path().unwrap_or(path).display().to_string(),
+                        Err(e.into()),
+                    ),
+                };
+                match scanned {
+                    Ok(found) => scan.findings.extend(found),
+                    Err(e) if depth == 0 => {
+                        return Err(e).with_context(|| format!("cannot read {shown}"));
+                    }
+                    Err(e) => {
+                        tracing::warn!("skipping {shown}: {e:#}");
+                        scan.skipped.push(shown);
+                    }
+                }
+            }
         }
         Ok(scan)
     }
 
-    fn scan_path(
+    /// The findings in one entry of a walk: a regular file is read, a
+    /// folder is walked into, anything else is refused (a FIFO would
+    /// block, a device such as `/dev/zero` never end).
+    fn scan_entry(
         &self,
-        path: &Path,
-        scan: &mut Scan,
+        entry: &walkdir::DirEntry,
         on_file: &mut dyn FnMut(&Path),
-    ) -> Result<()> {
-        let meta =
-            std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
-        if meta.is_dir() {
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-                .with_context(|| format!("cannot list {}", path.display()))?
-                .map(|entry| entry.map(|e| e.path()))
-                .collect::<Result<_, _>>()?;
-            entries.sort();
-            for entry in entries {
-                if let Err(e) = self.scan_path(&entry, scan, on_file) {
-                    tracing::warn!("skipping {}: {e:#}", entry.display());
-                    scan.skipped.push(entry.display().to_string());
-                }
-            }
-            return Ok(());
+    ) -> Result<Vec<Finding>> {
+        let kind = entry.file_type();
+        if kind.is_dir() {
+            return Ok(Vec::new());
         }
-        on_file(path);
-        let bytes =
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        scan.findings.extend(self.scan_text(
-            &path.display().to_string(),
-            &String::from_utf8_lossy(&bytes),
-        ));
-        Ok(())
+        if !kind.is_file() {
+            anyhow::bail!("it is not a regular file (a FIFO, a socket or a device)");
+        }
+        on_file(entry.path());
+        // Without blocking, should a FIFO have taken the file's place since.
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(entry.path())?;
+        self.scan_reader(&entry.path().display().to_string(), file)
     }
 }
+
+/// The most of one line held at once while scanning.
+pub const PIECE_BYTES: usize = 1 << 20;
+/// What of a long line's piece is read again with the next: longer than
+/// any key of any prefix (at most 16 letters, a tag and 42 characters).
+const CARRIED_BYTES: usize = 128;
 
 /// What a scan of paths found, and what it could not read.
 #[derive(Debug, Default)]
@@ -168,7 +240,8 @@ mod tests {
         let mut typo = key.to_string();
         typo.replace_range(10..11, if &key[10..11] == "a" { "b" } else { "a" });
         let text = format!("token=\"{key}\"\nЖ{key}_\n{typo}\nx{key}y{key}\n");
-        let findings = Scanner::new(&registry, Vec::new()).scan_text("f", &text);
+        let scanner = Scanner::new(&registry, Vec::new());
+        let findings = scanner.scan_reader("f", text.as_bytes()).unwrap();
         let lines: Vec<usize> = findings.iter().map(|f| f.line).collect();
         assert_eq!(lines, [1, 2, 4, 4]);
         assert!(
@@ -176,5 +249,18 @@ mod tests {
                 .iter()
                 .all(|f| f.key_id.as_deref() == Some(record.id.as_str()))
         );
+
+        // A line longer than is held at once: a key cut between two of its
+        // pieces is found, once, and those after it keep their line.
+        for cut in [1, 10, key.len() - 1] {
+            let mut long = "x".repeat(PIECE_BYTES - cut);
+            long.push_str(key);
+            long.push_str(&"y".repeat(PIECE_BYTES));
+            long.push_str(key);
+            let text = format!("{long}\r\n\n{key}");
+            let findings = scanner.scan_reader("f", text.as_bytes()).unwrap();
+            let lines: Vec<usize> = findings.iter().map(|f| f.line).collect();
+            assert_eq!(lines, [1, 1, 3], "cut {cut} bytes into the key");
+        }
     }
 }

@@ -442,8 +442,9 @@ fn a_narrowed_key_can_neither_lift_its_limits_nor_mint_a_wider_key() {
         "name": "narrower", "scopes": ["read"], "allowed_ips": ["127.0.0.1"],
         "expires": "30m", "rate_limit": "10/min"
     });
-    let (status, body, _) = call(&server, "POST", "/v1/keys", &key, Some(narrower));
+    let (status, body, headers) = call(&server, "POST", "/v1/keys", &key, Some(narrower));
     assert_eq!(status, 201, "{body}");
+    assert_eq!(headers["cache-control"], "no-store");
     // The key still cannot pass the scope it never had.
     let (status, _) = auth(&server, &key, &[("x-keyhost-scope", "write")]);
     assert_eq!(status, 403);
@@ -521,9 +522,11 @@ fn a_narrowed_key_cannot_take_a_new_secret_of_a_wider_key_nor_bring_one_back() {
     assert_eq!(act(&wide_id, "lock").0, 200);
     refused(act(&wide_id, "unlock"), "unlock");
     // A key no wider than the narrow one is rotated as before.
-    let (status, body, _) = act(&spare_id, "rotate");
+    let (status, body, headers) = act(&spare_id, "rotate");
     assert_eq!(status, 200, "{body}");
     assert!(body["key"].as_str().is_some(), "{body}");
+    // An answer with a secret in it is kept by no cache on the way.
+    assert_eq!(headers["cache-control"], "no-store");
 }
 
 /// A raw connection that sends `bytes` and reports how long until the
@@ -1042,11 +1045,157 @@ fn a_deleted_or_older_registry_degrades_health_and_refuses_writes() {
 }
 
 #[test]
-fn a_dangling_link_is_skipped_by_scan_with_a_warning() {
+fn a_fifo_in_the_registrys_place_is_refused_at_once_and_serve_takes_the_file_put_back() {
     let (s, id, key) = eve();
+    s.ok(&["disable", &id, "--as", "user:eve"]);
+    let disabled = s.registry_text();
+    s.ok(&["enable", &id, "--as", "user:eve"]);
+    let server = s.serve(&[]);
+    assert_eq!(auth(&server, &key, &[]).0, 200);
+
+    let path = s.registry();
+    let fifo = s.dir.path().join("fifo");
+    mkfifo(&fifo);
+    std::fs::rename(&fifo, &path).unwrap();
+    // Nobody ever writes to it: a read that waited would wait for ever.
+    let started = Instant::now();
+    let run = s.run(&["show", &id]);
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("not a regular file"), "{}", run.stderr);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(800));
+    let mut response = http().get(server.url("/healthz")).call().unwrap();
+    assert_eq!(response.status().as_u16(), 503);
+    let body = response.body_mut().read_to_string().unwrap();
+    assert!(body.contains("not a regular file"), "{body}");
+
+    // The file put back (with the key disabled, at a newer revision) is
+    // taken: serve's reloads were not stuck on the FIFO.
+    let revision = |text: &str| -> u64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix("revision = "))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let newer = revision(&disabled) + 5;
+    let put_back = disabled.replacen(
+        &format!("revision = {}", revision(&disabled)),
+        &format!("revision = {newer}"),
+        1,
+    );
+    let staged = s.dir.path().join("put-back.toml");
+    std::fs::write(&staged, put_back).unwrap();
+    std::fs::rename(&staged, &path).unwrap();
+    let started = Instant::now();
+    while auth(&server, &key, &[]).0 != 403 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the disabled key still passes: {}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn odd_command_line_input_gets_a_clear_error_and_never_a_panic() {
+    use std::os::unix::ffi::OsStrExt;
+    let (s, id, key) = eve();
+    // An argument that is not UTF-8, with and without --json.
+    for json in [false, true] {
+        let mut command = s.command(&["show"]);
+        if json {
+            command.arg("--json");
+        }
+        let out = command
+            .arg(std::ffi::OsStr::from_bytes(b"\xff"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    // With --json, a usage error says what is missing, not only that
+    // something is.
+    let run = s.run(&["--json", "create", "--as", "user:eve"]);
+    assert_eq!(run.code, 2);
+    let message = run.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("--name"), "{message}");
+
+    // A time past year 9999 has no form to be written in: refused, and the
+    // registry is as it was.
+    let before = s.registry_text();
+    for args in [
+        vec![
+            "create",
+            "--as",
+            "user:eve",
+            "--name",
+            "far",
+            "--expires",
+            "3000000d",
+        ],
+        vec!["update", &id, "--as", "user:eve", "--expires", "3000000d"],
+        vec!["rotate", &id, "--as", "user:eve", "--grace", "3000000d"],
+    ] {
+        let run = s.run(&args);
+        assert!(!run.stderr.contains("panicked"), "{args:?}: {}", run.stderr);
+        assert_ne!(run.code, 0, "{args:?}");
+        {
+            assert!(
+                run.stderr.contains("latest time"),
+                "{args:?}: {}",
+                run.stderr
+            );
+        }
+    }
+    assert_eq!(s.registry_text(), before);
+    // An RFC 3339 time with an offset is the time it says.
+    let created = s.ok(&[
+        "create",
+        "--as",
+        "user:eve",
+        "--name",
+        "offset",
+        "--expires",
+        "2099-01-01T00:00:00+02:00",
+    ]);
+    assert_eq!(
+        created["record"]["expires_at"], "2098-12-31T22:00:00Z",
+        "{created}"
+    );
+
+    // A key is one line of stdin: what follows it is not read.
+    let run = s.run_with(
+        &["check", "--json"],
+        &format!("{key}\n{}\n", "x".repeat(10_000)),
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+}
+
+/// A folder `tree` in the sandbox with a file that holds `key`.
+fn tree_with_key(s: &Sandbox, key: &str) -> std::path::PathBuf {
     let folder = s.dir.path().join("tree");
     std::fs::create_dir_all(&folder).unwrap();
     std::fs::write(folder.join("a.env"), format!("TOKEN={key}\n")).unwrap();
+    folder
+}
+
+/// A FIFO at `path`, which nobody will ever write to.
+fn mkfifo(path: &std::path::Path) {
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+}
+
+#[test]
+fn a_dangling_link_is_skipped_by_scan_with_a_warning() {
+    let (s, id, key) = eve();
+    let folder = tree_with_key(&s, &key);
     std::os::unix::fs::symlink(folder.join("gone"), folder.join("b.link")).unwrap();
     let run = s.run(&["scan", folder.to_str().unwrap(), "--json"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -1054,6 +1203,69 @@ fn a_dangling_link_is_skipped_by_scan_with_a_warning() {
     let out = run.json();
     assert_eq!(out["findings"][0]["key_id"], id.as_str());
     assert!(out["skipped"][0].as_str().unwrap().ends_with("b.link"));
+}
+
+#[test]
+fn scan_neither_walks_round_a_link_loop_nor_waits_on_a_fifo() {
+    let (s, id, key) = eve();
+    let folder = tree_with_key(&s, &key);
+    // Two links back to the folder: 2^n paths for a walk that follows them.
+    std::os::unix::fs::symlink(".", folder.join("l1")).unwrap();
+    std::os::unix::fs::symlink(".", folder.join("l2")).unwrap();
+    let fifo = folder.join("pipe");
+    mkfifo(&fifo);
+    let started = Instant::now();
+    let run = s.run(&["scan", folder.to_str().unwrap(), "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let out = run.json();
+    let findings = out["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "{out}");
+    assert_eq!(findings[0]["key_id"], id.as_str());
+    let skipped: Vec<&str> = out["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for name in ["l1", "l2", "pipe"] {
+        assert!(
+            skipped.iter().any(|path| path.ends_with(name)),
+            "{name}: {skipped:?}"
+        );
+    }
+    // A FIFO named on the command line is an error, said at once.
+    let run = s.run(&["scan", fifo.to_str().unwrap()]);
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("not a regular file"), "{}", run.stderr);
+    // On stdin, a key is found whatever length the line that follows.
+    let run = s.run_with(
+        &["scan", "--json"],
+        &format!("{key}\n{}", "z".repeat(3 << 20)),
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json()["findings"][0]["key_id"], id.as_str());
+}
+
+#[test]
+fn a_control_character_written_into_the_registry_by_hand_is_refused_with_its_line() {
+    let (s, id, _) = eve();
+    let text = s.registry_text();
+    // A name that would recolour a terminal and ring its bell.
+    let edited = text.replacen("name = \"e\"", "name = \"a\\u001b[31mRED\\u0007\"", 1);
+    assert_ne!(edited, text);
+    std::fs::write(s.registry(), &edited).unwrap();
+    for args in [vec!["show", id.as_str()], vec!["list"]] {
+        let run = s.run(&args);
+        assert_ne!(run.code, 0, "{args:?}");
+        assert!(
+            run.stderr.contains("line ") && run.stderr.contains("U+001B"),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(!run.stdout.contains('\u{1b}') && !run.stderr.contains('\u{1b}'));
+    }
 }
 
 #[test]

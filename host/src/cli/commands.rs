@@ -2,7 +2,7 @@
 //! the library and returns a [`Report`]; none prints by itself.
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Read};
+use std::io::IsTerminal;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -441,12 +441,7 @@ fn scan(file: &RegistryFile, args: ScanArgs, now: Timestamp) -> Result<Report> {
     let scanner = Scanner::new(&registry, replicas);
     let mut skipped = Vec::new();
     let findings = if args.paths.is_empty() {
-        let mut text = Vec::new();
-        std::io::stdin()
-            .lock()
-            .read_to_end(&mut text)
-            .context("cannot read stdin")?;
-        scanner.scan_text("<stdin>", &String::from_utf8_lossy(&text))
+        scanner.scan_reader("<stdin>", std::io::stdin().lock())?
     } else {
         let show_progress = std::io::stderr().is_terminal();
         let mut files = 0usize;

@@ -1,7 +1,7 @@
 //! Reading the presented key: from `KEYHOST_KEY`, else one line of stdin.
 //! Never from the command line, where other users could read it.
 
-use std::io::Read;
+use std::io::{BufRead, Read};
 
 use anyhow::{Result, bail};
 use zeroize::Zeroizing;
@@ -28,20 +28,21 @@ pub fn read_presented_key() -> Result<Zeroizing<String>> {
     Ok(Zeroizing::new(trimmed.to_string()))
 }
 
+/// The first line of stdin, read up to its newline and no further: a
+/// terminal or a pipe that stays open is not waited on past it.
 fn read_stdin_line() -> Result<Zeroizing<String>> {
     let mut bytes = Zeroizing::new(Vec::with_capacity(256));
     std::io::stdin()
         .lock()
         .take(MAX_KEY_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() > MAX_KEY_BYTES {
-        bail!("the key on stdin is longer than {MAX_KEY_BYTES} bytes");
+        .read_until(b'\n', &mut bytes)?;
+    if bytes.last() == Some(&b'\n') {
+        bytes.pop();
     }
-    let end = bytes
-        .iter()
-        .position(|&b| b == b'\n')
-        .unwrap_or(bytes.len());
-    match std::str::from_utf8(&bytes[..end]) {
+    if bytes.len() > MAX_KEY_BYTES {
+        bail!("the key on stdin (its first line) is longer than {MAX_KEY_BYTES} bytes");
+    }
+    match std::str::from_utf8(&bytes) {
         Ok(line) => Ok(Zeroizing::new(line.to_string())),
         Err(_) => bail!("the key on stdin is not valid UTF-8"),
     }

@@ -108,11 +108,19 @@ fn usage_error(error: clap::Error) -> ExitCode {
                 "keyhost never takes a key as an argument: pass it on stdin or in KEYHOST_KEY."
             );
         }
-        if std::env::args().any(|arg| arg == "--json") {
-            let first_line = rendered.lines().next().unwrap_or_default();
+        // As OS strings: an argument that is not UTF-8 is what clap is
+        // refusing here, and `env::args` would panic on it.
+        if std::env::args_os().any(|arg| arg == "--json") {
+            // The message and its details (which argument, which value), up
+            // to the usage line that follows a blank line.
+            let message: Vec<&str> = rendered
+                .lines()
+                .take_while(|line| !line.trim().is_empty())
+                .map(str::trim)
+                .collect();
             println!(
                 "{}",
-                json!({ "error": { "kind": "usage", "message": first_line } })
+                json!({ "error": { "kind": "usage", "message": message.join(" ") } })
             );
         }
         EXIT_ERROR

@@ -347,6 +347,12 @@ pub fn rotate_key(
     let key = owned_key(registry, id, actor, "rotate")?;
     refuse_if_locked(key, "rotate")?;
     let grace = grace.filter(|grace| !grace.is_zero());
+    if grace.is_some_and(|grace| now.plus(grace) == Timestamp::LATEST) {
+        invalid!(
+            "grace: it would end at or after {}, the latest time keyhost can write",
+            Timestamp::LATEST
+        );
+    }
     if key.leaked && grace.is_some() {
         return refuse(format!(
             "key {} is leaked: its secret gets no grace period, it stops working when the key is rotated",

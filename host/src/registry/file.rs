@@ -7,6 +7,7 @@
 
 use std::fs::{self, File};
 use std::io::{ErrorKind, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -79,7 +80,13 @@ impl RegistryFile {
     /// another).
     pub fn load_stamped(&self) -> Result<(Registry, FileStamp)> {
         let shown = self.path.display();
-        let mut file = match File::open(&self.path) {
+        // Without blocking: a FIFO put in the registry's place would hold an
+        // open until someone writes to it (and serve's reload with it).
+        let opened = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&self.path);
+        let mut file = match opened {
             Ok(file) => file,
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 return Err(Missing(self.path.clone()).into());
@@ -89,6 +96,11 @@ impl RegistryFile {
         let meta = file
             .metadata()
             .with_context(|| format!("cannot read registry {shown}"))?;
+        if !meta.is_file() {
+            bail!(
+                "registry {shown} is not a regular file (a FIFO, a device or a folder); keyhost reads only a file"
+            );
+        }
         let mut bytes = Vec::with_capacity(meta.len() as usize);
         file.read_to_end(&mut bytes)
             .with_context(|| format!("cannot read registry {shown}"))?;

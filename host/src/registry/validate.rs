@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use anyhow::{Result, bail};
 
 use super::{FORMAT_VERSION, Registry, line_of};
+use crate::fields;
 use crate::iam::{IdentityKind, KeyKind};
 use crate::key_format;
 
@@ -40,6 +41,13 @@ impl Registry {
         for identity in &self.identities {
             let id = identity.iam_id.as_str();
             let here = || at(&format!("\"{id}\""));
+            // Written by hand, perhaps: what every write checks is checked
+            // here too, before it reaches a terminal.
+            for scope in &identity.scopes {
+                if let Err(bad) = fields::safe_chars("scope", scope) {
+                    bail!("{}identity {id}: {bad}", here());
+                }
+            }
             match (identity.kind(), &identity.owner) {
                 (IdentityKind::User, Some(_)) => bail!("{}user {id} cannot have an owner", here()),
                 (IdentityKind::ServiceId, None) => {
@@ -67,6 +75,15 @@ impl Registry {
             let here = || at(&format!("\"{id}\""));
             if !key_ids.insert(id) {
                 bail!("{}key id {id} appears twice", here());
+            }
+            let texts = [("name", &key.name), ("description", &key.description)]
+                .into_iter()
+                .chain(key.service.iter().map(|service| ("service", service)))
+                .chain(key.scopes.iter().map(|scope| ("scope", scope)));
+            for (field, value) in texts {
+                if let Err(bad) = fields::safe_chars(field, value) {
+                    bail!("{}key {id}: {bad}", here());
+                }
             }
             let Some(&identity_kind) = identities.get(key.owner.as_str()) else {
                 bail!(

@@ -43,8 +43,9 @@ fn oauth_error(status: StatusCode, error: &str, description: impl Into<String>) 
     no_store((status, Json(body)).into_response())
 }
 
-/// Token answers are never cached (RFC 6749, 5.1).
-fn no_store(mut response: Response) -> Response {
+/// An answer that carries a token (RFC 6749, 5.1) or a new secret is
+/// never cached.
+pub(super) fn no_store(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));

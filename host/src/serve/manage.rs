@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::caller::Caller;
 use super::errors::{ApiError, ApiResult};
+use super::identity::no_store;
 use crate::iam::{IamId, KeyKind};
 use crate::key_format;
 use crate::lifecycle::{self, KeyChanges, LifecycleError, NewKey, StateChange};
@@ -166,7 +167,7 @@ pub async fn create(
         })
         .await?;
     let body = issued_secret(&record, &secret, revision, now);
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    Ok(no_store((StatusCode::CREATED, Json(body)).into_response()))
 }
 
 /// Keys as the API shows them, with their live use counts (every
@@ -342,7 +343,8 @@ pub async fn act(
                     Ok(rotated)
                 })
                 .await?;
-            return Ok(Json(issued_secret(&record, &secret, revision, now)).into_response());
+            let body = Json(issued_secret(&record, &secret, revision, now));
+            return Ok(no_store(body.into_response()));
         }
         "end-grace" => {
             let (record, revision) = caller
