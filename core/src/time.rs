@@ -28,8 +28,16 @@ impl Timestamp {
 
     /// `duration` later, saturating at [`LATEST`](Self::LATEST).
     pub fn plus(self, duration: Duration) -> Timestamp {
-        let seconds = i64::try_from(duration.as_secs()).unwrap_or(i64::MAX);
-        Timestamp(self.0.saturating_add(seconds).min(Self::LATEST.0))
+        self.checked_plus(duration).unwrap_or(Self::LATEST)
+    }
+
+    /// `duration` later, or `None` past [`LATEST`](Self::LATEST).
+    pub fn checked_plus(self, duration: Duration) -> Option<Timestamp> {
+        let seconds = i64::try_from(duration.as_secs()).ok()?;
+        self.0
+            .checked_add(seconds)
+            .filter(|&later| later <= Self::LATEST.0)
+            .map(Timestamp)
     }
 
     /// Parses an RFC 3339 time such as `2026-01-31T12:00:00Z` or
@@ -147,26 +155,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// as an RFC 3339 time.
 pub fn parse_when(text: &str, now: Timestamp) -> Result<Timestamp, String> {
     let when = match humantime::parse_duration(text.trim()) {
-        Ok(duration) => now
-            .0
-            .checked_add(i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)),
-        Err(_) => Some(
-            Timestamp::parse_rfc3339(text)
-                .map_err(|_| {
-                    format!(
-                        "{text:?} is neither a duration (30s, 15m, 24h, 90d) nor an RFC 3339 time"
-                    )
-                })?
-                .0,
-        ),
+        Ok(duration) => now.checked_plus(duration),
+        Err(_) => Some(Timestamp::parse_rfc3339(text).map_err(|_| {
+            format!("{text:?} is neither a duration (30s, 15m, 24h, 90d) nor an RFC 3339 time")
+        })?),
     };
-    match when {
-        Some(seconds) if seconds <= Timestamp::LATEST.0 => Ok(Timestamp(seconds)),
-        _ => Err(format!(
-            "{text:?} is after {}, the latest time keyhost can write",
-            Timestamp::LATEST
-        )),
-    }
+    when.filter(|when| *when <= Timestamp::LATEST)
+        .ok_or_else(|| {
+            format!(
+                "{text:?} is after {}, the latest time keyhost can write",
+                Timestamp::LATEST
+            )
+        })
 }
 
 #[cfg(test)]

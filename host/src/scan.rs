@@ -7,7 +7,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use regex::Regex;
+use regex::bytes::Regex;
 use serde::Serialize;
 use walkdir::WalkDir;
 
@@ -78,14 +78,7 @@ impl<'r> Scanner<'r> {
                 return Ok(findings);
             }
             let ended = piece.last() == Some(&b'\n');
-            let text = String::from_utf8_lossy(&piece);
-            self.scan_line(
-                file,
-                line,
-                text.trim_end_matches(['\n', '\r']),
-                carried,
-                &mut findings,
-            );
+            self.scan_line(file, line, &piece, carried, &mut findings);
             if ended || read == 0 {
                 line += 1;
                 piece.clear();
@@ -99,21 +92,26 @@ impl<'r> Scanner<'r> {
     }
 
     /// The findings in `line` (line `number` of `file`), but for those that
-    /// end within its first `seen` bytes, which were reported already.
+    /// end within its first `seen` bytes, which were reported already. The
+    /// bytes as read (a key is ASCII, whatever text is around it), so that
+    /// offsets are the same from one piece of a line to the next.
     fn scan_line(
         &self,
         file: &str,
         number: usize,
-        line: &str,
+        line: &[u8],
         seen: usize,
         findings: &mut Vec<Finding>,
     ) {
         let prefix = &self.registry.prefix;
         for shaped in self.pattern.find_iter(line) {
+            // The pattern matches ASCII only.
+            let Ok(candidate) = std::str::from_utf8(shaped.as_bytes()) else {
+                continue;
+            };
             if shaped.end() <= seen {
                 continue;
             }
-            let candidate = shaped.as_str();
             let (kind, key_id, replica) = if let Ok(kind) = key_format::parse(prefix, candidate) {
                 let found = self.index.find(&key_format::hash(candidate));
                 let key_id = found.map(|f| self.registry.keys[f.key].id.clone());
@@ -252,13 +250,15 @@ mod tests {
 
         // A line longer than is held at once: a key cut between two of its
         // pieces is found, once, and those after it keep their line.
+        // Bytes that are not UTF-8 just before it move nothing.
         for cut in [1, 10, key.len() - 1] {
-            let mut long = "x".repeat(PIECE_BYTES - cut);
-            long.push_str(key);
-            long.push_str(&"y".repeat(PIECE_BYTES));
-            long.push_str(key);
-            let text = format!("{long}\r\n\n{key}");
-            let findings = scanner.scan_reader("f", text.as_bytes()).unwrap();
+            let mut text = b"x".repeat(PIECE_BYTES - cut - 3);
+            text.extend_from_slice(b"\xff\xd0\x96");
+            text.extend_from_slice(key.as_bytes());
+            text.extend_from_slice(&b"y".repeat(PIECE_BYTES));
+            text.extend_from_slice(key.as_bytes());
+            text.extend_from_slice(format!("\r\n\n{key}").as_bytes());
+            let findings = scanner.scan_reader("f", text.as_slice()).unwrap();
             let lines: Vec<usize> = findings.iter().map(|f| f.line).collect();
             assert_eq!(lines, [1, 1, 3], "cut {cut} bytes into the key");
         }

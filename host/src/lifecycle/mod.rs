@@ -347,9 +347,9 @@ pub fn rotate_key(
     let key = owned_key(registry, id, actor, "rotate")?;
     refuse_if_locked(key, "rotate")?;
     let grace = grace.filter(|grace| !grace.is_zero());
-    if grace.is_some_and(|grace| now.plus(grace) == Timestamp::LATEST) {
+    if grace.is_some_and(|grace| now.checked_plus(grace).is_none()) {
         invalid!(
-            "grace: it would end at or after {}, the latest time keyhost can write",
+            "grace: it would end after {}, the latest time keyhost can write",
             Timestamp::LATEST
         );
     }

@@ -21,7 +21,6 @@ use super::caller::Caller;
 use super::errors::{ApiError, ApiResult};
 use super::identity::no_store;
 use crate::iam::{IamId, KeyKind};
-use crate::key_format;
 use crate::lifecycle::{self, KeyChanges, LifecycleError, NewKey, StateChange};
 use crate::registry::{KeyRecord, Lookup};
 use crate::time::{self, Timestamp};
@@ -359,8 +358,7 @@ pub async fn act(
                 StatusCode::NOT_FOUND,
                 "not_found",
                 format!(
-                    "no action {:?}: the actions are lock, unlock, disable, enable, rotate and end-grace",
-                    key_format::redact(other)
+                    "no action {other:?}: the actions are lock, unlock, disable, enable, rotate and end-grace"
                 ),
             ));
         }
