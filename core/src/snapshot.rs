@@ -98,6 +98,11 @@ pub struct Header {
     pub tables: Tables,
     /// The whole snapshot's length, so a truncated one is never read.
     pub total_len: u64,
+    /// For a snapshot of a registry's key changes, laid over the snapshot
+    /// of its file: every key id it speaks for (changed, created or
+    /// deleted). The other snapshot's key of such an id is not in force.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub superseded: Vec<String>,
 }
 
 /// A key as the snapshot keeps it, with its identity.
@@ -161,6 +166,16 @@ impl ReadAt for std::fs::File {
     fn size(&self) -> Result<u64> {
         Ok(self.metadata()?.len())
     }
+}
+
+/// A table row's (position, record offset, record length).
+fn row_fields(row: &[u8]) -> (u64, u64, u64) {
+    let field = |from: usize, len: usize| {
+        let mut bytes = [0u8; 8];
+        bytes[..len].copy_from_slice(&row[from..from + len]);
+        u64::from_le_bytes(bytes)
+    };
+    (field(20, 4), field(8, 8), field(16, 4))
 }
 
 /// The entity tag of a snapshot with `checksum`.
@@ -452,12 +467,7 @@ impl<S: ReadAt> Snapshot<S> {
             if prefix(&row) != wanted {
                 break;
             }
-            let field = |from: usize, len: usize| {
-                let mut bytes = [0u8; 8];
-                bytes[..len].copy_from_slice(&row[from..from + len]);
-                u64::from_le_bytes(bytes)
-            };
-            rows.push((field(20, 4), field(8, 8), field(16, 4)));
+            rows.push(row_fields(&row));
             at += 1;
         }
         Ok(rows)
@@ -534,6 +544,43 @@ impl<S: ReadAt> Snapshot<S> {
         Ok(owned.into_iter().map(|(_, identity)| identity).collect())
     }
 
+    /// Every key, in the registry's order: what a snapshot of the
+    /// registry with changes laid over this one is made of.
+    pub fn all_keys(&self) -> Result<Vec<KeyRecord>> {
+        let mut keys: Vec<(u64, KeyRecord)> = self
+            .all_rows(self.header.tables.key_ids)?
+            .into_iter()
+            .map(|(position, offset, len)| {
+                let record: SnapshotKey = self.record(offset, len)?;
+                Ok((position, record.key))
+            })
+            .collect::<Result<_>>()?;
+        keys.sort_unstable_by_key(|(position, _)| *position);
+        Ok(keys.into_iter().map(|(_, key)| key).collect())
+    }
+
+    /// Every identity, in the registry's order.
+    pub fn all_identities(&self) -> Result<Vec<Identity>> {
+        let mut identities: Vec<(u64, Identity)> = self
+            .all_rows(self.header.tables.identities)?
+            .into_iter()
+            .map(|(position, offset, len)| Ok((position, self.record(offset, len)?)))
+            .collect::<Result<_>>()?;
+        identities.sort_unstable_by_key(|(position, _)| *position);
+        Ok(identities
+            .into_iter()
+            .map(|(_, identity)| identity)
+            .collect())
+    }
+
+    /// The (position, record offset, record length) of every row of `table`.
+    fn all_rows(&self, table: Table) -> Result<Vec<(u64, u64, u64)>> {
+        let len = usize::try_from(table.rows).context("table length")?;
+        let mut bytes = vec![0u8; len.checked_mul(ROW_LEN).context("table length")?];
+        self.source.read_at(&mut bytes, table.at)?;
+        Ok(bytes.chunks_exact(ROW_LEN).map(row_fields).collect())
+    }
+
     fn hit(&self, entry: &[u8; ENTRY_LEN]) -> Result<Found<'static>> {
         let field = |at: usize| u64::from_le_bytes(entry[at..at + 8].try_into().expect("8 bytes"));
         let (position, offset, len) = (field(32), field(40), field(48));
@@ -584,6 +631,8 @@ pub struct Contents<'a> {
     pub keys: &'a [KeyRecord],
     /// Every identity.
     pub identities: &'a [Identity],
+    /// See [`Header::superseded`].
+    pub superseded: Vec<String>,
 }
 
 /// The bytes of a snapshot of `contents`.
@@ -670,6 +719,7 @@ pub fn encode_reporting(contents: &Contents<'_>, report: &mut dyn FnMut(usize)) 
             owners: placeholder(&tables[3]),
         },
         total_len: u64::MAX,
+        superseded: contents.superseded.clone(),
     };
     // The source has room of its own, so that the width, and with it every
     // offset, is the same whatever the source says: one registry's
@@ -758,6 +808,7 @@ mod tests {
             identities: 0,
             tables: Tables::default(),
             total_len: u64::MAX,
+            superseded: Vec::new(),
         };
         let width = serde_json::to_vec(&header).unwrap().len();
         header.total_len = (16 + width + sorted.len() * ENTRY_LEN + CHECKSUM_LEN) as u64;
@@ -829,6 +880,7 @@ mod tests {
             policy_config: vec![("a".into(), "b".into())],
             keys: &[],
             identities: &identities,
+            superseded: Vec::new(),
         };
         let bytes = encode(&contents);
         let (head, checksum) = with_source(&bytes, "keyhost serve").unwrap();
@@ -886,6 +938,7 @@ mod tests {
             policy_config: Vec::new(),
             keys: &[],
             identities: &[],
+            superseded: Vec::new(),
         };
         let bytes = encode(&contents);
         Snapshot::open(bytes.as_slice()).unwrap().verify().unwrap();

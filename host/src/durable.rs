@@ -142,6 +142,15 @@ pub fn replace_and_stamp(path: &Path, bytes: &[u8]) -> Result<FileStamp> {
     Ok(stamp)
 }
 
+/// Removes `path`, durably; a file already gone is no error.
+pub fn remove(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => sync_folder(path),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot remove {}", path.display())),
+    }
+}
+
 /// Creates `path` with `bytes`, atomically and durably; refuses to replace
 /// an existing file.
 pub fn create_new(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -3,6 +3,8 @@
 //!
 //! Beside the registry `PATH`:
 //! - `PATH.lock`: taken by every write (registry/file.rs);
+//! - `PATH.changes.toml`: the key writes of a large registry not yet
+//!   folded into it (registry/changes.rs);
 //! - `PATH.usage.json`: last use and use count per key (usage.rs);
 //! - `PATH.signing-keys.json`: the private keys that sign access tokens
 //!   (token/signing.rs), mode 0600, with its own `.lock`;
@@ -16,8 +18,8 @@
 //! cache folder), which holds only what can be rebuilt:
 //! - `policies/`: compiled policy components (policy/cache.rs);
 //! - `registries/`: snapshots of registries (`HASH.idx`), each with the
-//!   stamp of its version last checked whole (`HASH.checked`)
-//!   (registry/compact.rs).
+//!   stamp of its version last checked whole (`HASH.checked`), and the
+//!   snapshot of its changes file (`HASH.changes`) (registry/compact.rs).
 
 use std::ffi::OsString;
 use std::os::unix::fs::MetadataExt;
@@ -37,6 +39,11 @@ fn beside(registry: &Path, suffix: &str) -> PathBuf {
 /// The lock file every write of `registry` takes.
 pub fn lock_path(registry: &Path) -> PathBuf {
     beside(registry, ".lock")
+}
+
+/// The key changes of `registry` not yet folded into it.
+pub fn changes_path(registry: &Path) -> PathBuf {
+    beside(registry, ".changes.toml")
 }
 
 /// The usage state file of `registry`.
@@ -108,6 +115,31 @@ impl FileStamp {
             mtime: (meta.mtime(), meta.mtime_nsec()),
             ctime: (meta.ctime(), meta.ctime_nsec()),
         }
+    }
+}
+
+/// The identity of one version of a registry: its file's stamp, and its
+/// changes file's when there is one (a key write changes only that file).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryStamp {
+    /// The registry file's.
+    pub main: FileStamp,
+    /// The changes file's, when there is one.
+    pub changes: Option<FileStamp>,
+}
+
+impl RegistryStamp {
+    /// The stamp of the registry at `path` now.
+    pub fn of(path: &Path) -> std::io::Result<RegistryStamp> {
+        let changes = match FileStamp::of(&changes_path(path)) {
+            Ok(stamp) => Some(stamp),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        Ok(RegistryStamp {
+            main: FileStamp::of(path)?,
+            changes,
+        })
     }
 }
 

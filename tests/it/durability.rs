@@ -122,8 +122,23 @@ fn cli_writer(s: &Sandbox, user: &str, intruder: &str, seed: u64) -> (Model, usi
 
 #[test]
 fn concurrent_cli_writers_and_the_management_api_lose_nothing() {
+    concurrent_writers_lose_nothing(&[]);
+}
+
+/// The same, with every write of keys going to the changes file (which
+/// fills, and is folded in, several times over).
+#[test]
+fn concurrent_writers_to_the_changes_file_lose_nothing() {
+    concurrent_writers_lose_nothing(&["--changes-from-keys", "0"]);
+}
+
+/// Eight CLI writers and one through serve's management API, on a
+/// registry made by `init` with `init_args`.
+fn concurrent_writers_lose_nothing(init_args: &[&str]) {
     let s = Sandbox::bare();
-    s.ok(&["init", "--max-keys-per-identity", "1000"]);
+    let mut init = vec!["init", "--max-keys-per-identity", "1000"];
+    init.extend_from_slice(init_args);
+    s.ok(&init);
     for n in 0..9 {
         s.ok(&["identity", "add", &format!("user:w{n}")]);
     }
@@ -229,8 +244,21 @@ fn concurrent_cli_writers_and_the_management_api_lose_nothing() {
 
 #[test]
 fn writers_killed_at_random_moments_leave_a_sound_registry() {
+    killed_writers_leave_a_sound_registry(&[]);
+}
+
+/// The same, writing to the changes file, which each write of keys
+/// replaces (a durable rename, as the registry file's).
+#[test]
+fn writers_to_the_changes_file_killed_at_random_moments_leave_a_sound_registry() {
+    killed_writers_leave_a_sound_registry(&["--changes-from-keys", "0"]);
+}
+
+fn killed_writers_leave_a_sound_registry(init_args: &[&str]) {
     let s = Sandbox::bare();
-    s.ok(&["init", "--max-keys-per-identity", "1000"]);
+    let mut init = vec!["init", "--max-keys-per-identity", "1000"];
+    init.extend_from_slice(init_args);
+    s.ok(&init);
     s.ok(&["identity", "add", "user:crash"]);
     let mut random = Lcg(42);
     let mut reported = BTreeSet::new();
@@ -242,6 +270,7 @@ fn writers_killed_at_random_moments_leave_a_sound_registry() {
         let mut child = Command::new(KEYHOST)
             .args(["create", "--as", "user:crash", "--name", &name, "--json"])
             .env("KEYHOST_REGISTRY", s.registry())
+            .env("KEYHOST_CACHE_DIR", s.cache_dir())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -282,6 +311,13 @@ fn writers_killed_at_random_moments_leave_a_sound_registry() {
         killed > 20,
         "only {killed} writers were killed mid-run; the test did not test much"
     );
+    if !init_args.is_empty() {
+        let changes = s.dir.path().join("keys.toml.changes.toml");
+        assert!(
+            changes.exists(),
+            "the writes did not go to the changes file"
+        );
+    }
     // The next write clears what killed writers left behind, beside the
     // registry and beside its snapshot in the cache (each write keeps one),
     // and the snapshot it keeps is the registry it wrote, whole.

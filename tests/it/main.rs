@@ -8,6 +8,7 @@
 mod support;
 
 mod authoring;
+mod changes;
 mod console;
 mod contract;
 mod durability;

@@ -188,17 +188,6 @@ fn a_damaged_snapshot_in_the_cache_is_made_again_never_trusted() {
     assert_eq!(s.decide(&key, &[]), "allow");
 }
 
-/// What serve's /auth answers `key` now.
-fn auth_status(server: &Server, key: &str) -> u16 {
-    http()
-        .get(&server.url("/auth"))
-        .header("x-api-key", key)
-        .call()
-        .expect("request")
-        .status()
-        .as_u16()
-}
-
 #[test]
 fn serve_never_answers_from_a_damaged_snapshot_in_the_cache() {
     let s = Sandbox::new().with_people();
@@ -213,8 +202,8 @@ fn serve_never_answers_from_a_damaged_snapshot_in_the_cache() {
     // would say it is disabled.
     rewrite(&cached, b"\"disabled\":false", b"\"disabled\":true ");
     let server = s.serve(&[]);
-    assert_eq!(auth_status(&server, &key), 200, "made again from the TOML");
-    assert_eq!(auth_status(&server, &disabled), 403);
+    assert_eq!(server.auth_status(&key), 200, "made again from the TOML");
+    assert_eq!(server.auth_status(&disabled), 403);
     assert_eq!(inspect(&s, &cached).0["sound"], true, "and kept");
     drop(server);
 
@@ -222,8 +211,8 @@ fn serve_never_answers_from_a_damaged_snapshot_in_the_cache() {
     let bytes = std::fs::read(&cached).unwrap();
     std::fs::write(&cached, &bytes[..bytes.len() / 2]).unwrap();
     let server = s.serve(&[]);
-    assert_eq!(auth_status(&server, &key), 200);
-    assert_eq!(auth_status(&server, &disabled), 403);
+    assert_eq!(server.auth_status(&key), 200);
+    assert_eq!(server.auth_status(&disabled), 403);
     assert_eq!(inspect(&s, &cached).0["sound"], true, "made again");
 }
 
@@ -242,7 +231,7 @@ fn a_snapshot_in_force_changed_on_disk_is_made_again() {
     let s = Sandbox::new().with_people();
     let (_, key) = s.create(&["--as", "user:alice", "--name", "laptop"]);
     let server = s.serve(&[]);
-    assert_eq!(auth_status(&server, &key), 200);
+    assert_eq!(server.auth_status(&key), 200);
     let cached = cached_snapshot(&s);
     // serve reads the snapshot mapped, so a change made to its file in
     // place shows at once: the key's record would say it is disabled. serve
@@ -250,7 +239,7 @@ fn a_snapshot_in_force_changed_on_disk_is_made_again() {
     rewrite_in_place(&cached, b"\"disabled\":false", b"\"disabled\":true ");
     let since = Instant::now();
     loop {
-        if auth_status(&server, &key) == 200 && inspect(&s, &cached).0["sound"] == true {
+        if server.auth_status(&key) == 200 && inspect(&s, &cached).0["sound"] == true {
             break;
         }
         assert!(
@@ -259,7 +248,7 @@ fn a_snapshot_in_force_changed_on_disk_is_made_again() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(auth_status(&server, &key), 200);
+    assert_eq!(server.auth_status(&key), 200);
 }
 
 #[test]
@@ -268,13 +257,13 @@ fn serve_takes_the_snapshot_a_cli_write_kept_and_makes_none_of_its_own() {
     let s = Sandbox::new().with_people();
     let (_, key) = s.create(&["--as", "user:alice", "--name", "laptop"]);
     let server = s.serve(&[]);
-    assert_eq!(auth_status(&server, &key), 200);
+    assert_eq!(server.auth_status(&key), 200);
     // The CLI's write renames a new snapshot over the one serve has mapped:
     // that is a change to take, not damage to repair.
     let (_, added) = s.create(&["--as", "user:alice", "--name", "later"]);
     let cached = cached_snapshot(&s);
     let kept = std::fs::metadata(&cached).unwrap().ino();
-    auth_becomes(&server, &added, 200, "a key the CLI created");
+    server.auth_becomes(&added, 200, "a key the CLI created");
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(
         std::fs::metadata(&cached).unwrap().ino(),
@@ -283,7 +272,7 @@ fn serve_takes_the_snapshot_a_cli_write_kept_and_makes_none_of_its_own() {
     );
     let log = std::fs::read_to_string(&server.stderr_path).unwrap();
     assert!(!log.contains("damaged"), "{log}");
-    assert_eq!(auth_status(&server, &key), 200);
+    assert_eq!(server.auth_status(&key), 200);
 }
 
 /// serve's /healthz answer.
@@ -313,38 +302,11 @@ fn serve_with_a_cache_folder_others_may_write_holds_its_snapshot_in_memory() {
         (&health["status"], &health["snapshot"]),
         (&"ok".into(), &"in memory".into())
     );
-    assert_eq!(auth_status(&server, &key), 200);
+    assert_eq!(server.auth_status(&key), 200);
     assert!(
         !snapshot.exists(),
         "a snapshot was kept in a folder others may write"
     );
-}
-
-/// Asks serve's /auth with `key` until `status` comes, for at most 1 s.
-fn auth_becomes(server: &Server, key: &str, status: u16, what: &str) {
-    auth_becomes_within(server, key, status, what, Duration::from_secs(1));
-}
-
-/// Asks serve's /auth with `key` until `status` comes, for at most `limit`.
-fn auth_becomes_within(server: &Server, key: &str, status: u16, what: &str, limit: Duration) {
-    let since = Instant::now();
-    loop {
-        let got = http()
-            .get(&server.url("/auth"))
-            .header("x-api-key", key)
-            .call()
-            .expect("request")
-            .status()
-            .as_u16();
-        if got == status {
-            return;
-        }
-        assert!(
-            since.elapsed() < limit,
-            "{what}: serve still answers {got} after {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -352,7 +314,7 @@ fn hand_edits_of_the_registry_reach_check_and_serve_within_a_second() {
     let s = Sandbox::new().with_people();
     let (_, key) = s.create(&["--as", "user:alice", "--name", "laptop"]);
     let server = s.serve(&[]);
-    auth_becomes(&server, &key, 200, "before any edit");
+    server.auth_becomes(&key, 200, "before any edit");
 
     // A key table written by hand (here, taken from another registry).
     let other = Sandbox::new().with_people();
@@ -365,7 +327,7 @@ fn hand_edits_of_the_registry_reach_check_and_serve_within_a_second() {
     edited.push_str(table);
     std::fs::write(s.registry(), edited).unwrap();
     let since = Instant::now();
-    auth_becomes(&server, &added, 200, "a key table added by hand");
+    server.auth_becomes(&added, 200, "a key table added by hand");
     assert_eq!(s.decide(&added, &[]), "allow");
     assert!(since.elapsed() < Duration::from_secs(1));
 
@@ -377,7 +339,7 @@ fn hand_edits_of_the_registry_reach_check_and_serve_within_a_second() {
     )
     .unwrap();
     let since = Instant::now();
-    auth_becomes(&server, &key, 403, "a key disabled by hand");
+    server.auth_becomes(&key, 403, "a key disabled by hand");
     assert_eq!(s.decide(&key, &[]), "disabled");
     assert!(since.elapsed() < Duration::from_secs(1));
 }
@@ -434,7 +396,7 @@ fn a_change_serve_writes_is_in_force_at_once_and_never_read_again() {
 
     // A change made elsewhere is still read.
     s.ok(&["disable", &made[0].0, "--as", "user:alice"]);
-    auth_becomes(&server, &made[0].1, 403, "a key disabled by the CLI");
+    server.auth_becomes(&made[0].1, 403, "a key disabled by the CLI");
     assert!(registry_reloads(&server) > before);
 }
 
@@ -444,7 +406,7 @@ fn management_writes_kept_failing_do_not_hold_back_a_change_made_elsewhere() {
     let (alices_id, alices) = s.create(&["--as", "user:alice", "--name", "laptop"]);
     let (_, bobs) = s.create(&["--as", "user:bob", "--name", "laptop"]);
     let server = s.serve(&[]);
-    auth_becomes(&server, &alices, 200, "before the writes");
+    server.auth_becomes(&alices, 200, "before the writes");
     // Bob keeps asking to disable alice's key: every write is refused.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let attackers: Vec<_> = (0..4)
@@ -473,8 +435,7 @@ fn management_writes_kept_failing_do_not_hold_back_a_change_made_elsewhere() {
     // The watcher waits at most two of its ticks for writes in flight,
     // then reads the file: well within 2 s on a busy machine, however many
     // writes are in flight (held off for good, it never would be).
-    auth_becomes_within(
-        &server,
+    server.auth_becomes_within(
         &alices,
         403,
         "a key alice disabled with the CLI",
@@ -494,7 +455,7 @@ fn a_management_write_to_an_older_copy_of_the_registry_is_refused() {
     let older = s.registry_text();
     s.ok(&["disable", &leaked_id, "--as", "user:alice"]);
     let server = s.serve(&[]);
-    auth_becomes(&server, &leaked, 403, "the disabled key");
+    server.auth_becomes(&leaked, 403, "the disabled key");
 
     // An older copy, where the key is still enabled, is put in place.
     let copy = s.registry().with_extension("older");
@@ -511,7 +472,7 @@ fn a_management_write_to_an_older_copy_of_the_registry_is_refused() {
     assert_eq!(s.registry_text(), older, "nothing was written");
     // Serve still refuses the key, and says why on /healthz.
     std::thread::sleep(Duration::from_millis(500));
-    auth_becomes(&server, &leaked, 403, "the key the older copy enables");
+    server.auth_becomes(&leaked, 403, "the key the older copy enables");
     let health = http()
         .get(&server.url("/healthz"))
         .call()

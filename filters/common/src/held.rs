@@ -488,6 +488,7 @@ pub(crate) mod tests {
                 .collect(),
             keys: &[key],
             identities: &[identity],
+            superseded: Vec::new(),
         });
         (bytes, secret.expose().to_string())
     }

@@ -364,6 +364,11 @@ pub struct InitArgs {
     /// The most keys one identity may hold.
     #[arg(long, default_value_t = crate::registry::DEFAULT_MAX_KEYS_PER_IDENTITY)]
     pub max_keys_per_identity: u32,
+    /// From how many keys on a write of keys alone (create, rotate,
+    /// disable, delete...) goes to the changes file beside the registry
+    /// rather than rewrite it whole.
+    #[arg(long, default_value_t = crate::registry::DEFAULT_CHANGES_FROM_KEYS)]
+    pub changes_from_keys: u32,
 }
 
 #[derive(Debug, Subcommand)]

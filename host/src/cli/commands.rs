@@ -16,7 +16,7 @@ use super::args::{
 use crate::counters::{OnStateError, RedisCounters};
 use crate::key_format::{self, Secret};
 use crate::lifecycle::{self, KeyChanges, NewIdentity, NewKey, StateChange};
-use crate::registry::{KeyRecord, LeakAction, Registry, RegistryFile};
+use crate::registry::{KeyRecord, LeakAction, Registry, RegistryFile, Touches};
 use crate::scan::{REPLICA_CREDENTIAL, Scanner};
 use crate::serve::ServeOptions;
 use crate::time::{self, Timestamp};
@@ -83,6 +83,7 @@ fn init(file: &RegistryFile, args: InitArgs) -> Result<Report> {
     let mut registry = Registry::new(&args.prefix);
     registry.action_when_leaked = args.action_when_leaked;
     registry.max_keys_per_identity = args.max_keys_per_identity;
+    registry.changes_from_keys = args.changes_from_keys;
     file.create(&registry)?;
     let path = file.path().display().to_string();
     Ok(Report::new(
@@ -212,8 +213,14 @@ fn create(file: &RegistryFile, args: CreateArgs, now: Timestamp) -> Result<Repor
         lock: args.lock,
         rate_limit: args.rate_limit,
     };
+    let target = new
+        .for_identity
+        .clone()
+        .unwrap_or_else(|| args.actor.clone());
     let ((record, secret), revision) =
-        file.update(|registry| Ok(lifecycle::create_key(registry, &args.actor, new, now)?))?;
+        file.update_keys(&args.actor, Touches::KeysOf(target), |registry| {
+            Ok(lifecycle::create_key(registry, &args.actor, new, now)?)
+        })?;
     Ok(secret_report("created", &record, &secret, revision, now))
 }
 
@@ -313,15 +320,16 @@ fn change_state(
     change: StateChange,
     now: Timestamp,
 ) -> Result<Report> {
-    let (record, revision) = file.update(|registry| {
-        Ok(lifecycle::change_state(
-            registry,
-            &args.id,
-            &args.actor,
-            change,
-            now,
-        )?)
-    })?;
+    let (record, revision) =
+        file.update_keys(&args.actor, Touches::Key(args.id.clone()), |registry| {
+            Ok(lifecycle::change_state(
+                registry,
+                &args.id,
+                &args.actor,
+                change,
+                now,
+            )?)
+        })?;
     let verb = match change {
         StateChange::Lock => "locked",
         StateChange::Unlock => "unlocked",
@@ -333,7 +341,9 @@ fn change_state(
 
 fn end_grace(file: &RegistryFile, args: ActorKeyArgs, now: Timestamp) -> Result<Report> {
     let (record, revision) =
-        file.update(|registry| Ok(lifecycle::end_grace(registry, &args.id, &args.actor, now)?))?;
+        file.update_keys(&args.actor, Touches::Key(args.id.clone()), |registry| {
+            Ok(lifecycle::end_grace(registry, &args.id, &args.actor, now)?)
+        })?;
     Ok(key_report(
         "ended the grace period of",
         &record,
@@ -343,14 +353,15 @@ fn end_grace(file: &RegistryFile, args: ActorKeyArgs, now: Timestamp) -> Result<
 }
 
 fn leak(file: &RegistryFile, args: ActorKeyArgs, now: Timestamp) -> Result<Report> {
-    let (action, revision) = file.update(|registry| {
-        Ok(lifecycle::report_leak(
-            registry,
-            &args.id,
-            &args.actor,
-            now,
-        )?)
-    })?;
+    let (action, revision) =
+        file.update_keys(&args.actor, Touches::Key(args.id.clone()), |registry| {
+            Ok(lifecycle::report_leak(
+                registry,
+                &args.id,
+                &args.actor,
+                now,
+            )?)
+        })?;
     let action = match action {
         LeakAction::None => "none",
         LeakAction::Disable => "disable",
@@ -367,7 +378,9 @@ fn leak(file: &RegistryFile, args: ActorKeyArgs, now: Timestamp) -> Result<Repor
 
 fn delete(file: &RegistryFile, args: ActorKeyArgs) -> Result<Report> {
     let (record, revision) =
-        file.update(|registry| Ok(lifecycle::delete_key(registry, &args.id, &args.actor)?))?;
+        file.update_keys(&args.actor, Touches::Key(args.id.clone()), |registry| {
+            Ok(lifecycle::delete_key(registry, &args.id, &args.actor)?)
+        })?;
     Ok(Report::new(
         json!({ "deleted": record.id, "revision": revision }),
         format!("deleted {}", record.id),
@@ -380,7 +393,8 @@ fn rotate(file: &RegistryFile, args: RotateArgs, now: Timestamp) -> Result<Repor
         .as_deref()
         .map(|text| time::parse_duration(text).map_err(|e| anyhow::anyhow!("--grace: {e}")))
         .transpose()?;
-    let ((record, secret), revision) = file.update(|registry| {
+    let touches = Touches::Key(args.key.id.clone());
+    let ((record, secret), revision) = file.update_keys(&args.key.actor, touches, |registry| {
         Ok(lifecycle::rotate_key(
             registry,
             &args.key.id,
@@ -418,7 +432,8 @@ fn update(file: &RegistryFile, args: UpdateArgs, now: Timestamp) -> Result<Repor
             .rate_limit
             .map(|limit| Some(limit).filter(|l| l != "none")),
     };
-    let (record, revision) = file.update(|registry| {
+    let touches = Touches::Key(args.key.id.clone());
+    let (record, revision) = file.update_keys(&args.key.actor, touches, |registry| {
         Ok(lifecycle::update_key(
             registry,
             &args.key.id,

@@ -13,7 +13,7 @@ use crate::durable;
 use crate::export::{self, Registry};
 use crate::registry::{self, RegistryFile};
 use crate::replicas;
-use crate::side_files::{self, FileStamp};
+use crate::side_files::{self, RegistryStamp};
 use crate::time::Timestamp;
 
 pub fn run(command: ExportCommand, file: &RegistryFile) -> Result<Report> {
@@ -139,10 +139,10 @@ fn traefik(file: &RegistryFile, args: TraefikExportArgs) -> Result<Report> {
     }
     // Watching: report what was written so far, then each rewrite.
     eprintln!("{}", lines.join("\n"));
-    let mut seen = FileStamp::of(file.path()).ok();
+    let mut seen = RegistryStamp::of(file.path()).ok();
     loop {
         std::thread::sleep(Duration::from_millis(250));
-        let now = FileStamp::of(file.path()).ok();
+        let now = RegistryStamp::of(file.path()).ok();
         if now == seen {
             continue;
         }

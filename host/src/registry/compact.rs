@@ -12,6 +12,8 @@
 //! keyhost replaces it by renaming a new file into place, never in place,
 //! so a mapping in use keeps the version it mapped.
 
+use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::ErrorKind;
 use std::ops::Deref;
@@ -20,14 +22,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use keyhost_core::snapshot::{self, Contents, ReadAt, Snapshot};
 
+use super::changes::Changes;
 use super::{Found, Identity, KeyRecord, Lookup, Registry, RegistryFile};
 use crate::durable;
 use crate::iam::IamId;
 use crate::progress::Progress;
-use crate::side_files::{FileStamp, index_path, private_folder};
+use crate::side_files::{FileStamp, RegistryStamp, changes_path, index_path, private_folder};
 
 /// A snapshot's bytes: its file in the cache, mapped, or made in memory
 /// when no cache can keep it.
@@ -80,6 +83,67 @@ pub struct CompactRegistry {
     /// The file mapped, and its stamp when it was last checked: a mapping
     /// shows a change made to its file in place, so one is watched for.
     mapped: Option<(File, Mutex<FileStamp>)>,
+    /// The snapshot of the registry's changes file, laid over this one.
+    changes: Option<ChangesSnapshot>,
+}
+
+/// What stands of a registry's changes, checked: their keys, with the
+/// identities those belong to, and the key ids they supersede.
+pub(super) struct ChangesInForce {
+    keys: Registry,
+    superseded: Vec<String>,
+}
+
+/// The snapshot of a registry's key changes (registry/changes.rs): small,
+/// held in memory, and asked first.
+struct ChangesSnapshot {
+    snapshot: Snapshot<SnapshotBytes>,
+    /// The key ids it speaks for: the file's snapshot's keys of these ids
+    /// are not in force.
+    superseded: HashSet<String>,
+    /// How many keys the snapshot under it holds: its keys' positions come
+    /// after theirs.
+    after: usize,
+}
+
+impl ChangesSnapshot {
+    fn of(snapshot: Snapshot<SnapshotBytes>, under: &Snapshot<SnapshotBytes>) -> ChangesSnapshot {
+        ChangesSnapshot {
+            superseded: snapshot.header().superseded.iter().cloned().collect(),
+            after: under.header().keys as usize,
+            snapshot,
+        }
+    }
+
+    /// One snapshot of `file`'s registry with these changes made.
+    fn laid_over<S: ReadAt>(&self, file: &Snapshot<S>) -> Result<Vec<u8>> {
+        let keys = self.merged(file.all_keys()?, self.snapshot.all_keys()?);
+        let identities = file.all_identities()?;
+        Ok(snapshot::encode(&Contents {
+            source: "keyhost".to_string(),
+            revision: self.snapshot.revision(),
+            prefix: file.prefix(),
+            policy_config: file.policy_config(),
+            keys: &keys,
+            identities: &identities,
+            superseded: Vec::new(),
+        }))
+    }
+
+    /// `keys` of the file's snapshot, in order, with `changed` (keys of
+    /// this one) in place of those it supersedes, and after them the rest
+    /// of `changed`.
+    fn merged(&self, mut keys: Vec<KeyRecord>, changed: Vec<KeyRecord>) -> Vec<KeyRecord> {
+        super::changes::lay_over(&mut keys, changed, &self.superseded);
+        keys
+    }
+
+    fn placed<'a>(&self, found: Found<'a>) -> Found<'a> {
+        Found {
+            position: self.after + found.position,
+            ..found
+        }
+    }
 }
 
 impl CompactRegistry {
@@ -100,11 +164,12 @@ impl CompactRegistry {
 
     /// What serve holds: the snapshot of `registry` in `cache_dir` when it
     /// is current, else made from the TOML now (and kept in the cache, when
-    /// there is one); with the stamp of the registry file it is of.
+    /// there is one), with its changes laid over it; with the stamp of the
+    /// registry it is of.
     pub fn current(
         registry: &RegistryFile,
         cache_dir: Option<&Path>,
-    ) -> Result<(CompactRegistry, FileStamp)> {
+    ) -> Result<(CompactRegistry, RegistryStamp)> {
         let Some(cache_dir) = cache_dir else {
             return CompactRegistry::from_toml(registry, None);
         };
@@ -113,30 +178,236 @@ impl CompactRegistry {
             let index = CompactRegistry::open(&index_path(cache_dir, registry.path()), &stamp)?;
             Some((index, stamp))
         };
-        if let Some(hit) = cached() {
-            return Ok(hit);
-        }
         // A writer keeps the snapshot of what it wrote before it lets go of
         // the registry's lock: wait for one at work rather than make the
         // same snapshot beside it.
-        if registry.wait_for_writers(WRITER_WAIT)
-            && let Some(hit) = cached()
-        {
-            return Ok(hit);
-        }
-        CompactRegistry::from_toml(registry, Some(cache_dir))
+        let hit = cached().or_else(|| {
+            registry
+                .wait_for_writers(WRITER_WAIT)
+                .then(cached)
+                .flatten()
+        });
+        let (index, stamp) = match hit {
+            Some(hit) => hit,
+            None => CompactRegistry::base_from_toml(registry, Some(cache_dir))?,
+        };
+        index.with_changes(registry, stamp, Some(cache_dir), false)
     }
 
     /// The snapshot of `registry` made from the TOML now, whatever the
     /// cache holds (SIGHUP, and a snapshot in force found damaged), and
-    /// kept in `cache_dir`; with the stamp of the file read.
+    /// kept in `cache_dir`; with the stamp of the registry read.
     pub fn from_toml(
         registry: &RegistryFile,
         cache_dir: Option<&Path>,
+    ) -> Result<(CompactRegistry, RegistryStamp)> {
+        let (index, stamp) = CompactRegistry::base_from_toml(registry, cache_dir)?;
+        index.with_changes(registry, stamp, cache_dir, true)
+    }
+
+    /// The snapshot of the registry file alone, changes aside: the one in
+    /// `cache_dir` when it is current, else made now; with the stamp of
+    /// the file it is of. For a writer, who holds the registry's lock.
+    pub(super) fn current_file(
+        registry: &RegistryFile,
+        cache_dir: &Path,
     ) -> Result<(CompactRegistry, FileStamp)> {
-        let (loaded, stamp) = registry.load_stamped()?;
+        if let Ok(stamp) = FileStamp::of(registry.path())
+            && let Some(index) =
+                CompactRegistry::open(&index_path(cache_dir, registry.path()), &stamp)
+        {
+            return Ok((index, stamp));
+        }
+        CompactRegistry::base_from_toml(registry, Some(cache_dir))
+    }
+
+    /// The registry file's key `id`, changes aside.
+    pub(super) fn file_key(&self, id: &str) -> Result<Option<KeyRecord>, Unreadable> {
+        Ok(self
+            .noted(self.snapshot.key_by_id(id))?
+            .map(|found| found.key.into_owned()))
+    }
+
+    /// How many keys the registry file holds.
+    pub(super) fn key_count(&self) -> u64 {
+        self.snapshot.header().keys
+    }
+
+    /// The snapshot of the registry file alone, made from its TOML now.
+    fn base_from_toml(
+        registry: &RegistryFile,
+        cache_dir: Option<&Path>,
+    ) -> Result<(CompactRegistry, FileStamp)> {
+        let (loaded, stamp) = registry.load_file_stamped()?;
         let index = CompactRegistry::of_committed(&loaded, &stamp, registry.path(), cache_dir);
         Ok((index, stamp))
+    }
+
+    /// This snapshot of the registry file stamped `main`, with the
+    /// snapshot of its changes file laid over it when it has one (the one
+    /// in the cache when it is of these two files and `fresh` is not
+    /// asked for, else made now and kept there).
+    pub fn with_changes(
+        mut self,
+        registry: &RegistryFile,
+        main: FileStamp,
+        cache_dir: Option<&Path>,
+        fresh: bool,
+    ) -> Result<(CompactRegistry, RegistryStamp)> {
+        let changes_file = changes_path(registry.path());
+        let changes_stamp = match FileStamp::of(&changes_file) {
+            Ok(stamp) => stamp,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Ok((
+                    self,
+                    RegistryStamp {
+                        main,
+                        changes: None,
+                    },
+                ));
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("cannot read registry changes {}", changes_file.display())
+                });
+            }
+        };
+        let kept = cache_dir.map(|dir| changes_snapshot_path(&index_path(dir, registry.path())));
+        let stamp_of = |changes: FileStamp| RegistryStamp {
+            main: main.clone(),
+            changes: Some(changes),
+        };
+        let cached = kept
+            .as_deref()
+            .filter(|_| !fresh)
+            .and_then(open_trusted)
+            .and_then(|(mut file, _)| {
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(&mut file, &mut bytes).ok()?;
+                Snapshot::open(SnapshotBytes::Made(bytes)).ok()
+            })
+            .filter(|read| {
+                read.header().source == source_of(&stamp_of(changes_stamp.clone()))
+                    && read.verify().is_ok()
+            });
+        let (snapshot, stamp) = match cached {
+            Some(snapshot) => (snapshot, stamp_of(changes_stamp)),
+            None => {
+                let in_changes = || format!("registry changes {}", changes_file.display());
+                // The stamp of the very file read.
+                let Some((text, changes_stamp)) = registry.read_changes()? else {
+                    return Ok((
+                        self,
+                        RegistryStamp {
+                            main,
+                            changes: None,
+                        },
+                    ));
+                };
+                let stamp = stamp_of(changes_stamp);
+                let changes = Changes::parse(&text).with_context(in_changes)?;
+                if !changes.apply_to(self.revision()).with_context(in_changes)? {
+                    return Ok((self, stamp));
+                }
+                let in_force = self.changes_in_force(&changes).with_context(in_changes)?;
+                let bytes = self.changes_snapshot(&in_force, source_of(&stamp));
+                if let Some(path) = &kept {
+                    keep_changes_snapshot(path, registry.path(), &stamp, &bytes);
+                }
+                (Snapshot::open(SnapshotBytes::Made(bytes))?, stamp)
+            }
+        };
+        self.changes = Some(ChangesSnapshot::of(snapshot, &self.snapshot));
+        Ok((self, stamp))
+    }
+
+    /// What stands of `changes` made to this registry file, checked as a
+    /// registry's keys are: all that can fail in making their snapshot.
+    pub(super) fn changes_in_force(&self, changes: &Changes) -> Result<ChangesInForce> {
+        let mut overridden = Vec::new();
+        let effective = changes.effective(
+            |id| {
+                Ok(self
+                    .snapshot
+                    .key_by_id(id)?
+                    .map(|found| found.key.into_owned()))
+            },
+            &mut overridden,
+        )?;
+        for id in &overridden {
+            tracing::warn!(
+                key = %id,
+                "the registry file was edited by hand after a change of this key: its version there is in force"
+            );
+        }
+        let superseded = effective.superseded();
+        // The identities its keys belong to, and their owners: what a check
+        // of them reads, and what makes them a registry's keys.
+        let mut identities: Vec<Identity> = Vec::new();
+        let mut wanted: Vec<String> = effective.keys.iter().map(|k| k.owner.to_string()).collect();
+        while let Some(iam_id) = wanted.pop() {
+            if identities.iter().any(|i| i.iam_id.as_str() == iam_id) {
+                continue;
+            }
+            if let Some(identity) = self.snapshot.identity(&iam_id)? {
+                wanted.extend(identity.owner.as_ref().map(|o| o.to_string()));
+                identities.push(identity);
+            }
+        }
+        let mut keys = Registry::new(self.snapshot.prefix());
+        keys.revision = changes.revision;
+        keys.identities = identities;
+        keys.keys = effective.keys;
+        keys.check_consistency("")?;
+        for key in &keys.keys {
+            for hash in std::iter::once(&key.hash).chain(key.retired.iter().map(|r| &r.hash)) {
+                if let Some(other) = self.snapshot.find(&hash.0)?
+                    && !superseded.contains(&other.key.id)
+                {
+                    anyhow::bail!("key {}: its hash is also key {}'s", key.id, other.key.id);
+                }
+            }
+        }
+        let mut superseded: Vec<String> = superseded.into_iter().collect();
+        superseded.sort_unstable();
+        Ok(ChangesInForce { keys, superseded })
+    }
+
+    /// The snapshot of `changes`, naming `source`.
+    fn changes_snapshot(&self, changes: &ChangesInForce, source: String) -> Vec<u8> {
+        snapshot::encode(&Contents {
+            source,
+            revision: changes.keys.revision,
+            prefix: self.snapshot.prefix(),
+            policy_config: self.snapshot.policy_config(),
+            keys: &changes.keys.keys,
+            identities: &changes.keys.identities,
+            superseded: changes.superseded.clone(),
+        })
+    }
+
+    /// This snapshot of the registry file with `changes` laid over it,
+    /// made by the writer of the changes file (stamped `stamp`) after it
+    /// wrote it, and kept in `cache_dir`. It cannot fail: the write is done.
+    pub(super) fn with_written_changes(
+        mut self,
+        changes: &ChangesInForce,
+        stamp: &RegistryStamp,
+        registry_path: &Path,
+        cache_dir: &Path,
+    ) -> CompactRegistry {
+        let bytes = self.changes_snapshot(changes, source_of(stamp));
+        let kept = changes_snapshot_path(&index_path(cache_dir, registry_path));
+        keep_changes_snapshot(&kept, registry_path, stamp, &bytes);
+        let snapshot =
+            Snapshot::open(SnapshotBytes::Made(bytes)).expect("a snapshot made here opens");
+        self.changes = Some(ChangesSnapshot::of(snapshot, &self.snapshot));
+        self
+    }
+
+    /// Whether changes are laid over the registry file's snapshot.
+    pub fn has_changes(&self) -> bool {
+        self.changes.is_some()
     }
 
     /// The snapshot of `loaded`, read from (or just written to) the
@@ -168,6 +439,7 @@ impl CompactRegistry {
                 }
                 durable::remove_stale_temps(&path);
                 durable::remove_stale_temps(&checked_path(&path));
+                durable::remove_stale_temps(&changes_snapshot_path(&path));
                 let written = durable::replace_and_stamp(&path, &bytes)?;
                 // Made here, so sound as written; opened again, the file at
                 // `path` may by now be another writer's, and that one is
@@ -200,6 +472,7 @@ impl CompactRegistry {
             snapshot,
             damaged: AtomicBool::new(false),
             mapped: mapped.map(|(file, stamp)| (file, Mutex::new(stamp))),
+            changes: None,
         }
     }
 
@@ -270,15 +543,30 @@ impl CompactRegistry {
 
     /// The key `id`, with its identity.
     pub fn key(&self, id: &str) -> Result<Option<Found<'static>>, Unreadable> {
-        self.noted(self.snapshot.key_by_id(id))
-            .map_err(Unreadable::from)
+        self.noted(self.key_by_id(id)).map_err(Unreadable::from)
+    }
+
+    fn key_by_id(&self, id: &str) -> Result<Option<Found<'static>>> {
+        match &self.changes {
+            Some(changes) if changes.superseded.contains(id) => Ok(changes
+                .snapshot
+                .key_by_id(id)?
+                .map(|found| changes.placed(found))),
+            _ => self.snapshot.key_by_id(id),
+        }
     }
 
     /// The keys `manager` manages: their own and those of the service IDs
     /// they own, in the registry's order.
     pub fn keys_managed_by(&self, manager: &IamId) -> Result<Vec<KeyRecord>, Unreadable> {
-        self.noted(self.snapshot.keys_managed_by(manager.as_str()))
-            .map_err(Unreadable::from)
+        let managed =
+            |snapshot: &Snapshot<SnapshotBytes>| snapshot.keys_managed_by(manager.as_str());
+        let in_file = self.noted(managed(&self.snapshot))?;
+        let Some(changes) = &self.changes else {
+            return Ok(in_file);
+        };
+        let changed = self.noted(managed(&changes.snapshot))?;
+        Ok(changes.merged(in_file, changed))
     }
 
     /// The service IDs `owner` owns, in the registry's order.
@@ -287,35 +575,22 @@ impl CompactRegistry {
             .map_err(Unreadable::from)
     }
 
+    /// The whole snapshot as bytes: the registry file's as it lies, or,
+    /// with changes laid over it, one made of both.
+    pub fn whole_bytes(&self) -> Result<Cow<'_, [u8]>> {
+        match &self.changes {
+            None => Ok(Cow::Borrowed(self.snapshot.source())),
+            Some(changes) => Ok(Cow::Owned(changes.laid_over(&self.snapshot)?)),
+        }
+    }
+
     /// The snapshot at `path` if it is sound and made from the file `stamp`
     /// describes. A lookup reads a few entries, so a byte changed elsewhere
     /// would not show: each version of the file (any write changes its
     /// stamp) is checked whole, against its checksum, the first time it is
     /// opened, and the stamp of the version checked is kept beside it.
     fn open(path: &Path, stamp: &FileStamp) -> Option<CompactRegistry> {
-        // A snapshot another user could write could name any key valid.
-        if let Err(e) = private_folder(durable::folder_of(path)) {
-            tracing::warn!("not reading the registry snapshot in the cache: {e:#}");
-            return None;
-        }
-        let file = match File::open(path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == ErrorKind::NotFound => return None,
-            Err(e) => {
-                tracing::warn!("cannot open the registry snapshot {}: {e}", path.display());
-                return None;
-            }
-        };
-        // The stamp of the very file opened, whatever the path names now.
-        let meta = file.metadata().ok()?;
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        if meta.uid() != unsafe { libc::geteuid() } || meta.mode() & 0o022 != 0 {
-            tracing::warn!(
-                "not reading the registry snapshot {}: another user may write it",
-                path.display()
-            );
-            return None;
-        }
+        let (file, meta) = open_trusted(path)?;
         let own = FileStamp::of_meta(&meta);
         let read = Snapshot::open(&file).ok()?;
         if read.header().source != source_of(stamp) {
@@ -342,6 +617,41 @@ impl CompactRegistry {
     }
 }
 
+/// The snapshot file at `path` in the cache, opened, if it is there and
+/// this user's alone: a snapshot another user could write could name any
+/// key valid.
+fn open_trusted(path: &Path) -> Option<(File, std::fs::Metadata)> {
+    if let Err(e) = private_folder(durable::folder_of(path)) {
+        tracing::warn!("not reading the registry snapshot in the cache: {e:#}");
+        return None;
+    }
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!("cannot open the registry snapshot {}: {e}", path.display());
+            return None;
+        }
+    };
+    // The stamp of the very file opened, whatever the path names now.
+    let meta = file.metadata().ok()?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if meta.uid() != unsafe { libc::geteuid() } || meta.mode() & 0o022 != 0 {
+        tracing::warn!(
+            "not reading the registry snapshot {}: another user may write it",
+            path.display()
+        );
+        return None;
+    }
+    Some((file, meta))
+}
+
+/// Where the snapshot of the registry's changes is kept, beside the
+/// snapshot of its file at `index`.
+fn changes_snapshot_path(index: &Path) -> PathBuf {
+    index.with_extension("changes")
+}
+
 /// Where the stamp of the snapshot version last checked whole is kept.
 fn checked_path(index: &Path) -> PathBuf {
     index.with_extension("checked")
@@ -366,13 +676,34 @@ fn write_note(path: &Path, stamp: &FileStamp) {
     }
 }
 
+/// Keeps the snapshot of a registry's changes at `path`, unless the
+/// registry moved on from `stamp` meanwhile; a failure costs only speed.
+fn keep_changes_snapshot(path: &Path, registry_path: &Path, stamp: &RegistryStamp, bytes: &[u8]) {
+    let kept = private_folder(durable::folder_of(path)).and_then(|()| {
+        let Some(_lock) = durable::lock_within(path, SNAPSHOT_LOCK_WAIT)? else {
+            return Ok(());
+        };
+        if RegistryStamp::of(registry_path).ok().as_ref() == Some(stamp) {
+            durable::remove_stale_temps(path);
+            durable::replace(path, bytes)?;
+        }
+        Ok(())
+    });
+    if let Err(e) = kept {
+        tracing::warn!("cannot keep the snapshot of the registry's changes: {e:#}");
+    }
+}
+
 impl Lookup for CompactRegistry {
     fn prefix(&self) -> &str {
         self.snapshot.prefix()
     }
 
     fn revision(&self) -> u64 {
-        self.snapshot.revision()
+        match &self.changes {
+            Some(changes) => changes.snapshot.revision(),
+            None => self.snapshot.revision(),
+        }
     }
 
     fn policy_config(&self) -> Vec<(String, String)> {
@@ -380,11 +711,21 @@ impl Lookup for CompactRegistry {
     }
 
     fn find(&self, hash: &[u8; 32]) -> Result<Option<Found<'_>>> {
-        self.noted(self.snapshot.find(hash))
+        if let Some(changes) = &self.changes
+            && let Some(found) = changes.snapshot.find(hash)?
+        {
+            return Ok(Some(changes.placed(found)));
+        }
+        let found = self.noted(self.snapshot.find(hash))?;
+        Ok(found.filter(|found| {
+            self.changes
+                .as_ref()
+                .is_none_or(|changes| !changes.superseded.contains(&found.key.id))
+        }))
     }
 
     fn find_by_id(&self, id: &str) -> Result<Option<Found<'_>>> {
-        self.noted(self.snapshot.key_by_id(id))
+        self.noted(self.key_by_id(id))
     }
 }
 
@@ -405,7 +746,10 @@ pub fn snapshot_bytes(registry: &RegistryFile, cache_dir: Option<&Path>) -> Resu
         };
         let bytes = index.snapshot.source().to_vec();
         let Err(e) = snapshot::verify_bytes(&bytes) else {
-            return Ok(bytes);
+            return match &index.changes {
+                None => Ok(bytes),
+                Some(changes) => changes.laid_over(&Snapshot::open(bytes)?),
+            };
         };
         tracing::warn!("the registry snapshot in the cache is damaged; making it again: {e:#}");
         if let Some(cache_dir) = cache_dir {
@@ -418,8 +762,10 @@ pub fn snapshot_bytes(registry: &RegistryFile, cache_dir: Option<&Path>) -> Resu
     Ok(encode_snapshot(&registry.load()?, "keyhost".to_string()))
 }
 
-/// How a snapshot's header names the registry file it was made from.
-fn source_of(stamp: &FileStamp) -> String {
+/// How a snapshot's header names the registry file it was made from (a
+/// `FileStamp`), or for one of a registry's changes the two files (a
+/// `RegistryStamp`).
+fn source_of(stamp: &impl serde::Serialize) -> String {
     serde_json::to_string(stamp).expect("a stamp serializes")
 }
 
@@ -433,6 +779,7 @@ pub fn encode_snapshot(registry: &Registry, source: String) -> Vec<u8> {
         policy_config: registry.policy.config_pairs(),
         keys: &registry.keys,
         identities: &registry.identities,
+        superseded: Vec::new(),
     };
     let bytes = snapshot::encode_reporting(&contents, &mut |done| progress.set(done));
     progress.finish();
@@ -457,6 +804,124 @@ mod tests {
             Ok(index) => index,
             Err(_) => panic!("no index was kept"),
         }
+    }
+
+    /// Keys of `mixed_registry`'s service IDs and users written to the
+    /// changes file, some created, changed and deleted there, some the
+    /// file's changed and deleted.
+    fn with_changes(dir: &Path) -> (RegistryFile, PathBuf) {
+        use crate::lifecycle::{self, NewKey, StateChange};
+        let mut registry = mixed_registry();
+        registry.keys.retain(|key| key.id != "kid_orphan");
+        for key in &mut registry.keys {
+            if key.owner.kind() == crate::iam::IdentityKind::ServiceId {
+                key.kind = crate::iam::KeyKind::ServiceId;
+            }
+        }
+        registry.changes_from_keys = 0;
+        registry.max_keys_per_identity = 100;
+        let cache = dir.join("cache");
+        let file = RegistryFile::new(dir.join("keys.toml")).keeping_snapshots(Some(cache.clone()));
+        file.create(&registry).unwrap();
+        let alice = registry.identities[0].iam_id.clone();
+        let svc: IamId = "service-id:svc0".parse().unwrap();
+        let now = crate::time::Timestamp::now();
+        let new = |name: &str, for_identity: Option<IamId>| NewKey {
+            for_identity,
+            name: name.into(),
+            ..NewKey::default()
+        };
+        let touches = |id: &str| super::super::Touches::Key(id.to_string());
+        let mut created = Vec::new();
+        for (n, target) in [None, Some(svc.clone()), None].into_iter().enumerate() {
+            let of = target.clone().unwrap_or_else(|| alice.clone());
+            let ((record, _), _) = file
+                .update_keys(&alice, super::super::Touches::KeysOf(of), |r| {
+                    Ok(lifecycle::create_key(
+                        r,
+                        &alice,
+                        new(&format!("new{n}"), target),
+                        now,
+                    )?)
+                })
+                .unwrap();
+            created.push(record.id);
+        }
+        let in_file: Vec<String> = registry
+            .keys
+            .iter()
+            .filter(|k| k.owner == alice || k.owner == svc)
+            .map(|k| k.id.clone())
+            .take(2)
+            .collect();
+        for (id, delete) in [
+            (&created[1], true),
+            (&in_file[0], true),
+            (&in_file[1], false),
+            (&created[2], false),
+        ] {
+            file.update_keys(&alice, touches(id), |r| {
+                if delete {
+                    lifecycle::delete_key(r, id, &alice)?;
+                } else {
+                    lifecycle::change_state(r, id, &alice, StateChange::Disable, now)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        }
+        assert!(crate::side_files::changes_path(file.path()).exists());
+        (file, cache)
+    }
+
+    #[test]
+    fn a_registry_with_changes_answers_as_the_registry_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, cache) = with_changes(dir.path());
+        let whole = file.load().unwrap();
+        let index = indexed(&file, &cache);
+        assert!(index.has_changes());
+        assert_eq!(index.revision(), whole.revision);
+        let ids = |keys: &[KeyRecord]| keys.iter().map(|k| k.id.clone()).collect::<Vec<_>>();
+        for key in &whole.keys {
+            let found = index
+                .find(&key.hash.0)
+                .unwrap()
+                .expect("every key is found");
+            assert_eq!(found.key.id, key.id);
+            assert_eq!(found.key.disabled, key.disabled);
+            assert_eq!(
+                index.key(&key.id).unwrap().unwrap().key.disabled,
+                key.disabled
+            );
+        }
+        let original = mixed_registry();
+        for gone in original.keys.iter().filter(|k| whole.key(&k.id).is_none()) {
+            assert!(index.find(&gone.hash.0).unwrap().is_none(), "{}", gone.id);
+            assert!(index.key(&gone.id).unwrap().is_none(), "{}", gone.id);
+        }
+        for user in whole.identities.iter().filter(|i| i.owner.is_none()) {
+            let managed: Vec<KeyRecord> = whole
+                .keys
+                .iter()
+                .filter(|k| {
+                    whole
+                        .identity(&k.owner)
+                        .is_some_and(|i| i.manager() == &user.iam_id)
+                })
+                .cloned()
+                .collect();
+            assert_eq!(
+                ids(&index.keys_managed_by(&user.iam_id).unwrap()),
+                ids(&managed)
+            );
+        }
+        // One snapshot of both, handed on: the registry read whole.
+        let bytes = index.whole_bytes().unwrap().into_owned();
+        let handed = Snapshot::open(bytes).unwrap();
+        handed.verify().unwrap();
+        assert_eq!(ids(&handed.all_keys().unwrap()), ids(&whole.keys));
+        assert_eq!(handed.revision(), whole.revision);
     }
 
     #[test]

@@ -5,18 +5,21 @@
 //! it, renames it over the registry and fsyncs the directory. Readers never
 //! lock: a rename is atomic, so they see the old file or the new one.
 
+use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{ErrorKind, Read};
+use std::io::{BufRead, ErrorKind, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::{CompactRegistry, Registry};
+use super::changes::{self, Changes, MAX_CHANGES};
+use super::{CompactRegistry, KeyRecord, Lookup, Registry};
 use crate::durable;
+use crate::iam::IamId;
 use crate::progress::Progress;
-use crate::side_files::FileStamp;
+use crate::side_files::{FileStamp, RegistryStamp, changes_path};
 
 /// The 1-based line of the first line of `text` containing `needle`.
 pub fn line_of(text: &str, needle: &str) -> Option<usize> {
@@ -29,12 +32,32 @@ pub fn line_of(text: &str, needle: &str) -> Option<usize> {
 pub struct Committed<T> {
     /// What the change gave back.
     pub value: T,
-    /// The registry as written, its revision bumped.
-    pub registry: Registry,
-    /// The stamp of the file the change was made to.
-    pub base: FileStamp,
-    /// The stamp of the file written.
-    pub stamp: FileStamp,
+    /// The registry's revision with the change.
+    pub revision: u64,
+    /// The registry as written.
+    pub written: Written,
+    /// The stamp of the registry the change was made to.
+    pub base: RegistryStamp,
+    /// The stamp of the registry written.
+    pub stamp: RegistryStamp,
+}
+
+/// The registry as a commit wrote it.
+pub enum Written {
+    /// Its snapshot, made by the commit: the file keeps snapshots.
+    Snapshot(Box<CompactRegistry>),
+    /// The registry itself, written whole.
+    Registry(Registry),
+}
+
+/// What a write of keys alone reads and changes: the keys of one identity
+/// (a create), or one key and the others of its identity.
+#[derive(Clone, Debug)]
+pub enum Touches {
+    /// The keys of this identity.
+    KeysOf(IamId),
+    /// The key of this id.
+    Key(String),
 }
 
 /// A registry file on disk.
@@ -70,44 +93,114 @@ impl RegistryFile {
         &self.path
     }
 
-    /// Reads and checks the registry.
+    /// Reads and checks the registry, its changes file's changes made.
     pub fn load(&self) -> Result<Registry> {
         self.load_stamped().map(|(registry, _)| registry)
     }
 
-    /// Reads and checks the registry, with the stamp of the very file read
-    /// (taken from its handle: a file renamed into place meanwhile has
-    /// another).
-    pub fn load_stamped(&self) -> Result<(Registry, FileStamp)> {
-        let shown = self.path.display();
-        // Without blocking: a FIFO put in the registry's place would hold an
-        // open until someone writes to it (and serve's reload with it).
-        let opened = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&self.path);
-        let mut file = match opened {
-            Ok(file) => file,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Err(Missing(self.path.clone()).into());
-            }
-            Err(e) => return Err(e).with_context(|| format!("cannot read registry {shown}")),
+    /// Reads and checks the registry, its changes made, with the stamps of
+    /// the very files read.
+    pub fn load_stamped(&self) -> Result<(Registry, RegistryStamp)> {
+        let (mut registry, main) = self.load_file_stamped()?;
+        let Some((text, changes_stamp)) = self.read_changes()? else {
+            return Ok((
+                registry,
+                RegistryStamp {
+                    main,
+                    changes: None,
+                },
+            ));
         };
-        let meta = file
-            .metadata()
-            .with_context(|| format!("cannot read registry {shown}"))?;
-        if !meta.is_file() {
-            bail!(
-                "registry {shown} is not a regular file (a FIFO, a device or a folder); keyhost reads only a file"
-            );
+        let shown = changes_path(&self.path);
+        let in_changes = || format!("registry changes {}", shown.display());
+        let changes = Changes::parse(&text).with_context(in_changes)?;
+        if changes
+            .apply_to(registry.revision)
+            .with_context(in_changes)?
+        {
+            let mut overridden = Vec::new();
+            let effective = {
+                let by_id: HashMap<&str, &KeyRecord> = registry
+                    .keys
+                    .iter()
+                    .map(|key| (key.id.as_str(), key))
+                    .collect();
+                changes.effective(
+                    |id| Ok(by_id.get(id).map(|key| (*key).clone())),
+                    &mut overridden,
+                )
+            }
+            .with_context(in_changes)?;
+            for id in overridden {
+                tracing::warn!(key = %id, "the registry file was edited by hand after a change of this key: its version there is in force");
+            }
+            changes::apply(&mut registry.keys, effective);
+            registry.revision = changes.revision;
+            registry.check_consistency(&text).with_context(in_changes)?;
         }
-        let mut bytes = Vec::with_capacity(meta.len() as usize);
-        file.read_to_end(&mut bytes)
-            .with_context(|| format!("cannot read registry {shown}"))?;
+        let stamp = RegistryStamp {
+            main,
+            changes: Some(changes_stamp),
+        };
+        Ok((registry, stamp))
+    }
+
+    /// Reads and checks the registry file alone, with the stamp of the very
+    /// file read (taken from its handle: a file renamed into place
+    /// meanwhile has another).
+    pub fn load_file_stamped(&self) -> Result<(Registry, FileStamp)> {
+        let shown = self.path.display();
+        let (bytes, stamp) =
+            read_regular(&self.path, "registry")?.ok_or_else(|| Missing(self.path.clone()))?;
         let reading = Progress::reading("reading the registry", bytes.len() as u64);
         let parsed = Registry::parse(&bytes).with_context(|| format!("registry {shown}"));
         reading.finish();
-        Ok((parsed?, FileStamp::of_meta(&meta)))
+        Ok((parsed?, stamp))
+    }
+
+    /// The changes file's text and stamp, when there is one.
+    pub fn read_changes(&self) -> Result<Option<(String, FileStamp)>> {
+        let path = changes_path(&self.path);
+        let Some((bytes, stamp)) = read_regular(&path, "registry changes")? else {
+            return Ok(None);
+        };
+        let text = String::from_utf8(bytes).map_err(|_| {
+            anyhow::anyhow!(
+                "registry changes {}: the file is not valid UTF-8",
+                path.display()
+            )
+        })?;
+        if let Some(problem) = overlong_line(&text) {
+            bail!("registry changes {}: {problem}", path.display());
+        }
+        Ok(Some((text, stamp)))
+    }
+
+    /// The settings of the registry file (its head, before the first
+    /// `[[...]]` table), read without reading its keys, with the stamp of
+    /// the file read; none when the head cannot be told apart so (the whole
+    /// file is then read instead).
+    fn read_head(&self) -> Result<Option<(Registry, FileStamp)>> {
+        const MOST: u64 = 1 << 20;
+        let (file, meta) =
+            open_regular(&self.path, "registry")?.ok_or_else(|| Missing(self.path.clone()))?;
+        let stamp = FileStamp::of_meta(&meta);
+        let mut head = String::new();
+        let mut lines = std::io::BufReader::new(file.take(MOST));
+        loop {
+            let mut line = String::new();
+            if lines.read_line(&mut line)? == 0 {
+                return Ok(None);
+            }
+            if line.trim_start().starts_with("[[") {
+                break;
+            }
+            head.push_str(&line);
+        }
+        Ok(toml::from_str::<Registry>(&head)
+            .ok()
+            .filter(|registry| registry.keys.is_empty() && registry.identities.is_empty())
+            .map(|registry| (registry, stamp)))
     }
 
     /// Creates a new registry; refuses to replace an existing file.
@@ -134,7 +227,7 @@ impl RegistryFile {
         change: impl FnOnce(&mut Registry) -> Result<T>,
     ) -> Result<(T, u64)> {
         let committed = self.commit(deadline, change)?;
-        Ok((committed.value, committed.registry.revision))
+        Ok((committed.value, committed.revision))
     }
 
     /// As [`update_until`](Self::update_until), giving back the registry as
@@ -147,7 +240,49 @@ impl RegistryFile {
     ) -> Result<Committed<T>> {
         let _lock = self.lock(deadline)?;
         self.refuse_symlink()?;
+        self.commit_whole(deadline, change)
+    }
+
+    /// A write of keys alone (what `touches` says it reads and changes),
+    /// made as [`commit`](Self::commit) makes a change. In a registry of
+    /// `changes_from_keys` keys or more, it reads the snapshot rather than
+    /// the file, and writes the keys it changed to the changes file: it
+    /// costs what it changes, not what the registry holds.
+    pub fn commit_keys<T>(
+        &self,
+        deadline: Option<Instant>,
+        actor: &IamId,
+        touches: Touches,
+        change: impl FnOnce(&mut Registry) -> Result<T>,
+    ) -> Result<Committed<T>> {
+        let _lock = self.lock(deadline)?;
+        self.refuse_symlink()?;
+        match self.key_write_base()? {
+            Some(base) => self.commit_changes(deadline, base, actor, touches, change),
+            None => self.commit_whole(deadline, change),
+        }
+    }
+
+    /// As [`update`](Self::update), for a write of keys alone.
+    pub fn update_keys<T>(
+        &self,
+        actor: &IamId,
+        touches: Touches,
+        change: impl FnOnce(&mut Registry) -> Result<T>,
+    ) -> Result<(T, u64)> {
+        let committed = self.commit_keys(None, actor, touches, change)?;
+        Ok((committed.value, committed.revision))
+    }
+
+    /// [`commit`](Self::commit), the lock held: reads the whole registry,
+    /// its changes made, and writes it whole, with them folded in.
+    fn commit_whole<T>(
+        &self,
+        deadline: Option<Instant>,
+        change: impl FnOnce(&mut Registry) -> Result<T>,
+    ) -> Result<Committed<T>> {
         durable::remove_stale_temps(&self.path);
+        durable::remove_stale_temps(&changes_path(&self.path));
         let (mut registry, base) = self.load_stamped()?;
         let value = change(&mut registry)?;
         registry.revision += 1;
@@ -155,16 +290,211 @@ impl RegistryFile {
         if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
             return Err(TooLate.into());
         }
-        let stamp = durable::replace_and_stamp(&self.path, text.as_bytes())?;
+        let main = durable::replace_and_stamp(&self.path, text.as_bytes())?;
+        // The file holds the changes now. Were this to stop here, the
+        // changes file would name the file's revision before, and be void.
+        if base.changes.is_some() {
+            durable::remove(&changes_path(&self.path))?;
+        }
+        let stamp = RegistryStamp {
+            main,
+            changes: None,
+        };
         // Still under the lock: a reader that finds the snapshot stale
         // waits for this one rather than make its own.
-        if let Some(cache_dir) = &self.snapshots {
-            CompactRegistry::of_committed(&registry, &stamp, &self.path, Some(cache_dir));
-        }
+        let revision = registry.revision;
+        let written = match self.snapshots.as_deref() {
+            Some(cache_dir) => Written::Snapshot(Box::new(CompactRegistry::of_committed(
+                &registry,
+                &stamp.main,
+                &self.path,
+                Some(cache_dir),
+            ))),
+            None => Written::Registry(registry),
+        };
         Ok(Committed {
             value,
-            registry,
+            revision,
+            written,
             base,
+            stamp,
+        })
+    }
+
+    /// What a write of keys alone starts from, the lock held: the
+    /// registry file's settings and snapshot, and its changes. None when
+    /// the registry is written whole instead: it is small, its changes file
+    /// is full, or no cache keeps its snapshot.
+    fn key_write_base(&self) -> Result<Option<KeyWriteBase>> {
+        let Some(cache_dir) = self.snapshots.as_deref() else {
+            return Ok(None);
+        };
+        let Some((head, main)) = self.read_head()? else {
+            return Ok(None);
+        };
+        let (snapshot, built_for) = CompactRegistry::current_file(self, cache_dir)?;
+        if built_for != main || snapshot.key_count() < u64::from(head.changes_from_keys) {
+            return Ok(None);
+        }
+        let (changes, changes_stamp) = match self.read_changes()? {
+            None => (Changes::new(snapshot.revision()), None),
+            Some((text, stamp)) => {
+                let in_changes =
+                    || format!("registry changes {}", changes_path(&self.path).display());
+                let changes = Changes::parse(&text).with_context(in_changes)?;
+                // Void ones (see Changes::apply_to) are written over.
+                if changes
+                    .apply_to(snapshot.revision())
+                    .with_context(in_changes)?
+                {
+                    (changes, Some(stamp))
+                } else {
+                    (Changes::new(snapshot.revision()), Some(stamp))
+                }
+            }
+        };
+        if changes.len() >= MAX_CHANGES {
+            return Ok(None);
+        }
+        Ok(Some(KeyWriteBase {
+            head,
+            snapshot,
+            changes,
+            stamp: RegistryStamp {
+                main,
+                changes: changes_stamp,
+            },
+        }))
+    }
+
+    /// A write of keys alone to the changes file, the lock held.
+    fn commit_changes<T>(
+        &self,
+        deadline: Option<Instant>,
+        base: KeyWriteBase,
+        actor: &IamId,
+        touches: Touches,
+        change: impl FnOnce(&mut Registry) -> Result<T>,
+    ) -> Result<Committed<T>> {
+        let KeyWriteBase {
+            head,
+            snapshot,
+            mut changes,
+            stamp: base_stamp,
+        } = base;
+        let file_key = |id: &str| -> Result<Option<KeyRecord>> { Ok(snapshot.file_key(id)?) };
+        let mut overridden = Vec::new();
+        let effective = changes.effective(file_key, &mut overridden)?;
+        // Changes the registry file overrode by hand are dropped, so that
+        // an edit back to the old version does not bring them back.
+        for id in &overridden {
+            changes.forget(id);
+        }
+        let superseded = effective.superseded();
+        // The key as it is now: changed, or the file's.
+        let key_now = |id: &str| -> Result<Option<KeyRecord>> {
+            if let Some(key) = effective.keys.iter().find(|key| key.id == id) {
+                return Ok(Some(key.clone()));
+            }
+            if superseded.contains(id) {
+                return Ok(None);
+            }
+            file_key(id)
+        };
+        let target = match &touches {
+            Touches::KeysOf(iam_id) => Some(iam_id.clone()),
+            Touches::Key(id) => key_now(id)?.map(|key| key.owner),
+        };
+        // What the change may read: the actor, the identity whose keys it
+        // changes and its owner, and those keys.
+        let mut view = head;
+        view.revision = changes.revision;
+        for iam_id in std::iter::once(actor).chain(target.as_ref()) {
+            if let Some(identity) = snapshot.identity(iam_id)?
+                && view.identity(&identity.iam_id).is_none()
+            {
+                let owner = identity.owner.clone();
+                view.identities.push(identity);
+                if let Some(owner) = owner
+                    && view.identity(&owner).is_none()
+                    && let Some(owner) = snapshot.identity(&owner)?
+                {
+                    view.identities.push(owner);
+                }
+            }
+        }
+        if let Some(target) = &target {
+            let manager = view
+                .identity(target)
+                .map(|identity| identity.manager().clone());
+            if let Some(manager) = manager {
+                let in_file = snapshot.keys_managed_by(&manager)?;
+                let mut keys: Vec<KeyRecord> = in_file;
+                let changed: Vec<KeyRecord> = effective
+                    .keys
+                    .iter()
+                    .filter(|key| &key.owner == target)
+                    .cloned()
+                    .collect();
+                changes::lay_over(&mut keys, changed, &superseded);
+                view.keys = keys
+                    .into_iter()
+                    .filter(|key| &key.owner == target)
+                    .collect();
+            }
+        }
+        if let Touches::Key(id) = &touches
+            && view.key(id).is_none()
+            && let Some(key) = key_now(id)?
+        {
+            view.keys.push(key);
+        }
+        let before_keys: HashMap<String, String> = view
+            .keys
+            .iter()
+            .map(|key| (key.id.clone(), changes::digest_of(Some(key))))
+            .collect();
+        let before_identities = serde_json::to_string(&view.identities)?;
+        let value = change(&mut view)?;
+        if serde_json::to_string(&view.identities)? != before_identities {
+            bail!("a write of keys alone changed an identity; nothing was written");
+        }
+        let mut after_ids = std::collections::HashSet::new();
+        for key in &view.keys {
+            after_ids.insert(key.id.as_str());
+            if before_keys.get(&key.id) != Some(&changes::digest_of(Some(key))) {
+                changes.record(&key.id, file_key(&key.id)?.as_ref(), Some(key.clone()));
+            }
+        }
+        for id in before_keys.keys() {
+            if !after_ids.contains(id.as_str()) {
+                changes.record(id, file_key(id)?.as_ref(), None);
+            }
+        }
+        changes.revision = view.revision + 1;
+        // Checked as a reader will check it, before anything is written.
+        let in_force = snapshot.changes_in_force(&changes)?;
+        let text = changes.to_toml()?;
+        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            return Err(TooLate.into());
+        }
+        let path = changes_path(&self.path);
+        durable::remove_stale_temps(&path);
+        let written = durable::replace_and_stamp(&path, text.as_bytes())?;
+        let stamp = RegistryStamp {
+            main: base_stamp.main.clone(),
+            changes: Some(written),
+        };
+        let cache_dir = self
+            .snapshots
+            .as_deref()
+            .expect("checked in key_write_base");
+        let snapshot = snapshot.with_written_changes(&in_force, &stamp, &self.path, cache_dir);
+        Ok(Committed {
+            value,
+            revision: changes.revision,
+            written: Written::Snapshot(Box::new(snapshot)),
+            base: base_stamp,
             stamp,
         })
     }
@@ -201,6 +531,55 @@ impl RegistryFile {
         )?
         .ok_or_else(|| TooLate.into())
     }
+}
+
+/// What a write of keys alone starts from.
+struct KeyWriteBase {
+    /// The registry file's settings (no identities, no keys).
+    head: Registry,
+    /// The snapshot of the registry file, without its changes.
+    snapshot: CompactRegistry,
+    /// Its changes.
+    changes: Changes,
+    /// The registry's stamp.
+    stamp: RegistryStamp,
+}
+
+/// The bytes and stamp of the regular file at `path` (`what` names it in
+/// errors); none when it does not exist. It is opened without blocking: a
+/// FIFO put in its place would hold an open until someone writes to it
+/// (and serve's reload with it).
+fn read_regular(path: &Path, what: &str) -> Result<Option<(Vec<u8>, FileStamp)>> {
+    let Some((mut file, meta)) = open_regular(path, what)? else {
+        return Ok(None);
+    };
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {what} {}", path.display()))?;
+    Ok(Some((bytes, FileStamp::of_meta(&meta))))
+}
+
+/// The regular file at `path` opened, and what it is; see [`read_regular`].
+fn open_regular(path: &Path, what: &str) -> Result<Option<(File, fs::Metadata)>> {
+    let shown = path.display();
+    let opened = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path);
+    let file = match opened {
+        Ok(file) => file,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {what} {shown}")),
+    };
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot read {what} {shown}"))?;
+    if !meta.is_file() {
+        bail!(
+            "{what} {shown} is not a regular file (a FIFO, a device or a folder); keyhost reads only a file"
+        );
+    }
+    Ok(Some((file, meta)))
 }
 
 /// The registry file does not exist.

@@ -1,6 +1,7 @@
 //! The key registry: identities, keys (hashes only) and policy settings,
 //! kept in one TOML file.
 
+mod changes;
 mod compact;
 mod file;
 mod index;
@@ -16,8 +17,9 @@ use crate::iam::IamId;
 pub use keyhost_core::key_hash::KeyHash;
 pub use keyhost_core::record::{Identity, KeyRecord, MANAGEMENT_SCOPES, RetiredSecret};
 
+pub use changes::DEFAULT_CHANGES_FROM_KEYS;
 pub use compact::{CompactRegistry, SnapshotBytes, Unreadable, encode_snapshot, snapshot_bytes};
-pub use file::{Committed, Missing, OlderCopy, RegistryFile, TooLate, line_of};
+pub use file::{Committed, Missing, OlderCopy, RegistryFile, TooLate, Touches, Written, line_of};
 pub use index::{KeyIndex, Matched};
 pub use loaded::LoadedRegistry;
 pub use lookup::{Found, Lookup, open_for_check};
@@ -46,6 +48,13 @@ pub struct Registry {
     /// The most keys one identity may hold.
     #[serde(default = "default_cap")]
     pub max_keys_per_identity: u32,
+    /// From how many keys on key writes go to the changes file rather than
+    /// rewrite this file (registry/changes.rs).
+    #[serde(
+        default = "default_changes_from",
+        skip_serializing_if = "is_default_changes_from"
+    )]
+    pub changes_from_keys: u32,
     /// Settings passed to the policy's `configure`.
     #[serde(default, skip_serializing_if = "PolicySection::is_empty")]
     pub policy: PolicySection,
@@ -59,6 +68,14 @@ pub struct Registry {
 
 fn default_cap() -> u32 {
     DEFAULT_MAX_KEYS_PER_IDENTITY
+}
+
+fn default_changes_from() -> u32 {
+    changes::DEFAULT_CHANGES_FROM_KEYS
+}
+
+fn is_default_changes_from(keys: &u32) -> bool {
+    *keys == changes::DEFAULT_CHANGES_FROM_KEYS
 }
 
 /// What happens to a key that is marked as leaked (IBM Cloud's choices).
@@ -134,6 +151,7 @@ impl Registry {
             prefix: prefix.to_string(),
             action_when_leaked: LeakAction::default(),
             max_keys_per_identity: DEFAULT_MAX_KEYS_PER_IDENTITY,
+            changes_from_keys: changes::DEFAULT_CHANGES_FROM_KEYS,
             policy: PolicySection::default(),
             identities: Vec::new(),
             keys: Vec::new(),

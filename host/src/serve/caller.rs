@@ -18,7 +18,7 @@ use crate::ceiling::Ceiling;
 use crate::check::CheckRequest;
 use crate::iam::{IamId, KeyKind};
 use crate::lifecycle::LifecycleError;
-use crate::registry::{Committed, Lookup, OlderCopy, Registry};
+use crate::registry::{Committed, Lookup, OlderCopy, Registry, Touches};
 use crate::verdict::Verdict;
 
 /// The service a key must be valid for to use the management API.
@@ -99,6 +99,7 @@ impl Caller {
     pub(super) async fn write<T: Send + 'static>(
         &self,
         state: &AppState,
+        touches: Touches,
         change: impl FnOnce(&mut Registry, &IamId) -> Result<T, LifecycleError> + Send + 'static,
     ) -> Result<(T, u64), ApiError> {
         let shared = state.shared.clone();
@@ -109,27 +110,30 @@ impl Caller {
         let result = tokio::task::spawn_blocking(move || {
             let _in_flight = shared.start_write();
             let in_force = shared.checker().revision();
-            let committed = shared.registry_file.commit(Some(deadline), |registry| {
-                // An older copy put in place of the registry is refused as
-                // a reload would refuse it: a change made to it would bring
-                // back what was revoked since, and never be in force.
-                if registry.revision < in_force {
-                    return Err(OlderCopy {
-                        found: registry.revision,
-                        in_force,
-                    }
-                    .into());
-                }
-                Ok(change(registry, &user)?)
-            })?;
+            let committed =
+                shared
+                    .registry_file
+                    .commit_keys(Some(deadline), &user, touches, |registry| {
+                        // An older copy put in place of the registry is refused as
+                        // a reload would refuse it: a change made to it would bring
+                        // back what was revoked since, and never be in force.
+                        if registry.revision < in_force {
+                            return Err(OlderCopy {
+                                found: registry.revision,
+                                in_force,
+                            }
+                            .into());
+                        }
+                        Ok(change(registry, &user)?)
+                    })?;
             let Committed {
                 value,
-                registry,
+                revision,
+                written,
                 base,
                 stamp,
             } = committed;
-            let revision = registry.revision;
-            shared.take_committed(registry, &base, stamp);
+            shared.take_committed(written, &base, stamp);
             Ok::<_, anyhow::Error>((value, revision))
         })
         .await

@@ -22,7 +22,7 @@ use super::errors::{ApiError, ApiResult};
 use super::identity::no_store;
 use crate::iam::{IamId, KeyKind};
 use crate::lifecycle::{self, KeyChanges, LifecycleError, NewKey, StateChange};
-use crate::registry::{KeyRecord, Lookup};
+use crate::registry::{KeyRecord, Lookup, Touches};
 use crate::time::{self, Timestamp};
 use crate::views::{KeyView, issued_secret};
 
@@ -158,8 +158,13 @@ pub async fn create(
         rate_limit: body.rate_limit,
     };
     let ceiling = caller.ceiling.clone();
+    let touches = Touches::KeysOf(
+        new.for_identity
+            .clone()
+            .unwrap_or_else(|| caller.user.clone()),
+    );
     let ((record, secret), revision) = caller
-        .write(&state, move |registry, user| {
+        .write(&state, touches, move |registry, user| {
             let created = lifecycle::create_key(registry, user, new, now)?;
             ceiling.permits(&created.0)?;
             Ok(created)
@@ -290,7 +295,7 @@ pub async fn update(
     };
     let ceiling = caller.ceiling.clone();
     let (record, revision) = caller
-        .write(&state, move |registry, user| {
+        .write(&state, Touches::Key(id.clone()), move |registry, user| {
             let updated = lifecycle::update_key(registry, &id, user, changes, now)?;
             ceiling.permits(&updated)?;
             Ok(updated)
@@ -336,7 +341,7 @@ pub async fn act(
                 })
                 .transpose()?;
             let ((record, secret), revision) = caller
-                .write(&state, move |registry, user| {
+                .write(&state, Touches::Key(id.clone()), move |registry, user| {
                     let rotated = lifecycle::rotate_key(registry, &id, user, grace, now)?;
                     ceiling.permits(&rotated.0)?;
                     Ok(rotated)
@@ -347,7 +352,7 @@ pub async fn act(
         }
         "end-grace" => {
             let (record, revision) = caller
-                .write(&state, move |registry, user| {
+                .write(&state, Touches::Key(id.clone()), move |registry, user| {
                     lifecycle::end_grace(registry, &id, user, now)
                 })
                 .await?;
@@ -364,7 +369,7 @@ pub async fn act(
         }
     };
     let (record, revision) = caller
-        .write(&state, move |registry, user| {
+        .write(&state, Touches::Key(id.clone()), move |registry, user| {
             let changed = lifecycle::change_state(registry, &id, user, change, now)?;
             if matches!(change, StateChange::Enable | StateChange::Unlock) {
                 ceiling.permits(&changed)?;
@@ -381,7 +386,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> ApiResult {
     let (record, revision) = caller
-        .write(&state, move |registry, user| {
+        .write(&state, Touches::Key(id.clone()), move |registry, user| {
             lifecycle::delete_key(registry, &id, user)
         })
         .await?;

@@ -41,7 +41,7 @@ use crate::counters::{Counters, OnStateError, RedisCounters};
 use crate::policy::{CompiledCache, PolicyEngine, SandboxLimits};
 use crate::ratelimit::Buckets;
 use crate::registry::{Lookup, RegistryFile};
-use crate::side_files::{FileStamp, signing_keys_path, usage_path};
+use crate::side_files::{FileStamp, RegistryStamp, signing_keys_path, usage_path};
 use crate::usage::UsageTracker;
 
 /// How `keyhost serve` runs.
@@ -383,11 +383,18 @@ fn spawn_watchers(shared: &Arc<Shared>, options: &ServeOptions, mut hangups: Sig
             // The registry's watcher starts from nothing: a change made
             // while serve started is read (and the file in force is found
             // in force, and skipped).
-            let mut seen = if registry {
-                None
-            } else {
-                FileStamp::of(&path).ok()
+            // The registry's stamp covers its changes file too.
+            let stamp_of = move |path: &std::path::Path| {
+                if registry {
+                    RegistryStamp::of(path).ok()
+                } else {
+                    FileStamp::of(path).ok().map(|main| RegistryStamp {
+                        main,
+                        changes: None,
+                    })
+                }
             };
+            let mut seen = if registry { None } else { stamp_of(&path) };
             let mut ticker = tokio::time::interval(interval);
             // Ticks missed while a reload ran are not made up at once: a
             // hold-off counts whole intervals.
@@ -408,7 +415,7 @@ fn spawn_watchers(shared: &Arc<Shared>, options: &ServeOptions, mut hangups: Sig
                     continue;
                 }
                 held_off = 0;
-                let now = FileStamp::of(&path).ok();
+                let now = stamp_of(&path);
                 // A snapshot in force that could not be read, or whose file
                 // changed in place, is made again from the TOML, whatever
                 // the file's stamp. (Off the async threads: telling a

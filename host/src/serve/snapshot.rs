@@ -7,8 +7,9 @@
 //! tag it holds (`If-None-Match`) is answered 304 with no body while the
 //! registry is unchanged, so polling costs a header.
 //!
-//! The snapshot sent is the one serve checks keys with, sent as it lies,
-//! but for its header's source: in the cache that is the stamp of the
+//! The snapshot sent is the one serve checks keys with (with the registry's
+//! changes, when it has some, made into it), sent as it lies, but for its
+//! header's source: in the cache that is the stamp of the
 //! registry file on this machine (device, inode, times), which would give
 //! every replica of one registry another entity tag and tell a fetcher
 //! about serve's files. It is sent naming "keyhost serve" instead, with
@@ -72,14 +73,21 @@ impl SnapshotCache {
         }
         let source = in_force.clone();
         let sent = tokio::task::spawn_blocking(move || -> anyhow::Result<Sent> {
-            let bytes = source.snapshot().source();
-            let (head, checksum) = snapshot::with_source(bytes, SOURCE)?;
-            let middle = head.len()..bytes.len() - snapshot::CHECKSUM_LEN;
+            let revision = source.revision();
+            // With changes laid over the registry file's snapshot, one
+            // snapshot of both is made (once per snapshot in force).
+            let whole = if source.has_changes() {
+                Bytes::from(source.whole_bytes()?.into_owned())
+            } else {
+                Bytes::from_owner(InForce(source))
+            };
+            let (head, checksum) = snapshot::with_source(&whole, SOURCE)?;
+            let middle = head.len()..whole.len() - snapshot::CHECKSUM_LEN;
             Ok(Sent {
                 etag: snapshot::etag_of(&checksum),
-                revision: source.revision(),
+                revision,
                 head: Bytes::from(head),
-                middle: Bytes::from_owner(InForce(source)).slice(middle),
+                middle: whole.slice(middle),
                 checksum: Bytes::copy_from_slice(&checksum),
             })
         })

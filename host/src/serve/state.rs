@@ -17,8 +17,8 @@ use crate::check::{CheckRequest, Prepared, find, find_token, prepare};
 use crate::counters::{Counters, Limited};
 use crate::policy::{Policy, PolicyEngine, PolicyPool};
 use crate::registry::{CompactRegistry, Found, Lookup};
-use crate::registry::{Registry, RegistryFile};
-use crate::side_files::FileStamp;
+use crate::registry::{RegistryFile, Written};
+use crate::side_files::RegistryStamp;
 use crate::time::Timestamp;
 use crate::token::{self, SigningKeys};
 use crate::verdict::{DenyCode, Verdict};
@@ -76,7 +76,7 @@ pub struct Shared {
     /// Why the last registry reload failed, until one succeeds.
     registry_problem: Mutex<Option<String>>,
     /// The stamp of the registry file whose contents are in force.
-    registry_stamp: Mutex<Option<FileStamp>>,
+    registry_stamp: Mutex<Option<RegistryStamp>>,
     /// Management writes between their start and their change in force:
     /// the file watcher waits for them, so that it does not read again a
     /// change this process wrote.
@@ -97,6 +97,9 @@ impl Shared {
         token_ttl: Duration,
     ) -> Result<Shared> {
         let cache_dir = crate::side_files::cache_root();
+        // Its writes keep the snapshot of what they wrote, which serve
+        // then takes as it is; a write of keys alone needs it.
+        let registry_file = registry_file.keeping_snapshots(cache_dir.clone());
         let (registry, stamp) = CompactRegistry::current(&registry_file, cache_dir.as_deref())?;
         let signing = SigningKeys::open_or_create(registry_file.path(), Timestamp::now())?;
         let policy = load_policy(&engine, &policy_source)?;
@@ -283,7 +286,7 @@ impl Shared {
     pub fn reload_registry(&self, anyway: bool) {
         let _guard = self.reloading.lock().expect("reload lock");
         if !anyway
-            && self.registry_in_force_is(FileStamp::of(self.registry_file.path()).ok().as_ref())
+            && self.registry_in_force_is(RegistryStamp::of(self.registry_file.path()).ok().as_ref())
         {
             // The file in force is back, if it was ever unreadable.
             *self.registry_problem.lock().expect("problem lock") = None;
@@ -324,16 +327,19 @@ impl Shared {
     /// file is not read again, by this or by the watcher, which finds the
     /// stamp in force. Otherwise something else changed the file first,
     /// and the file is read as any change is (with its revision checked).
-    pub fn take_committed(&self, committed: Registry, base: &FileStamp, stamp: FileStamp) {
+    pub fn take_committed(&self, written: Written, base: &RegistryStamp, stamp: RegistryStamp) {
         {
             let _guard = self.reloading.lock().expect("reload lock");
             if self.registry_in_force_is(Some(base)) {
-                let snapshot = CompactRegistry::of_committed(
-                    &committed,
-                    &stamp,
-                    self.registry_file.path(),
-                    self.cache_dir.as_deref(),
-                );
+                let snapshot = match written {
+                    Written::Snapshot(snapshot) => *snapshot,
+                    Written::Registry(registry) => CompactRegistry::of_committed(
+                        &registry,
+                        &stamp.main,
+                        self.registry_file.path(),
+                        self.cache_dir.as_deref(),
+                    ),
+                };
                 let revision = self.put_in_force(snapshot, stamp);
                 tracing::info!(revision, "registry change in force");
                 *self.registry_problem.lock().expect("problem lock") = None;
@@ -345,7 +351,7 @@ impl Shared {
 
     /// Swaps in `registry`, the snapshot of the file stamped `stamp`, and
     /// a policy pool configured anew if its settings changed; its revision.
-    fn put_in_force(&self, registry: CompactRegistry, stamp: FileStamp) -> u64 {
+    fn put_in_force(&self, registry: CompactRegistry, stamp: RegistryStamp) -> u64 {
         let config = registry.policy_config();
         let current = self.pool();
         if config != current.config() {
@@ -369,7 +375,7 @@ impl Shared {
     }
 
     /// Whether the registry file stamped `stamp` is the one in force.
-    pub fn registry_in_force_is(&self, stamp: Option<&FileStamp>) -> bool {
+    pub fn registry_in_force_is(&self, stamp: Option<&RegistryStamp>) -> bool {
         stamp.is_some() && self.registry_stamp.lock().expect("stamp lock").as_ref() == stamp
     }
 

@@ -253,6 +253,44 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
+    /// What `/auth` answers `key` (in `x-api-key`) now.
+    pub fn auth_status(&self, key: &str) -> u16 {
+        http()
+            .get(&self.url("/auth"))
+            .header("x-api-key", key)
+            .call()
+            .expect("request")
+            .status()
+            .as_u16()
+    }
+
+    /// Asks `/auth` with `key` until `status` comes, for at most 1 s.
+    pub fn auth_becomes(&self, key: &str, status: u16, what: &str) {
+        self.auth_becomes_within(key, status, what, std::time::Duration::from_secs(1));
+    }
+
+    /// Asks `/auth` with `key` until `status` comes, for at most `limit`.
+    pub fn auth_becomes_within(
+        &self,
+        key: &str,
+        status: u16,
+        what: &str,
+        limit: std::time::Duration,
+    ) {
+        let since = std::time::Instant::now();
+        loop {
+            let got = self.auth_status(key);
+            if got == status {
+                return;
+            }
+            assert!(
+                since.elapsed() < limit,
+                "{what}: serve still answers {got} after {limit:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
