@@ -41,9 +41,16 @@ pub fn lock_path(registry: &Path) -> PathBuf {
     beside(registry, ".lock")
 }
 
-/// The key changes of `registry` not yet folded into it.
+/// The key changes of `registry` not yet folded into it: beside the file
+/// itself when `registry` is a link to it, where its writers (who write
+/// the file, never the link) keep them; a reader through the link that
+/// looked beside the link would miss every key write.
 pub fn changes_path(registry: &Path) -> PathBuf {
-    beside(registry, ".changes.toml")
+    let is_link = std::fs::symlink_metadata(registry).is_ok_and(|meta| meta.is_symlink());
+    match is_link.then(|| std::fs::canonicalize(registry)) {
+        Some(Ok(file)) => beside(&file, ".changes.toml"),
+        _ => beside(registry, ".changes.toml"),
+    }
 }
 
 /// The usage state file of `registry`.

@@ -323,10 +323,14 @@ fn a_full_changes_file_is_folded_in_by_the_next_key_write() {
             assert_eq!(s.registry_text(), file_before, "folded before it was full");
         }
     }
-    // The 513th found it full and wrote the registry whole, itself in it.
+    // The 513th found it full, folded the 512 into the registry file,
+    // and went to a fresh changes file alone.
     let file = s.registry_text();
-    assert_eq!(file.matches("[[key]]").count(), 513);
-    assert!(!changes_file(&s).exists());
+    assert_eq!(file.matches("[[key]]").count(), 512);
+    assert!(!file.contains("\"k512\""));
+    let changes = changes_text(&s);
+    assert_eq!(changes.matches("[[key]]").count(), 1, "{changes}");
+    assert!(changes.contains("\"k512\""), "{changes}");
     assert_eq!(s.decide(&last, &[]), "allow");
     let (_, next) = s.create(&["--as", "user:alice", "--name", "k513"]);
     assert_eq!(s.registry_text(), file);
@@ -533,4 +537,108 @@ fn a_management_write_to_the_changes_file_that_misses_its_deadline_never_commits
     let on_time = create("on time");
     assert_eq!(on_time.status().as_u16(), 201);
     assert_eq!(names(&s), ["laptop", "on time"]);
+}
+
+#[test]
+fn a_reader_through_a_link_to_the_registry_sees_its_changes() {
+    let s = sandbox();
+    let (laptop, key) = s.create(&["--as", "user:alice", "--name", "laptop"]);
+    s.ok(&["identity", "add", "user:carol"]);
+    // Deleted in the changes file of the registry file itself.
+    s.ok(&["delete", &laptop, "--as", "user:alice"]);
+    assert!(changes_text(&s).contains(&laptop));
+    let link = s.dir.path().join("link.toml");
+    std::os::unix::fs::symlink(s.registry(), &link).unwrap();
+    let through_link = [("KEYHOST_REGISTRY", link.to_str().unwrap())];
+    let run = s.run_with(&["check", "--json"], &format!("{key}\n"), &through_link);
+    assert!(
+        run.stdout.contains("\"not_found\""),
+        "a key deleted in the changes file answered through a link: {}{}",
+        run.stdout,
+        run.stderr
+    );
+    let listed = s.run_with(&["list", "--json"], "", &through_link);
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert!(!listed.stdout.contains(&laptop), "{}", listed.stdout);
+    let (_, kept) = s.create(&["--as", "user:alice", "--name", "kept"]);
+    let run = s.run_with(&["check", "--json"], &format!("{kept}\n"), &through_link);
+    assert!(
+        run.stdout.contains("\"allow\""),
+        "{}{}",
+        run.stdout,
+        run.stderr
+    );
+}
+
+#[test]
+fn a_version_1_registry_is_written_whole_as_version_2_before_any_key_write_goes_beside_it() {
+    let s = sandbox();
+    let version_line = |s: &Sandbox| {
+        s.registry_text()
+            .lines()
+            .find(|line| line.starts_with("version = "))
+            .map(str::to_string)
+    };
+    assert_eq!(version_line(&s).as_deref(), Some("version = 2"));
+    // As a build that reads only version 1 wrote it: that build would not
+    // see a changes file, so none is written beside a version 1 file.
+    let text = s.registry_text().replacen("version = 2", "version = 1", 1);
+    std::fs::write(s.registry(), &text).unwrap();
+    assert_eq!(
+        s.ok(&["identity", "list"])["identities"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    let (_, first) = s.create(&["--as", "user:alice", "--name", "first"]);
+    assert!(
+        !changes_file(&s).exists(),
+        "a key write went beside a version 1 file"
+    );
+    assert_eq!(version_line(&s).as_deref(), Some("version = 2"));
+    assert!(s.registry_text().contains("\"first\""));
+    // From then on, key writes go to the changes file.
+    let file = s.registry_text();
+    let (_, second) = s.create(&["--as", "user:alice", "--name", "second"]);
+    assert_eq!(s.registry_text(), file);
+    assert!(changes_text(&s).contains("\"second\""));
+    assert_eq!(s.decide(&first, &[]), "allow");
+    assert_eq!(s.decide(&second, &[]), "allow");
+    // A version this build does not know is refused, naming it.
+    std::fs::write(s.registry(), file.replacen("version = 2", "version = 3", 1)).unwrap();
+    let run = s.run_with(&["check"], &format!("{first}\n"), &[]);
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("unsupported registry version 3"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_revision_at_the_top_of_its_range_is_refused_not_wrapped() {
+    let s = sandbox();
+    let (laptop, key) = s.create(&["--as", "user:alice", "--name", "laptop"]);
+    let text = changes_text(&s);
+    let revision = text
+        .lines()
+        .find_map(|line| line.strip_prefix("revision = "))
+        .expect("a revision line")
+        .to_string();
+    let edited = text.replacen(
+        &format!("revision = {revision}"),
+        &format!("revision = {}", u64::MAX),
+        1,
+    );
+    std::fs::write(changes_file(&s), &edited).unwrap();
+    let run = s.run(&["disable", &laptop, "--as", "user:alice"]);
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("the largest there is"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(changes_text(&s), edited, "a refused write wrote");
+    assert_eq!(s.decide(&key, &[]), "allow");
 }

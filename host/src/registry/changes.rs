@@ -7,8 +7,8 @@
 //! ...) writes the keys it changed here, and the snapshot of them beside
 //! the registry's own (registry/compact.rs); what it costs is what it
 //! changed. Any other write (an identity, a setting) folds the changes into
-//! the registry file, and so does a key write once the file holds
-//! [`MAX_CHANGES`] keys.
+//! the registry file; a key write that finds [`MAX_CHANGES`] keys here
+//! folds them in first (registry/file.rs).
 //!
 //! It is TOML, as the registry is: the keys as they are now (`[[key]]`),
 //! and the ids of the keys deleted (`removed`). Each is a change of the
@@ -136,7 +136,7 @@ impl Changes {
         if revision == self.base_revision {
             return Ok(true);
         }
-        if revision == self.revision + 1 {
+        if self.revision.checked_add(1) == Some(revision) {
             return Ok(false);
         }
         bail!(

@@ -178,20 +178,22 @@ impl CompactRegistry {
             let index = CompactRegistry::open(&index_path(cache_dir, registry.path()), &stamp)?;
             Some((index, stamp))
         };
-        // A writer keeps the snapshot of what it wrote before it lets go of
-        // the registry's lock: wait for one at work rather than make the
-        // same snapshot beside it.
-        let hit = cached().or_else(|| {
-            registry
-                .wait_for_writers(WRITER_WAIT)
-                .then(cached)
-                .flatten()
-        });
-        let (index, stamp) = match hit {
-            Some(hit) => hit,
-            None => CompactRegistry::base_from_toml(registry, Some(cache_dir))?,
-        };
-        index.with_changes(registry, stamp, Some(cache_dir), false)
+        registry.read_as_one(|| {
+            // A writer keeps the snapshot of what it wrote before it lets
+            // go of the registry's lock: wait for one at work rather than
+            // make the same snapshot beside it.
+            let hit = cached().or_else(|| {
+                registry
+                    .wait_for_writers(WRITER_WAIT)
+                    .then(cached)
+                    .flatten()
+            });
+            let (index, stamp) = match hit {
+                Some(hit) => hit,
+                None => CompactRegistry::base_from_toml(registry, Some(cache_dir))?,
+            };
+            index.with_changes(registry, stamp, Some(cache_dir), false)
+        })
     }
 
     /// The snapshot of `registry` made from the TOML now, whatever the
@@ -201,8 +203,10 @@ impl CompactRegistry {
         registry: &RegistryFile,
         cache_dir: Option<&Path>,
     ) -> Result<(CompactRegistry, RegistryStamp)> {
-        let (index, stamp) = CompactRegistry::base_from_toml(registry, cache_dir)?;
-        index.with_changes(registry, stamp, cache_dir, true)
+        registry.read_as_one(|| {
+            let (index, stamp) = CompactRegistry::base_from_toml(registry, cache_dir)?;
+            index.with_changes(registry, stamp, cache_dir, true)
+        })
     }
 
     /// The snapshot of the registry file alone, changes aside: the one in
@@ -439,7 +443,6 @@ impl CompactRegistry {
                 }
                 durable::remove_stale_temps(&path);
                 durable::remove_stale_temps(&checked_path(&path));
-                durable::remove_stale_temps(&changes_snapshot_path(&path));
                 let written = durable::replace_and_stamp(&path, &bytes)?;
                 // Made here, so sound as written; opened again, the file at
                 // `path` may by now be another writer's, and that one is
@@ -872,6 +875,41 @@ mod tests {
         }
         assert!(crate::side_files::changes_path(file.path()).exists());
         (file, cache)
+    }
+
+    #[test]
+    fn a_fold_between_reading_the_registry_file_and_its_changes_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, _cache) = with_changes(dir.path());
+        let whole = file.load().unwrap();
+        let ids = |keys: &[KeyRecord]| keys.iter().map(|k| k.id.clone()).collect::<Vec<_>>();
+        let mut reads = 0;
+        let mut first = Vec::new();
+        let (read, _) = file
+            .read_as_one(|| {
+                reads += 1;
+                let (registry, main) = file.load_file_stamped()?;
+                if reads == 1 {
+                    // A writer folds the changes in between the two reads:
+                    // the second finds no changes file.
+                    file.update(|_| Ok(()))?;
+                    first = ids(&registry.keys);
+                }
+                assert!(!crate::side_files::changes_path(file.path()).exists());
+                let stamp = RegistryStamp {
+                    main,
+                    changes: None,
+                };
+                Ok((registry, stamp))
+            })
+            .unwrap();
+        assert_eq!(reads, 2, "the pair read across a fold was taken");
+        assert_ne!(
+            first,
+            ids(&whole.keys),
+            "the first read was not of the file before"
+        );
+        assert_eq!(ids(&read.keys), ids(&whole.keys));
     }
 
     #[test]

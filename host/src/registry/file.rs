@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use super::changes::{self, Changes, MAX_CHANGES};
-use super::{CompactRegistry, KeyRecord, Lookup, Registry};
+use super::{CompactRegistry, FORMAT_VERSION, KeyRecord, Lookup, Registry};
 use crate::durable;
 use crate::iam::IamId;
 use crate::progress::Progress;
@@ -101,6 +101,38 @@ impl RegistryFile {
     /// Reads and checks the registry, its changes made, with the stamps of
     /// the very files read.
     pub fn load_stamped(&self) -> Result<(Registry, RegistryStamp)> {
+        self.read_as_one(|| self.load_pair())
+    }
+
+    /// Reads the registry file and its changes file as one pair with
+    /// `read`. A fold between its two reads renames a new registry file in
+    /// and removes the changes: the file read before it, with no changes,
+    /// would bring back the keys they deleted. So the pair is read again
+    /// until the registry file in place is the one read.
+    pub(super) fn read_as_one<T>(
+        &self,
+        mut read: impl FnMut() -> Result<(T, RegistryStamp)>,
+    ) -> Result<(T, RegistryStamp)> {
+        const TRIES: usize = 5;
+        for _ in 1..TRIES {
+            let before = FileStamp::of(&self.path).ok();
+            let outcome = read();
+            let now = FileStamp::of(&self.path).ok();
+            let settled = match &outcome {
+                Ok((_, stamp)) => now.as_ref() == Some(&stamp.main),
+                // An error of a pair that was never one (changes newer
+                // than the file read) is read again too.
+                Err(_) => before == now,
+            };
+            if settled {
+                return outcome;
+            }
+        }
+        read()
+    }
+
+    /// [`load_stamped`](Self::load_stamped)'s one read of the pair.
+    fn load_pair(&self) -> Result<(Registry, RegistryStamp)> {
         let (mut registry, main) = self.load_file_stamped()?;
         let Some((text, changes_stamp)) = self.read_changes()? else {
             return Ok((
@@ -257,10 +289,29 @@ impl RegistryFile {
     ) -> Result<Committed<T>> {
         let _lock = self.lock(deadline)?;
         self.refuse_symlink()?;
-        match self.key_write_base()? {
+        let mut base = self.key_write_base()?;
+        let mut folded_from = None;
+        if let Some(full) = base.take_if(|base| base.changes.len() >= MAX_CHANGES) {
+            // A full changes file is folded in first, whatever the
+            // deadline: the fold is no caller's write (it changes no key),
+            // and at a million keys it takes longer than a request may, so
+            // bound by one it would never land. The caller's write goes to
+            // a fresh changes file after it, or misses its deadline and
+            // writes nothing.
+            self.commit_whole(None, |_| Ok(()))?;
+            folded_from = Some(full.stamp);
+            base = self.key_write_base()?;
+        }
+        let mut committed = match base {
             Some(base) => self.commit_changes(deadline, base, actor, touches, change),
             None => self.commit_whole(deadline, change),
+        }?;
+        // What was written is the registry it started from, folded, with
+        // the change: serve takes it as a change of the one it holds.
+        if let Some(stamp) = folded_from {
+            committed.base = stamp;
         }
+        Ok(committed)
     }
 
     /// As [`update`](Self::update), for a write of keys alone.
@@ -285,16 +336,21 @@ impl RegistryFile {
         durable::remove_stale_temps(&changes_path(&self.path));
         let (mut registry, base) = self.load_stamped()?;
         let value = change(&mut registry)?;
-        registry.revision += 1;
+        registry.revision = next_revision(registry.revision)?;
+        registry.version = FORMAT_VERSION;
         let text = serialize(&registry)?;
         if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
             return Err(TooLate.into());
         }
         let main = durable::replace_and_stamp(&self.path, text.as_bytes())?;
         // The file holds the changes now. Were this to stop here, the
-        // changes file would name the file's revision before, and be void.
-        if base.changes.is_some() {
-            durable::remove(&changes_path(&self.path))?;
+        // changes file would name the file's revision before, and be void:
+        // so a removal that fails is no reason to answer a committed write
+        // as failed.
+        if base.changes.is_some()
+            && let Err(error) = durable::remove(&changes_path(&self.path))
+        {
+            tracing::warn!(%error, "the changes folded into the registry file are left beside it (void)");
         }
         let stamp = RegistryStamp {
             main,
@@ -323,8 +379,8 @@ impl RegistryFile {
 
     /// What a write of keys alone starts from, the lock held: the
     /// registry file's settings and snapshot, and its changes. None when
-    /// the registry is written whole instead: it is small, its changes file
-    /// is full, or no cache keeps its snapshot.
+    /// the registry is written whole instead: it is small, or no cache
+    /// keeps its snapshot.
     fn key_write_base(&self) -> Result<Option<KeyWriteBase>> {
         let Some(cache_dir) = self.snapshots.as_deref() else {
             return Ok(None);
@@ -333,7 +389,12 @@ impl RegistryFile {
             return Ok(None);
         };
         let (snapshot, built_for) = CompactRegistry::current_file(self, cache_dir)?;
-        if built_for != main || snapshot.key_count() < u64::from(head.changes_from_keys) {
+        // A version 1 registry file is first written whole, as version 2,
+        // which builds that would not see a changes file refuse.
+        if head.version < FORMAT_VERSION
+            || built_for != main
+            || snapshot.key_count() < u64::from(head.changes_from_keys)
+        {
             return Ok(None);
         }
         let (changes, changes_stamp) = match self.read_changes()? {
@@ -353,9 +414,6 @@ impl RegistryFile {
                 }
             }
         };
-        if changes.len() >= MAX_CHANGES {
-            return Ok(None);
-        }
         Ok(Some(KeyWriteBase {
             head,
             snapshot,
@@ -471,7 +529,7 @@ impl RegistryFile {
                 changes.record(id, file_key(id)?.as_ref(), None);
             }
         }
-        changes.revision = view.revision + 1;
+        changes.revision = next_revision(view.revision)?;
         // Checked as a reader will check it, before anything is written.
         let in_force = snapshot.changes_in_force(&changes)?;
         let text = changes.to_toml()?;
@@ -604,6 +662,17 @@ pub struct OlderCopy {
 #[derive(Debug, thiserror::Error)]
 #[error("the change could not be made in time; nothing was written")]
 pub struct TooLate;
+
+/// The revision after `revision`: a hand-edited revision at the top of
+/// u64 is refused rather than wrapped to 0 (which every reader refuses as
+/// older than its base).
+fn next_revision(revision: u64) -> Result<u64> {
+    revision.checked_add(1).ok_or_else(|| {
+        anyhow::anyhow!(
+            "the registry's revision {revision} is the largest there is; set a smaller one by hand"
+        )
+    })
+}
 
 /// The registry as TOML, refused if keyhost could not read it back: every
 /// field is checked on the way in, so this is a last line of defence.

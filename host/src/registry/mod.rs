@@ -24,8 +24,15 @@ pub use index::{KeyIndex, Matched};
 pub use loaded::LoadedRegistry;
 pub use lookup::{Found, Lookup, open_for_check};
 
-/// The registry format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The registry format this build writes. Version 2 may have a changes
+/// file beside it (registry/changes.rs); builds that read only version 1
+/// would not see one, and so refuse the registry rather than answer
+/// without its changes.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest registry format this build reads: a version 1 registry is
+/// read as it is, and its first write makes it version 2, written whole,
+/// before any of its key writes goes to a changes file.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// Keys per identity unless the registry sets another cap, as in IBM Cloud.
 pub const DEFAULT_MAX_KEYS_PER_IDENTITY: u32 = 20;
 /// The prefix of new registries' keys.

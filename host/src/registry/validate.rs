@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use anyhow::{Result, bail};
 
-use super::{FORMAT_VERSION, Registry, line_of};
+use super::{FORMAT_VERSION, OLDEST_FORMAT_VERSION, Registry, line_of};
 use crate::fields;
 use crate::iam::{IdentityKind, KeyKind};
 use crate::key_format;
@@ -19,9 +19,10 @@ impl Registry {
             Some(line) => format!("line {line}: "),
             None => String::new(),
         };
-        if self.version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&self.version) {
             bail!(
-                "{}unsupported registry version {} (this keyhost reads version {FORMAT_VERSION})",
+                "{}unsupported registry version {} (this keyhost reads versions \
+                 {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION})",
                 at("version"),
                 self.version
             );
