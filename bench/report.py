@@ -37,6 +37,12 @@ def criterion_side(name, size):
     return spread([t / n for t, n in zip(sample["times"], sample["iters"])])
 
 
+def contract_side(name):
+    """Nanoseconds per call of a contract candidate (host/benches/contracts.rs)."""
+    sample = json.loads((criterion / "contract" / name / "new" / "sample.json").read_text())
+    return spread([t / n for t, n in zip(sample["times"], sample["iters"])])
+
+
 def hyperfine_side(file):
     """Milliseconds per process."""
     result = json.loads((work / file).read_text())["results"][0]
@@ -165,6 +171,20 @@ rows = [
     row("`GET /v1/snapshot` at 100k keys: an unchanged registry (304)", "report", "abs-report", None,
         lambda: hyperfine_side("snapshot-304-100k.json"), lambda: None, "ms"),
 ]
+rows += [
+    row(f"contract 0.2 candidates, one reused instance: {what} vs records (the shape 0.2 keeps)",
+        "report", "report", None, lambda name=name: contract_side(name), lambda: contract_side("records"), "ns")
+    for name, what in [
+        ("buffer", "one pre-encoded buffer"),
+        ("interned", "scopes, services and CIDRs interned through `configure`"),
+        ("records-bump", "records into a bump arena reset per call"),
+        ("lazy", "a resource with lazy getters"),
+        ("native", "the rules called natively"),
+    ]
+]
+rows.append(
+    row("`keyhost serve` /auth with the Python policy vs with the Rust default policy (1k keys, wrk)", "report", "report", None,
+        lambda: wrk_side("serve-python"), lambda: wrk_side("serve-rust"), "req/s"))
 rows = [r for r in rows if r is not None]
 
 print("| what | goal | keyhost side (min / median / max) | baseline (min / median / max) | ratio | met |")

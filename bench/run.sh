@@ -15,7 +15,8 @@
 # `bench/run.sh gate` only those of the gate under `wasmtime serve`;
 # `bench/run.sh filters` only those of the filters in Envoy and Traefik;
 # `bench/run.sh writes` only the two `create` rows (and the check at 10k
-# keys the second is measured against).
+# keys the second is measured against); `bench/run.sh contract` only the
+# candidate shapes of contract 0.2's call and serve with the Python policy.
 set -euo pipefail
 only="${1:-all}"
 cd "$(dirname "$0")/.."
@@ -519,6 +520,57 @@ write_rows() {
   fi
 }
 
+# Each side runs three rounds of 8 s, interleaved, after a warm-up.
+wrk_round() { # NAME URL [KEY]
+  local out
+  out="$(wrk -t2 -c32 -d8s -H "X-API-Key: ${3:-$secret}" "$2")"
+  if grep -q "Non-2xx" <<<"$out"; then
+    say "$1: some responses were not 2xx:"; echo "$out" >&2; exit 1
+  fi
+  awk '/Requests\/sec/ {print $2}' <<<"$out" >>"$work/wrk-$1.txt"
+}
+
+# The shapes contract 0.2's call was chosen from, each making the default
+# rules' decision on one reused instance (host/benches/contracts.rs); and
+# serve with the Python default policy against the Rust one.
+contract_rows() {
+  say "contract 0.2 candidates: cargo bench --bench contracts"
+  cargo bench -p keyhost --bench contracts -- --noplot >&2
+  registries 1000
+  local python_policy="$work/python-policy.wasm" rust_port=18490 python_port=18491 pids=()
+  "$root/plugin/python/build.sh" "$python_policy"
+  local secret_1k
+  secret_1k="$(head -n 1 "$work/1000.secrets")"
+  for side in "rust $rust_port" "python $python_port --policy $python_policy"; do
+    read -r name port policy_args <<<"$side"
+    # shellcheck disable=SC2086 # policy_args is "--policy FILE" or empty
+    "$kh" --registry "$work/1000.toml" serve --listen "127.0.0.1:$port" $policy_args \
+      >"$work/serve-$name.out" 2>"$work/serve-$name.log" &
+    pids+=($!)
+  done
+  trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+  for port in $rust_port $python_port; do
+    # The Python component (18 MB) is compiled on its first start.
+    until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/healthz")" = 200 ]; do
+      sleep 0.2
+    done
+    [ "$(curl -s -o /dev/null -w '%{http_code}' -H "X-API-Key: $secret_1k" "http://127.0.0.1:$port/auth")" = 200 ] ||
+      { say "serve on $port refused its key"; exit 1; }
+    [ "$(curl -s -o /dev/null -w '%{http_code}' -H "X-API-Key: kh_usr_wrong" "http://127.0.0.1:$port/auth")" = 401 ] ||
+      { say "serve on $port allowed a wrong key"; exit 1; }
+    wrk -t2 -c32 -d2s -H "X-API-Key: $secret_1k" "http://127.0.0.1:$port/auth" >/dev/null
+  done
+  rm -f "$work"/wrk-serve-rust.txt "$work"/wrk-serve-python.txt
+  for round in 1 2 3; do
+    say "serve with the Python and the Rust policy: wrk round $round of 3"
+    wrk_round serve-rust "http://127.0.0.1:$rust_port/auth" "$secret_1k"
+    wrk_round serve-python "http://127.0.0.1:$python_port/auth" "$secret_1k"
+  done
+  kill "${pids[@]}" 2>/dev/null || true
+  wait "${pids[@]}" 2>/dev/null || true
+  trap - EXIT
+}
+
 check_args=(check --service billing --scope read --ip 10.1.2.3)
 case "$only" in
   all) ;;
@@ -526,7 +578,8 @@ case "$only" in
   gate) gate_rows ;;
   filters) filter_rows ;;
   writes) write_rows ;;
-  *) say "usage: bench/run.sh [replicas|gate|filters|writes]"; exit 2 ;;
+  contract) contract_rows ;;
+  *) say "usage: bench/run.sh [replicas|gate|filters|writes|contract]"; exit 2 ;;
 esac
 if [ "$only" != all ]; then
   python3 "$root/bench/report.py" "$work" "$root/target/criterion"
@@ -642,15 +695,6 @@ small_pid=
 cleanup() { kill "$serve_pid" "$nginx_pid" $small_pid 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
-# Each side runs three rounds of 8 s, interleaved, after a warm-up.
-wrk_round() { # NAME URL [KEY]
-  local out
-  out="$(wrk -t2 -c32 -d8s -H "X-API-Key: ${3:-$secret}" "$2")"
-  if grep -q "Non-2xx" <<<"$out"; then
-    say "$1: some responses were not 2xx:"; echo "$out" >&2; exit 1
-  fi
-  awk '/Requests\/sec/ {print $2}' <<<"$out" >>"$work/wrk-$1.txt"
-}
 rm -f "$work"/wrk-*.txt
 # The auth really runs: the key passes and a wrong one is refused.
 http_status() { curl -s -o /dev/null -w '%{http_code}' -H "X-API-Key: $1" "$2"; }
@@ -690,5 +734,6 @@ trap - EXIT
 replica_rows
 gate_rows
 filter_rows
+contract_rows
 
 python3 "$root/bench/report.py" "$work" "$root/target/criterion"

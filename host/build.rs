@@ -31,8 +31,9 @@ const FILTERS: &[(&str, &[(&str, &str)])] = &[
     ),
 ];
 /// The component crates, by package name; each builds `<name with _>.wasm`:
-/// the policies, the gates `keyhost gate build` composes, and the echo app
-/// the gate tests put behind a middleware gate.
+/// the policies, the gates `keyhost gate build` composes, the echo app
+/// the gate tests put behind a middleware gate, and the kept 0.1 copy of the
+/// default policy that proves keyhost still loads 0.1 policies.
 const POLICIES: &[&str] = &[
     "keyhost-policy-default",
     "keyhost-policy-strict",
@@ -42,6 +43,9 @@ const POLICIES: &[&str] = &[
     "keyhost-gate-middleware",
     "keyhost-gate-virt",
     "keyhost-echo-app",
+    "keyhost-policy-default-v0-1",
+    "keyhost-bench-contracts",
+    "keyhost-bench-contracts-bump",
 ];
 
 fn main() {
@@ -56,6 +60,8 @@ fn main() {
         "core",
         "gate",
         "tests/echo-app",
+        "tests/policy-v0_1",
+        "bench/contracts",
         "filters",
         "Cargo.lock",
     ] {

@@ -1,7 +1,7 @@
 // keyhost's default policy, written in JavaScript.
 //
 // The same rules as plugin/rules (Rust), behind the same WIT contract
-// (wit/policy.wit, world `policy`): state (disabled, leaked, expired), then the
+// (wit/policy.wit, world `policy`, interface `validator`): state (disabled, leaked, expired), then the
 // key-kind/service table, then the source-address allow-list, then scopes.
 // It uses no npm packages, so the component holds nothing but this file.
 //
@@ -43,7 +43,7 @@ const EDGE_SPACE = new RegExp(`^${SPACE}+|${SPACE}+$`, "g");
 const trim = (text) => text.replace(EDGE_SPACE, "");
 
 /** Takes the settings; names this policy does not use are left for others. */
-export function configure(config) {
+function configure(config) {
   let classic = CLASSIC_INFRASTRUCTURE;
   for (const [name, value] of config) {
     if (name === "classic_service") {
@@ -58,7 +58,7 @@ export function configure(config) {
 }
 
 /** Decides whether `key`, which belongs to `identity`, may make `request`. */
-export function validate(key, identity, request) {
+function validate(key, identity, request) {
   const deny =
     checkState(key, request.now) ??
     checkService(key, request.service) ??
@@ -66,6 +66,9 @@ export function validate(key, identity, request) {
     checkScope(key.scopes, identity.scopes, request.scope);
   return deny ? { tag: "deny", val: deny } : { tag: "allow", val: [] };
 }
+
+// The contract's `validator` interface, which the component exports.
+export const validator = { configure, validate };
 
 function checkState(key, now) {
   if (key.disabled) {

@@ -1,9 +1,10 @@
 """keyhost's default policy, written in Python.
 
 The same rules as plugin/rules/src/lib.rs, as a componentize-py app for the
-world `policy` of keyhost's WIT contract (wit/policy.wit): the key's state
-(disabled, leaked, expired), then whether its kind may reach the service, then
-its IP allow-list, then the scope. It passes the conformance vectors of
+world `policy` of keyhost's WIT contract (wit/policy.wit), which exports the
+interface `validator`: the key's state (disabled, leaked, expired), then
+whether its kind may reach the service, then its IP allow-list, then the
+scope. It passes the conformance vectors of
 tests/vectors/default-policy.json, like the Rust-built default policy.
 
 Build it into a component with
@@ -17,8 +18,8 @@ WIT at build time; it is not part of the source tree.
 
 import ipaddress
 
-import wit_world
 from componentize_py_types import Err
+from wit_world import exports
 from wit_world.imports.types import (
     Decision,
     Decision_Allow,
@@ -56,7 +57,9 @@ def trim(text: str) -> str:
 classic_service = CLASSIC_INFRASTRUCTURE
 
 
-class WitWorld(wit_world.WitWorld):
+class Validator(exports.Validator):
+    """The contract's `validator` interface, which the component exports."""
+
     def configure(self, config: list[tuple[str, str]]) -> None:
         # Start from the defaults, so each call sets every setting, and keep
         # the old settings if the new ones are refused. Names this policy does

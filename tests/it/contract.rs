@@ -49,6 +49,51 @@ fn the_default_policy_passes_every_default_vector() {
     assert!(denies > 20, "{denies} denies");
 }
 
+/// A policy built against contract 0.1 (world exports, no `validator`
+/// interface): the kept 0.1 copy of the default policy still loads, says
+/// which version it speaks, passes the same vectors, and checks keys.
+#[test]
+fn a_0_1_policy_still_loads_and_passes_the_default_vectors() {
+    let legacy = policy("keyhost_policy_default_v0_1.wasm");
+    let (report, code) = policy_test(&legacy, &vectors("default-policy.json"));
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["failed"], 0);
+    let (current, _) = policy_test(
+        &policy("keyhost_policy_default.wasm"),
+        &vectors("default-policy.json"),
+    );
+    assert_eq!(
+        report["results"], current["results"],
+        "the 0.1 and 0.2 builds of the default policy decide alike"
+    );
+
+    let s = Sandbox::bare();
+    let run = s.run(&["policy", "inspect", path_arg(&legacy), "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let inspected = run.json();
+    assert_eq!(inspected["contract"], "keyhost:policy@0.1.0");
+    assert_eq!(inspected["loadable"], true);
+    let exports: Vec<(&str, &str)> = inspected["exports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| {
+            (
+                item["name"].as_str().unwrap(),
+                item["kind"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(exports, [("configure", "func"), ("validate", "func")]);
+
+    let s = Sandbox::new().with_people();
+    let (id, key) = s.create(&["--as", "user:alice", "--name", "k"]);
+    let with_legacy = ["--policy", path_arg(&legacy)];
+    assert_eq!(s.decide(&key, &with_legacy), "allow");
+    s.ok(&["disable", "--as", "user:alice", &id]);
+    assert_eq!(s.decide(&key, &with_legacy), "disabled");
+}
+
 #[test]
 fn the_default_vectors_cover_every_rule_and_deny_code_of_the_default_policy() {
     let text = std::fs::read_to_string(vectors("default-policy.json")).unwrap();
@@ -156,7 +201,14 @@ fn inspect_prints_the_contract_exports_and_imports() {
             .map(|item| item["name"].as_str().unwrap().to_string())
             .collect()
     };
-    assert_eq!(names("exports"), ["configure", "validate"]);
+    // Contract 0.2 names its functions in an interface, which `wac plug`
+    // and `wasm-tools compose` can wire into another component.
+    assert_eq!(names("exports"), ["keyhost:policy/validator@0.2.0"]);
+    assert_eq!(report["exports"][0]["kind"], "instance");
+    let members = report["exports"][0]["members"].as_array().unwrap();
+    for function in ["configure", "validate", "key-record", "decision"] {
+        assert!(members.contains(&Value::from(function)), "{members:?}");
+    }
     let imports = names("imports");
     assert!(
         imports
@@ -168,17 +220,18 @@ fn inspect_prints_the_contract_exports_and_imports() {
         imports.iter().any(|n| n.starts_with("wasi:cli/")),
         "{imports:?}"
     );
-    let validate = &report["exports"][1];
-    assert_eq!(validate["kind"], "func");
-    assert_eq!(
-        validate["members"],
-        serde_json::json!(["key", "identity", "request"])
-    );
 
     let text = s.run(&["policy", "inspect", path_arg(&file)]);
     assert!(
         text.stdout
-            .contains("validate: func(key, identity, request)")
+            .contains("keyhost:policy/validator@0.2.0: identity, key-record, request, decision, configure, validate"),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout.contains("contract: keyhost:policy@0.2.0 "),
+        "{}",
+        text.stdout
     );
     assert!(text.stdout.contains("loads: yes"), "{}", text.stdout);
 }

@@ -267,7 +267,7 @@ fn a_built_gate_imports_only_the_proxy_world_and_says_what_it_is() {
                 );
             }
             let inspected = s.ok(&["policy", "inspect", arg(&wasm)]);
-            assert_eq!(inspected["contract"], "keyhost:policy@0.1.0");
+            assert_eq!(inspected["contract"], "keyhost:policy@0.2.0");
             assert_eq!(inspected["keys"], 1);
             let revision = s
                 .registry_text()
@@ -292,7 +292,7 @@ fn a_gate_build_refuses_what_cannot_work_and_says_why() {
     let out = s.dir.path().join("gate.wasm");
     let empty = s.dir.path().join("empty.wasm");
     std::fs::write(&empty, wat::parse_str("(component)").unwrap()).unwrap();
-    let cases: [(Vec<String>, &str); 7] = [
+    let cases: [(Vec<String>, &str); 8] = [
         (
             vec![
                 "--app".into(),
@@ -317,7 +317,18 @@ fn a_gate_build_refuses_what_cannot_work_and_says_why() {
                 "--policy".into(),
                 arg(&empty).into(),
             ],
-            "does not export `configure`",
+            "does not export keyhost:policy/validator@0.2.0",
+        ),
+        // A 0.1 policy exports its functions from the world, which a gate
+        // cannot import as an interface: refused, with what to do.
+        (
+            vec![
+                "--upstream".into(),
+                "http://127.0.0.1:1".into(),
+                "--policy".into(),
+                arg(&policy("keyhost_policy_default_v0_1.wasm")).into(),
+            ],
+            "a gate composes keyhost:policy@0.2 policies: rebuild it",
         ),
         (
             vec![

@@ -45,6 +45,8 @@ fn build(language: &str, wit: &Path, app: Option<&Path>) -> PathBuf {
         .unwrap()
         .chain(std::fs::read_dir(wit).unwrap())
         .map(|entry| entry.unwrap().path())
+        // wit/ keeps the 0.1 contract in a folder, which a build ignores.
+        .filter(|path| path.is_file())
         .chain(app.map(Path::to_path_buf))
         .collect();
     inputs.sort();
@@ -344,7 +346,8 @@ fn a_policy_built_against_another_major_version_is_refused_at_load() {
         run.stderr
     );
     assert!(
-        run.stderr.contains("another major version"),
+        run.stderr
+            .contains("a major version of the contract this keyhost does not speak"),
         "{}",
         run.stderr
     );

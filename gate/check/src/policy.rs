@@ -10,6 +10,7 @@ use keyhost_core::time::Timestamp;
 use keyhost_core::verdict::Decision;
 
 use crate::from_core;
+use crate::keyhost::policy::validator;
 
 /// The composed policy.
 pub struct Policy;
@@ -20,7 +21,7 @@ pub fn configured(config: impl FnOnce() -> Vec<(String, String)>) -> Result<(), 
     static CONFIGURED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     CONFIGURED
         .get_or_init(|| {
-            crate::configure(&config()).map_err(|refused| {
+            validator::configure(&config()).map_err(|refused| {
                 format!("the policy refused its settings: {}", policy_text(&refused))
             })
         })
@@ -37,7 +38,7 @@ impl Decider for Policy {
         request: &CheckRequest,
         now: Timestamp,
     ) -> Result<Decision, String> {
-        let answer = crate::validate(
+        let answer = validator::validate(
             &from_core::key_record(key),
             &from_core::identity(identity),
             &from_core::request(request, now),

@@ -55,7 +55,7 @@ fn inspect(file: &Path) -> Result<Report> {
         .map_or("none named".to_string(), |v| format!("keyhost:policy@{v}"));
     let _ = writeln!(
         text,
-        "contract: {contract} (this keyhost speaks {CONTRACT})"
+        "contract: {contract} (this keyhost speaks {CONTRACT}, and loads 0.1)"
     );
     write_items(&mut text, "exports", &summary.exports);
     write_items(&mut text, "imports", &summary.imports);

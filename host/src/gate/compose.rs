@@ -1,5 +1,5 @@
 //! The composition, with wac-graph: the support component feeds the policy
-//! and the gate; the policy's `configure` and `validate` feed the gate; the
+//! and the gate; the policy's `validator` interface feeds the gate; the
 //! gate's `wasi:http/incoming-handler` is the one export. Whatever else
 //! they import (`wasi:http`, `wasi:io`, clocks, random, stdout) is left to
 //! the proxy host.
@@ -69,9 +69,9 @@ pub const PROXY_WORLD: [&str; 11] = [
 ];
 
 /// The contract's types, which the support component exports.
-const POLICY_TYPES: &str = "keyhost:policy/types@0.1.0";
-/// The contract functions the gate imports from the policy.
-const POLICY_FUNCTIONS: [&str; 2] = ["configure", "validate"];
+const POLICY_TYPES: &str = "keyhost:policy/types@0.2.0";
+/// The contract's interface, which the policy exports and the gate imports.
+const POLICY_VALIDATOR: &str = "keyhost:policy/validator@0.2.0";
 
 /// What a gate hands allowed requests on to.
 pub enum Behind<'a> {
@@ -89,7 +89,7 @@ pub fn compose(support: &[u8], policy: &[u8], behind: Behind<'_>) -> Result<Vec<
     let support = register(&mut graph, "keyhost:support", support)?;
     let policy_package = register(&mut graph, "keyhost:policy", policy)
         .context("the policy is not a WebAssembly component")?;
-    check_contract(&graph, policy_package)?;
+    let validator = check_contract(&graph, policy_package)?;
     let gate_wasm = match behind {
         Behind::Upstream => PROXY_GATE,
         Behind::App(_) => MIDDLEWARE_GATE,
@@ -102,14 +102,12 @@ pub fn compose(support: &[u8], policy: &[u8], behind: Behind<'_>) -> Result<Vec<
     for instance in [policy, gate_instance] {
         plug(&mut graph, support, support_instance, instance)?;
     }
-    for name in POLICY_FUNCTIONS {
-        let export = graph.alias_instance_export(policy, name)?;
-        graph
-            .set_instantiation_argument(gate_instance, name, export)
-            .map_err(|e| {
-                anyhow!("the policy's `{name}` does not match keyhost:policy@0.1.0: {e}")
-            })?;
-    }
+    let export = graph.alias_instance_export(policy, &validator)?;
+    graph
+        .set_instantiation_argument(gate_instance, POLICY_VALIDATOR, export)
+        .map_err(|e| {
+            anyhow!("the policy's `{validator}` does not match {POLICY_VALIDATOR}: {e}")
+        })?;
     if let Behind::App(app) = behind {
         put_app_behind(
             &mut graph,
@@ -177,9 +175,9 @@ pub fn compose_floor(middleware: &[u8], app: &[u8]) -> Result<Vec<u8>> {
         .context("encoding the composed floor")
 }
 
-/// The policy's contract: the functions the gate imports, and the version
-/// of the types they speak.
-fn check_contract(graph: &CompositionGraph, policy: PackageId) -> Result<()> {
+/// The policy's contract: what it imports, the version of the types it
+/// speaks, and the name of its `validator` export, which the gate imports.
+fn check_contract(graph: &CompositionGraph, policy: PackageId) -> Result<String> {
     let world = &graph.types()[graph[policy].ty()];
     if let Some((import, _)) = world.imports.iter().find(|(name, kind)| {
         !matches!(kind, ItemKind::Type(_))
@@ -195,18 +193,24 @@ fn check_contract(graph: &CompositionGraph, policy: PackageId) -> Result<()> {
         name.starts_with("keyhost:policy/") && !are_semver_compatible(name, POLICY_TYPES)
     }) {
         bail!(
-            "the policy speaks another contract ({other}); this gate speaks keyhost:policy@0.1.0"
+            "the policy speaks another contract ({other}); a gate composes keyhost:policy@0.2 policies: rebuild it against keyhost's wit/ (keyhost check and serve still load it)"
         );
     }
-    for name in POLICY_FUNCTIONS {
-        if !world.exports.contains_key(name) {
-            bail!(
-                "the policy does not export `{name}`: it is not a keyhost:policy@0.1.0 component (it exports {})",
-                world.exports.keys().cloned().collect::<Vec<_>>().join(", ")
-            );
-        }
+    let exports = || world.exports.keys().cloned().collect::<Vec<_>>().join(", ");
+    match world
+        .exports
+        .keys()
+        .find(|name| are_semver_compatible(name, POLICY_VALIDATOR))
+    {
+        Some(validator) => Ok(validator.clone()),
+        None if world.exports.contains_key("validate") => bail!(
+            "the policy exports `configure` and `validate` as keyhost:policy@0.1 did; a gate composes keyhost:policy@0.2 policies, which export {POLICY_VALIDATOR}: rebuild it against keyhost's wit/ (keyhost check and serve still load it)"
+        ),
+        None => bail!(
+            "the policy does not export {POLICY_VALIDATOR}: it is not a keyhost:policy@0.2 component (it exports {})",
+            exports()
+        ),
     }
-    Ok(())
 }
 
 /// The virtual HTTP types between the gate and `app`: the gate hands
@@ -346,4 +350,39 @@ fn plug(
             .with_context(|| format!("plugging `{export}` into `{import}`"))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wac_graph::PlugError;
+
+    const V0_1_POLICY: &[u8] = include_bytes!(concat!(
+        env!("KEYHOST_POLICY_DIR"),
+        "/keyhost_policy_default_v0_1.wasm"
+    ));
+
+    /// `wac plug POLICY GATE`, as wac's own CLI does it: every export of
+    /// the policy that a gate import takes by name.
+    fn plug(policy: &[u8]) -> Result<Vec<String>, PlugError> {
+        let mut graph = CompositionGraph::new();
+        let policy = register(&mut graph, "keyhost:policy", policy).unwrap();
+        let gate = register(&mut graph, "keyhost:gate", PROXY_GATE).unwrap();
+        wac_graph::plug(&mut graph, vec![policy], gate)?;
+        let composed = graph.encode(EncodeOptions::default()).unwrap();
+        Ok(super::super::outside_of(&composed).unwrap().0)
+    }
+
+    #[test]
+    fn wac_plug_wires_a_0_2_policy_into_a_component_that_imports_the_validator() {
+        let imports = plug(crate::policy::DEFAULT_POLICY).expect("the validator plugs in");
+        assert!(
+            !imports
+                .iter()
+                .any(|name| name.starts_with("keyhost:policy/validator")),
+            "the gate still imports the validator: {imports:?}"
+        );
+        // 0.1 exported bare functions, which no interface import takes.
+        assert!(matches!(plug(V0_1_POLICY), Err(PlugError::NoPlugHappened)));
+    }
 }

@@ -71,33 +71,50 @@ impl Summary {
         }
     }
 
-    /// Refuses a component built against an incompatible version of the
-    /// contract: semver, so another major version, or another minor while
-    /// the major is 0.
-    pub fn check_contract(&self) -> Result<()> {
+    /// The contract version the component speaks, among those this keyhost
+    /// loads; `None` when it names none (a component whose types are all
+    /// its own), which is then matched against each by its exports.
+    /// Refuses a component built against a version keyhost does not speak:
+    /// semver, so another major version, or another minor while the major
+    /// is 0.
+    pub fn spoken_version(&self) -> Result<Option<Spoken>> {
         let Some(text) = &self.contract_version else {
-            return Ok(());
+            return Ok(None);
         };
         let theirs = Version::parse(text).map_err(|e| {
             anyhow::anyhow!(
                 "it names {CONTRACT_PACKAGE}@{text}, which is not a semver version: {e}"
             )
         })?;
-        let ours = contract_version();
-        let compatible = VersionReq::parse(&format!("^{ours}"))
-            .expect("a version is a valid caret requirement")
-            .matches(&theirs)
-            || VersionReq::parse(&format!("^{theirs}"))
-                .expect("a version is a valid caret requirement")
-                .matches(&ours);
-        if !compatible {
-            bail!(
-                "it is built against {CONTRACT_PACKAGE}@{theirs}, another major version of the \
-                 contract than this keyhost's {CONTRACT}; rebuild it against keyhost's wit/"
-            );
+        let compatible = |ours: &Version| {
+            let caret = |version: &Version| {
+                VersionReq::parse(&format!("^{version}"))
+                    .expect("a version is a valid caret requirement")
+            };
+            caret(ours).matches(&theirs) || caret(&theirs).matches(ours)
+        };
+        if compatible(&contract_version()) {
+            return Ok(Some(Spoken::V0_2));
         }
-        Ok(())
+        if compatible(&Version::new(0, 1, 0)) {
+            return Ok(Some(Spoken::V0_1));
+        }
+        bail!(
+            "it is built against {CONTRACT_PACKAGE}@{theirs}, a major version of the contract \
+             this keyhost does not speak (it speaks {CONTRACT} and loads 0.1); rebuild it \
+             against keyhost's wit/"
+        );
     }
+}
+
+/// The contract versions this keyhost loads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Spoken {
+    /// `keyhost:policy@0.1`: `configure` and `validate` are world exports.
+    V0_1,
+    /// `keyhost:policy@0.2`, the current one: they are the `validator`
+    /// interface's.
+    V0_2,
 }
 
 /// Refuses bytes that are not a WebAssembly component with a plain reason,
@@ -189,13 +206,18 @@ mod tests {
     fn semver_decides_compatibility() {
         let ours = contract_version();
         let patch = Version::new(ours.major, ours.minor, ours.patch + 1);
-        assert!(summary(&patch.to_string()).check_contract().is_ok());
-        let major = Version::new(ours.major + 1, 0, 0);
-        let error = summary(&major.to_string()).check_contract().unwrap_err();
-        assert!(
-            error.to_string().contains("another major version"),
-            "{error}"
+        assert_eq!(
+            summary(&patch.to_string()).spoken_version().unwrap(),
+            Some(Spoken::V0_2)
         );
-        assert!(summary("not-a-version").check_contract().is_err());
+        assert_eq!(
+            summary("0.1.3").spoken_version().unwrap(),
+            Some(Spoken::V0_1)
+        );
+        for other in [Version::new(ours.major + 1, 0, 0), Version::new(0, 3, 0)] {
+            let error = summary(&other.to_string()).spoken_version().unwrap_err();
+            assert!(error.to_string().contains("does not speak"), "{error}");
+        }
+        assert!(summary("not-a-version").spoken_version().is_err());
     }
 }

@@ -5,7 +5,8 @@
 //! holds a store. [`PolicySlot`] (slot.rs) reuses an instance for the checks
 //! of one key only, and [`PolicyPool`] (pool.rs) keeps the slots that serve
 //! requests. Each contract version has its own module of bindings
-//! (`v0_1`); nothing generated leaves it.
+//! (`v0_1`, `v0_2`), `versions` picks a component's, and nothing generated
+//! leaves them.
 //!
 //! - `keyhost_core::answer`: a policy's answer made safe to act on;
 //! - `budget`: the memory a store may take;
@@ -25,6 +26,8 @@ mod pool;
 mod sandbox;
 mod slot;
 mod v0_1;
+mod v0_2;
+mod versions;
 
 use keyhost_core::answer;
 use std::path::Path;
@@ -175,16 +178,19 @@ impl PolicyEngine {
     }
 
     fn link(&self, component: Component, label: &str) -> Result<Policy> {
-        Summary::of(&self.engine, &component)
-            .check_contract()
+        let spoken = Summary::of(&self.engine, &component)
+            .spoken_version()
             .with_context(|| format!("policy {label} does not fit this keyhost"))?;
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("policy {label} needs an import keyhost does not provide"))?;
-        let pre = v0_1::Pre::new(instance_pre).with_context(|| {
-            format!("policy {label} does not export the keyhost:policy world (configure, validate)")
+        let pre = versions::Pre::new(instance_pre, spoken).with_context(|| {
+            format!(
+                "policy {label} does not export the keyhost:policy world (the validator \
+                 interface's configure and validate)"
+            )
         })?;
         Ok(Policy {
             inner: Arc::new(PolicyInner {
@@ -271,7 +277,7 @@ pub struct Policy {
 
 struct PolicyInner {
     engine: Engine,
-    pre: v0_1::Pre,
+    pre: versions::Pre,
     limits: SandboxLimits,
     label: String,
 }
@@ -362,7 +368,7 @@ impl Policy {
 pub struct PolicyInstance {
     policy: Policy,
     store: Store<Sandbox>,
-    instance: v0_1::Instance,
+    instance: versions::Instance,
     timeout: Duration,
 }
 

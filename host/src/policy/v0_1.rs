@@ -1,7 +1,9 @@
 //! `keyhost:policy@0.1.0`: its generated bindings, and the conversions
-//! between them and the host's own types. Nothing generated leaves this
-//! module: the rest of the host speaks `registry`, `check` and `verdict`.
-//! A later contract version gets a module of its own beside this one.
+//! between them and the host's own types. Nothing generated leaves the
+//! policy modules: the rest of the host speaks `registry`, `check` and
+//! `verdict`. In 0.1 `configure` and `validate` are world exports; 0.2
+//! (`v0_2`) moves them into an interface and keeps these types, so it
+//! lowers its records with [`Records`].
 
 use anyhow::Result;
 use wasmtime::Store;
@@ -17,14 +19,14 @@ use crate::verdict::{Decision, DenyCode};
 mod bindings {
     //! Host types generated from `wit/`. They are never written by hand.
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../wit/v0_1",
         world: "policy",
         ownership: Borrowing { duplicate_if_necessary: true },
         exports: { default: async },
     });
 }
 
-use bindings::keyhost::policy::types as wit;
+pub use bindings::keyhost::policy::types as wit;
 
 /// A policy component of this version, linked and ready to instantiate.
 pub struct Pre(bindings::PolicyPre<Sandbox>);
@@ -51,11 +53,7 @@ impl Instance {
         store: &mut Store<Sandbox>,
         config: &[(String, String)],
     ) -> wasmtime::Result<Result<(), String>> {
-        let pairs: Vec<(&str, &str)> = config
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.as_str()))
-            .collect();
-        self.0.call_configure(store, &pairs).await
+        self.0.call_configure(store, &pairs(config)).await
     }
 
     /// Calls `validate` on the contract's records of a key, its identity
@@ -68,58 +66,110 @@ impl Instance {
         request: &CheckRequest,
         now: Timestamp,
     ) -> wasmtime::Result<Decision> {
-        // The records borrow from the registry: nothing is copied on the
-        // host side but the slices of the string lists.
+        let records = Records::new(key, identity, request, now);
+        let decision = self
+            .0
+            .call_validate(store, records.key(), records.identity(), records.request())
+            .await?;
+        Ok(decision_of(decision))
+    }
+}
+
+/// A call's records, borrowed from the registry and the request: nothing
+/// is copied on the host side but the slices of the string lists.
+pub(super) struct Records<'a> {
+    key: &'a KeyRecord,
+    identity: &'a Identity,
+    request: &'a CheckRequest,
+    now: Timestamp,
+    key_scopes: Vec<&'a str>,
+    allowed_ips: Vec<&'a str>,
+    identity_scopes: Vec<&'a str>,
+    attributes: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> Records<'a> {
+    pub(super) fn new(
+        key: &'a KeyRecord,
+        identity: &'a Identity,
+        request: &'a CheckRequest,
+        now: Timestamp,
+    ) -> Records<'a> {
         fn strs(list: &[String]) -> Vec<&str> {
             list.iter().map(String::as_str).collect()
         }
-        let (key_scopes, allowed_ips) = (strs(&key.scopes), strs(&key.allowed_ips));
-        let identity_scopes: Vec<&str> = identity.rights().collect();
-        let attributes: Vec<(&str, &str)> = request
-            .attributes
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.as_str()))
-            .collect();
-        let key = wit::KeyRecord {
+        Records {
+            key,
+            identity,
+            request,
+            now,
+            key_scopes: strs(&key.scopes),
+            allowed_ips: strs(&key.allowed_ips),
+            identity_scopes: identity.rights().collect(),
+            attributes: pairs(&request.attributes),
+        }
+    }
+
+    pub(super) fn key(&self) -> wit::KeyRecord<'_> {
+        let key = self.key;
+        wit::KeyRecord {
             id: &key.id,
             name: &key.name,
             kind: key_kind(key.kind),
             owner: key.owner.as_str(),
             service: key.service.as_deref(),
-            scopes: &key_scopes,
-            allowed_ips: &allowed_ips,
+            scopes: &self.key_scopes,
+            allowed_ips: &self.allowed_ips,
             created_at: key.created_at.0,
             expires_at: key.expires_at.map(|t| t.0),
             disabled: key.disabled,
             leaked: key.leaked,
             locked: key.locked,
-        };
-        let identity = wit::Identity {
+        }
+    }
+
+    pub(super) fn identity(&self) -> wit::Identity<'_> {
+        let identity = self.identity;
+        wit::Identity {
             iam_id: identity.iam_id.as_str(),
             kind: match identity.kind() {
                 IdentityKind::User => wit::IdentityKind::User,
                 IdentityKind::ServiceId => wit::IdentityKind::ServiceId,
             },
             owner: identity.owner.as_ref().map(|owner| owner.as_str()),
-            scopes: &identity_scopes,
-        };
-        let request = wit::Request {
+            scopes: &self.identity_scopes,
+        }
+    }
+
+    pub(super) fn request(&self) -> wit::Request<'_> {
+        let request = self.request;
+        wit::Request {
             service: request.service.as_deref(),
             scope: request.scope.as_deref(),
             source_ip: request.source_ip.as_deref(),
             method: request.method.as_deref(),
             path: request.path.as_deref(),
-            attributes: &attributes,
-            now: now.0,
-        };
-        let decision = self.0.call_validate(store, key, identity, request).await?;
-        Ok(match decision {
-            wit::Decision::Allow(info) => Decision::Allow(info),
-            wit::Decision::Deny(deny) => Decision::Deny {
-                code: deny_code(deny.code),
-                message: deny.message,
-            },
-        })
+            attributes: &self.attributes,
+            now: self.now.0,
+        }
+    }
+}
+
+/// Name/value pairs as the contract borrows them.
+pub(super) fn pairs(list: &[(String, String)]) -> Vec<(&str, &str)> {
+    list.iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect()
+}
+
+/// A policy's answer as the host's decision (made safe by the caller).
+pub(super) fn decision_of(decision: wit::Decision) -> Decision {
+    match decision {
+        wit::Decision::Allow(info) => Decision::Allow(info),
+        wit::Decision::Deny(deny) => Decision::Deny {
+            code: deny_code(deny.code),
+            message: deny.message,
+        },
     }
 }
 

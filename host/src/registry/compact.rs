@@ -443,6 +443,7 @@ impl CompactRegistry {
                 }
                 durable::remove_stale_temps(&path);
                 durable::remove_stale_temps(&checked_path(&path));
+                remove_stale_changes_temps(&changes_snapshot_path(&path));
                 let written = durable::replace_and_stamp(&path, &bytes)?;
                 // Made here, so sound as written; opened again, the file at
                 // `path` may by now be another writer's, and that one is
@@ -676,6 +677,21 @@ fn note_checked(path: &Path, stamp: &FileStamp) {
 fn write_note(path: &Path, stamp: &FileStamp) {
     if let Err(e) = durable::replace(&checked_path(path), source_of(stamp).as_bytes()) {
         tracing::warn!("cannot note the registry snapshot as checked: {e:#}");
+    }
+}
+
+/// Removes what writers of the changes snapshot at `path` killed on the way
+/// left, under their lock: after a fold no changes snapshot is written, so
+/// the registry snapshot's writer does it. It holds its own lock already;
+/// a changes writer never takes that one, so neither waits on the other.
+/// Where no changes writer ever ran (no lock file), there is nothing to
+/// remove, and no lock file is made for nothing.
+fn remove_stale_changes_temps(path: &Path) {
+    if !crate::side_files::lock_path(path).exists() {
+        return;
+    }
+    if let Ok(Some(_lock)) = durable::lock_within(path, SNAPSHOT_LOCK_WAIT) {
+        durable::remove_stale_temps(path);
     }
 }
 

@@ -19,8 +19,10 @@ pub mod bindings {
     });
 }
 
-pub use bindings::keyhost::policy::types::{Deny, DenyCode, IdentityKind, KeyKind};
-pub use bindings::{Decision, Guest, Identity, KeyRecord, Request};
+pub use bindings::exports::keyhost::policy::validator::Guest;
+pub use bindings::keyhost::policy::types::{
+    Decision, Deny, DenyCode, Identity, IdentityKind, KeyKind, KeyRecord, Request,
+};
 
 #[cfg(not(any(feature = "proxy-wasm", feature = "http-wasm")))]
 pub use bindings::export;

@@ -1,5 +1,5 @@
 // A foreign host for keyhost policies: runs the conformance vectors against
-// any policy component (world keyhost:policy/policy) under Node.
+// any policy component (world keyhost:policy/policy, 0.2 or 0.1) under Node.
 //
 //     node tests/foreign/node/run-vectors.mjs COMPONENT.wasm VECTORS.json
 //
@@ -146,7 +146,9 @@ async function serve({ componentPath }) {
   }
   parentPort.on("message", (testCase) =>
     instantiate()
-      .then((policy) => decide(policy, testCase))
+      // Contract 0.2 exports `configure` and `validate` in the `validator`
+      // interface; 0.1 exported them from the world.
+      .then((policy) => decide(policy.validator ?? policy, testCase))
       .then((decision) => parentPort.postMessage({ decision }), reportLoadError),
   );
   parentPort.postMessage({ ready: true });

@@ -38,14 +38,33 @@ def record(fields: dict) -> Record:
     return value
 
 
+VALIDATOR = "keyhost:policy/validator@0.2.0"
+"""The interface that holds `configure` and `validate` in contract 0.2."""
+
+
+def contract_functions(store: Store, instance):
+    """`configure` and `validate`: from the `validator` interface (0.2), or
+    exported by the world itself (0.1)."""
+    validator = instance.get_export_index(store, VALIDATOR)
+    functions = [
+        instance.get_func(
+            store,
+            instance.get_export_index(store, name, validator) if validator else name,
+        )
+        for name in ("configure", "validate")
+    ]
+    if None in functions:
+        raise WasmtimeError(
+            f"the component exports neither {VALIDATOR} nor configure and validate"
+        )
+    return functions
+
+
 def run_case(engine: Engine, linker: Linker, component: Component, case: dict) -> dict:
     store = Store(engine)
     store.set_wasi(WasiConfig())
     instance = linker.instantiate(store, component)
-    configure = instance.get_func(store, "configure")
-    validate = instance.get_func(store, "validate")
-    if configure is None or validate is None:
-        raise WasmtimeError("the component does not export configure and validate")
+    configure, validate = contract_functions(store, instance)
 
     # wasmtime-py wraps a variant, option or result value in `Variant` only
     # when the Python types of its cases overlap. Here none do: `configure`

@@ -9,7 +9,7 @@ opened a socket. keyhost grants none of these, so each must fail.
 import os
 import socket
 
-import wit_world
+from wit_world import exports
 from wit_world.imports.types import Decision, Decision_Allow, Identity, KeyRecord, Request
 
 
@@ -27,7 +27,7 @@ def open_socket() -> None:
         s.connect(("127.0.0.1", 80))
 
 
-class WitWorld(wit_world.WitWorld):
+class Validator(exports.Validator):
     def configure(self, config: list[tuple[str, str]]) -> None:
         pass
 

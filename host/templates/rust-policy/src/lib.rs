@@ -18,7 +18,8 @@ wit_bindgen::generate!({ path: "wit", world: "policy" });
 /// made; change them here, or add rules in `validate`.
 pub mod rules;
 
-use keyhost::policy::types::{Deny, DenyCode, KeyKind};
+use exports::keyhost::policy::validator::Guest;
+use keyhost::policy::types::{Decision, Deny, DenyCode, Identity, KeyKind, KeyRecord, Request};
 
 struct Policy;
 
