@@ -41,23 +41,25 @@ pub struct Upstream {
 impl Upstream {
     /// Parses `http://host[:port][/path]` or `https://...`.
     pub fn parse(url: &str) -> Result<Upstream, String> {
+        // What a refusal quotes: never the URL's credentials or query.
+        let shown = without_secrets(url);
         let (https, rest) = if let Some(rest) = url.strip_prefix("http://") {
             (false, rest)
         } else if let Some(rest) = url.strip_prefix("https://") {
             (true, rest)
         } else {
-            return Err(format!("{url:?} is not an http:// or https:// URL"));
+            return Err(format!("{shown:?} is not an http:// or https:// URL"));
         };
         let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
         let bad_char = |c: char| c.is_whitespace() || c.is_control() || "@?#".contains(c);
         if authority.is_empty() || authority.contains(bad_char) {
             return Err(format!(
-                "{url:?} has no host, or one with credentials, spaces or control characters"
+                "{shown:?} has no host, or one with credentials, spaces or control characters"
             ));
         }
         if path.contains(|c: char| c.is_whitespace() || c.is_control() || "?#".contains(c)) {
             return Err(format!(
-                "{url:?}: the upstream path may not hold a query, a fragment or spaces"
+                "{shown:?}: the upstream path may not hold a query, a fragment or spaces"
             ));
         }
         Ok(Upstream {
@@ -74,9 +76,56 @@ impl Upstream {
     }
 }
 
+/// `url` as an error may quote it: credentials before an `@` and
+/// everything from a `?` or `#` on are replaced by `REDACTED`.
+fn without_secrets(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (rest, cut) = match rest.find(['?', '#']) {
+        Some(at) => (&rest[..at], true),
+        None => (rest, false),
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let authority = match authority.rfind('@') {
+        Some(at) => format!("REDACTED@{}", &authority[at + 1..]),
+        None => authority.to_string(),
+    };
+    let scheme = if url.contains("://") {
+        format!("{scheme}://")
+    } else {
+        String::new()
+    };
+    format!(
+        "{scheme}{authority}{path}{}",
+        if cut { "?REDACTED" } else { "" }
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_upstream_is_quoted_without_its_credentials_or_query() {
+        for (url, secret) in [
+            ("http://user:hunter2@host/", "hunter2"),
+            ("https://:hunter2@host:8443/app", "hunter2"),
+            ("http://host/a?token=hunter2", "hunter2"),
+            ("http://host/a#hunter2", "hunter2"),
+            ("ftp://u:hunter2@host", "hunter2"),
+            ("u:hunter2@host", "hunter2"),
+        ] {
+            let Err(refusal) = Upstream::parse(url) else {
+                panic!("{url} was taken")
+            };
+            assert!(!refusal.contains(secret), "{refusal}");
+            assert!(refusal.contains("REDACTED"), "{refusal}");
+        }
+        assert_eq!(
+            without_secrets("http://127.0.0.1:8080/static"),
+            "http://127.0.0.1:8080/static"
+        );
+    }
 
     #[test]
     fn upstreams_parse_and_print_back() {

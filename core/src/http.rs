@@ -52,12 +52,38 @@ pub fn deny_status(code: DenyCode) -> u16 {
     }
 }
 
-/// The `WWW-Authenticate` challenge of a 401.
-pub fn challenge(code: DenyCode) -> String {
-    format!(
-        "Bearer realm=\"keyhost\", error=\"invalid_token\", error_description=\"{}\"",
-        code.as_str()
-    )
+/// The reason a request that carries no key is refused with.
+pub const NO_KEY: &str = "no API key in the request";
+
+/// The `WWW-Authenticate` challenge of a refusal, as RFC 6750 (3.1) gives
+/// it: a 401 without an `error` when no credential was sent (`reason` is
+/// [`NO_KEY`]), `invalid_token` for one that is not a key; a 403 for a
+/// missing scope says `insufficient_scope`, with the scope when known. Other
+/// refusals have none.
+pub fn challenge(code: DenyCode, reason: &str, scope: Option<&str>) -> Option<String> {
+    match code {
+        DenyCode::NotFound if reason == NO_KEY => Some("Bearer realm=\"keyhost\"".into()),
+        DenyCode::NotFound | DenyCode::Malformed => Some(format!(
+            "Bearer realm=\"keyhost\", error=\"invalid_token\", error_description=\"{}\"",
+            code.as_str()
+        )),
+        DenyCode::InsufficientScope => {
+            // A scope is one word of token characters; anything else is
+            // left out rather than quoted.
+            let scope = scope
+                .filter(|scope| {
+                    scope
+                        .bytes()
+                        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+                })
+                .map(|scope| format!(", scope=\"{scope}\""))
+                .unwrap_or_default();
+            Some(format!(
+                "Bearer realm=\"keyhost\", error=\"insufficient_scope\"{scope}"
+            ))
+        }
+        _ => None,
+    }
 }
 
 /// The JSON body of a refusal.
@@ -92,25 +118,34 @@ pub fn identity_headers(key: &KeyRef, info: &[(String, String)]) -> Vec<(String,
     headers
 }
 
-/// Whether `name` and `canonical` (in either spelling) are the same name
-/// to servers that fold `_` into `-` (CGI, WSGI, PHP: `X_Keyhost_Owner`
-/// arrives as `HTTP_X_KEYHOST_OWNER`, the same as `X-Keyhost-Owner`) and
-/// ignore case. Byte by byte, with no allocation: it runs on every header
-/// of every request in the filters.
-fn same_folded(name: &[u8], canonical: &[u8]) -> bool {
-    let fold = |byte: u8| match byte {
-        b'_' => b'-',
-        byte => byte.to_ascii_lowercase(),
-    };
-    name.len() == canonical.len()
-        && name
-            .iter()
-            .zip(canonical)
-            .all(|(&byte, &want)| fold(byte) == fold(want))
+/// `name` as servers that fold separators read it: lowercase, with each run
+/// of anything but a letter or a digit one `-` (CGI, WSGI, PHP and nginx
+/// turn every such byte into `_`, so `X_Keyhost_Owner`, `X.Keyhost.Owner`
+/// and `X~Keyhost~Owner` reach an app as `HTTP_X_KEYHOST_OWNER`, the same
+/// as `X-Keyhost-Owner`). Byte by byte, with no allocation: it runs on
+/// every header of every request in the filters.
+fn folded(name: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    let is_separator = |byte: &u8| !byte.is_ascii_alphanumeric();
+    name.iter()
+        .enumerate()
+        .filter(move |(at, byte)| !(is_separator(byte) && *at > 0 && is_separator(&name[at - 1])))
+        .map(move |(_, byte)| {
+            if is_separator(byte) {
+                b'-'
+            } else {
+                byte.to_ascii_lowercase()
+            }
+        })
 }
 
-/// Whether two header names are one once case and `_` for `-` are folded:
-/// proxies that pass `_` spellings on hand them to an app as the same name.
+/// Whether `name` and `canonical` are the same name once [`folded`].
+fn same_folded(name: &[u8], canonical: &[u8]) -> bool {
+    folded(name).eq(folded(canonical))
+}
+
+/// Whether two header names are one once case and runs of anything but
+/// letters and digits are folded: proxies that pass such spellings on hand
+/// them to an app as the same name.
 pub fn same_header(one: &str, other: &str) -> bool {
     same_folded(one.as_bytes(), other.as_bytes())
 }
@@ -118,8 +153,8 @@ pub fn same_header(one: &str, other: &str) -> bool {
 /// Whether `name` is keyhost's to set, in any spelling: a client's copy
 /// never passes.
 pub fn is_identity_header(name: &str) -> bool {
-    let prefix = IDENTITY_PREFIX.as_bytes();
-    name.len() >= prefix.len() && same_folded(&name.as_bytes()[..prefix.len()], prefix)
+    let mut name = folded(name.as_bytes());
+    folded(IDENTITY_PREFIX.as_bytes()).all(|want| name.next() == Some(want))
 }
 
 /// Whether `name` carries a key, in any spelling: it never goes on.
@@ -334,6 +369,19 @@ mod tests {
         assert!(is_identity_header("X-Keyhost-Key-Id"));
         assert!(is_identity_header("X_Keyhost_Owner"));
         assert!(is_identity_header("x-keyhost_info_role"));
+        for dotted in [
+            "X.Keyhost.Key.Id",
+            "x.keyhost.info.role",
+            "X-_Keyhost..Owner",
+            "x__keyhost-.kind",
+            "X~Keyhost~Key~Id",
+            "x!keyhost+owner",
+        ] {
+            assert!(is_identity_header(dotted), "{dotted}");
+        }
+        assert!(!is_identity_header("x-keyhost") && !is_identity_header("xkeyhost-owner"));
+        assert!(!is_identity_header("x-keyhostess-owner"));
+        assert!(is_key_header("X.API.Key") && is_key_header("x-_api..key"));
         assert!(!is_identity_header("x-keyhos"));
         assert!(!is_identity_header("é-keyhost-éé"));
         assert!(is_key_header("X_API_Key") && is_key_header("Authorization"));

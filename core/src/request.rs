@@ -178,11 +178,7 @@ pub fn verdict_hashed(
     hash: Option<&[u8; 32]>,
 ) -> anyhow::Result<Verdict> {
     let Some(presented) = seen.presented(checking) else {
-        return Ok(Verdict::deny(
-            DenyCode::NotFound,
-            "no API key in the request",
-            None,
-        ));
+        return Ok(Verdict::deny(DenyCode::NotFound, http::NO_KEY, None));
     };
     let request = CheckRequest {
         service: checking.service.clone(),
@@ -274,8 +270,8 @@ pub struct Refusal {
 pub fn refusal(code: DenyCode, reason: &str) -> Refusal {
     let status = http::deny_status(code);
     let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
-    if status == 401 {
-        headers.push(("www-authenticate".to_string(), http::challenge(code)));
+    if let Some(challenge) = http::challenge(code, reason, None) {
+        headers.push(("www-authenticate".to_string(), challenge));
     }
     Refusal {
         status,
@@ -291,6 +287,15 @@ pub fn cannot_decide() -> Refusal {
     refusal(
         DenyCode::PolicyError,
         "keyhost cannot decide here: its policy or its snapshot failed",
+    )
+}
+
+/// What a proxy says once its snapshot is older than its settings allow:
+/// every check, of any key, fails closed until keyhost serve answers.
+pub fn too_stale() -> Refusal {
+    refusal(
+        DenyCode::PolicyError,
+        "keyhost cannot decide here: its snapshot is older than max_stale_ms allows, as keyhost serve has not answered",
     )
 }
 

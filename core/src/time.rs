@@ -31,6 +31,24 @@ impl Timestamp {
         self.checked_plus(duration).unwrap_or(Self::LATEST)
     }
 
+    /// The first whole second at or after `duration` from now: an end that
+    /// must not come early (a now truncated to the second, plus whole
+    /// seconds of `duration`, would end up to 2 s early).
+    pub fn now_plus_rounded_up(duration: Duration) -> Timestamp {
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("the system clock is before 1970")
+            .saturating_add(duration);
+        let seconds = since
+            .as_secs()
+            .saturating_add(u64::from(since.subsec_nanos() > 0));
+        Timestamp(
+            i64::try_from(seconds)
+                .unwrap_or(i64::MAX)
+                .min(Self::LATEST.0),
+        )
+    }
+
     /// `duration` later, or `None` past [`LATEST`](Self::LATEST).
     pub fn checked_plus(self, duration: Duration) -> Option<Timestamp> {
         let seconds = i64::try_from(duration.as_secs()).ok()?;

@@ -802,3 +802,140 @@ fn the_console_is_served_with_its_security_headers() {
     );
     assert!(response.headers().contains_key("content-security-policy"));
 }
+
+/// Behind a load balancer most clicks land on a replica: there, a change
+/// made in the page is forwarded to the primary and takes effect.
+#[tokio::test]
+async fn the_console_on_a_replica_makes_changes_through_the_primary() {
+    let s = Sandbox::new().with_people();
+    let (_, alice) = s.create(&["--as", "user:alice", "--name", "laptop"]);
+    let (target, _) = s.create(&["--as", "user:alice", "--name", "to disable"]);
+    let primary = s.serve(&[]);
+    let replica = s.serve(&["--primary", &primary.base]);
+    let browser = Browser::start().await;
+    browser.open(&replica).await;
+    browser.login(&alice).await;
+
+    browser.fill("#create-name", "made on a replica").await;
+    browser.click("#create-button").await;
+    let secret = browser.take_secret(None).await;
+    browser
+        .wait(
+            "[...document.querySelectorAll('#keys-table .key-name')].some(c => c.textContent === 'made on a replica')",
+            "the new key in the table",
+        )
+        .await;
+    assert_eq!(
+        sorted(browser.key_ids().await),
+        sorted(cli_ids(&s, "user:alice"))
+    );
+    assert_eq!(
+        auth(&primary, &secret),
+        200,
+        "the key made on a replica works"
+    );
+
+    browser.manage(&target).await;
+    browser.click("#disable-toggle").await;
+    browser
+        .wait(
+            &format!(
+                "document.querySelector(\"#keys-table tr[data-key-id='{target}'] [data-badge=disabled]\")"
+            ),
+            "the key disabled",
+        )
+        .await;
+    assert_eq!(s.ok(&["show", &target])["key"]["state"], "disabled");
+    assert!(!browser.messages().await.contains("could not be reached"));
+    browser.quit().await;
+}
+
+/// A replica checks the caller itself before it forwards a write, with the
+/// address it sees: a primary that believes the replica's forwarding
+/// header never learns a client's forged address from it.
+#[test]
+fn a_forwarded_write_is_checked_on_the_replica_against_the_clients_own_address() {
+    let s = Sandbox::new().with_people();
+    let (_, bound) = s.create(&[
+        "--as",
+        "user:alice",
+        "--name",
+        "office",
+        "--allow-ip",
+        "10.9.9.0/24",
+    ]);
+    let primary = s.serve(&["--trusted-proxy", "127.0.0.1/32"]);
+    let replica = s.serve(&["--primary", &primary.base]);
+    let before = s.registry_text();
+    let mut response = http()
+        .post(&replica.url("/v1/keys"))
+        .header("authorization", &format!("Bearer {bound}"))
+        .header("x-keyhost-forward", "primary")
+        .header("x-forwarded-for", "10.9.9.9")
+        .send_json(json!({ "name": "sneaked", "for": "user:alice" }))
+        .expect("POST");
+    let status = response.status().as_u16();
+    let body = response.body_mut().read_to_string().unwrap();
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("ip_not_allowed"), "{body}");
+    assert_eq!(s.registry_text(), before, "a refused write wrote something");
+    // Without the header the replica still answers with the redirect.
+    let response = http()
+        .post(&replica.url("/v1/keys"))
+        .header("authorization", &format!("Bearer {bound}"))
+        .send_json(json!({ "name": "x" }))
+        .expect("POST");
+    assert_eq!(response.status().as_u16(), 307);
+}
+
+/// A session whose key stops working (disabled, leaked) ends at the next
+/// answer that says so, and a service ID's key is told the rule.
+#[tokio::test]
+async fn a_session_ends_when_its_key_stops_working_and_a_service_id_is_told_the_rule() {
+    let s = Sandbox::new().with_people();
+    let (alice_id, alice) = s.create(&["--as", "user:alice", "--name", "laptop"]);
+    let (_, billing) = s.create(&[
+        "--as",
+        "user:alice",
+        "--for",
+        "service-id:billing",
+        "--name",
+        "ci",
+    ]);
+    let server = s.serve(&[]);
+    let browser = Browser::start().await;
+    browser.open(&server).await;
+    browser.login(&alice).await;
+    s.ok(&["disable", &alice_id, "--as", "user:alice"]);
+    server.auth_becomes(&alice, 403, "the disabled key");
+    browser.click("#refresh").await;
+    browser
+        .wait(
+            "document.getElementById('console').hidden \
+             && !document.getElementById('login-section').hidden",
+            "the login form once the key is disabled",
+        )
+        .await;
+    assert!(
+        browser.messages().await.contains("session has ended"),
+        "{}",
+        browser.messages().await
+    );
+    assert!(
+        browser.key_ids().await.is_empty(),
+        "the stale list stays on screen"
+    );
+
+    browser.fill("#apikey", &billing).await;
+    browser.click("#login-button").await;
+    browser
+        .wait(
+            "document.querySelector('#messages .message-error')",
+            "the refusal of a service ID's key",
+        )
+        .await;
+    let said = browser.messages().await;
+    assert!(said.contains("only a user's key manages keys"), "{said}");
+    assert!(!said.contains("keys:read"), "{said}");
+    browser.quit().await;
+}

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use keyhost_core::replica_proof;
 
 use crate::support::envoy::Envoy;
-use crate::support::in_place::{Answer, Front, bearer, decides_every_case, keys, send};
+use crate::support::in_place::{Answer, Front, HeaderEcho, bearer, decides_every_case, keys, send};
 use crate::support::nginx::Nginx;
 use crate::support::traefik::Traefik;
 use crate::support::{Sandbox, http, policy};
@@ -96,7 +96,7 @@ fn envoy_with_the_filter_and_an_inline_snapshot_decides_every_case() {
         "--allow-ip",
         "127.0.0.0/8",
     ]);
-    let upstream = Nginx::upstream(k.s.dir.path());
+    let upstream = HeaderEcho::start();
     let envoy = inline_envoy(
         &k.s,
         &policy("keyhost_proxy_wasm.wasm"),
@@ -676,7 +676,7 @@ fn envoy_runs_the_readme_ext_authz_snippet_against_keyhost_serve() {
     let serve = s.serve(&["--trusted-proxy", "127.0.0.1/32"]);
     let address = serve.base.trim_start_matches("http://").to_string();
     let keyhost_port: u16 = address.rsplit(':').next().unwrap().parse().unwrap();
-    let upstream = Nginx::upstream(s.dir.path());
+    let upstream = HeaderEcho::start();
     let envoy = Envoy::start(
         s.dir.path(),
         "envoy-ext-authz-snippet",
@@ -694,8 +694,23 @@ fn envoy_runs_the_readme_ext_authz_snippet_against_keyhost_serve() {
             // Not among the headers keyhost answers with: only the
             // snippet's header_mutation keeps it from the upstream.
             ("X-Keyhost-Info-Role", "admin"),
+            ("X.Keyhost.Key.Id", "kid_victim_dotted"),
+            ("x_-keyhost..owner", "owner_in_a_run"),
+            ("X~Keyhost~Info~Tier", "tier_tilded"),
         ],
     );
+    for forged in [
+        "kid_forged",
+        "kid_victim_dotted",
+        "owner_in_a_run",
+        "tier_tilded",
+    ] {
+        assert!(
+            !answer.body.contains(forged),
+            "{forged} reached the upstream: {}",
+            answer.body
+        );
+    }
     assert_eq!(answer.status, 200, "{}\n{}", answer.body, envoy.log());
     assert_eq!(answer.seen().get("x-keyhost-key-id"), Some(&ok_id));
     assert!(
@@ -782,7 +797,7 @@ fn export_traefik(s: &Sandbox, folder: &Path, extra: &[&str], watch: bool) -> Op
 #[test]
 fn traefik_with_the_plugin_decides_every_case_and_follows_the_registry() {
     let k = keys();
-    let upstream = Nginx::upstream(k.s.dir.path());
+    let upstream = HeaderEcho::start();
     let (_, loopback) = k.s.create(&[
         "--as",
         "user:alice",
@@ -877,4 +892,193 @@ fn a_policy_that_panics_inside_envoy_fails_closed() {
         .call()
         .unwrap();
     assert_eq!(ready.status().as_u16(), 200, "Envoy went down");
+}
+
+/// One byte of the snapshot inside Traefik's configuration flipped, as a
+/// copy gone wrong would: the plugin refuses it, as Envoy's filter does,
+/// and lets no key through.
+#[test]
+fn traefik_refuses_an_inline_snapshot_with_one_flipped_byte() {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    let k = keys();
+    let upstream = Nginx::upstream(k.s.dir.path());
+    let folder: PathBuf = Traefik::folder(k.s.dir.path());
+    export_traefik(
+        &k.s,
+        &folder,
+        &["--service", "object-storage", "--scope", "read"],
+        false,
+    );
+    let config_path = folder.join("dynamic/keyhost.yml");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    let plugin = &mut config["http"]["middlewares"]["keyhost"]["plugin"]["keyhost"];
+    let mut snapshot = STANDARD
+        .decode(
+            plugin["registry"]["inline"]
+                .as_str()
+                .expect("an inline snapshot"),
+        )
+        .unwrap();
+    let middle = snapshot.len() / 2;
+    snapshot[middle] ^= 0x01;
+    plugin["registry"]["inline"] = STANDARD.encode(&snapshot).into();
+    std::fs::write(&config_path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    let traefik = Traefik::start(&folder, upstream.port);
+    let (_, ok) = &k.ok;
+    let started = Instant::now();
+    while !traefik.log().contains("registry.inline") {
+        let answer = send(&traefik, "/static/echo", &[("x-api-key", ok)]);
+        assert_ne!(
+            answer.status, 200,
+            "a flipped snapshot let a key through: {}",
+            answer.body
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            traefik.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let answer = send(&traefik, "/static/echo", &[("x-api-key", ok)]);
+    assert_ne!(answer.status, 200, "{}", answer.body);
+    assert!(
+        traefik.log().contains("checksum") || traefik.log().contains("digest"),
+        "{}",
+        traefik.log()
+    );
+}
+
+/// The README's forwardAuth middleware in a real Traefik before a real
+/// `keyhost serve`: the upstream gets keyhost's identity and none of a
+/// client's own `X-Keyhost-*` headers, in any spelling.
+#[test]
+fn traefik_forward_auth_to_serve_passes_no_forged_identity_header_in_any_spelling() {
+    let k = keys();
+    let upstream = HeaderEcho::start();
+    let serve = k.s.serve(&["--service", "object-storage"]);
+    let folder: PathBuf = Traefik::folder(k.s.dir.path());
+    // The plugin the static configuration names is there, but unused.
+    export_traefik(&k.s, &folder, &[], false);
+    let snippet = crate::support::readme_block("traefik-forwardauth-snippet", "yaml")
+        .replace("http://127.0.0.1:8080", &serve.base);
+    std::fs::write(folder.join("dynamic/keyhost.yml"), snippet).unwrap();
+    let traefik = Traefik::start(&folder, upstream.port);
+    let (ok_id, ok) = &k.ok;
+    until(
+        &traefik,
+        &[("x-api-key", ok)],
+        Duration::from_secs(30),
+        is(200, None),
+    );
+    let answer = send(
+        &traefik,
+        "/static/echo",
+        &[
+            ("x-api-key", ok),
+            ("X-Keyhost-Key-Id", "kid_forged"),
+            ("X.Keyhost.Key.Id", "kid_victim_dotted"),
+            ("X-Keyhost.Info.Role", "role_dotted"),
+            ("X_Keyhost_Owner", "owner_underscored"),
+            ("x_-keyhost..kind", "kind_in_a_run"),
+            ("X~Keyhost~Info~Tier", "tier_tilded"),
+        ],
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(
+        answer.seen().get("x-keyhost-key-id"),
+        Some(ok_id),
+        "{}",
+        answer.body
+    );
+    for forged in [
+        "kid_forged",
+        "kid_victim_dotted",
+        "role_dotted",
+        "owner_underscored",
+        "kind_in_a_run",
+        "tier_tilded",
+    ] {
+        assert!(
+            !answer.body.contains(forged),
+            "{forged} reached the upstream: {}",
+            answer.body
+        );
+    }
+    let refused = send(&traefik, "/static/echo", &[("x-api-key", "kh_usr_nope")]);
+    assert_eq!(refused.status, 401, "{}", refused.body);
+}
+
+/// docs/envoy.yaml, a whole configuration, run as it stands but for its
+/// ports and the filter's path: Envoy fetches the snapshot from serve and
+/// decides as the README says.
+#[test]
+fn the_whole_envoy_configuration_in_the_docs_runs_as_it_stands() {
+    let s = Sandbox::new().with_people();
+    let (ok_id, ok) = s.create(&["--as", "user:alice", "--name", "ok"]);
+    let credential = s.ok(&["replica", "add", "envoy-1"])["credential"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let serve = s.serve(&[]);
+    let keyhost_port = serve.base.rsplit(':').next().unwrap().to_string();
+    let upstream = HeaderEcho::start();
+    let wasm = policy("keyhost_proxy_wasm.wasm");
+    let port = crate::support::free_port();
+    let mut config =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/envoy.yaml"))
+            .unwrap();
+    for (from, to) in [
+        (
+            "port_value: 10000".to_string(),
+            format!("port_value: {port}"),
+        ),
+        (
+            "port_value: 8080".into(),
+            format!("port_value: {keyhost_port}"),
+        ),
+        (
+            "port_value: 9000".into(),
+            format!("port_value: {}", upstream.port),
+        ),
+        (
+            "filename: /etc/envoy/keyhost.wasm".into(),
+            format!("filename: {}", arg(&wasm)),
+        ),
+    ] {
+        assert_eq!(
+            config.matches(from.as_str()).count(),
+            1,
+            "docs/envoy.yaml: {from}"
+        );
+        config = config.replace(&from, &to);
+    }
+    let envoy = Envoy::with_config(
+        s.dir.path(),
+        &config,
+        port,
+        &[("KEYHOST_REPLICA_CREDENTIAL", &credential)],
+    );
+    until(
+        &envoy,
+        &[("x-api-key", &ok)],
+        Duration::from_secs(15),
+        is(200, None),
+    );
+    let answer = send(
+        &envoy,
+        "/app",
+        &[("x-api-key", &ok), ("X.Keyhost.Owner", "user:root")],
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.seen().get("x-keyhost-key-id"), Some(&ok_id));
+    assert!(
+        !answer.body.contains("user:root") && !answer.body.contains(ok.as_str()),
+        "{}",
+        answer.body
+    );
+    let refused = send(&envoy, "/app", &[("x-api-key", "kh_usr_nope")]);
+    assert_eq!(refused.status, 401, "{}", refused.body);
 }

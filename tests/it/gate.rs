@@ -365,6 +365,22 @@ fn a_gate_build_refuses_what_cannot_work_and_says_why() {
         assert!(run.stderr.contains(says), "{args:?}: {}", run.stderr);
         assert!(!out.exists(), "a refused build left a file");
     }
+    // A refused upstream is quoted without the password it held.
+    for json in [false, true] {
+        let mut args = vec!["gate", "build", "-o", arg(&out)];
+        args.extend(["--upstream", "http://user:Sesame-hunter2@host/"]);
+        if json {
+            args.push("--json");
+        }
+        let run = s.run(&args);
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        let said = format!("{}{}", run.stdout, run.stderr);
+        assert!(said.contains("credentials"), "{said}");
+        assert!(
+            !said.contains("hunter2"),
+            "the password was printed: {said}"
+        );
+    }
     let both = s.run(&[
         "gate",
         "build",

@@ -9,6 +9,14 @@ use serde_json::{Value, json};
 
 /// `/auth` for `key` on `server`: (status, Retry-After).
 fn auth(server: &Server, key: &str) -> (u16, Option<String>) {
+    let (status, retry, _, _) = checked(server, key);
+    (status, retry)
+}
+
+/// `/auth` for `key` on `server`: the status, Retry-After, the refusal's
+/// reason, and how long the answer took.
+fn checked(server: &Server, key: &str) -> (u16, Option<String>, String, Duration) {
+    let started = Instant::now();
     let mut response = http()
         .get(server.url("/auth"))
         .header("x-api-key", key)
@@ -20,8 +28,12 @@ fn auth(server: &Server, key: &str) -> (u16, Option<String>) {
         .get("retry-after")
         .and_then(|v| v.to_str().ok())
         .map(String::from);
-    let _ = response.body_mut().read_to_string();
-    (response.status().as_u16(), retry)
+    let body = response.body_mut().read_to_string().unwrap_or_default();
+    let reason = serde_json::from_str::<Value>(&body).unwrap_or(Value::Null)["reason"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    (response.status().as_u16(), retry, reason, started.elapsed())
 }
 
 fn healthz(server: &Server) -> (u16, Value) {
@@ -255,6 +267,47 @@ fn redis_down_fails_open_or_closed_and_recovery_keeps_every_count() {
         "uses allowed while Redis was away are counted too: {}",
         merged_uses(&s, &limited_id, &redis)
     );
+}
+
+#[test]
+fn while_redis_is_down_rate_limited_checks_decide_at_once_and_say_why() {
+    let s = people();
+    let mut redis = Redis::start(s.dir.path().join("redis"));
+    let (_, limited) = s.create(&["--as", "user:ann", "--name", "l", "--rate-limit", "2/1h"]);
+    let url = redis.url();
+    // A timeout far above a check's cost: a check that waits on Redis shows.
+    let slow = ["--state", url.as_str(), "--state-timeout", "2s"];
+    let open = s.serve(&[&slow[..], &["--on-state-error", "open"]].concat());
+    let closed = s.serve(&[&slow[..], &["--on-state-error", "closed"]].concat());
+    redis.kill();
+    // The first call finds Redis gone; from then on nothing waits on it.
+    checked(&open, &limited);
+    checked(&closed, &limited);
+    let (mut open_took, mut closed_took) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..20 {
+        let (status, _, _, took) = checked(&open, &limited);
+        assert_eq!(status, 200, "fails open");
+        open_took += took;
+        let (status, _, reason, took) = checked(&closed, &limited);
+        assert_eq!(status, 429, "fails closed");
+        assert!(reason.contains("cannot be reached"), "{reason}");
+        assert!(!reason.contains("used up"), "{reason}");
+        closed_took += took;
+    }
+    assert!(
+        open_took < Duration::from_secs(1) && closed_took < Duration::from_secs(1),
+        "20 checks each took {open_took:?} (open) and {closed_took:?} (closed) with Redis down"
+    );
+    // Said once in the log, not per request.
+    let said = closed.log().matches("shared state unavailable").count();
+    assert_eq!(said, 1, "{}", closed.log());
+    // And taken up again once Redis is back.
+    redis.restart();
+    let back = within(Duration::from_secs(3), || {
+        healthz(&closed).1["status"] == "ok"
+    });
+    assert!(back.is_some(), "{}", healthz(&closed).1);
+    assert_eq!(auth(&closed, &limited).0, 200);
 }
 
 #[test]

@@ -566,3 +566,144 @@ fn usage_per_hour_and_me_show_a_user_their_own_keys_only() {
     assert_eq!(me["iam_id"], "user:bob");
     assert_eq!(me["service_ids"], json!([]));
 }
+
+/// A request with `host` as its Host, over a plain socket (clients set the
+/// Host themselves): the status and the whole answer.
+fn with_host(server: &Server, path: &str, host: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let address = server.base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut request = format!("GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status: {answer}"));
+    (status, answer)
+}
+
+#[test]
+fn a_loopback_serve_answers_only_local_host_names_but_checks_whatever_the_host() {
+    let s = Sandbox::new().with_people();
+    let (_, key) = s.create(&["--as", "user:alice", "--name", "k"]);
+    let server = s.serve(&[]);
+    let port = server.base.rsplit(':').next().unwrap().to_string();
+    // A page rebound to 127.0.0.1 names its own host: refused, on every
+    // route a page could use.
+    let rebound = format!("rebind.example:{port}");
+    for path in [
+        "/healthz",
+        "/metrics",
+        "/v1/keys/verify",
+        "/v1/keys",
+        "/console/",
+        "/identity/keys",
+    ] {
+        let (status, answer) = with_host(&server, path, &rebound, &[]);
+        assert_eq!(status, 421, "{path}: {answer}");
+        assert!(answer.contains("--allowed-host"), "{answer}");
+    }
+    // The names a local caller uses are answered.
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        "keyhost".into(),
+    ] {
+        assert_eq!(with_host(&server, "/healthz", &host, &[]).0, 200, "{host}");
+    }
+    // A check is answered whatever the Host: proxies pass the original on.
+    let (status, answer) = with_host(&server, "/auth", &rebound, &[("x-api-key", &key)]);
+    assert_eq!(status, 200, "{answer}");
+    // A name given with --allowed-host is answered.
+    let named = s.serve(&["--allowed-host", "keys.example"]);
+    let port = named.base.rsplit(':').next().unwrap();
+    assert_eq!(
+        with_host(&named, "/healthz", &format!("keys.example:{port}"), &[]).0,
+        200
+    );
+    assert_eq!(with_host(&named, "/healthz", &rebound, &[]).0, 421);
+    // A name that is not one is refused before serve starts.
+    let run = s.run(&["serve", "--listen", "127.0.0.1:0", "--allowed-host", "a b"]);
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("--allowed-host"), "{}", run.stderr);
+}
+
+#[test]
+fn every_answer_says_nosniff_and_the_root_points_at_the_console() {
+    let s = Sandbox::new().with_people();
+    let (_, key) = s.create(&["--as", "user:alice", "--name", "k"]);
+    let server = s.serve(&[]);
+    let port = server.base.rsplit(':').next().unwrap().to_string();
+    let host = format!("127.0.0.1:{port}");
+    let bearer = format!("Bearer {key}");
+    for (path, headers) in [
+        ("/v1/keys", vec![("authorization", bearer.as_str())]),
+        (
+            "/v1/keys/kid_none",
+            vec![("authorization", bearer.as_str())],
+        ),
+        ("/v1/me", vec![]),
+        ("/healthz", vec![]),
+        ("/auth", vec![("x-api-key", key.as_str())]),
+    ] {
+        let (_, answer) = with_host(&server, path, &host, &headers);
+        let head = answer
+            .split("\r\n\r\n")
+            .next()
+            .unwrap()
+            .to_ascii_lowercase();
+        assert!(
+            head.contains("x-content-type-options: nosniff"),
+            "{path}: {head}"
+        );
+    }
+    let (status, answer) = with_host(&server, "/", &host, &[]);
+    assert_eq!(status, 404);
+    assert!(answer.contains("/console/"), "{answer}");
+}
+
+#[test]
+fn refusals_carry_the_challenges_of_rfc_6750() {
+    let s = Sandbox::new().with_people();
+    let (_, reader) = s.create(&["--as", "user:alice", "--name", "r", "--scope", "read"]);
+    let server = s.serve(&[]);
+    let challenge =
+        |headers: &ureq::http::HeaderMap| header(headers, "www-authenticate").map(String::from);
+    // No credential: a challenge with no error.
+    let (status, _, headers) = get(&server, "/auth", &[]);
+    assert_eq!(status, 401);
+    let said = challenge(&headers).expect("a challenge");
+    assert!(said.starts_with("Bearer realm=\"keyhost\""), "{said}");
+    assert!(!said.contains("error"), "{said}");
+    // A credential that is not a key.
+    let (status, _, headers) = get(&server, "/auth", &[("x-api-key", "kh_usr_nope")]);
+    assert_eq!(status, 401);
+    assert!(
+        challenge(&headers)
+            .unwrap()
+            .contains("error=\"invalid_token\"")
+    );
+    // A key without the scope asked for.
+    let (status, body, headers) = get(
+        &server,
+        "/auth",
+        &[("x-api-key", &reader), ("x-keyhost-scope", "write")],
+    );
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("insufficient_scope"))
+    );
+    let said = challenge(&headers).expect("a challenge on insufficient_scope");
+    assert!(said.contains("error=\"insufficient_scope\""), "{said}");
+    assert!(said.contains("scope=\"write\""), "{said}");
+}

@@ -265,8 +265,9 @@ fn a_rotated_signing_key_verifies_its_tokens_until_the_overlap_ends() {
     );
     assert_eq!(auth(&server, &new, &KEYHOST).0, 200);
 
-    // Once the overlap is over, the old key verifies nothing.
-    std::thread::sleep(Duration::from_secs(3));
+    // Once the overlap is over (its end rounded up to the second), the old
+    // key verifies nothing.
+    std::thread::sleep(Duration::from_secs(4));
     let (status, body) = auth(&server, &old, &KEYHOST);
     assert_eq!(status, 401, "{body}");
     assert_eq!(auth(&server, &new, &KEYHOST).0, 200);
@@ -274,6 +275,79 @@ fn a_rotated_signing_key_verifies_its_tokens_until_the_overlap_ends() {
         std::fs::metadata(format!("{}.signing-keys.json", s.registry().display())).unwrap();
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(signing.permissions().mode() & 0o777, 0o600);
+}
+
+#[test]
+fn a_rotated_signing_keys_overlap_ends_no_sooner_than_asked() {
+    let s = Sandbox::new().with_people();
+    // The first makes a signing key; the second gives it an end.
+    s.ok(&["token", "rotate-signing-key", "--overlap", "2s"]);
+    let asked = std::time::SystemTime::now() + Duration::from_secs(2);
+    s.ok(&["token", "rotate-signing-key", "--overlap", "2s"]);
+    let published: Value = serde_json::from_slice(
+        &std::fs::read(format!("{}.token-keys.json", s.registry().display())).unwrap(),
+    )
+    .unwrap();
+    let ends: Vec<std::time::SystemTime> = published["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|key| key["verify_until"].as_str())
+        .map(|until| humantime::parse_rfc3339(until).unwrap())
+        .collect();
+    assert!(
+        ends.iter().max().is_some_and(|end| *end >= asked),
+        "the overlap ends before 2 s from the rotation: {published}"
+    );
+}
+
+#[test]
+fn a_rate_limited_exchange_says_when_to_try_again_and_a_doubled_field_is_named() {
+    let s = Sandbox::new().with_people();
+    let (_, key) = s.create(&[
+        "--as",
+        "user:alice",
+        "--name",
+        "slow",
+        "--rate-limit",
+        "1/min",
+    ]);
+    let server = s.serve(&[]);
+    token_for(&server, &key, None);
+    let mut response = http()
+        .post(&server.url("/identity/token"))
+        .send_form([("grant_type", GRANT), ("apikey", key.as_str())])
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 429);
+    let wait: u64 = response
+        .headers()
+        .get("retry-after")
+        .expect("Retry-After on a 429")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "Retry-After {wait}");
+    let body: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(body["error"], "invalid_grant");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .starts_with("rate_limited")
+    );
+
+    let (status, body) = exchange(
+        &server,
+        &[("grant_type", GRANT), ("apikey", &key), ("apikey", &key)],
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    let said = body["error_description"].as_str().unwrap();
+    assert!(said.contains("duplicate field `apikey`"), "{said}");
+    assert!(!said.contains(key.as_str()), "{said}");
 }
 
 #[test]
@@ -572,7 +646,8 @@ fn past_its_overlap_an_old_signing_key_is_neither_published_nor_kept() {
         .unwrap()
         .to_string();
     s.ok(&["token", "rotate-signing-key", "--overlap", "1s"]);
-    std::thread::sleep(Duration::from_millis(1200));
+    // The overlap's end is rounded up to the second: 1 to 2 s from now.
+    std::thread::sleep(Duration::from_millis(2100));
     let published = |server: &Server| -> Vec<String> {
         let mut response = http().get(&server.url("/identity/keys")).call().unwrap();
         let jwks: Value =

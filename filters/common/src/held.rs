@@ -266,7 +266,10 @@ impl<P: Policy> Held<P> {
             return self.cannot("no registry snapshot yet".into());
         };
         if let Some(why) = &self.expired {
-            return self.cannot(why.clone());
+            return Outcome::Deny {
+                refusal: Rc::new(request::too_stale()),
+                log: self.log_once(why),
+            };
         }
         if let Some(Configured {
             answer: Err(refused),
@@ -398,15 +401,19 @@ impl<P: Policy> Held<P> {
     /// proxy's log, once until it changes (a dead registry would otherwise
     /// log on every request).
     fn cannot(&self, why: String) -> Outcome {
-        let mut logged = self.logged.borrow_mut();
-        let log = (logged.as_deref() != Some(why.as_str())).then(|| {
-            *logged = Some(why.clone());
-            why
-        });
         Outcome::Deny {
             refusal: Rc::new(request::cannot_decide()),
-            log,
+            log: self.log_once(&why),
         }
+    }
+
+    /// `why`, unless it is what was logged last.
+    fn log_once(&self, why: &str) -> Option<String> {
+        let mut logged = self.logged.borrow_mut();
+        (logged.as_deref() != Some(why)).then(|| {
+            *logged = Some(why.to_string());
+            why.to_string()
+        })
     }
 }
 

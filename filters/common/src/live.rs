@@ -122,6 +122,11 @@ pub fn answer(
             }
             newer_than(snapshot, have).map(|snapshot| Fetched::New(Box::new(snapshot)))
         }
+        // An answer keyhost serve made carries its proof; one without came
+        // from Envoy itself, which answers 503 when it cannot connect.
+        Some(other) if proof.is_none() => Err(format!(
+            "keyhost serve could not be reached (the proxy answered {other} itself: no connection to the cluster, or it reset)"
+        )),
         Some(other) => Err(format!("keyhost serve answered {other}")),
         None => Err("keyhost serve did not answer".into()),
     }
@@ -268,6 +273,12 @@ mod tests {
             };
             assert!(e.contains(why), "{why}: {e}");
         }
+        // The proxy's own 503 (no connection to serve) says so; serve's
+        // own answer of another status is named as serve's.
+        let own = answer(&fetch, &KEY, Some("503"), None, None, Some(&have));
+        assert!(own.is_err_and(|e| e.contains("could not be reached")));
+        let served = answer(&fetch, &KEY, Some("503"), Some("x"), None, Some(&have));
+        assert!(served.is_err_and(|e| e.contains("keyhost serve answered 503")));
         assert!(answer(&fetch, &KEY, Some("401"), None, None, Some(&have)).is_err());
         assert!(answer(&fetch, &KEY, None, None, None, None).is_err());
     }

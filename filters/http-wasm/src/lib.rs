@@ -13,7 +13,7 @@ use http_wasm_guest::host::{Request, Response, admin, log};
 use http_wasm_guest::{Guest, register};
 use keyhost_core::http;
 use keyhost_core::request::{self, Checking, Seen};
-use keyhost_filter::config::{Check, inline_snapshot};
+use keyhost_filter::config::inline_snapshot;
 use keyhost_filter::{FilterConfig, Held, Outcome, Policy, RegistrySource};
 
 pub use http_wasm_guest;
@@ -52,10 +52,7 @@ fn configure<P: Policy + Default>(bytes: &[u8]) -> Result<Configured<P>, String>
     let RegistrySource::Inline(base64) = config.registry else {
         return Err("`registry.live` is for proxy-wasm hosts; give an http-wasm plugin `registry.inline` (`keyhost export traefik`)".into());
     };
-    // Its frame only, at every instance: see `Check::Frame`. The snapshot
-    // is keyhost's own, written whole by `keyhost export traefik`.
-    let snapshot =
-        inline_snapshot(&base64, Check::Frame).map_err(|e| format!("`registry.inline`: {e}"))?;
+    let snapshot = inline_snapshot(&base64).map_err(|e| format!("`registry.inline`: {e}"))?;
     let mut held = Held::new(P::default());
     held.replace(snapshot);
     Ok(Configured {

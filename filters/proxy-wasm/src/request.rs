@@ -64,6 +64,12 @@ impl<P: Policy> HttpContext for Request<P> {
                 if let Some(log) = log {
                     let _ = proxy_wasm::hostcalls::log(LogLevel::Error, &format!("keyhost: {log}"));
                 }
+                if peer.is_none()
+                    && self.checking.client_ip_header.is_none()
+                    && refusal.body.contains("\"ip_not_allowed\"")
+                {
+                    hint_untrusted_address();
+                }
                 let headers: Vec<(&str, &str)> = refusal
                     .headers
                     .iter()
@@ -89,5 +95,22 @@ impl<P: Policy> HttpContext for Request<P> {
             }
         }
         Action::Continue
+    }
+}
+
+thread_local! {
+    static HINTED_ADDRESS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Says once per VM why keys bound to addresses are all refused: the
+/// filter was given no address to believe.
+fn hint_untrusted_address() {
+    if !HINTED_ADDRESS.with(|hinted| hinted.replace(true)) {
+        let _ = proxy_wasm::hostcalls::log(
+            LogLevel::Warn,
+            "keyhost: a key bound to addresses was refused because this filter knows no client address: \
+             set trust_source_address (keyhost export envoy --trust-source-address) with Envoy's \
+             use_remote_address, or client_ip_header naming a header a proxy in front sets",
+        );
     }
 }

@@ -20,7 +20,7 @@ use keyhost_core::lookup::Lookup;
 use keyhost_core::replica_proof;
 use keyhost_core::request::Checking;
 use keyhost_core::snapshot::Snapshot;
-use keyhost_filter::config::{Check, Live, inline_snapshot, verified};
+use keyhost_filter::config::{Live, inline_snapshot, verified};
 use keyhost_filter::live::{self, Fetched};
 use keyhost_filter::{FilterConfig, Held, Policy, RegistrySource};
 use proxy_wasm::hostcalls;
@@ -385,7 +385,7 @@ impl<P: Policy + Default + 'static> RootContext for Root<P> {
         self.held.borrow_mut().forget_answers();
         self.trust_source_address = config.trust_source_address.unwrap_or(false);
         match config.registry {
-            RegistrySource::Inline(base64) => match inline_snapshot(&base64, Check::Whole) {
+            RegistrySource::Inline(base64) => match inline_snapshot(&base64) {
                 Ok(snapshot) => self.take(snapshot),
                 Err(e) => {
                     log(LogLevel::Critical, &format!("`registry.inline`: {e}"));

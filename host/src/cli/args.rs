@@ -629,6 +629,13 @@ pub struct ServeArgs {
     /// until its key expires).
     #[arg(long, default_value = "1h", value_parser = crate::time::parse_duration)]
     pub token_ttl: std::time::Duration,
+    /// A Host name to answer for (repeat for more; '*' for any). A serve on
+    /// loopback answers local names only (localhost, IP literals, one-label
+    /// names such as an nginx upstream's) and any other with 421, so that a
+    /// web page cannot reach it through DNS rebinding; beyond loopback, any
+    /// name unless this is given. /auth answers whatever the Host.
+    #[arg(long = "allowed-host", value_name = "NAME")]
+    pub allowed_hosts: Vec<String>,
 }
 
 /// `keyhost token ...`.

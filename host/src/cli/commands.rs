@@ -74,6 +74,7 @@ fn serve(registry: &Path, args: ServeArgs) -> Result<Report> {
     options.on_state_error = args.on_state_error;
     options.primary = args.primary;
     options.token_ttl = args.token_ttl;
+    options.allowed_hosts = args.allowed_hosts;
     crate::serve::run(options)?;
     Ok(Report::new(json!({ "stopped": true }), ""))
 }

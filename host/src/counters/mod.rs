@@ -36,18 +36,19 @@ pub enum Limited {
     Allowed,
     /// Used up; a use is free again after this long.
     Wait(Duration),
+    /// The shared limiter cannot be reached, and its limits fail closed.
+    Unreachable,
 }
 
 impl Counters {
     /// Takes one use of `key_id`'s `limit` (in Redis, within its timeout).
     pub async fn take(&self, key_id: &str, limit: RateLimit, now: Instant) -> Limited {
-        let outcome = match self {
-            Counters::Local { buckets, .. } => buckets.take(key_id, limit, now),
+        match self {
+            Counters::Local { buckets, .. } => match buckets.take(key_id, limit, now) {
+                Ok(()) => Limited::Allowed,
+                Err(wait) => Limited::Wait(wait),
+            },
             Counters::Redis(redis) => redis.take(key_id, limit).await,
-        };
-        match outcome {
-            Ok(()) => Limited::Allowed,
-            Err(wait) => Limited::Wait(wait),
         }
     }
 

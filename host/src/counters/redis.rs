@@ -11,10 +11,14 @@
 //! - When Redis is down or slow (past `timeout`), a rate-limit decision fails
 //!   open or closed (`OnStateError`), usage waits in memory (up to
 //!   `MAX_PENDING_KEYS` keys) until Redis is back, and `problem` says why.
+//!   Once a call has failed, checks no longer call Redis at all, so they
+//!   decide at once rather than each wait out the client's reconnection: a
+//!   probe in the background asks Redis every `PROBE_INTERVAL` until it
+//!   answers, and then checks use it again.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
@@ -23,6 +27,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Script};
 use tokio::runtime::Handle;
 
+use super::Limited;
 use super::lease::{Leases, lease_size};
 use crate::ratelimit::RateLimit;
 use crate::time::Timestamp;
@@ -58,6 +63,57 @@ impl std::str::FromStr for OnStateError {
 /// further keys are dropped (and logged).
 pub const MAX_PENDING_KEYS: usize = 100_000;
 
+/// How often a Redis known to be down is asked whether it is back.
+const PROBE_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Whether Redis answers, shared by the calls and the probe.
+#[derive(Default)]
+struct Health {
+    /// A call failed and none has succeeded since: checks skip Redis.
+    down: AtomicBool,
+    /// Why, while it is down.
+    problem: Mutex<Option<String>>,
+    errors: Counter,
+}
+
+impl Health {
+    /// Notes how a call ended: logged once when Redis goes and once when it
+    /// comes back, never per request.
+    fn note<T>(&self, result: &Result<T, String>) {
+        let mut problem = self.problem.lock().expect("problem lock");
+        match result {
+            Ok(_) => {
+                self.down.store(false, Ordering::Release);
+                if let Some(was) = problem.take() {
+                    tracing::info!("Redis is back (was: {was})");
+                }
+            }
+            Err(why) => {
+                self.errors.inc();
+                if problem.is_none() {
+                    tracing::error!(
+                        "shared state unavailable: {why}; rate limits are decided without it until it answers again"
+                    );
+                }
+                *problem = Some(why.clone());
+                self.down.store(true, Ordering::Release);
+            }
+        }
+    }
+}
+
+/// Awaits a Redis call to its end, or to `timeout`.
+async fn within<T>(
+    timeout: Duration,
+    call: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(format!("Redis: {e}")),
+        Err(_) => Err(format!("Redis did not answer within {timeout:?}")),
+    }
+}
+
 /// The names keyhost uses in Redis; one registry per database.
 const COUNTS: &str = "keyhost:usage:count";
 const LAST_USED: &str = "keyhost:usage:last";
@@ -92,8 +148,7 @@ pub struct RedisCounters {
     next_member: AtomicU64,
     leases: Leases,
     pending: Mutex<Pending>,
-    problem: Mutex<Option<String>>,
-    errors: Counter,
+    health: Arc<Health>,
     window: Script,
     merge: Script,
 }
@@ -122,6 +177,24 @@ impl RedisCounters {
         };
         let mut id = [0u8; 8];
         getrandom::fill(&mut id).expect("the operating system's random number generator failed");
+        let health = Arc::new(Health::default());
+        let probing = (redis.clone(), Arc::downgrade(&health));
+        handle.spawn(async move {
+            let (mut redis, health) = probing;
+            let mut ticks = tokio::time::interval(PROBE_INTERVAL);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let Some(health) = health.upgrade() else {
+                    return;
+                };
+                if health.down.load(Ordering::Acquire) {
+                    let ping = redis::cmd("PING");
+                    let answered = within(timeout, ping.query_async::<()>(&mut redis)).await;
+                    health.note(&answered);
+                }
+            }
+        });
         Ok(RedisCounters {
             handle,
             redis,
@@ -131,8 +204,7 @@ impl RedisCounters {
             next_member: AtomicU64::new(0),
             leases: Leases::default(),
             pending: Mutex::new(Pending::default()),
-            problem: Mutex::new(None),
-            errors: Counter::default(),
+            health,
             window: Script::new(include_str!("sliding_window.lua")),
             merge: Script::new(include_str!("merge_usage.lua")),
         })
@@ -140,7 +212,7 @@ impl RedisCounters {
 
     /// Counts calls to Redis that failed or timed out, for `/metrics`.
     pub fn error_counter(&self) -> Counter {
-        self.errors.clone()
+        self.health.errors.clone()
     }
 
     /// Runs a Redis call to its end, or to the timeout. Blocks: for callers
@@ -158,34 +230,26 @@ impl RedisCounters {
         &self,
         call: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, String> {
-        let result = match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(format!("Redis: {e}")),
-            Err(_) => Err(format!("Redis did not answer within {:?}", self.timeout)),
-        };
-        let mut problem = self.problem.lock().expect("problem lock");
-        match &result {
-            Ok(_) => {
-                if let Some(was) = problem.take() {
-                    tracing::info!("Redis is back (was: {was})");
-                }
-            }
-            Err(why) => {
-                self.errors.inc();
-                if problem.is_none() {
-                    tracing::error!("shared state unavailable: {why}");
-                }
-                *problem = Some(why.clone());
-            }
-        }
+        let result = within(self.timeout, call).await;
+        self.health.note(&result);
         result
     }
 
-    /// Takes one use of `key_id`'s rate limit; `Err` is how long to wait.
-    pub async fn take(&self, key_id: &str, limit: RateLimit) -> Result<(), Duration> {
+    /// Takes one use of `key_id`'s rate limit.
+    pub async fn take(&self, key_id: &str, limit: RateLimit) -> Limited {
         let now = Instant::now();
         if let Some(decided) = self.leases.spend(key_id, now) {
-            return decided;
+            return match decided {
+                Ok(()) => Limited::Allowed,
+                Err(wait) => Limited::Wait(wait),
+            };
+        }
+        let unreachable = match self.on_error {
+            OnStateError::Open => Limited::Allowed,
+            OnStateError::Closed => Limited::Unreachable,
+        };
+        if self.health.down.load(Ordering::Acquire) {
+            return unreachable;
         }
         let member = format!(
             "{}:{}",
@@ -210,12 +274,13 @@ impl RedisCounters {
             Ok((taken, wait)) => {
                 let wait = Duration::from_micros(wait.max(1));
                 self.leases.keep(key_id, limit, taken, wait, now);
-                if taken > 0 { Ok(()) } else { Err(wait) }
+                if taken > 0 {
+                    Limited::Allowed
+                } else {
+                    Limited::Wait(wait)
+                }
             }
-            Err(_) => match self.on_error {
-                OnStateError::Open => Ok(()),
-                OnStateError::Closed => Err(Duration::from_secs(1)),
-            },
+            Err(_) => unreachable,
         }
     }
 
@@ -268,7 +333,12 @@ impl RedisCounters {
                 .arg(serde_json::to_string(&usage.hourly).expect("a window serializes"));
         }
         self.run(async { invocation.invoke_async::<i64>(&mut redis).await })
-            .map_err(|why| anyhow!(why))?;
+            .map_err(|why| {
+                anyhow!(
+                    "{why}; the uses of {} keys wait in memory for it",
+                    self.pending_keys()
+                )
+            })?;
         self.pending.lock().expect("usage lock").in_flight = None;
         Ok(())
     }
@@ -328,6 +398,16 @@ impl RedisCounters {
 
     /// Why the shared counters may be off, if they may.
     pub fn problem(&self) -> Option<String> {
-        self.problem.lock().expect("problem lock").clone()
+        self.health.problem.lock().expect("problem lock").clone()
+    }
+
+    /// How many keys' uses wait in memory for Redis.
+    pub fn pending_keys(&self) -> usize {
+        let pending = self.pending.lock().expect("usage lock");
+        let in_flight = pending
+            .in_flight
+            .as_ref()
+            .map_or(0, |(_, batch)| batch.len());
+        pending.counting.len() + in_flight
     }
 }

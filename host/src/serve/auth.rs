@@ -155,10 +155,18 @@ pub async fn auth(
     let request = check_request(&headers, &state.auth, peer.ip(), &method, &uri);
     let key = presented_key(&headers, &state.auth);
     let evaluated = state.evaluate(key.as_deref(), &request).await;
-    verdict_response(&evaluated.verdict, evaluated.retry_after)
+    verdict_response(
+        &evaluated.verdict,
+        evaluated.retry_after,
+        request.scope.as_deref(),
+    )
 }
 
-fn verdict_response(verdict: &Verdict, retry_after: Option<std::time::Duration>) -> Response {
+fn verdict_response(
+    verdict: &Verdict,
+    retry_after: Option<std::time::Duration>,
+    scope: Option<&str>,
+) -> Response {
     match verdict {
         Verdict::Allow { key, info } => {
             // No body: what the caller needs is in the headers, and nginx
@@ -185,8 +193,8 @@ fn verdict_response(verdict: &Verdict, retry_after: Option<std::time::Duration>)
             )
                 .into_response();
             let headers = response.headers_mut();
-            if status == StatusCode::UNAUTHORIZED
-                && let Ok(value) = HeaderValue::from_str(&http::challenge(*code))
+            if let Some(challenge) = http::challenge(*code, reason, scope)
+                && let Ok(value) = HeaderValue::from_str(&challenge)
             {
                 headers.insert(header::WWW_AUTHENTICATE, value);
             }

@@ -19,7 +19,7 @@ use crate::check::CheckRequest;
 use crate::iam::{IamId, KeyKind};
 use crate::lifecycle::LifecycleError;
 use crate::registry::{Committed, Lookup, OlderCopy, Registry, Touches};
-use crate::verdict::Verdict;
+use crate::verdict::{DenyCode, Verdict};
 
 /// The service a key must be valid for to use the management API.
 pub const MANAGEMENT_SERVICE: &str = "keyhost";
@@ -63,6 +63,19 @@ impl FromRequestParts<AppState> for Caller {
         let evaluated = state.evaluate(presented.as_deref(), &request).await;
         let key = match evaluated.verdict {
             Verdict::Allow { key, .. } => key,
+            // A key of another kind lacks the management scopes because
+            // only a user's key manages keys: say the rule, not the scope.
+            Verdict::Deny {
+                code: DenyCode::InsufficientScope,
+                key: Some(key),
+                ..
+            } if key.kind != KeyKind::User => {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "refused",
+                    format!("only a user's key manages keys; this is a {} key", key.kind),
+                ));
+            }
             Verdict::Deny { code, reason, .. } => {
                 return Err(ApiError {
                     code: Some(code.as_str()),

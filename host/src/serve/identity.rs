@@ -60,12 +60,24 @@ pub async fn token(
     headers: HeaderMap,
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "send grant_type and apikey as application/x-www-form-urlencoded",
-        );
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(FormRejection::InvalidFormContentType(_)) => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "send grant_type and apikey as application/x-www-form-urlencoded",
+            );
+        }
+        // Says what is wrong with a form that was sent as one: a field
+        // given twice, a value that is not UTF-8.
+        Err(rejection) => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("the form cannot be read: {}", rejection.body_text()),
+            );
+        }
     };
     if form.grant_type.as_deref() != Some(API_KEY_GRANT) {
         return oauth_error(
@@ -118,7 +130,14 @@ pub async fn token(
                 StatusCode::SERVICE_UNAVAILABLE => "temporarily_unavailable",
                 _ => "invalid_grant",
             };
-            return oauth_error(status, error, format!("{}: {reason}", code.as_str()));
+            let mut refused = oauth_error(status, error, format!("{}: {reason}", code.as_str()));
+            // Every 429 keyhost sends says when to try again.
+            if let Some(wait) = evaluated.retry_after {
+                refused
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, super::auth::retry_after_value(wait));
+            }
+            return refused;
         }
     }
     let Some(found) = &evaluated.found else {

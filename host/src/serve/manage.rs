@@ -8,7 +8,7 @@
 //! answered once committed: an answer of failure means nothing was written.
 
 use axum::Json;
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -26,35 +26,192 @@ use crate::registry::{KeyRecord, Lookup, Touches};
 use crate::time::{self, Timestamp};
 use crate::views::{KeyView, issued_secret};
 
+/// The header a client sends to have a replica forward its write to the
+/// primary, rather than answer with a redirect it cannot follow (a page,
+/// whose fetch may not carry its credential to another origin).
+pub const FORWARD_HEADER: &str = "x-keyhost-forward";
+
+/// The most bytes of the primary's answer a forwarded write hands back
+/// (a write's answer is one key).
+const MAX_FORWARDED_ANSWER: usize = 1 << 20;
+
+/// Where a replica's writes go.
+#[derive(Clone)]
+pub struct Primary {
+    pub(super) url: Option<String>,
+    pub(super) state: AppState,
+    pub(super) client: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        axum::body::Body,
+    >,
+}
+
+impl Primary {
+    pub(super) fn new(url: Option<String>, state: AppState) -> Primary {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        Primary { url, state, client }
+    }
+}
+
 /// On a replica that does not take writes (`--primary URL`), a management
 /// write is answered `307 Temporary Redirect` to the primary, which keeps the
 /// method and body; reads are served here. Nothing is written locally.
+///
+/// A write that asks for it (`X-Keyhost-Forward: primary`, as the console
+/// sends) is forwarded instead, once this replica has checked its caller as
+/// the primary would (with the address it sees, so that a key bound to
+/// addresses is never let through by the primary seeing the replica's), and
+/// the primary's answer is handed back.
 pub async fn writes_to_primary(
-    State(primary): State<Option<String>>,
+    State(primary): State<Primary>,
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(primary) = primary.filter(|_| request.method() != Method::GET) else {
+    let Some(url) = primary
+        .url
+        .clone()
+        .filter(|_| request.method() != Method::GET)
+    else {
         return next.run(request).await;
     };
     let target = format!(
         "{}{}",
-        primary.trim_end_matches('/'),
+        url.trim_end_matches('/'),
         request
             .uri()
             .path_and_query()
             .map_or("/", |path| path.as_str())
     );
+    let forward = request
+        .headers()
+        .get(FORWARD_HEADER)
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"primary"));
+    if forward && target.starts_with("http://") {
+        return forward_to_primary(&primary, request, &target).await;
+    }
     let mut response = ApiError::new(
         StatusCode::TEMPORARY_REDIRECT,
         "not_primary",
-        format!("this replica takes no writes; send them to the primary, {primary}"),
+        format!("this replica takes no writes; send them to the primary, {url}"),
     )
     .into_response();
     if let Ok(location) = header::HeaderValue::from_str(&target) {
         response.headers_mut().insert(header::LOCATION, location);
     }
     response
+}
+
+/// Checks the caller here, then sends the write to the primary and hands
+/// its answer back.
+async fn forward_to_primary(primary: &Primary, request: Request, target: &str) -> Response {
+    let state = &primary.state;
+    let (mut parts, body) = request.into_parts();
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip());
+    if let Err(refused) = Caller::from_request_parts(&mut parts, state).await {
+        return refused.into_response();
+    }
+    let unavailable = |why: String| {
+        tracing::warn!("a write forwarded to the primary failed: {why}");
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "primary_unreachable",
+            format!("the primary could not be reached to make this write ({why}); nothing was written here"),
+        )
+        .into_response()
+    };
+    let Ok(body) = axum::body::to_bytes(body, state.max_body_bytes).await else {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the request body exceeds {} bytes", state.max_body_bytes),
+        )
+        .into_response();
+    };
+    let mut forwarded = axum::http::Request::builder()
+        .method(parts.method.clone())
+        .uri(target);
+    // What the write needs, and nothing a client could use to speak for
+    // someone else: the address is the one this replica checked.
+    for name in [header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT] {
+        if let Some(value) = parts.headers.get(&name) {
+            forwarded = forwarded.header(name, value);
+        }
+    }
+    for name in state.auth.key_headers.iter() {
+        if let Some(value) = parts.headers.get(name) {
+            forwarded = forwarded.header(name, value);
+        }
+    }
+    if let Some(peer) = peer {
+        let client = super::auth::client_ip(&parts.headers, &state.auth, peer);
+        forwarded = forwarded.header("x-forwarded-for", client.to_string());
+    }
+    let Ok(forwarded) = forwarded.body(axum::body::Body::from(body)) else {
+        return unavailable("the write could not be put into a request".into());
+    };
+    let sent = tokio::time::timeout(state.request_timeout, primary.client.request(forwarded)).await;
+    let answer = match sent {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e)) => return unavailable(format!("{e}")),
+        Err(_) => return unavailable(format!("no answer within {:?}", state.request_timeout)),
+    };
+    let (answer_parts, answer_body) = answer.into_parts();
+    let body = match axum::body::to_bytes(axum::body::Body::new(answer_body), MAX_FORWARDED_ANSWER)
+        .await
+    {
+        Ok(body) => body,
+        // The primary answered, so the write may have committed: say so.
+        Err(e) => {
+            return ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "primary_answer_lost",
+                format!("the primary's answer could not be read ({e}); look at the key before trying again"),
+            )
+            .into_response();
+        }
+    };
+    if answer_parts.status.is_success() {
+        read_own_write(state, &body).await;
+    }
+    let mut response = Response::new(axum::body::Body::from(body));
+    *response.status_mut() = answer_parts.status;
+    for name in [
+        header::CONTENT_TYPE,
+        header::CACHE_CONTROL,
+        header::PRAGMA,
+        header::RETRY_AFTER,
+        header::WWW_AUTHENTICATE,
+    ] {
+        if let Some(value) = answer_parts.headers.get(&name) {
+            response.headers_mut().insert(name, value.clone());
+        }
+    }
+    response
+}
+
+/// Waits (up to the request's deadline) until this replica has in force the
+/// revision the primary's answer names, so that what the caller reads here
+/// next holds the write it just made.
+async fn read_own_write(state: &AppState, answer: &[u8]) {
+    let Some(written) = serde_json::from_slice::<Value>(answer)
+        .ok()
+        .and_then(|answer| answer["revision"].as_u64())
+    else {
+        return;
+    };
+    let deadline = tokio::time::Instant::now() + state.request_timeout;
+    while state.shared.checker().revision() < written && tokio::time::Instant::now() < deadline {
+        let shared = state.shared.clone();
+        let _ = tokio::task::spawn_blocking(move || shared.reload_registry(false)).await;
+        if state.shared.checker().revision() < written {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
 }
 
 /// A JSON body, read before the caller's deadline. An empty body is the

@@ -8,6 +8,7 @@ mod connections;
 mod console;
 mod decision_log;
 mod errors;
+mod hosts;
 mod identity;
 mod manage;
 mod metrics;
@@ -23,7 +24,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
@@ -82,6 +83,8 @@ pub struct ServeOptions {
     pub primary: Option<String>,
     /// How long an access token from `/identity/token` lives.
     pub token_ttl: Duration,
+    /// The `Host` names answered besides the local ones (`*`: any).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl ServeOptions {
@@ -104,6 +107,7 @@ impl ServeOptions {
             on_state_error: OnStateError::Open,
             primary: None,
             token_ttl: crate::token::DEFAULT_TTL,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -145,6 +149,8 @@ pub fn run(options: ServeOptions) -> Result<()> {
     // Serve logs as it goes: a registry read or snapshot made on a reload
     // says so in the log, with no bar drawn over it.
     crate::progress::without_bars();
+    // A wrong --allowed-host is said before anything starts.
+    hosts::AllowedHosts::new(options.listen, &options.allowed_hosts).map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         // A policy call that runs long yields at every epoch tick (1 ms);
@@ -215,7 +221,7 @@ async fn serve(shared: Arc<Shared>, options: ServeOptions) -> Result<()> {
         request_timeout: options.request_timeout,
         max_body_bytes: options.max_body_bytes,
     };
-    let app = router(state, &options);
+    let app = router(state, &options)?;
     connections::serve(
         listener,
         app,
@@ -226,12 +232,16 @@ async fn serve(shared: Arc<Shared>, options: ServeOptions) -> Result<()> {
     .await;
     // A flush may wait on Redis: off the async threads.
     let flushing = shared.clone();
-    let _ = tokio::task::spawn_blocking(move || flushing.flush_usage()).await;
+    let _ = tokio::task::spawn_blocking(move || flushing.flush_last_usage()).await;
     tracing::info!("keyhost serve stopped");
     Ok(())
 }
 
-fn router(state: AppState, options: &ServeOptions) -> Router {
+fn router(state: AppState, options: &ServeOptions) -> Result<Router> {
+    let allowed_hosts = Arc::new(
+        hosts::AllowedHosts::new(options.listen, &options.allowed_hosts)
+            .map_err(anyhow::Error::msg)?,
+    );
     // Reads and checks are cut off at the request timeout. Management calls
     // are not: a write keeps to the deadline itself, up to its commit, and a
     // committed write is always answered (manage.rs).
@@ -263,12 +273,17 @@ fn router(state: AppState, options: &ServeOptions) -> Router {
         .route("/v1/keys/{id}/usage", get(manage::usage))
         .route("/v1/me", get(manage::me))
         .layer(middleware::from_fn_with_state(
-            options.primary.clone(),
+            manage::Primary::new(options.primary.clone(), state.clone()),
             manage::writes_to_primary,
         ));
-    timed
+    Ok(timed
         .merge(management)
         .merge(console::routes())
+        .route("/", get(nothing_here))
+        .layer(middleware::from_fn_with_state(
+            allowed_hosts,
+            hosts::allowed_hosts,
+        ))
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
         .layer(middleware::from_fn_with_state(
             options.max_header_bytes,
@@ -281,7 +296,29 @@ fn router(state: AppState, options: &ServeOptions) -> Router {
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }))
         .layer(middleware::from_fn(errors::json_errors))
-        .with_state(state)
+        // No answer is read as other than the type it names.
+        .layer(middleware::map_response(|mut response: Response| async {
+            response.headers_mut().insert(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
+            response
+        }))
+        .with_state(state))
+}
+
+/// `GET /`: nothing is served here; says where things are.
+async fn nothing_here() -> Response {
+    let body = json!({ "error": {
+        "kind": "not_found",
+        "message": "nothing is served at /: the console is at /console/, checks at /auth, the management API under /v1/keys, health at /healthz",
+    }});
+    let mut response = (StatusCode::NOT_FOUND, axum::Json(body)).into_response();
+    response.headers_mut().insert(
+        header::LINK,
+        HeaderValue::from_static("</console/>; rel=\"alternate\""),
+    );
+    response
 }
 
 /// Refuses requests whose headers add up to more than `max` bytes.

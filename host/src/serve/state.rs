@@ -224,16 +224,26 @@ impl Shared {
                 Some(limit) => self.counters.take(&key.key_id, limit, started).await,
                 None => Limited::Allowed,
             };
-            match (limited, limit) {
+            let refused = match (limited, limit) {
                 (Limited::Wait(wait), Some(limit)) => {
+                    Some((wait, format!("the key's rate limit of {limit} is used up")))
+                }
+                (Limited::Unreachable, _) => Some((
+                    Duration::from_secs(1),
+                    "the shared rate limiter cannot be reached, and rate limits fail closed (--on-state-error closed) until it is back".to_string(),
+                )),
+                _ => None,
+            };
+            match refused {
+                Some((wait, reason)) => {
                     retry_after = Some(wait);
                     verdict = Verdict::Deny {
                         code: DenyCode::RateLimited,
-                        reason: format!("the key's rate limit of {limit} is used up"),
+                        reason,
                         key: Some(key.clone()),
                     };
                 }
-                _ => self.counters.record(&key.key_id, Timestamp::now()),
+                None => self.counters.record(&key.key_id, Timestamp::now()),
             }
         }
         self.record(request, &verdict, started);
@@ -249,7 +259,7 @@ impl Shared {
     pub fn unkeyed(&self, request: &CheckRequest) -> Evaluated {
         let verdict = Verdict::Deny {
             code: DenyCode::NotFound,
-            reason: "no API key in the request".into(),
+            reason: keyhost_core::http::NO_KEY.into(),
             key: None,
         };
         self.record(request, &verdict, Instant::now());
@@ -428,6 +438,14 @@ impl Shared {
             Err(e) => tracing::error!("policy reload failed; keeping the previous one: {e:#}"),
         }
         self.metrics.reload("policy", ok);
+    }
+
+    /// The flush at shutdown: uses that cannot be written now are lost,
+    /// and the log says so.
+    pub fn flush_last_usage(&self) {
+        if let Err(e) = self.counters.flush() {
+            tracing::error!("stopping with uses not written, which are lost: {e:#}");
+        }
     }
 
     pub fn flush_usage(&self) {

@@ -243,11 +243,13 @@ impl SigningKeys {
     }
 
     /// Makes a new signing key. Each older key verifies for `overlap` more
-    /// (the longest a token lives). Returns the new key's id.
+    /// (the longest a token lives), to the second rounded up, so that no
+    /// token it signed stops verifying early. Returns the new key's id.
     pub fn rotate(registry: &Path, overlap: Duration, now: Timestamp) -> Result<String> {
+        let until = Timestamp::now_plus_rounded_up(overlap).max(now.plus(overlap));
         let keys = SigningKeys::change(registry, now, |stored| {
             for key in &mut stored.keys {
-                key.verify_until.get_or_insert(now.plus(overlap));
+                key.verify_until.get_or_insert(until);
             }
             stored.keys.push(new_key(now)?);
             Ok(())

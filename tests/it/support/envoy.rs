@@ -75,6 +75,17 @@ static_resources:
 {filters}  clusters:
 {clusters}"#
         );
+        Envoy::run(dir, &config, port, admin, env)
+    }
+
+    /// Envoy with the whole configuration `config`, whose listener is on
+    /// `port` (it has no admin listener, so `admin` is 0).
+    pub fn with_config(dir: &Path, config: &str, port: u16, env: &[(&str, &str)]) -> Envoy {
+        tools();
+        Envoy::run(dir, config, port, 0, env)
+    }
+
+    fn run(dir: &Path, config: &str, port: u16, admin: u16, env: &[(&str, &str)]) -> Envoy {
         let file = dir.join(format!("envoy-{port}.yaml"));
         std::fs::write(&file, config).unwrap();
         let log = dir.join(format!("envoy-{port}.log"));

@@ -182,7 +182,14 @@ pub fn decides_every_case(front: &impl Front, k: &Keys, echo: &str, label: &str)
                 ("X-Keyhost-Info-Role", "admin"),
                 // Read as X-Keyhost-* by servers that fold `_` into `-`.
                 ("X_Keyhost_Info_Role", "admin"),
+                // Read as X-Keyhost-* by servers that fold `.` too, and by
+                // those that fold a run of separators into one.
+                ("X.Keyhost.Key.Id", "kid_victim_dotted"),
+                ("X-Keyhost.Info.Role", "role_dotted"),
+                ("x_-keyhost..owner", "owner_in_a_run"),
+                ("X~Keyhost~Info~Tier", "tier_tilded"),
                 ("x_api_key", "kh_usr_forged"),
+                ("X.API.Key", "kh_usr_forged_dotted"),
             ],
         );
         assert_eq!(answer.status, 200, "{label}: {}", answer.body);
@@ -201,6 +208,14 @@ pub fn decides_every_case(front: &impl Front, k: &Keys, echo: &str, label: &str)
             answer.body
         );
         assert!(!answer.body.contains("kh_usr_forged"), "{}", answer.body);
+        for forged in [
+            "kid_victim_dotted",
+            "role_dotted",
+            "owner_in_a_run",
+            "tier_tilded",
+        ] {
+            assert!(!answer.body.contains(forged), "{label}: {}", answer.body);
+        }
         assert!(
             !seen.contains_key("authorization"),
             "the key went on: {}",
@@ -253,6 +268,13 @@ pub fn decides_every_case(front: &impl Front, k: &Keys, echo: &str, label: &str)
         assert!(
             challenge.starts_with("Bearer realm=\"keyhost\""),
             "{challenge}"
+        );
+        // RFC 6750: no error when no key was sent at all (a Basic
+        // credential is none of keyhost's).
+        assert_eq!(
+            challenge.contains("error="),
+            code == "malformed",
+            "{label}: {headers:?}: {challenge}"
         );
         assert!(
             !answer.body.contains("x-keyhost"),
@@ -309,6 +331,62 @@ pub fn decides_every_case(front: &impl Front, k: &Keys, echo: &str, label: &str)
         let answer = send(front, echo, &[("authorization", &bearer(key))]);
         assert_eq!(answer.status, 403, "{code}: {}", answer.body);
         assert_eq!(answer.code(), code);
-        assert!(!answer.headers.contains_key("www-authenticate"));
+        // RFC 6750: a 403 challenges only for a missing scope.
+        let challenge = answer.headers.get("www-authenticate");
+        if code == "insufficient_scope" {
+            let challenge = challenge.expect("a challenge on insufficient_scope");
+            assert!(
+                challenge.contains("error=\"insufficient_scope\""),
+                "{label}: {challenge}"
+            );
+        } else {
+            assert!(challenge.is_none(), "{label}: {code}: {challenge:?}");
+        }
+    }
+}
+
+/// An upstream that answers every request with its request line and every
+/// header it was given, one `name: value` line each, names as they came:
+/// what nginx's echo cannot show (nginx drops names with a `.` before its
+/// own variables see them). Serves until the test process ends.
+pub struct HeaderEcho {
+    pub port: u16,
+}
+
+impl HeaderEcho {
+    pub fn start() -> HeaderEcho {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                std::thread::spawn(move || {
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") && head.len() < 256 << 10 {
+                        match stream.read(&mut byte) {
+                            Ok(1) => head.push(byte[0]),
+                            _ => return,
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head);
+                    let mut lines = head.split("\r\n");
+                    let line = lines.next().unwrap_or_default();
+                    let mut echoed =
+                        format!("{}\n", line.rsplit_once(' ').map_or(line, |(l, _)| l));
+                    for header in lines.filter(|l| !l.is_empty()) {
+                        echoed.push_str(&format!("{header}\n"));
+                    }
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{echoed}",
+                        echoed.len()
+                    );
+                    let _ = stream.write_all(answer.as_bytes());
+                });
+            }
+        });
+        HeaderEcho { port }
     }
 }

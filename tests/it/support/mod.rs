@@ -205,6 +205,12 @@ impl Sandbox {
 }
 
 /// A running `keyhost serve`, stopped with SIGTERM when dropped.
+/// A number no other server's log of this test run has.
+fn next_log() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 pub struct Server {
     child: std::process::Child,
     pub base: String,
@@ -215,10 +221,10 @@ impl Sandbox {
     /// Starts `keyhost serve` on a free loopback port with extra `args`.
     pub fn serve(&self, args: &[&str]) -> Server {
         use std::io::BufRead;
-        let stderr_path = self
-            .dir
-            .path()
-            .join(format!("serve-{}.log", std::process::id()));
+        let stderr_path =
+            self.dir
+                .path()
+                .join(format!("serve-{}-{}.log", std::process::id(), next_log()));
         let stderr = std::fs::File::create(&stderr_path).expect("serve log");
         let mut full = vec!["serve", "--listen", "127.0.0.1:0", "--usage-flush", "1s"];
         full.extend_from_slice(args);

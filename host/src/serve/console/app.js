@@ -90,11 +90,21 @@ function plural(count, one, many = `${one}s`) {
 // ------------------------------------------------------------------- the API
 
 class ApiError extends Error {
-  constructor(status, message, stale = false) {
+  constructor(status, message, stale = false, code = null) {
     super(message);
     this.status = status;
     this.stale = stale;
+    this.code = code;
   }
+}
+
+/** Deny codes that say the caller's own key no longer works. */
+const KEY_GONE = ['disabled', 'expired', 'leaked', 'not_found', 'malformed'];
+
+/** Whether an answer says the session's key no longer works: a 401, or a
+ * refusal of the caller (not of the action) with one of KEY_GONE. */
+function endsSession(error) {
+  return error.status === 401 || (error.status === 403 && KEY_GONE.includes(error.code));
 }
 
 /** Says why an action failed, unless its session has ended since. */
@@ -135,7 +145,11 @@ async function send(path, init) {
   } catch {
     body = null;
   }
-  if (!response.ok) throw new ApiError(response.status, errorMessage(response.status, body));
+  if (!response.ok) {
+    const code = body && body.error && typeof body.error === 'object' ? body.error.code : null;
+    throw new ApiError(response.status, errorMessage(response.status, body), false,
+      typeof code === 'string' ? code : null);
+  }
   return body;
 }
 
@@ -144,6 +158,9 @@ async function api(method, path, body) {
   if (!token) throw new ApiError(401, 'you are not logged in', true);
   const asked = session;
   const headers = { Accept: 'application/json', Authorization: `Bearer ${token}` };
+  // On a replica, a write is forwarded to the primary rather than
+  // redirected there: a page cannot follow a redirect to another origin.
+  if (method !== 'GET') headers['X-Keyhost-Forward'] = 'primary';
   const init = { method, headers };
   if (body !== undefined) {
     headers['Content-Type'] = 'application/json';
@@ -154,7 +171,7 @@ async function api(method, path, body) {
     answer = await send(path, init);
   } catch (error) {
     if (asked !== session) throw new ApiError(error.status, error.message, true);
-    if (error.status === 401) {
+    if (endsSession(error)) {
       logout(`Your session has ended (${error.message}). Log in again.`);
       error.stale = true;
     }
