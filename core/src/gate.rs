@@ -57,9 +57,23 @@ impl Upstream {
                 "{shown:?} has no host, or one with credentials, spaces or control characters"
             ));
         }
-        if path.contains(|c: char| c.is_whitespace() || c.is_control() || "?#".contains(c)) {
+        // A port is digits: `http://u:pa/ss@host` is a password, not a
+        // host `u` on port `pa`.
+        let after_host = match authority.strip_prefix('[') {
+            Some(v6) => v6.split_once(']').map_or("", |(_, rest)| rest),
+            None => authority.find(':').map_or("", |at| &authority[at..]),
+        };
+        let port = after_host.strip_prefix(':');
+        let bad_port = match port {
+            Some(port) => port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()),
+            None => !after_host.is_empty(),
+        };
+        if bad_port {
+            return Err(format!("{shown:?}: the port is not a number"));
+        }
+        if path.contains(|c: char| c.is_whitespace() || c.is_control() || "?#@".contains(c)) {
             return Err(format!(
-                "{shown:?}: the upstream path may not hold a query, a fragment or spaces"
+                "{shown:?}: the upstream path may not hold a query, a fragment, an `@` or spaces"
             ));
         }
         Ok(Upstream {
@@ -76,29 +90,22 @@ impl Upstream {
     }
 }
 
-/// `url` as an error may quote it: credentials before an `@` and
-/// everything from a `?` or `#` on are replaced by `REDACTED`.
+/// `url` as an error may quote it: everything between the scheme and the
+/// last `@` (where credentials would be), and everything from a `?` or `#`
+/// on, is replaced by `REDACTED`.
 fn without_secrets(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let (rest, cut) = match rest.find(['?', '#']) {
-        Some(at) => (&rest[..at], true),
-        None => (rest, false),
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    let authority = match authority.rfind('@') {
-        Some(at) => format!("REDACTED@{}", &authority[at + 1..]),
-        None => authority.to_string(),
+    let rest = match rest.rfind('@') {
+        Some(at) => format!("REDACTED@{}", &rest[at + 1..]),
+        None => rest.to_string(),
     };
-    let scheme = if url.contains("://") {
-        format!("{scheme}://")
-    } else {
-        String::new()
-    };
-    format!(
-        "{scheme}{authority}{path}{}",
-        if cut { "?REDACTED" } else { "" }
-    )
+    match rest.find(['?', '#']) {
+        Some(at) => format!("{scheme}{}?REDACTED", &rest[..at]),
+        None => format!("{scheme}{rest}"),
+    }
 }
 
 #[cfg(test)]
@@ -114,6 +121,10 @@ mod tests {
             ("http://host/a#hunter2", "hunter2"),
             ("ftp://u:hunter2@host", "hunter2"),
             ("u:hunter2@host", "hunter2"),
+            ("http://u:pa/hunter2@host/", "hunter2"),
+            ("http://u:hunter2?ss@host", "hunter2"),
+            ("http:/u:hunter2@host", "hunter2"),
+            ("http//u:hunter2@host", "hunter2"),
         ] {
             let Err(refusal) = Upstream::parse(url) else {
                 panic!("{url} was taken")
@@ -134,12 +145,17 @@ mod tests {
         assert_eq!(up.base_path, "/static");
         assert_eq!(up.url(), "http://127.0.0.1:8080/static");
         assert!(Upstream::parse("https://example.test").unwrap().https);
+        assert!(Upstream::parse("http://[::1]:8080/x").is_ok());
+        assert!(Upstream::parse("http://host:80").is_ok());
         for bad in [
             "ftp://x",
             "http://",
             "http://u:p@host/",
             "http://h/a?b",
             "http://h o/",
+            "http://h:port/",
+            "http://[::1]x/",
+            "http://h:/",
         ] {
             assert!(Upstream::parse(bad).is_err(), "{bad}");
         }

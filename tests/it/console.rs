@@ -870,7 +870,7 @@ fn a_forwarded_write_is_checked_on_the_replica_against_the_clients_own_address()
     let mut response = http()
         .post(&replica.url("/v1/keys"))
         .header("authorization", &format!("Bearer {bound}"))
-        .header("x-keyhost-forward", "primary")
+        .header("keyhost-forward", "primary")
         .header("x-forwarded-for", "10.9.9.9")
         .send_json(json!({ "name": "sneaked", "for": "user:alice" }))
         .expect("POST");

@@ -621,9 +621,18 @@ fn a_loopback_serve_answers_only_local_host_names_but_checks_whatever_the_host()
     ] {
         assert_eq!(with_host(&server, "/healthz", &host, &[]).0, 200, "{host}");
     }
-    // A check is answered whatever the Host: proxies pass the original on.
+    // A proxy's check is answered whatever the Host: Envoy passes the
+    // original on. A browser's own request to /auth is held to the names.
     let (status, answer) = with_host(&server, "/auth", &rebound, &[("x-api-key", &key)]);
     assert_eq!(status, 200, "{answer}");
+    for marker in [
+        ("sec-fetch-site", "same-origin"),
+        ("origin", "http://rebind.example"),
+    ] {
+        let (status, answer) =
+            with_host(&server, "/auth", &rebound, &[("x-api-key", &key), marker]);
+        assert_eq!(status, 421, "{marker:?}: {answer}");
+    }
     // A name given with --allowed-host is answered.
     let named = s.serve(&["--allowed-host", "keys.example"]);
     let port = named.base.rsplit(':').next().unwrap();

@@ -66,10 +66,19 @@ pub const MAX_PENDING_KEYS: usize = 100_000;
 /// How often a Redis known to be down is asked whether it is back.
 const PROBE_INTERVAL: Duration = Duration::from_millis(200);
 
+/// Why a call to Redis failed.
+struct Failure {
+    why: String,
+    /// No answer came (a timeout, a refused or dropped connection), as
+    /// opposed to an answer that was an error: only then is Redis down.
+    unreachable: bool,
+}
+
 /// Whether Redis answers, shared by the calls and the probe.
 #[derive(Default)]
 struct Health {
-    /// A call failed and none has succeeded since: checks skip Redis.
+    /// A call found Redis unreachable and none has reached it since:
+    /// checks skip Redis.
     down: AtomicBool,
     /// Why, while it is down.
     problem: Mutex<Option<String>>,
@@ -78,9 +87,11 @@ struct Health {
 
 impl Health {
     /// Notes how a call ended: logged once when Redis goes and once when it
-    /// comes back, never per request.
-    fn note<T>(&self, result: &Result<T, String>) {
-        let mut problem = self.problem.lock().expect("problem lock");
+    /// comes back, never per request. A failure marks Redis down only when
+    /// `marks_down` (a check's or the probe's call, not a usage merge, whose
+    /// batch may be large) and Redis did not answer at all.
+    fn note<T>(&self, result: &Result<T, Failure>, marks_down: bool) {
+        let mut problem = self.problem.lock().unwrap_or_else(|e| e.into_inner());
         match result {
             Ok(_) => {
                 self.down.store(false, Ordering::Release);
@@ -88,15 +99,18 @@ impl Health {
                     tracing::info!("Redis is back (was: {was})");
                 }
             }
-            Err(why) => {
+            Err(failure) => {
                 self.errors.inc();
+                let why = &failure.why;
                 if problem.is_none() {
-                    tracing::error!(
-                        "shared state unavailable: {why}; rate limits are decided without it until it answers again"
-                    );
+                    tracing::error!("shared state unavailable: {why}");
                 }
                 *problem = Some(why.clone());
-                self.down.store(true, Ordering::Release);
+                if marks_down && failure.unreachable && !self.down.swap(true, Ordering::AcqRel) {
+                    tracing::warn!(
+                        "rate limits are decided without Redis until it answers again (asked every {PROBE_INTERVAL:?})"
+                    );
+                }
             }
         }
     }
@@ -106,13 +120,27 @@ impl Health {
 async fn within<T>(
     timeout: Duration,
     call: impl std::future::Future<Output = redis::RedisResult<T>>,
-) -> Result<T, String> {
+) -> Result<T, Failure> {
     match tokio::time::timeout(timeout, call).await {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(format!("Redis: {e}")),
-        Err(_) => Err(format!("Redis did not answer within {timeout:?}")),
+        Ok(Err(e)) => Err(Failure {
+            unreachable: e.is_io_error()
+                || e.is_timeout()
+                || e.is_connection_refusal()
+                || e.is_connection_dropped(),
+            why: format!("Redis: {e}"),
+        }),
+        Err(_) => Err(Failure {
+            why: format!("Redis did not answer within {timeout:?}"),
+            unreachable: true,
+        }),
     }
 }
+
+/// How long a usage merge may take: its batch holds every key used since
+/// the last one (up to `MAX_PENDING_KEYS` after an outage), more than a
+/// check's call.
+const MERGE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The names keyhost uses in Redis; one registry per database.
 const COUNTS: &str = "keyhost:usage:count";
@@ -191,7 +219,7 @@ impl RedisCounters {
                 if health.down.load(Ordering::Acquire) {
                     let ping = redis::cmd("PING");
                     let answered = within(timeout, ping.query_async::<()>(&mut redis)).await;
-                    health.note(&answered);
+                    health.note(&answered, true);
                 }
             }
         });
@@ -215,24 +243,29 @@ impl RedisCounters {
         self.health.errors.clone()
     }
 
-    /// Runs a Redis call to its end, or to the timeout. Blocks: for callers
-    /// off the async threads.
+    /// Runs a Redis call (a usage merge or read) to its end, or to
+    /// `MERGE_TIMEOUT`. Blocks: for callers off the async threads. Its
+    /// failure never stops checks from calling Redis.
     fn run<T>(
         &self,
         call: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, String> {
-        self.handle.block_on(self.call(call))
+        let result = self
+            .handle
+            .block_on(within(MERGE_TIMEOUT.max(self.timeout), call));
+        self.health.note(&result, false);
+        result.map_err(|failure| failure.why)
     }
 
-    /// Awaits a Redis call to its end, or to the timeout, and notes whether
-    /// Redis answered.
+    /// Awaits a check's Redis call to its end, or to the timeout, and notes
+    /// whether Redis answered.
     async fn call<T>(
         &self,
         call: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, String> {
         let result = within(self.timeout, call).await;
-        self.health.note(&result);
-        result
+        self.health.note(&result, true);
+        result.map_err(|failure| failure.why)
     }
 
     /// Takes one use of `key_id`'s rate limit.

@@ -40,6 +40,26 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
+        Caller::checked(parts, state, Counted::Yes).await
+    }
+}
+
+/// Whether a caller's check counts as a use of its key (its rate limit,
+/// usage and metrics).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Counted {
+    Yes,
+    /// A replica checking a write it forwards: the primary counts it.
+    No,
+}
+
+impl Caller {
+    /// The caller of a management request, checked as the API checks it.
+    pub(super) async fn checked(
+        parts: &Parts,
+        state: &AppState,
+        counted: Counted,
+    ) -> Result<Caller, ApiError> {
         let deadline = Instant::now() + state.request_timeout;
         let peer = parts
             .extensions
@@ -60,7 +80,10 @@ impl FromRequestParts<AppState> for Caller {
             ..CheckRequest::default()
         };
         let presented = presented_key(&parts.headers, &state.auth);
-        let evaluated = state.evaluate(presented.as_deref(), &request).await;
+        let evaluated = match counted {
+            Counted::Yes => state.evaluate(presented.as_deref(), &request).await,
+            Counted::No => state.uncounted(presented.as_deref(), &request).await,
+        };
         let key = match evaluated.verdict {
             Verdict::Allow { key, .. } => key,
             // A key of another kind lacks the management scopes because
@@ -103,9 +126,7 @@ impl FromRequestParts<AppState> for Caller {
             deadline,
         })
     }
-}
 
-impl Caller {
     /// Runs a registry change off the async threads (it locks and fsyncs),
     /// checks what it made against the caller's ceiling, commits it before
     /// the deadline or not at all, and makes it live at once.

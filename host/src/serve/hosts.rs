@@ -5,8 +5,11 @@
 //! dotted DNS name, so a loopback serve answers only the names a local
 //! caller uses, and any other with `421 Misdirected Request`.
 //!
-//! The check routes (`/auth`) are left out: their callers are proxies, and
-//! Envoy's `ext_authz` passes the original request's `Host` on.
+//! The check routes (`/auth`) take any `Host` from a caller that is not a
+//! browser: their callers are proxies, and Envoy's `ext_authz` passes the
+//! original request's `Host` on. A request a browser made itself says so
+//! (`Sec-Fetch-Site` or `Origin`, which a page cannot leave out), and is
+//! held to the names there too.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -43,7 +46,7 @@ impl AllowedHosts {
         }
         let mut names = Vec::new();
         for name in named {
-            let bare = name.trim().to_ascii_lowercase();
+            let bare = name.trim().trim_end_matches('.').to_ascii_lowercase();
             let valid = !bare.is_empty()
                 && bare
                     .bytes()
@@ -74,6 +77,7 @@ impl AllowedHosts {
             && (name.parse::<IpAddr>().is_ok()
                 || name == "localhost"
                 || name.ends_with(".localhost")
+                || name == "localhost.localdomain"
                 || (!name.is_empty() && !name.contains('.')))
     }
 }
@@ -98,13 +102,17 @@ pub async fn allowed_hosts(
     next: Next,
 ) -> Response {
     let path = request.uri().path();
-    if path == "/auth" || path.starts_with("/auth/") {
+    let from_browser = ["sec-fetch-site", "origin"]
+        .iter()
+        .any(|name| request.headers().contains_key(*name));
+    if (path == "/auth" || path.starts_with("/auth/")) && !from_browser {
         return next.run(request).await;
     }
+    // A Host that is not text is no name a local caller uses.
     let host = request
         .headers()
         .get(header::HOST)
-        .map(|value| value.to_str().unwrap_or("\u{fffd}"));
+        .map(|value| value.to_str().unwrap_or(""));
     if allowed.allows(host) {
         return next.run(request).await;
     }
@@ -145,7 +153,8 @@ mod tests {
         ] {
             assert!(!allowed.allows(Some(host)), "{host}");
         }
-        let named = AllowedHosts::new(loopback, &["Keys.Example.COM".into()]).unwrap();
+        assert!(allowed.allows(Some("localhost.localdomain:8080")));
+        let named = AllowedHosts::new(loopback, &["Keys.Example.COM.".into()]).unwrap();
         assert!(named.allows(Some("keys.example.com:443")));
         assert!(named.allows(Some("keys.example.com.")));
         assert!(!named.allows(Some("other.example.com")));

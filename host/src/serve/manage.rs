@@ -8,7 +8,7 @@
 //! answered once committed: an answer of failure means nothing was written.
 
 use axum::Json;
-use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::caller::Caller;
+use super::caller::{Caller, Counted};
 use super::errors::{ApiError, ApiResult};
 use super::identity::no_store;
 use crate::iam::{IamId, KeyKind};
@@ -28,12 +28,19 @@ use crate::views::{KeyView, issued_secret};
 
 /// The header a client sends to have a replica forward its write to the
 /// primary, rather than answer with a redirect it cannot follow (a page,
-/// whose fetch may not carry its credential to another origin).
-pub const FORWARD_HEADER: &str = "x-keyhost-forward";
+/// whose fetch may not carry its credential to another origin). Not an
+/// `X-Keyhost-*` name: those are keyhost's to set, and every proxy in
+/// front removes a client's.
+pub const FORWARD_HEADER: &str = "keyhost-forward";
 
 /// The most bytes of the primary's answer a forwarded write hands back
 /// (a write's answer is one key).
 const MAX_FORWARDED_ANSWER: usize = 1 << 20;
+
+/// How much longer than its own request timeout a replica waits for the
+/// primary's answer: the primary's deadline starts after the replica's, and
+/// a write it commits at its deadline is still answered.
+const PRIMARY_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Where a replica's writes go.
 #[derive(Clone)]
@@ -48,6 +55,13 @@ pub struct Primary {
 
 impl Primary {
     pub(super) fn new(url: Option<String>, state: AppState) -> Primary {
+        if let Some(url) = &url
+            && !plain_http(url)
+        {
+            tracing::warn!(
+                "--primary is not an http:// URL: this replica cannot forward writes to it, so the console's writes here are answered with the redirect, which a page cannot follow"
+            );
+        }
         let client =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .build_http();
@@ -55,11 +69,17 @@ impl Primary {
     }
 }
 
+/// Whether `url` is plain HTTP, the only kind a replica forwards to.
+fn plain_http(url: &str) -> bool {
+    url.get(..7)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"))
+}
+
 /// On a replica that does not take writes (`--primary URL`), a management
 /// write is answered `307 Temporary Redirect` to the primary, which keeps the
 /// method and body; reads are served here. Nothing is written locally.
 ///
-/// A write that asks for it (`X-Keyhost-Forward: primary`, as the console
+/// A write that asks for it (`Keyhost-Forward: primary`, as the console
 /// sends) is forwarded instead, once this replica has checked its caller as
 /// the primary would (with the address it sees, so that a key bound to
 /// addresses is never let through by the primary seeing the replica's), and
@@ -88,7 +108,7 @@ pub async fn writes_to_primary(
         .headers()
         .get(FORWARD_HEADER)
         .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"primary"));
-    if forward && target.starts_with("http://") {
+    if forward && plain_http(&target) {
         return forward_to_primary(&primary, request, &target).await;
     }
     let mut response = ApiError::new(
@@ -104,32 +124,27 @@ pub async fn writes_to_primary(
 }
 
 /// Checks the caller here, then sends the write to the primary and hands
-/// its answer back.
+/// its answer back. Only a write that never reached the primary is
+/// answered as not written; once it was sent, a lost answer says it may
+/// have been.
 async fn forward_to_primary(primary: &Primary, request: Request, target: &str) -> Response {
     let state = &primary.state;
-    let (mut parts, body) = request.into_parts();
+    let deadline = tokio::time::Instant::now() + state.request_timeout;
+    let (parts, body) = request.into_parts();
     let peer = parts
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|info| info.0.ip());
-    if let Err(refused) = Caller::from_request_parts(&mut parts, state).await {
+    // Checked here without counting a use: the primary counts it.
+    if let Err(refused) = Caller::checked(&parts, state, Counted::No).await {
         return refused.into_response();
     }
-    let unavailable = |why: String| {
-        tracing::warn!("a write forwarded to the primary failed: {why}");
-        ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "primary_unreachable",
-            format!("the primary could not be reached to make this write ({why}); nothing was written here"),
-        )
-        .into_response()
-    };
-    let Ok(body) = axum::body::to_bytes(body, state.max_body_bytes).await else {
-        return ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("the request body exceeds {} bytes", state.max_body_bytes),
-        )
+    let read = tokio::time::timeout_at(deadline, axum::body::to_bytes(body, state.max_body_bytes));
+    let Ok(Ok(body)) = read.await else {
+        return ApiError::bad_request(format!(
+            "the request body was not read whole: it exceeds {} bytes, was cut off, or took longer than the request timeout; nothing was written",
+            state.max_body_bytes
+        ))
         .into_response();
     };
     let mut forwarded = axum::http::Request::builder()
@@ -151,32 +166,46 @@ async fn forward_to_primary(primary: &Primary, request: Request, target: &str) -
         let client = super::auth::client_ip(&parts.headers, &state.auth, peer);
         forwarded = forwarded.header("x-forwarded-for", client.to_string());
     }
+    let not_written = |why: String| {
+        tracing::warn!("a write could not be forwarded to the primary: {why}");
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "primary_unreachable",
+            format!(
+                "the primary could not be reached to make this write ({why}); nothing was written"
+            ),
+        )
+        .into_response()
+    };
+    let maybe_written = |why: String| {
+        tracing::warn!("a write forwarded to the primary lost its answer: {why}");
+        ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "primary_answer_lost",
+            format!("the write was sent to the primary, but its answer was lost ({why}); it may have been made: look at the key before trying again"),
+        )
+        .into_response()
+    };
     let Ok(forwarded) = forwarded.body(axum::body::Body::from(body)) else {
-        return unavailable("the write could not be put into a request".into());
+        return not_written("the write could not be put into a request".into());
     };
-    let sent = tokio::time::timeout(state.request_timeout, primary.client.request(forwarded)).await;
-    let answer = match sent {
-        Ok(Ok(answer)) => answer,
-        Ok(Err(e)) => return unavailable(format!("{e}")),
-        Err(_) => return unavailable(format!("no answer within {:?}", state.request_timeout)),
-    };
+    let answer_deadline = deadline + PRIMARY_MARGIN;
+    let answer =
+        match tokio::time::timeout_at(answer_deadline, primary.client.request(forwarded)).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) if e.is_connect() => return not_written(format!("{e}")),
+            Ok(Err(e)) => return maybe_written(format!("{e}")),
+            Err(_) => return maybe_written("no answer in time".into()),
+        };
     let (answer_parts, answer_body) = answer.into_parts();
-    let body = match axum::body::to_bytes(axum::body::Body::new(answer_body), MAX_FORWARDED_ANSWER)
-        .await
-    {
-        Ok(body) => body,
-        // The primary answered, so the write may have committed: say so.
-        Err(e) => {
-            return ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "primary_answer_lost",
-                format!("the primary's answer could not be read ({e}); look at the key before trying again"),
-            )
-            .into_response();
-        }
+    let read = axum::body::to_bytes(axum::body::Body::new(answer_body), MAX_FORWARDED_ANSWER);
+    let body = match tokio::time::timeout_at(answer_deadline, read).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(e)) => return maybe_written(format!("{e}")),
+        Err(_) => return maybe_written("its body did not come in time".into()),
     };
     if answer_parts.status.is_success() {
-        read_own_write(state, &body).await;
+        read_own_write(state, &body, answer_deadline).await;
     }
     let mut response = Response::new(axum::body::Body::from(body));
     *response.status_mut() = answer_parts.status;
@@ -194,17 +223,16 @@ async fn forward_to_primary(primary: &Primary, request: Request, target: &str) -
     response
 }
 
-/// Waits (up to the request's deadline) until this replica has in force the
-/// revision the primary's answer names, so that what the caller reads here
-/// next holds the write it just made.
-async fn read_own_write(state: &AppState, answer: &[u8]) {
+/// Waits (up to `deadline`) until this replica has in force the revision
+/// the primary's answer names, so that what the caller reads here next
+/// holds the write it just made.
+async fn read_own_write(state: &AppState, answer: &[u8], deadline: tokio::time::Instant) {
     let Some(written) = serde_json::from_slice::<Value>(answer)
         .ok()
         .and_then(|answer| answer["revision"].as_u64())
     else {
         return;
     };
-    let deadline = tokio::time::Instant::now() + state.request_timeout;
     while state.shared.checker().revision() < written && tokio::time::Instant::now() < deadline {
         let shared = state.shared.clone();
         let _ = tokio::task::spawn_blocking(move || shared.reload_registry(false)).await;

@@ -139,6 +139,20 @@ impl AppState {
         let checked = self.shared.check(key, request).await;
         self.shared.finish(checked, request, started).await
     }
+
+    /// A check that is not a use of the key: no rate limit taken, no use
+    /// counted, nothing logged (a replica's check of a write it forwards;
+    /// the primary's check counts).
+    async fn uncounted(
+        &self,
+        presented: Option<&str>,
+        request: &crate::check::CheckRequest,
+    ) -> state::Evaluated {
+        match presented {
+            Some(key) => self.shared.check(key, request).await.uncounted(),
+            None => self.shared.unkeyed(request),
+        }
+    }
 }
 
 /// How many tasks a worker polls between two looks at the sockets.

@@ -49,6 +49,18 @@ pub struct Checked {
     revision: u64,
 }
 
+impl Checked {
+    /// The verdict as it stands, with no rate limit, usage or record.
+    pub fn uncounted(self) -> Evaluated {
+        Evaluated {
+            verdict: self.verdict,
+            retry_after: None,
+            found: self.found,
+            revision: self.revision,
+        }
+    }
+}
+
 /// A management write in flight, until dropped.
 pub struct WriteInFlight(Arc<Shared>);
 

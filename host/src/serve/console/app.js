@@ -160,7 +160,7 @@ async function api(method, path, body) {
   const headers = { Accept: 'application/json', Authorization: `Bearer ${token}` };
   // On a replica, a write is forwarded to the primary rather than
   // redirected there: a page cannot follow a redirect to another origin.
-  if (method !== 'GET') headers['X-Keyhost-Forward'] = 'primary';
+  if (method !== 'GET') headers['Keyhost-Forward'] = 'primary';
   const init = { method, headers };
   if (body !== undefined) {
     headers['Content-Type'] = 'application/json';
