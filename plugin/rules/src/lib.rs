@@ -188,10 +188,43 @@ fn check_source_ip(allowed: &[String], source_ip: Option<&str>) -> Result<(), De
 /// Whether a CIDR (or a bare address) contains `address`. An entry that does
 /// not parse matches nothing, so a bad entry fails closed.
 pub fn cidr_contains(entry: &str, address: IpAddr) -> bool {
-    if let Ok(net) = entry.parse::<IpNet>() {
+    if let Ok(net) = decimal_octets(entry).parse::<IpNet>() {
         return net.contains(&address);
     }
     entry.parse::<IpAddr>() == Ok(address)
+}
+
+/// A range's IPv4 octets (its own, or an IPv6 range's IPv4 tail) without
+/// their leading zeros: `010.001.002.000/24` is `10.1.2.0/24`. ipnet read
+/// such octets as decimal until 2.12.3, which refuses them; a policy built
+/// outside this workspace may link either, and must decide as keyhost
+/// does. An octet of more than three digits is left as it is (refused by
+/// both). No allocation unless an octet has a leading zero.
+fn decimal_octets(entry: &str) -> std::borrow::Cow<'_, str> {
+    let (address, prefix) = entry.split_once('/').unwrap_or((entry, ""));
+    let tail_at = address.rfind(':').map_or(0, |at| at + 1);
+    let (head, tail) = address.split_at(tail_at);
+    let padded = |octet: &str| {
+        (2..=3).contains(&octet.len())
+            && octet.starts_with('0')
+            && octet.bytes().all(|b| b.is_ascii_digit())
+    };
+    if !tail.contains('.') || !tail.split('.').any(padded) {
+        return entry.into();
+    }
+    let octets: Vec<&str> = tail
+        .split('.')
+        .map(|octet| {
+            if padded(octet) {
+                let trimmed = octet.trim_start_matches('0');
+                if trimmed.is_empty() { "0" } else { trimmed }
+            } else {
+                octet
+            }
+        })
+        .collect();
+    let slash = if entry.contains('/') { "/" } else { "" };
+    format!("{head}{}{slash}{prefix}", octets.join(".")).into()
 }
 
 /// The key's scopes narrow its identity's: a scope is granted only when the
@@ -246,6 +279,26 @@ mod tests {
 
     fn code(result: Result<(), Deny>) -> Option<DenyCode> {
         result.err().map(|deny| deny.code)
+    }
+
+    #[test]
+    fn octets_with_leading_zeros_are_read_as_decimal_whatever_ipnet_does() {
+        for (entry, read) in [
+            ("010.001.002.000/24", "10.1.2.0/24"),
+            ("::ffff:010.000.000.000/104", "::ffff:10.0.0.0/104"),
+            ("10.1.2.0/24", "10.1.2.0/24"),
+            ("00.0.0.0/0", "0.0.0.0/0"),
+            ("0010.0.0.0/8", "0010.0.0.0/8"),
+            ("010.0.0.1", "10.0.0.1"),
+            ("2001:db8::/32", "2001:db8::/32"),
+        ] {
+            assert_eq!(decimal_octets(entry), read, "{entry}");
+        }
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(cidr_contains("010.001.002.000/24", ip("10.1.2.3")));
+        assert!(!cidr_contains("0010.0.0.0/8", ip("10.0.0.1")));
+        // A bare address is read as std reads it: a leading zero is refused.
+        assert!(!cidr_contains("010.0.0.1", ip("10.0.0.1")));
     }
 
     #[test]
