@@ -376,19 +376,43 @@ fn snapshot_answer(status: &str, body: &[u8], etag: &str, proof: &str) -> Vec<u8
     response
 }
 
+/// What a filter in live mode needs: a registry with alice's key `ok`, a
+/// replica credential for Envoy, and `keyhost serve` to fetch from.
+struct Live {
+    s: Sandbox,
+    ok: (String, String),
+    credential: String,
+    serve: crate::support::Server,
+}
+
+fn live() -> Live {
+    let s = Sandbox::new().with_people();
+    let ok = s.create(&["--as", "user:alice", "--name", "ok"]);
+    let credential = s.ok(&["replica", "add", "envoy-1"])["credential"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let serve = s.serve(&[]);
+    Live {
+        s,
+        ok,
+        credential,
+        serve,
+    }
+}
+
 /// Live mode, the README's configuration as it stands: revocation and new
 /// keys reach Envoy within 2 s with no restart; with keyhost serve down,
 /// or answering with a broken snapshot, Envoy decides on the last good one
 /// and says so.
 #[test]
 fn envoy_in_live_mode_follows_the_registry_and_outlives_keyhost_serve() {
-    let s = Sandbox::new().with_people();
-    let (ok_id, ok) = s.create(&["--as", "user:alice", "--name", "ok"]);
-    let credential = s.ok(&["replica", "add", "envoy-1"])["credential"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let serve = s.serve(&[]);
+    let Live {
+        s,
+        ok: (ok_id, ok),
+        credential,
+        serve,
+    } = live();
     let keyhost_port: u16 = serve.base.rsplit(':').next().unwrap().parse().unwrap();
     let upstream = Nginx::upstream(s.dir.path());
     let wasm = policy("keyhost_proxy_wasm.wasm");
@@ -1016,13 +1040,12 @@ fn traefik_forward_auth_to_serve_passes_no_forged_identity_header_in_any_spellin
 /// decides as the README says.
 #[test]
 fn the_whole_envoy_configuration_in_the_docs_runs_as_it_stands() {
-    let s = Sandbox::new().with_people();
-    let (ok_id, ok) = s.create(&["--as", "user:alice", "--name", "ok"]);
-    let credential = s.ok(&["replica", "add", "envoy-1"])["credential"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let serve = s.serve(&[]);
+    let Live {
+        s,
+        ok: (ok_id, ok),
+        credential,
+        serve,
+    } = live();
     let keyhost_port = serve.base.rsplit(':').next().unwrap().to_string();
     let upstream = HeaderEcho::start();
     let wasm = policy("keyhost_proxy_wasm.wasm");

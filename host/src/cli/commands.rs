@@ -74,7 +74,9 @@ fn serve(registry: &Path, args: ServeArgs) -> Result<Report> {
     options.on_state_error = args.on_state_error;
     options.primary = args.primary;
     options.token_ttl = args.token_ttl;
-    options.allowed_hosts = args.allowed_hosts;
+    // A wrong --allowed-host is said before anything starts.
+    options.allowed_hosts = crate::serve::AllowedHosts::new(args.listen, &args.allowed_hosts)
+        .map_err(anyhow::Error::msg)?;
     crate::serve::run(options)?;
     Ok(Report::new(json!({ "stopped": true }), ""))
 }

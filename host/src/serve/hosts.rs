@@ -31,19 +31,36 @@ pub enum AllowedHosts {
     /// `localhost` and `*.localhost`, and a name of one label (nginx's
     /// `proxy_pass http://keyhost` sends `Host: keyhost`), none of which a
     /// page elsewhere can make its own.
-    Names { names: Vec<String>, local: bool },
+    Names {
+        /// Given with `--allowed-host`, lowercase.
+        names: Vec<String>,
+        /// Listening on loopback: the local names are taken too.
+        local: bool,
+    },
 }
 
 impl AllowedHosts {
+    /// The hosts a serve on `listen` takes with no `--allowed-host`.
+    pub fn local_to(listen: SocketAddr) -> AllowedHosts {
+        if listen.ip().is_loopback() {
+            AllowedHosts::Names {
+                names: Vec::new(),
+                local: true,
+            }
+        } else {
+            AllowedHosts::Any
+        }
+    }
+
     /// The hosts a serve on `listen` takes, given `--allowed-host` values.
     pub fn new(listen: SocketAddr, named: &[String]) -> Result<AllowedHosts, String> {
         if named.iter().any(|name| name == "*") {
             return Ok(AllowedHosts::Any);
         }
-        let local = listen.ip().is_loopback();
-        if named.is_empty() && !local {
-            return Ok(AllowedHosts::Any);
+        if named.is_empty() {
+            return Ok(AllowedHosts::local_to(listen));
         }
+        let local = listen.ip().is_loopback();
         let mut names = Vec::new();
         for name in named {
             let bare = name.trim().trim_end_matches('.').to_ascii_lowercase();
@@ -102,10 +119,11 @@ pub async fn allowed_hosts(
     next: Next,
 ) -> Response {
     let path = request.uri().path();
-    let from_browser = ["sec-fetch-site", "origin"]
-        .iter()
-        .any(|name| request.headers().contains_key(*name));
-    if (path == "/auth" || path.starts_with("/auth/")) && !from_browser {
+    let exempt = (path == "/auth" || path.starts_with("/auth/"))
+        && !["sec-fetch-site", "origin"]
+            .iter()
+            .any(|name| request.headers().contains_key(*name));
+    if exempt {
         return next.run(request).await;
     }
     // A Host that is not text is no name a local caller uses.

@@ -36,6 +36,7 @@ use tower_http::timeout::TimeoutLayer;
 pub use auth::AuthSettings;
 pub use connections::ConnectionLimits;
 use decision_log::DecisionLog;
+pub use hosts::AllowedHosts;
 use state::{PolicySource, Shared};
 
 use crate::counters::{Counters, OnStateError, RedisCounters};
@@ -83,8 +84,8 @@ pub struct ServeOptions {
     pub primary: Option<String>,
     /// How long an access token from `/identity/token` lives.
     pub token_ttl: Duration,
-    /// The `Host` names answered besides the local ones (`*`: any).
-    pub allowed_hosts: Vec<String>,
+    /// The `Host` names answered.
+    pub allowed_hosts: AllowedHosts,
 }
 
 impl ServeOptions {
@@ -107,7 +108,7 @@ impl ServeOptions {
             on_state_error: OnStateError::Open,
             primary: None,
             token_ttl: crate::token::DEFAULT_TTL,
-            allowed_hosts: Vec::new(),
+            allowed_hosts: AllowedHosts::local_to(listen),
         }
     }
 }
@@ -163,8 +164,6 @@ pub fn run(options: ServeOptions) -> Result<()> {
     // Serve logs as it goes: a registry read or snapshot made on a reload
     // says so in the log, with no bar drawn over it.
     crate::progress::without_bars();
-    // A wrong --allowed-host is said before anything starts.
-    hosts::AllowedHosts::new(options.listen, &options.allowed_hosts).map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         // A policy call that runs long yields at every epoch tick (1 ms);
@@ -235,7 +234,7 @@ async fn serve(shared: Arc<Shared>, options: ServeOptions) -> Result<()> {
         request_timeout: options.request_timeout,
         max_body_bytes: options.max_body_bytes,
     };
-    let app = router(state, &options)?;
+    let app = router(state, &options);
     connections::serve(
         listener,
         app,
@@ -251,11 +250,8 @@ async fn serve(shared: Arc<Shared>, options: ServeOptions) -> Result<()> {
     Ok(())
 }
 
-fn router(state: AppState, options: &ServeOptions) -> Result<Router> {
-    let allowed_hosts = Arc::new(
-        hosts::AllowedHosts::new(options.listen, &options.allowed_hosts)
-            .map_err(anyhow::Error::msg)?,
-    );
+fn router(state: AppState, options: &ServeOptions) -> Router {
+    let allowed_hosts = Arc::new(options.allowed_hosts.clone());
     // Reads and checks are cut off at the request timeout. Management calls
     // are not: a write keeps to the deadline itself, up to its commit, and a
     // committed write is always answered (manage.rs).
@@ -290,7 +286,7 @@ fn router(state: AppState, options: &ServeOptions) -> Result<Router> {
             manage::Primary::new(options.primary.clone(), state.clone()),
             manage::writes_to_primary,
         ));
-    Ok(timed
+    timed
         .merge(management)
         .merge(console::routes())
         .route("/", get(nothing_here))
@@ -318,7 +314,7 @@ fn router(state: AppState, options: &ServeOptions) -> Result<Router> {
             );
             response
         }))
-        .with_state(state))
+        .with_state(state)
 }
 
 /// `GET /`: nothing is served here; says where things are.
