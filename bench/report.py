@@ -55,6 +55,12 @@ def wrk_side(name):
     return spread(values, values)
 
 
+def latency_side(name):
+    """The 99th percentile of latency in µs, one value per round."""
+    values = [float(v) for v in (work / f"p99-{name}.txt").read_text().split()]
+    return spread(values, values)
+
+
 def cpu_side(name):
     """Core-µs per request, one value per round."""
     values = [float(v) for v in (work / f"cpu-filter-{name}.txt").read_text().split()]
@@ -74,7 +80,7 @@ def kib_as_mib_side(file):
 
 
 def show(side, unit):
-    digits = 0 if unit in ("req/s", "bytes") else 1 if unit in ("ns", "core-µs") else 2
+    digits = 0 if unit in ("req/s", "bytes", "µs") else 1 if unit in ("ns", "core-µs") else 2
     return " / ".join(f"{v:,.{digits}f}" for v in side[:3]) + f" {unit}"
 
 
@@ -185,6 +191,22 @@ rows += [
 rows.append(
     row("`keyhost serve` /auth with the Python policy vs with the Rust default policy (1k keys, wrk)", "report", "report", None,
         lambda: wrk_side("serve-python"), lambda: wrk_side("serve-rust"), "req/s"))
+rows += [
+    row("`keyhost serve` /auth (one key, the default policy) vs bare hyper", "≥ 75%", "ge", 0.75,
+        lambda: wrk_side("serve-keyhost"), lambda: wrk_side("serve-hyper"), "req/s"),
+    row("`keyhost serve` /auth vs serve's own stack answering 200 without a check", "≥ 85%", "ge", 0.85,
+        lambda: wrk_side("serve-keyhost"), lambda: wrk_side("serve-stack"), "req/s"),
+    row("floor: serve's own stack answering 200 vs bare hyper", "report", "report", None,
+        lambda: wrk_side("serve-stack"), lambda: wrk_side("serve-hyper"), "req/s"),
+    row("nginx `auth_request` → keyhost vs nginx `auth_request` → nginx `return 200`", "≥ 85%", "ge", 0.85,
+        lambda: wrk_side("serve-nginx-auth-keyhost"), lambda: wrk_side("serve-nginx-auth-nginx"), "req/s"),
+    row("Envoy `ext_authz` → keyhost vs Envoy `ext_authz` → nginx `return 200`", "≥ 85%", "ge", 0.85,
+        lambda: wrk_side("serve-envoy-authz-keyhost"), lambda: wrk_side("serve-envoy-authz-nginx"), "req/s"),
+    row("`keyhost serve` p99 latency vs bare hyper's, same load", "≤ 2×", "le", 2.0,
+        lambda: latency_side("serve-keyhost"), lambda: latency_side("serve-hyper"), "µs"),
+    row("`keyhost serve` /auth with `--decision-log` vs without", "≥ 90%", "ge", 0.9,
+        lambda: wrk_side("serve-keyhost-logged"), lambda: wrk_side("serve-keyhost"), "req/s"),
+]
 rows = [r for r in rows if r is not None]
 
 print("| what | goal | keyhost side (min / median / max) | baseline (min / median / max) | ratio | met |")

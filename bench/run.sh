@@ -16,7 +16,10 @@
 # `bench/run.sh filters` only those of the filters in Envoy and Traefik;
 # `bench/run.sh writes` only the two `create` rows (and the check at 10k
 # keys the second is measured against); `bench/run.sh contract` only the
-# candidate shapes of contract 0.2's call and serve with the Python policy.
+# candidate shapes of contract 0.2's call and serve with the Python policy;
+# `bench/run.sh serve` only serve's own cost against its floors (bare
+# hyper, serve's middleware alone) and the auth_request and ext_authz
+# ceilings.
 set -euo pipefail
 only="${1:-all}"
 cd "$(dirname "$0")/.."
@@ -571,6 +574,150 @@ contract_rows() {
   trap - EXIT
 }
 
+# serve's own cost: `keyhost serve` /auth (1k keys, one key, the default
+# policy) against two floors on the same hyper, axum and tokio
+# (bench/serve-floor: bare hyper answering an empty 200, and serve's own
+# accept loop and middleware answering 200 without a check), with the
+# decision log on and off; nginx `auth_request` and Envoy `ext_authz` to
+# keyhost against the same to nginx's `return 200` (the ceiling of any
+# backend of theirs). wrk -t2 -c32, unpinned, three interleaved rounds of
+# 4 s; p99 latency beside bare hyper's.
+serve_rows() {
+  local sw="$work/serve" base=18540 pids=()
+  local venv="$root/target/foreign/venv"
+  "$root/tests/foreign/setup.sh"
+  rm -rf "$sw" && mkdir -p "$sw/www"
+  printf 'ok\n' >"$sw/www/index.html"
+  registries 1000
+  cargo build -q --release -p keyhost-bench-serve-floor
+  local secret_1k up=$base hyper=$((base + 1)) stack=$((base + 2)) serve=$((base + 3)) logged=$((base + 4))
+  local ngx_nginx=$((base + 5)) ngx_keyhost=$((base + 6)) envoy_nginx=$((base + 7)) envoy_keyhost=$((base + 8))
+  secret_1k="$(head -n 1 "$work/1000.secrets")"
+  trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+  started() { # PORT LOG: waits for the first line that names the address
+    for _ in $(seq 1 300); do grep -q listening "$2" 2>/dev/null && return; sleep 0.1; done
+    say "the server on $1 did not start"; cat "$2" >&2; exit 1
+  }
+  "$root/target/release/bare-hyper" "127.0.0.1:$hyper" >"$sw/hyper.out" 2>&1 &
+  pids+=($!); started $hyper "$sw/hyper.out"
+  "$root/target/release/serve-stack" "127.0.0.1:$stack" >"$sw/stack.out" 2>&1 &
+  pids+=($!); started $stack "$sw/stack.out"
+  "$kh" --registry "$work/1000.toml" serve --listen "127.0.0.1:$serve" >"$sw/serve.out" 2>"$sw/serve.log" &
+  pids+=($!); started $serve "$sw/serve.out"
+  "$kh" --registry "$work/1000.toml" serve --listen "127.0.0.1:$logged" \
+    --decision-log "$sw/decisions.jsonl" >"$sw/logged.out" 2>"$sw/logged.log" &
+  pids+=($!); started $logged "$sw/logged.out"
+  auth_location() { # UPSTREAM: nginx's auth_request snippet, to that upstream
+    cat <<NGINX
+        location = /_auth {
+            internal;
+            proxy_pass http://$1/auth;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-URI \$request_uri;
+            proxy_set_header X-Original-Method \$request_method;
+            proxy_set_header X-Forwarded-For \$remote_addr;
+        }
+        location / { auth_request /_auth; root $sw/www; }
+NGINX
+  }
+  cat >"$sw/nginx.conf" <<NGINX
+daemon off;
+user $(id -un);
+worker_processes auto;
+pid $sw/nginx.pid;
+error_log $sw/nginx-error.log;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $sw/body;
+    proxy_temp_path $sw/proxy;
+    fastcgi_temp_path $sw/fastcgi;
+    uwsgi_temp_path $sw/uwsgi;
+    scgi_temp_path $sw/scgi;
+    upstream nginx { server 127.0.0.1:$up; keepalive 64; }
+    upstream keyhost { server 127.0.0.1:$serve; keepalive 64; }
+    server { listen 127.0.0.1:$up; location / { return 200; } }
+    server { listen 127.0.0.1:$ngx_nginx; $(auth_location nginx) }
+    server { listen 127.0.0.1:$ngx_keyhost; $(auth_location keyhost) }
+}
+NGINX
+  "$nginx_bin" -c "$sw/nginx.conf" -p "$sw" 2>>"$sw/nginx-error.log" &
+  pids+=($!)
+  envoy_ext_authz() { # PORT AUTH_PORT
+    cat >"$sw/envoy-$1.yaml" <<YAML
+static_resources:
+  listeners:
+  - name: main
+    address: { socket_address: { address: 127.0.0.1, port_value: $1 } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          use_remote_address: true
+          route_config:
+            virtual_hosts:
+            - { name: app, domains: ["*"], routes: [{ match: { prefix: "/" }, route: { cluster: app } }] }
+          http_filters:
+          - name: envoy.filters.http.ext_authz
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
+              allowed_headers:
+                patterns: [{ exact: authorization }, { exact: x-api-key }, { exact: x-forwarded-for }]
+              http_service:
+                server_uri: { uri: 127.0.0.1:$2, cluster: auth, timeout: 0.25s }
+                path_prefix: /auth
+                authorization_response:
+                  allowed_upstream_headers:
+                    patterns: [{ prefix: x-keyhost- }]
+          - { name: envoy.filters.http.router, typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router } }
+  clusters:
+  - { name: app, type: STATIC, connect_timeout: 1s, load_assignment: { cluster_name: app, endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $up } } } }] }] } }
+  - { name: auth, type: STATIC, connect_timeout: 1s, load_assignment: { cluster_name: auth, endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $2 } } } }] }] } }
+YAML
+    "$venv/bin/envoy" -c "$sw/envoy-$1.yaml" --concurrency 2 -l error --disable-hot-restart \
+      >"$sw/envoy-$1.log" 2>&1 &
+    pids+=($!)
+  }
+  envoy_ext_authz $envoy_nginx $up
+  envoy_ext_authz $envoy_keyhost $serve
+  local sides=("hyper:$hyper/" "stack:$stack/auth" "keyhost:$serve/auth" "keyhost-logged:$logged/auth"
+    "nginx-auth-nginx:$ngx_nginx/" "nginx-auth-keyhost:$ngx_keyhost/"
+    "envoy-authz-nginx:$envoy_nginx/" "envoy-authz-keyhost:$envoy_keyhost/")
+  local side url code
+  for side in "${sides[@]}"; do
+    url="http://127.0.0.1:${side#*:}"
+    for _ in $(seq 1 100); do
+      code="$(curl -s -o /dev/null -w '%{http_code}' -H "X-API-Key: $secret_1k" "$url")"
+      [ "$code" = 200 ] && break; sleep 0.1
+    done
+    [ "$code" = 200 ] || { say "${side%%:*} answered $code, not 200"; exit 1; }
+    [[ "${side%%:*}" == *keyhost* ]] && { [ "$(curl -s -o /dev/null -w '%{http_code}' -H "X-API-Key: kh_usr_wrong" "$url")" != 200 ] ||
+      { say "${side%%:*} let a wrong key through"; exit 1; }; }
+    wrk -t2 -c32 -d1s -H "X-API-Key: $secret_1k" "$url" >/dev/null
+  done
+  rm -f "$work"/wrk-serve-*.txt "$work"/p99-serve-*.txt
+  local round out
+  for round in 1 2 3; do
+    say "serve rows: wrk round $round of 3"
+    for side in "${sides[@]}"; do
+      out="$(wrk -t2 -c32 -d4s --latency -H "X-API-Key: $secret_1k" "http://127.0.0.1:${side#*:}")"
+      if grep -q "Non-2xx" <<<"$out"; then say "${side%%:*}: some responses were not 2xx"; echo "$out" >&2; exit 1; fi
+      awk '/Requests\/sec/ {print $2}' <<<"$out" >>"$work/wrk-serve-${side%%:*}.txt"
+      # wrk prints the 99th percentile as 1.23ms, 456.78us or 1.02s: in µs.
+      awk '$1 == "99%" { v = $2; u = 1; if (v ~ /ms$/) u = 1000; else if (v ~ /us$/) u = 1; else if (v ~ /s$/) u = 1000000;
+        sub(/[a-z]+$/, "", v); print v * u }' <<<"$out" >>"$work/p99-serve-${side%%:*}.txt"
+    done
+  done
+  kill "${pids[@]}" 2>/dev/null || true
+  wait "${pids[@]}" 2>/dev/null || true
+  trap - EXIT
+}
+
 check_args=(check --service billing --scope read --ip 10.1.2.3)
 case "$only" in
   all) ;;
@@ -579,7 +726,8 @@ case "$only" in
   filters) filter_rows ;;
   writes) write_rows ;;
   contract) contract_rows ;;
-  *) say "usage: bench/run.sh [replicas|gate|filters|writes|contract]"; exit 2 ;;
+  serve) serve_rows ;;
+  *) say "usage: bench/run.sh [replicas|gate|filters|writes|contract|serve]"; exit 2 ;;
 esac
 if [ "$only" != all ]; then
   python3 "$root/bench/report.py" "$work" "$root/target/criterion"
@@ -735,5 +883,6 @@ replica_rows
 gate_rows
 filter_rows
 contract_rows
+serve_rows
 
 python3 "$root/bench/report.py" "$work" "$root/target/criterion"

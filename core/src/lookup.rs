@@ -2,7 +2,8 @@
 //! secret. The host's loaded registry and every snapshot reader (the host's
 //! file, the gate's data component) answer it, so the check is written once.
 
-use std::borrow::Cow;
+use std::ops::Deref;
+use std::sync::Arc;
 
 use anyhow::Result;
 
@@ -15,9 +16,9 @@ pub struct Found<'a> {
     /// Where the key sits in its registry's `keys`.
     pub position: usize,
     /// The key's record.
-    pub key: Cow<'a, KeyRecord>,
+    pub key: Lent<'a, KeyRecord>,
     /// The key's identity; none if it no longer exists.
-    pub identity: Option<Cow<'a, Identity>>,
+    pub identity: Option<Lent<'a, Identity>>,
     /// Set when the secret is a rotated-out one, valid until then.
     pub retired_until: Option<Timestamp>,
 }
@@ -43,11 +44,55 @@ impl Found<'_> {
     pub fn into_owned(self) -> Found<'static> {
         Found {
             position: self.position,
-            key: Cow::Owned(self.key.into_owned()),
-            identity: self
-                .identity
-                .map(|identity| Cow::Owned(identity.into_owned())),
+            key: self.key.into_static(),
+            identity: self.identity.map(Lent::into_static),
             retired_until: self.retired_until,
+        }
+    }
+}
+
+/// A record as a lookup gives it: lent by the registry that holds it,
+/// decoded for this caller alone, or shared from records kept decoded
+/// (which a caller keeps past the lookup without a copy).
+#[derive(Debug)]
+pub enum Lent<'a, T> {
+    /// Held by the registry.
+    Borrowed(&'a T),
+    /// Decoded for this lookup.
+    Owned(T),
+    /// Kept decoded, shared.
+    Shared(Arc<T>),
+}
+
+impl<T: Clone> Lent<'_, T> {
+    /// The record itself, copied unless this lookup decoded it.
+    pub fn into_owned(self) -> T {
+        match self {
+            Lent::Borrowed(record) => record.clone(),
+            Lent::Owned(record) => record,
+            Lent::Shared(record) => Arc::unwrap_or_clone(record),
+        }
+    }
+
+    /// The same record, free of the registry it was lent from: a borrowed
+    /// one is copied, a shared one is not.
+    pub fn into_static(self) -> Lent<'static, T> {
+        match self {
+            Lent::Borrowed(record) => Lent::Owned(record.clone()),
+            Lent::Owned(record) => Lent::Owned(record),
+            Lent::Shared(record) => Lent::Shared(record),
+        }
+    }
+}
+
+impl<T> Deref for Lent<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        match self {
+            Lent::Borrowed(record) => record,
+            Lent::Owned(record) => record,
+            Lent::Shared(record) => record,
         }
     }
 }

@@ -19,7 +19,6 @@
 //! (a token's key by id, a user's keys, an identity), so that it too reads
 //! the snapshot where it lies rather than the whole registry.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 use anyhow::{Context, Result, bail};
@@ -27,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::lookup::{Found, Lookup};
+use crate::lookup::{Found, Lent, Lookup};
 use crate::record::{Identity, KeyRecord, secret_hashes};
 use crate::time::Timestamp;
 
@@ -493,8 +492,8 @@ impl<S: ReadAt> Snapshot<S> {
             if record.key.id == id {
                 return Ok(Some(Found {
                     position: usize::try_from(position).context("key position")?,
-                    key: Cow::Owned(record.key),
-                    identity: record.identity.map(Cow::Owned),
+                    key: Lent::Owned(record.key),
+                    identity: record.identity.map(Lent::Owned),
                     retired_until: None,
                 }));
             }
@@ -588,8 +587,8 @@ impl<S: ReadAt> Snapshot<S> {
         let record: SnapshotKey = self.record(offset, len)?;
         Ok(Found {
             position: usize::try_from(position).context("key position")?,
-            key: Cow::Owned(record.key),
-            identity: record.identity.map(Cow::Owned),
+            key: Lent::Owned(record.key),
+            identity: record.identity.map(Lent::Owned),
             retired_until: (retired != NOT_RETIRED).then_some(Timestamp(retired)),
         })
     }

@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crate::support::nginx::Nginx;
-use crate::support::{Sandbox, Server, decisions, http};
+use crate::support::{Sandbox, Server, decision_log, decisions, http};
 use serde_json::{Value, json};
 
 /// `method path` with the key as a bearer token and an optional JSON body;
@@ -295,7 +295,7 @@ fn through_nginx_a_client_cannot_forge_the_method_path_address_or_scope() {
         "the client's X-Keyhost-Key-Id never reaches the upstream: {}",
         answer.body
     );
-    let entry = decisions(&log).pop().unwrap();
+    let entry = decisions(&log, 1).pop().unwrap();
     assert_eq!(
         (entry["method"].as_str(), entry["path"].as_str()),
         (Some("DELETE"), Some("/admin/x"))
@@ -620,7 +620,7 @@ fn the_decision_log_holds_every_decision_and_no_secret() {
         "a key in the query is no key"
     );
     let _ = response.body_mut().read_to_string();
-    let text = std::fs::read_to_string(&log).unwrap();
+    let text = decision_log(&log, 1);
     assert!(!text.contains(&key), "the secret reached the log: {text}");
     let entry: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert_eq!(
@@ -642,11 +642,18 @@ fn the_decision_log_holds_every_decision_and_no_secret() {
             .unwrap();
         let _ = response.body_mut().read_to_string();
     }
-    let text = std::fs::read_to_string(&log).unwrap();
+    let text = decision_log(&log, 4);
     assert_eq!(text.lines().count(), 4, "{text}");
     assert!(
         !text.contains(&key[7..]),
         "the secret reached the log: {text}"
+    );
+    // Nothing was dropped, and /metrics says so.
+    let mut response = http().get(server.url("/metrics")).call().unwrap();
+    let metrics = response.body_mut().read_to_string().unwrap();
+    assert!(
+        metrics.contains("keyhost_decision_log_dropped_total 0"),
+        "{metrics}"
     );
 }
 
@@ -1324,6 +1331,6 @@ fn allow_info_reaches_the_caller_of_auth_verify_and_check_cleaned() {
         .unwrap();
     let body: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
     assert_eq!(body["info"]["tier"], "gold", "{body}");
-    let entry = &decisions(&log)[0];
+    let entry = &decisions(&log, 1)[0];
     assert_eq!(entry["info"][0], json!(["tier", "gold"]), "{entry}");
 }

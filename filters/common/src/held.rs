@@ -1,7 +1,6 @@
 //! The snapshot a filter has in force and its policy, configured for that
 //! snapshot's settings; and one request checked against them.
 
-use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -9,7 +8,7 @@ use std::rc::Rc;
 
 use keyhost_core::http;
 use keyhost_core::key_format;
-use keyhost_core::lookup::{Found, Lookup};
+use keyhost_core::lookup::{Found, Lent, Lookup};
 use keyhost_core::record::{Identity, KeyRecord};
 use keyhost_core::request::{self, Checking, Refusal, Seen};
 use keyhost_core::snapshot::Snapshot;
@@ -141,8 +140,8 @@ impl Lookup for Remembering<'_> {
         if let Some(decoded) = self.decoded.get(hash) {
             return Ok(Some(Found {
                 position: decoded.position,
-                key: Cow::Borrowed(&decoded.key),
-                identity: decoded.identity.as_ref().map(Cow::Borrowed),
+                key: Lent::Borrowed(&decoded.key),
+                identity: decoded.identity.as_ref().map(Lent::Borrowed),
                 retired_until: decoded.retired_until,
             }));
         }
@@ -152,13 +151,13 @@ impl Lookup for Remembering<'_> {
         let decoded = Decoded {
             position: found.position,
             key: found.key.into_owned(),
-            identity: found.identity.map(Cow::into_owned),
+            identity: found.identity.map(Lent::into_owned),
             retired_until: found.retired_until,
         };
         let answer = Found {
             position: decoded.position,
-            key: Cow::Owned(decoded.key.clone()),
-            identity: decoded.identity.clone().map(Cow::Owned),
+            key: Lent::Owned(decoded.key.clone()),
+            identity: decoded.identity.clone().map(Lent::Owned),
             retired_until: decoded.retired_until,
         };
         *self.fresh.borrow_mut() = Some((*hash, decoded));

@@ -26,6 +26,7 @@ use anyhow::{Context, Result};
 use keyhost_core::snapshot::{self, Contents, ReadAt, Snapshot};
 
 use super::changes::Changes;
+use super::decoded::DecodedKeys;
 use super::{Found, Identity, KeyRecord, Lookup, Registry, RegistryFile};
 use crate::durable;
 use crate::iam::IamId;
@@ -85,6 +86,8 @@ pub struct CompactRegistry {
     mapped: Option<(File, Mutex<FileStamp>)>,
     /// The snapshot of the registry's changes file, laid over this one.
     changes: Option<ChangesSnapshot>,
+    /// Keys found lately, decoded; emptied whenever `changes` is set.
+    decoded: DecodedKeys,
 }
 
 /// What stands of a registry's changes, checked: their keys, with the
@@ -321,7 +324,7 @@ impl CompactRegistry {
                 (Snapshot::open(SnapshotBytes::Made(bytes))?, stamp)
             }
         };
-        self.changes = Some(ChangesSnapshot::of(snapshot, &self.snapshot));
+        self.lay_over(snapshot);
         Ok((self, stamp))
     }
 
@@ -405,8 +408,15 @@ impl CompactRegistry {
         keep_changes_snapshot(&kept, registry_path, stamp, &bytes);
         let snapshot =
             Snapshot::open(SnapshotBytes::Made(bytes)).expect("a snapshot made here opens");
-        self.changes = Some(ChangesSnapshot::of(snapshot, &self.snapshot));
+        self.lay_over(snapshot);
         self
+    }
+
+    /// Lays the snapshot of changes over this one; what was decoded of
+    /// the registry before them may no longer stand.
+    fn lay_over(&mut self, changes: Snapshot<SnapshotBytes>) {
+        self.changes = Some(ChangesSnapshot::of(changes, &self.snapshot));
+        self.decoded = DecodedKeys::default();
     }
 
     /// Whether changes are laid over the registry file's snapshot.
@@ -477,6 +487,7 @@ impl CompactRegistry {
             damaged: AtomicBool::new(false),
             mapped: mapped.map(|(file, stamp)| (file, Mutex::new(stamp))),
             changes: None,
+            decoded: DecodedKeys::default(),
         }
     }
 
@@ -730,6 +741,22 @@ impl Lookup for CompactRegistry {
     }
 
     fn find(&self, hash: &[u8; 32]) -> Result<Option<Found<'_>>> {
+        if let Some(found) = self.decoded.get(hash) {
+            return Ok(Some(found));
+        }
+        let found = self.find_in_snapshots(hash)?;
+        Ok(found.map(|found| self.decoded.keep(hash, found)))
+    }
+
+    fn find_by_id(&self, id: &str) -> Result<Option<Found<'_>>> {
+        self.noted(self.key_by_id(id))
+    }
+}
+
+impl CompactRegistry {
+    /// The key `hash` finds in the snapshot of changes, else in the
+    /// file's, decoded now.
+    fn find_in_snapshots(&self, hash: &[u8; 32]) -> Result<Option<Found<'_>>> {
         if let Some(changes) = &self.changes
             && let Some(found) = changes.snapshot.find(hash)?
         {
@@ -741,10 +768,6 @@ impl Lookup for CompactRegistry {
                 .as_ref()
                 .is_none_or(|changes| !changes.superseded.contains(&found.key.id))
         }))
-    }
-
-    fn find_by_id(&self, id: &str) -> Result<Option<Found<'_>>> {
-        self.noted(self.key_by_id(id))
     }
 }
 

@@ -1,12 +1,11 @@
 //! A registry loaded in memory, with its hash index and its identities by
 //! IAM id: what `keyhost serve` checks against.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 use anyhow::Result;
 
-use super::{Found, Identity, KeyIndex, KeyRecord, Lookup, Registry};
+use super::{Found, Identity, KeyIndex, KeyRecord, Lent, Lookup, Registry};
 
 /// A loaded registry, indexed for checks.
 pub struct LoadedRegistry {
@@ -72,8 +71,8 @@ impl Lookup for LoadedRegistry {
             let key = &self.registry.keys[matched.key];
             Found {
                 position: matched.key,
-                key: Cow::Borrowed(key),
-                identity: self.identity_of(key).map(Cow::Borrowed),
+                key: Lent::Borrowed(key),
+                identity: self.identity_of(key).map(Lent::Borrowed),
                 retired_until: matched.retired_until,
             }
         }))
@@ -82,8 +81,8 @@ impl Lookup for LoadedRegistry {
     fn find_by_id(&self, id: &str) -> Result<Option<Found<'_>>> {
         Ok(self.key_by_id(id).map(|(position, key)| Found {
             position,
-            key: Cow::Borrowed(key),
-            identity: self.identity_of(key).map(Cow::Borrowed),
+            key: Lent::Borrowed(key),
+            identity: self.identity_of(key).map(Lent::Borrowed),
             retired_until: None,
         }))
     }

@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use super::{CompactRegistry, LoadedRegistry, RegistryFile};
 
-pub use keyhost_core::lookup::{Found, Lookup};
+pub use keyhost_core::lookup::{Found, Lent, Lookup};
 
 /// What a one-shot check reads: the registry's compact index in
 /// `cache_root`, rebuilt first when it is missing or stale, or, when no

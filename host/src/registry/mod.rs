@@ -3,6 +3,7 @@
 
 mod changes;
 mod compact;
+mod decoded;
 mod file;
 mod index;
 mod loaded;
@@ -22,7 +23,7 @@ pub use compact::{CompactRegistry, SnapshotBytes, Unreadable, encode_snapshot, s
 pub use file::{Committed, Missing, OlderCopy, RegistryFile, TooLate, Touches, Written, line_of};
 pub use index::{KeyIndex, Matched};
 pub use loaded::LoadedRegistry;
-pub use lookup::{Found, Lookup, open_for_check};
+pub use lookup::{Found, Lent, Lookup, open_for_check};
 
 /// The registry format this build writes. Version 2 may have a changes
 /// file beside it (registry/changes.rs); builds that read only version 1

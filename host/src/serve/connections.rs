@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
-use super::state::Shared;
+use super::metrics::Metrics;
 
 /// Limits on clients.
 #[derive(Clone, Copy, Debug)]
@@ -104,7 +104,7 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
-    shared: Arc<Shared>,
+    metrics: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let cap = effective_cap(limits.max_connections);
@@ -130,12 +130,12 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            shared.metrics.connection(false);
+            metrics.connection(false);
             tokio::spawn(refuse(stream));
             continue;
         };
-        shared.metrics.connection(true);
-        shared.metrics.open_connections(1);
+        metrics.connection(true);
+        metrics.open_connections(1);
         // Answers are small and each ends an exchange: with Nagle's
         // algorithm on, a proxy's keep-alive connection waited on delayed
         // ACKs (nginx auth_request ran at 7% of nginx alone in bench/run.sh).
@@ -157,12 +157,12 @@ pub async fn serve(
             )),
         );
         let connection = graceful.watch(connection);
-        let shared = shared.clone();
+        let metrics = metrics.clone();
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(%peer, "connection ended: {e}");
             }
-            shared.metrics.open_connections(-1);
+            metrics.open_connections(-1);
             drop(slot);
         });
     }

@@ -5,9 +5,7 @@
 //! are given the same form here.
 
 use axum::Json;
-use axum::extract::Request;
 use axum::http::{StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -38,8 +36,7 @@ fn is_json(response: &Response) -> bool {
 }
 
 /// Turns a non-JSON error answer into keyhost's JSON error.
-pub async fn json_errors(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+pub async fn as_json(response: Response) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) || is_json(&response) {
         return response;

@@ -13,9 +13,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::errors::ApiError;
@@ -112,35 +111,32 @@ fn name_of(host: &str) -> &str {
         .trim_end_matches('.')
 }
 
-/// Answers `421` to a request whose `Host` is not allowed.
-pub async fn allowed_hosts(
-    State(allowed): State<std::sync::Arc<AllowedHosts>>,
-    request: Request,
-    next: Next,
-) -> Response {
+/// The `421` for a request whose `Host` is not allowed; `None` when it is.
+pub fn misdirected(allowed: &AllowedHosts, request: &Request) -> Option<Response> {
     let path = request.uri().path();
     let exempt = (path == "/auth" || path.starts_with("/auth/"))
         && !["sec-fetch-site", "origin"]
             .iter()
             .any(|name| request.headers().contains_key(*name));
-    if exempt {
-        return next.run(request).await;
-    }
     // A Host that is not text is no name a local caller uses.
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .map(|value| value.to_str().unwrap_or(""));
-    if allowed.allows(host) {
-        return next.run(request).await;
+    let host = || {
+        request
+            .headers()
+            .get(header::HOST)
+            .map(|value| value.to_str().unwrap_or(""))
+    };
+    if exempt || allowed.allows(host()) {
+        return None;
     }
-    ApiError::new(
-        StatusCode::MISDIRECTED_REQUEST,
-        "misdirected",
-        "this keyhost serve does not answer for the host the request names; \
-         start it with --allowed-host NAME to answer for NAME",
+    Some(
+        ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "misdirected",
+            "this keyhost serve does not answer for the host the request names; \
+             start it with --allowed-host NAME to answer for NAME",
+        )
+        .into_response(),
     )
-    .into_response()
 }
 
 #[cfg(test)]

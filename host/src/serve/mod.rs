@@ -239,19 +239,18 @@ async fn serve(shared: Arc<Shared>, options: ServeOptions) -> Result<()> {
         listener,
         app,
         options.connections,
-        shared.clone(),
+        shared.metrics.clone(),
         shutdown_signal(signals.terminate, signals.interrupt),
     )
     .await;
     // A flush may wait on Redis: off the async threads.
     let flushing = shared.clone();
-    let _ = tokio::task::spawn_blocking(move || flushing.flush_last_usage()).await;
+    let _ = tokio::task::spawn_blocking(move || flushing.flush_at_shutdown()).await;
     tracing::info!("keyhost serve stopped");
     Ok(())
 }
 
 fn router(state: AppState, options: &ServeOptions) -> Router {
-    let allowed_hosts = Arc::new(options.allowed_hosts.clone());
     // Reads and checks are cut off at the request timeout. Management calls
     // are not: a write keeps to the deadline itself, up to its commit, and a
     // committed write is always answered (manage.rs).
@@ -286,35 +285,94 @@ fn router(state: AppState, options: &ServeOptions) -> Router {
             manage::Primary::new(options.primary.clone(), state.clone()),
             manage::writes_to_primary,
         ));
-    timed
+    let routes = timed
         .merge(management)
         .merge(console::routes())
         .route("/", get(nothing_here))
-        .layer(middleware::from_fn_with_state(
-            allowed_hosts,
-            hosts::allowed_hosts,
-        ))
+        .with_state(state);
+    with_middleware(routes, options)
+}
+
+/// Wraps `routes` in what every request to serve goes through: the header
+/// limit, the Host check, JSON errors and `nosniff` (in one layer, see
+/// [`guard`]), the panic guard and the body limit.
+fn with_middleware(routes: Router, options: &ServeOptions) -> Router {
+    let guarded = Arc::new(Guarded {
+        allowed_hosts: options.allowed_hosts.clone(),
+        max_header_bytes: options.max_header_bytes,
+    });
+    routes
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
-        .layer(middleware::from_fn_with_state(
-            options.max_header_bytes,
-            header_limit,
-        ))
         // A bug that panics answers 500 (a check: denied by the proxy in
         // front) instead of dropping the connection; the server goes on.
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("a request's handler panicked; it was answered 500");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }))
-        .layer(middleware::from_fn(errors::json_errors))
-        // No answer is read as other than the type it names.
-        .layer(middleware::map_response(|mut response: Response| async {
-            response.headers_mut().insert(
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            );
-            response
-        }))
-        .with_state(state)
+        .layer(middleware::from_fn_with_state(guarded, guard))
+}
+
+/// What [`guard`] holds requests to.
+struct Guarded {
+    allowed_hosts: AllowedHosts,
+    max_header_bytes: usize,
+}
+
+/// Refuses a request whose headers are too large or whose `Host` is not
+/// allowed, makes every error answer JSON, and marks every answer
+/// `nosniff` so that none is read as other than the type it names.
+///
+/// One layer for four: each `from_fn` layer clones the service under it and
+/// boxes a future on every request, and as four layers they held serve's
+/// own stack (`serve-stack` in bench/run.sh) to about X of bare hyper.
+async fn guard(State(guarded): State<Arc<Guarded>>, request: Request, next: Next) -> Response {
+    let refused = header_limit(guarded.max_header_bytes, &request)
+        .or_else(|| hosts::misdirected(&guarded.allowed_hosts, &request));
+    let response = match refused {
+        Some(refused) => refused,
+        None => errors::as_json(next.run(request).await).await,
+    };
+    let mut response = response;
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+/// The floor of serve's speed rows in `bench/run.sh`: serve's accept loop,
+/// connection limits and middleware, with a request timeout on `/auth`
+/// that answers 200 without checking anything. Runs until SIGTERM or Ctrl-C.
+pub fn run_floor(listen: SocketAddr) -> Result<()> {
+    let options = ServeOptions::new(PathBuf::new(), listen);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .event_interval(EVENT_INTERVAL)
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let signals = Signals::register()?;
+        println!("listening on http://{}", listener.local_addr()?);
+        std::io::stdout().flush().ok();
+        let routes = Router::new()
+            .route("/auth", any(|| async { StatusCode::OK }))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                options.request_timeout,
+            ));
+        connections::serve(
+            listener,
+            with_middleware(routes, &options),
+            options.connections,
+            Arc::new(metrics::Metrics::new()),
+            shutdown_signal(signals.terminate, signals.interrupt),
+        )
+        .await;
+        Ok(())
+    })
 }
 
 /// `GET /`: nothing is served here; says where things are.
@@ -331,22 +389,24 @@ async fn nothing_here() -> Response {
     response
 }
 
-/// Refuses requests whose headers add up to more than `max` bytes.
-async fn header_limit(State(max): State<usize>, request: Request, next: Next) -> Response {
+/// The `431` for a request whose headers add up to more than `max` bytes.
+fn header_limit(max: usize, request: &Request) -> Option<Response> {
     let size: usize = request
         .headers()
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len())
         .sum();
-    if size > max {
-        let body = json!({ "error": { "kind": "bad_request", "message": format!("request headers exceed {max} bytes") } });
-        return (
+    if size <= max {
+        return None;
+    }
+    let body = json!({ "error": { "kind": "bad_request", "message": format!("request headers exceed {max} bytes") } });
+    Some(
+        (
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             axum::Json(body),
         )
-            .into_response();
-    }
-    next.run(request).await
+            .into_response(),
+    )
 }
 
 /// `ok`, or what is wrong: `policy_error` with the reason when the policy

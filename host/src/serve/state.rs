@@ -81,7 +81,7 @@ pub struct Shared {
     engine: PolicyEngine,
     /// Rate-limit windows and usage: in this process, or shared in Redis.
     counters: Counters,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     decisions: Option<DecisionLog>,
     /// Serialises reloads, so two never interleave.
     reloading: Mutex<()>,
@@ -119,6 +119,9 @@ impl Shared {
         if let Counters::Redis(redis) = &counters {
             metrics.count_state_errors(redis.error_counter());
         }
+        if let Some(log) = &decisions {
+            metrics.count_dropped_decisions(log.dropped());
+        }
         let pool =
             PolicyPool::configured(policy, registry.policy_config(), metrics.instance_gauges());
         Ok(Shared {
@@ -129,7 +132,7 @@ impl Shared {
             policy_source,
             engine,
             counters,
-            metrics,
+            metrics: Arc::new(metrics),
             decisions,
             reloading: Mutex::new(()),
             registry_problem: Mutex::new(None),
@@ -453,10 +456,14 @@ impl Shared {
     }
 
     /// The flush at shutdown: uses that cannot be written now are lost,
-    /// and the log says so.
-    pub fn flush_last_usage(&self) {
+    /// and the log says so; every decision made is written to the
+    /// decision log.
+    pub fn flush_at_shutdown(&self) {
         if let Err(e) = self.counters.flush() {
             tracing::error!("stopping with uses not written, which are lost: {e:#}");
+        }
+        if let Some(log) = &self.decisions {
+            log.close();
         }
     }
 

@@ -342,12 +342,25 @@ pub fn http() -> ureq::Agent {
 }
 
 /// The entries of a decision log, in order.
-pub fn decisions(log: &Path) -> Vec<Value> {
-    std::fs::read_to_string(log)
-        .expect("read the decision log")
+pub fn decisions(log: &Path, count: usize) -> Vec<Value> {
+    decision_log(log, count)
         .lines()
         .map(|line| serde_json::from_str(line).expect("a decision is one JSON line"))
         .collect()
+}
+
+/// The decision log's text once it holds `count` lines or more: serve's
+/// writer thread writes a line moments after its answer, so a test waits
+/// up to 5 s for it.
+pub fn decision_log(log: &Path, count: usize) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.lines().count() >= count || std::time::Instant::now() > deadline {
+            return text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 /// A free loopback port (closed again before it is returned).
