@@ -11,6 +11,7 @@ use crate::http;
 use crate::key_format;
 use crate::lookup::{Found, Lookup};
 use crate::record::{Identity, KeyRecord};
+use crate::text;
 use crate::time::Timestamp;
 use crate::verdict::{Decision, DenyCode, KeyRef, Verdict};
 
@@ -169,8 +170,8 @@ impl Question<'_> {
 }
 
 /// The registry's own refusals of what was `found` (nothing, a secret
-/// rotated out, a path that climbs, an orphaned key), or the question for
-/// the decider.
+/// rotated out, a path that climbs, a field with an unsafe character, an
+/// orphaned key), or the question for the decider.
 pub fn prepare<'a>(found: Option<&'a Found<'_>>, request: &CheckRequest) -> Prepared<'a> {
     let now = request.now.unwrap_or_else(Timestamp::now);
     let Some(found) = found else {
@@ -203,6 +204,12 @@ pub fn prepare<'a>(found: Option<&'a Found<'_>>, request: &CheckRequest) -> Prep
             Some(key_ref),
         ));
     }
+    // Language runtimes decode text differently (one drops a leading
+    // byte-order mark, another keeps it), so a field the policy could read
+    // as something the caller did not send never reaches it.
+    if let Some(problem) = unsafe_field(request) {
+        return Prepared::Decided(Verdict::deny(DenyCode::Denied, problem, Some(key_ref)));
+    }
     let Some(identity) = found.identity.as_deref() else {
         return Prepared::Decided(Verdict::deny(
             DenyCode::NotFound,
@@ -216,4 +223,83 @@ pub fn prepare<'a>(found: Option<&'a Found<'_>>, request: &CheckRequest) -> Prep
         now,
         key_ref,
     })
+}
+
+/// The first field of `request` that holds an unsafe character
+/// ([`text::is_unsafe_char`]), named with what is wrong with it. The
+/// caller's address is among them: serve and the filters hand it on in
+/// canonical form, but `keyhost check --ip` passes it as it was typed.
+fn unsafe_field(request: &CheckRequest) -> Option<String> {
+    let named = [
+        ("service", &request.service),
+        ("scope", &request.scope),
+        ("source address", &request.source_ip),
+        ("method", &request.method),
+        ("path", &request.path),
+    ];
+    let fields = named
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value.as_deref()?)))
+        .chain(request.attributes.iter().flat_map(|(name, value)| {
+            [
+                ("attribute name", name.as_str()),
+                ("attribute value", value.as_str()),
+            ]
+        }));
+    for (name, value) in fields {
+        if let Some(problem) = text::unsafe_char_problem(value) {
+            return Some(format!("the request's {name}: {problem}"));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_request_field_is_checked_for_unsafe_characters() {
+        let plain = CheckRequest {
+            service: Some("billing".into()),
+            scope: Some("read".into()),
+            source_ip: Some("192.0.2.7".into()),
+            method: Some("GET".into()),
+            path: Some("/v1/x".into()),
+            attributes: vec![("tenant".into(), "acme".into())],
+            now: None,
+        };
+        assert_eq!(unsafe_field(&plain), None);
+        type Edit = fn(&mut CheckRequest);
+        let marked = |edit: Edit| {
+            let mut request = plain.clone();
+            edit(&mut request);
+            unsafe_field(&request).expect("a marked field is refused")
+        };
+        let cases: [(Edit, &str); 7] = [
+            (|r| r.service = Some("\u{FEFF}billing".into()), "service"),
+            (|r| r.scope = Some("re\u{202E}ad".into()), "scope"),
+            (
+                |r| r.source_ip = Some("192.0.2.7\u{0}".into()),
+                "source address",
+            ),
+            (|r| r.method = Some("G\u{2066}ET".into()), "method"),
+            (|r| r.path = Some("/v1/\u{FEFF}x".into()), "path"),
+            (
+                |r| r.attributes[0].0 = "ten\u{1b}ant".into(),
+                "attribute name",
+            ),
+            (
+                |r| r.attributes[0].1 = "acme\u{200F}".into(),
+                "attribute value",
+            ),
+        ];
+        for (edit, field) in cases {
+            let problem = marked(edit);
+            assert!(
+                problem.starts_with(&format!("the request's {field}: character")),
+                "{problem}"
+            );
+        }
+    }
 }

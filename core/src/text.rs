@@ -6,16 +6,45 @@
 //! the bidirectional controls that make a line read as something else.
 //! The host, the gate and the filters all clean it here.
 
-/// Characters that would let a text rewrite a terminal or reorder what is
-/// shown around it: control characters (C0, DEL, C1) and the bidirectional
-/// embeddings, overrides, isolates and marks. Fields refuse them; text from
-/// a policy has them replaced (below).
+/// Characters that would let a text rewrite a terminal, reorder what is
+/// shown around it, or read differently in another language's runtime:
+/// control characters (C0, DEL, C1), the bidirectional embeddings,
+/// overrides, isolates and marks, and the byte-order mark (U+FEFF), which
+/// some decoders drop (componentize-js turns `\u{FEFF}billing` into
+/// `billing`, so a policy would judge a service the caller did not name).
+/// Fields refuse them; text from a policy has them replaced (below).
 pub fn is_unsafe_char(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
-            '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+            '\u{200E}'
+                | '\u{200F}'
+                | '\u{061C}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{FEFF}'
         )
+}
+
+/// The first unsafe character of `value` ([`is_unsafe_char`]), with its
+/// position counted in characters from 1.
+pub fn first_unsafe_char(value: &str) -> Option<(usize, char)> {
+    value
+        .chars()
+        .enumerate()
+        .find(|(_, c)| is_unsafe_char(*c))
+        .map(|(at, c)| (at + 1, c))
+}
+
+/// Why `value` cannot be used, when it holds an unsafe character: which
+/// character, where, and what is refused.
+pub fn unsafe_char_problem(value: &str) -> Option<String> {
+    first_unsafe_char(value).map(|(at, c)| {
+        format!(
+            "character {at} is {c:?} (U+{:04X}); control characters, byte-order marks and bidirectional controls are not allowed",
+            c as u32
+        )
+    })
 }
 
 /// The longest text kept, in bytes; longer text is cut and ends in `...`.
@@ -60,6 +89,16 @@ mod tests {
         let clean = policy_text(hostile);
         assert_eq!(clean, "ok ]0;pwned  [2J fake txt.exe  ");
         assert!(!clean.chars().any(is_unsafe_char));
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_unsafe_wherever_it_stands() {
+        assert_eq!(first_unsafe_char("\u{FEFF}billing"), Some((1, '\u{FEFF}')));
+        assert_eq!(first_unsafe_char("bil\u{FEFF}ling"), Some((4, '\u{FEFF}')));
+        assert_eq!(first_unsafe_char("billing"), None);
+        let problem = unsafe_char_problem("a\u{202E}b").expect("a bidi override is unsafe");
+        assert!(problem.starts_with("character 2 is"), "{problem}");
+        assert!(problem.contains("U+202E"), "{problem}");
     }
 
     #[test]

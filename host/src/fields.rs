@@ -58,19 +58,12 @@ fn text(field: &'static str, value: &str, min: usize, max: usize) -> Result<Stri
     Ok(value.to_string())
 }
 
-/// Refuses a value with a control character or a bidirectional override,
-/// naming the first: printed on a terminal it could rewrite what is shown.
+/// Refuses a value with a control character, a byte-order mark or a
+/// bidirectional control, naming the first: printed on a terminal it could
+/// rewrite what is shown.
 pub fn safe_chars(field: &'static str, value: &str) -> Result<(), BadField> {
-    match value.chars().enumerate().find(|(_, c)| is_unsafe_char(*c)) {
-        Some((at, c)) => Err(bad(
-            field,
-            format!(
-                "character {} is {:?} (U+{:04X}); control characters and bidirectional overrides are not allowed",
-                at + 1,
-                c,
-                c as u32
-            ),
-        )),
+    match keyhost_core::text::unsafe_char_problem(value) {
+        Some(problem) => Err(bad(field, problem)),
         None => Ok(()),
     }
 }

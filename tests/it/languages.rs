@@ -210,6 +210,64 @@ fn the_javascript_policy_allows_and_denies_in_keyhost_check() {
     allows_and_denies_in_check(js_policy());
 }
 
+/// A key bound to `billing`, presented for `\u{FEFF}billing`: a decoder
+/// that drops a leading byte-order mark (componentize-js's does) would hand
+/// the policy `billing`. keyhost refuses the field before any policy sees
+/// it, through the CLI and through serve, whatever the policy's language.
+fn refuses_a_byte_order_mark_before_the_policy(component: Option<&Path>) {
+    let (s, _, bound_key) = alices_keys();
+    let policy: Vec<&str> = component.map_or(vec![], |path| vec!["--policy", arg(path)]);
+    for service in ["\u{FEFF}billing", "bil\u{FEFF}ling", "billing\u{202E}"] {
+        let mut args = vec!["check", "--json", "--service", service];
+        args.extend_from_slice(&policy);
+        let run = keyhost(&s, &args, &format!("{bound_key}\n"));
+        let verdict = run.json();
+        assert_eq!(run.code, 1, "{verdict} {}", run.stderr);
+        assert_eq!(verdict["decision"], "deny", "{service:?}: {verdict}");
+        assert_eq!(verdict["code"], "denied", "{verdict}");
+        let reason = verdict["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains("the request's service"), "{reason}");
+    }
+    // The same key for the service it is bound to is allowed: the refusal
+    // above is the mark's, not the key's.
+    let mut args = vec!["check", "--json", "--service", "billing"];
+    args.extend_from_slice(&policy);
+    let run = keyhost(&s, &args, &format!("{bound_key}\n"));
+    assert_eq!(run.json()["decision"], "allow", "{}", run.stderr);
+
+    let server = s.serve(&policy);
+    let ask = |service: &[u8]| {
+        let request = format!(
+            "GET /auth HTTP/1.1\r\nHost: {}\r\nX-API-Key: {bound_key}\r\nX-Keyhost-Service: ",
+            server.addr()
+        );
+        let mut bytes = request.into_bytes();
+        bytes.extend_from_slice(service);
+        bytes.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
+        server.raw(&bytes)
+    };
+    let marked = ask("\u{FEFF}billing".as_bytes());
+    assert!(
+        !marked.starts_with("HTTP/1.1 200"),
+        "a byte-order mark in the service was allowed: {marked}"
+    );
+    assert!(
+        ask(b"billing").starts_with("HTTP/1.1 200"),
+        "{}",
+        server.log()
+    );
+}
+
+#[test]
+fn a_byte_order_mark_in_a_request_field_is_refused_before_the_javascript_policy() {
+    refuses_a_byte_order_mark_before_the_policy(Some(js_policy()));
+}
+
+#[test]
+fn a_byte_order_mark_in_a_request_field_is_refused_before_the_default_policy() {
+    refuses_a_byte_order_mark_before_the_policy(None);
+}
+
 /// The (name, decision) of every case of a report: keyhost's `policy test
 /// --json` and the foreign hosts' runners print the same `results` list.
 fn decisions(report: &Value) -> Vec<(String, Value)> {

@@ -259,6 +259,25 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
+    /// The address serve listens on, `127.0.0.1:PORT`.
+    pub fn addr(&self) -> &str {
+        self.base.strip_prefix("http://").expect("an http:// base")
+    }
+
+    /// What serve answers `request`, sent as it is (bytes an HTTP client
+    /// would not send), read until serve closes the connection.
+    pub fn raw(&self, request: &[u8]) -> String {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(self.addr()).expect("connect to serve");
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .expect("a read timeout");
+        stream.write_all(request).expect("send the request");
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
     /// What `/auth` answers `key` (in `x-api-key`) now.
     pub fn auth_status(&self, key: &str) -> u16 {
         http()
