@@ -226,7 +226,7 @@ pub fn prepare<'a>(found: Option<&'a Found<'_>>, request: &CheckRequest) -> Prep
 }
 
 /// The first field of `request` that holds an unsafe character
-/// ([`text::is_unsafe_char`]), named with what is wrong with it. The
+/// ([`text::first_unsafe_char`]), named with what is wrong with it. The
 /// caller's address is among them: serve and the filters hand it on in
 /// canonical form, but `keyhost check --ip` passes it as it was typed.
 fn unsafe_field(request: &CheckRequest) -> Option<String> {

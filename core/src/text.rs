@@ -6,33 +6,33 @@
 //! the bidirectional controls that make a line read as something else.
 //! The host, the gate and the filters all clean it here.
 
-/// Characters that would let a text rewrite a terminal, reorder what is
-/// shown around it, or read differently in another language's runtime:
-/// control characters (C0, DEL, C1), the bidirectional embeddings,
-/// overrides, isolates and marks, and the byte-order mark (U+FEFF), which
-/// some decoders drop (componentize-js turns `\u{FEFF}billing` into
-/// `billing`, so a policy would judge a service the caller did not name).
-/// Fields refuse them; text from a policy has them replaced (below).
+/// Characters that would let a text rewrite a terminal or reorder what is
+/// shown around it: control characters (C0, DEL, C1) and the bidirectional
+/// embeddings, overrides, isolates and marks. Text from a policy has them
+/// replaced (below); fields refuse them and more ([`first_unsafe_char`]).
 pub fn is_unsafe_char(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
-            '\u{200E}'
-                | '\u{200F}'
-                | '\u{061C}'
-                | '\u{202A}'..='\u{202E}'
-                | '\u{2066}'..='\u{2069}'
-                | '\u{FEFF}'
+            '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
         )
 }
 
-/// The first unsafe character of `value` ([`is_unsafe_char`]), with its
+/// What a field (of the registry or of a request) may not hold: the
+/// [`is_unsafe_char`] characters and the byte-order mark (U+FEFF), which
+/// some decoders drop (componentize-js turns `\u{FEFF}billing` into
+/// `billing`, so a policy would judge a service the caller did not name).
+fn is_unsafe_field_char(c: char) -> bool {
+    is_unsafe_char(c) || c == '\u{FEFF}'
+}
+
+/// The first character of `value` that a field may not hold, with its
 /// position counted in characters from 1.
 pub fn first_unsafe_char(value: &str) -> Option<(usize, char)> {
     value
         .chars()
         .enumerate()
-        .find(|(_, c)| is_unsafe_char(*c))
+        .find(|(_, c)| is_unsafe_field_char(*c))
         .map(|(at, c)| (at + 1, c))
 }
 
