@@ -37,24 +37,39 @@ impl IdentityView {
     }
 }
 
-/// The one response that carries a secret: after a create or a rotate.
-pub fn issued_secret(
-    record: &KeyRecord,
-    secret: &Secret,
-    revision: u64,
-    now: Timestamp,
-) -> serde_json::Value {
-    serde_json::json!({
-        "id": record.id,
-        "key": secret.expose(),
-        "kind": record.kind,
-        "owner": record.owner.to_string(),
-        "record": KeyView::of(record, now),
-        "revision": revision,
-    })
+/// The one answer that carries a secret: after a create or a rotate.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct IssuedSecret {
+    /// The key's id.
+    pub id: String,
+    /// The secret, shown this once.
+    pub key: String,
+    /// The key's kind.
+    #[schema(value_type = String)]
+    pub kind: KeyKind,
+    /// Its identity.
+    pub owner: String,
+    /// The key as it now stands.
+    pub record: KeyView,
+    /// The registry's revision with the key in it.
+    pub revision: u64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+impl IssuedSecret {
+    /// The answer for `secret`, just issued for `record`.
+    pub fn of(record: &KeyRecord, secret: &Secret, revision: u64, now: Timestamp) -> IssuedSecret {
+        IssuedSecret {
+            id: record.id.clone(),
+            key: secret.expose().to_string(),
+            kind: record.kind,
+            owner: record.owner.to_string(),
+            record: KeyView::of(record, now),
+            revision,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 /// A key as people and programs see it: never its secret or hash.
 pub struct KeyView {
     /// The key's id.
@@ -62,6 +77,7 @@ pub struct KeyView {
     /// Its name.
     pub name: String,
     /// Its kind.
+    #[schema(value_type = String)]
     pub kind: KeyKind,
     /// Its identity.
     pub owner: String,

@@ -21,6 +21,7 @@ mod hostile;
 mod kinds;
 mod languages;
 mod lifecycle;
+mod openapi;
 mod replicas;
 mod sandbox;
 mod serve;

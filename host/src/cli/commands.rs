@@ -21,7 +21,7 @@ use crate::scan::{REPLICA_CREDENTIAL, Scanner};
 use crate::serve::ServeOptions;
 use crate::time::{self, Timestamp};
 use crate::usage::{self, Usage};
-use crate::views::{IdentityView, KeyView, issued_secret};
+use crate::views::{IdentityView, IssuedSecret, KeyView};
 
 pub fn run(cli: Cli) -> Result<Report> {
     let file = RegistryFile::new(&cli.registry).keeping_snapshots(crate::side_files::cache_root());
@@ -235,7 +235,11 @@ fn secret_report(
     revision: u64,
     now: Timestamp,
 ) -> Report {
-    Report::new(issued_secret(record, secret, revision, now), secret.expose())
+    Report::new(
+        serde_json::to_value(IssuedSecret::of(record, secret, revision, now))
+            .expect("an answer serializes"),
+        secret.expose(),
+    )
     .with_note(format!(
         "{verb} {} key {} for {}. This is the only time the secret is shown; keyhost keeps only its SHA-256.",
         record.kind, record.id, record.owner

@@ -11,6 +11,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use super::AppState;
+use super::openapi::{Denial, VerifyAnswer};
 use keyhost_core::http;
 
 use crate::check::CheckRequest;
@@ -145,6 +146,31 @@ pub fn deny_status(code: DenyCode) -> StatusCode {
 }
 
 /// `/auth`: 200 with the identity headers, or 401/403/429 with a JSON body.
+#[utoipa::path(
+    method(get, post, put, patch, delete, head, options, trace),
+    path = "/auth",
+    tag = "check",
+    description = "Checks the key a request carries (`Authorization: Bearer` or \
+        `X-API-Key`) for the service and scope it names, as nginx's \
+        `auth_request`, Envoy's `ext_authz` and Traefik's `forwardAuth` ask. \
+        Any method.",
+    params(
+        ("X-Keyhost-Service" = Option<String>, Header, description = "The service the request is for"),
+        ("X-Keyhost-Scope" = Option<String>, Header, description = "The scope it needs"),
+    ),
+    responses(
+        (status = 200, description = "Allowed: the key's identity in the headers, no body",
+            headers(
+                ("X-Keyhost-Key-Id" = String, description = "The key's id"),
+                ("X-Keyhost-Owner" = String, description = "The key's identity"),
+                ("X-Keyhost-Kind" = String, description = "The key's kind"),
+            )),
+        (status = 401, description = "No key, or an unknown one", body = Denial),
+        (status = 403, description = "A known key, refused", body = Denial),
+        (status = 429, description = "Rate limited; `Retry-After` says when to try again", body = Denial),
+    ),
+    security((), ("bearer" = []), ("api_key" = [])),
+)]
 pub async fn auth(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -206,13 +232,34 @@ fn verdict_response(
     }
 }
 
+/// `/auth/` and `/auth/{*path}`: the same check, for proxies that append
+/// the original path (Envoy's `ext_authz`). Only the document's: the router
+/// sends these paths to [`auth`].
+#[utoipa::path(
+    method(get, post, put, patch, delete, head, options, trace),
+    path = "/auth/{path}",
+    tag = "check",
+    description = "The check of `/auth`, with the original request's path \
+        appended (any depth, or none: `/auth/`).",
+    params(("path" = String, Path, description = "The original path; may hold `/`, or be empty")),
+    responses(
+        (status = 200, description = "Allowed: the key's identity in the headers"),
+        (status = 401, description = "No key, or an unknown one", body = Denial),
+        (status = 403, description = "A known key, refused", body = Denial),
+        (status = 429, description = "Rate limited", body = Denial),
+    ),
+    security((), ("bearer" = []), ("api_key" = [])),
+)]
+#[allow(dead_code)]
+pub(super) fn auth_with_path() {}
+
 /// Whole seconds, at least one.
 pub fn retry_after_value(wait: std::time::Duration) -> HeaderValue {
     HeaderValue::from(wait.as_secs_f64().ceil().max(1.0) as u64)
 }
 
 /// `POST /v1/keys/verify`, in the style of Unkey.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyRequest {
     key: String,
@@ -222,6 +269,19 @@ pub struct VerifyRequest {
 }
 
 /// `POST /v1/keys/verify`: the verdict as JSON.
+#[utoipa::path(
+    post,
+    path = "/v1/keys/verify",
+    tag = "check",
+    description = "Checks a key sent in the body and answers the verdict as JSON, \
+        allowed or not.",
+    request_body = VerifyRequest,
+    responses(
+        (status = 200, description = "The verdict", body = VerifyAnswer),
+        (status = 400, description = "The body is not a verify request"),
+        (status = 415, description = "The body is not JSON"),
+    ),
+)]
 pub async fn verify(State(state): State<AppState>, Json(body): Json<VerifyRequest>) -> Response {
     let request = CheckRequest {
         service: body.service,

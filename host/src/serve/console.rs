@@ -25,23 +25,35 @@ const APP_CSS: &str = include_str!("console/app.css");
 /// page at `/console/`, and its `app.js` and `app.css`.
 pub fn routes() -> Router<super::AppState> {
     Router::new()
-        .route(
-            "/console",
-            get(|| async { Redirect::permanent("/console/") }),
-        )
-        .route(
-            "/console/",
-            get(|| asset("text/html; charset=utf-8", INDEX_HTML)),
-        )
-        .route(
-            "/console/app.js",
-            get(|| asset("text/javascript; charset=utf-8", APP_JS)),
-        )
-        .route(
-            "/console/app.css",
-            get(|| asset("text/css; charset=utf-8", APP_CSS)),
-        )
+        .route("/console", get(redirect))
+        .route("/console/", get(page))
+        .route("/console/app.js", get(script))
+        .route("/console/app.css", get(style))
         .layer(middleware::map_response(security_headers))
+}
+
+#[utoipa::path(get, path = "/console", tag = "console",
+    responses((status = 308, description = "To `/console/`")))]
+pub(super) async fn redirect() -> Redirect {
+    Redirect::permanent("/console/")
+}
+
+#[utoipa::path(get, path = "/console/", tag = "console",
+    responses((status = 200, description = "The console's page", content_type = "text/html")))]
+pub(super) async fn page() -> Response {
+    asset("text/html; charset=utf-8", INDEX_HTML).await
+}
+
+#[utoipa::path(get, path = "/console/app.js", tag = "console",
+    responses((status = 200, description = "The console's script", content_type = "text/javascript")))]
+pub(super) async fn script() -> Response {
+    asset("text/javascript; charset=utf-8", APP_JS).await
+}
+
+#[utoipa::path(get, path = "/console/app.css", tag = "console",
+    responses((status = 200, description = "The console's style sheet", content_type = "text/css")))]
+pub(super) async fn style() -> Response {
+    asset("text/css; charset=utf-8", APP_CSS).await
 }
 
 async fn asset(content_type: &'static str, body: &'static str) -> Response {

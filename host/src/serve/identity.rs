@@ -10,11 +10,12 @@ use axum::extract::rejection::FormRejection;
 use axum::extract::{ConnectInfo, Form, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::AppState;
 use super::auth::client_ip;
+use super::openapi::{JwkSet, OAuthError};
 use crate::check::CheckRequest;
 use crate::key_format;
 use crate::registry::KeyHash;
@@ -26,7 +27,7 @@ use crate::verdict::{DenyCode, Verdict};
 const DEFAULT_SERVICE: &str = "keyhost";
 
 /// The form of `POST /identity/token`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct TokenForm {
     grant_type: Option<String>,
     apikey: Option<String>,
@@ -52,8 +53,36 @@ pub(super) fn no_store(mut response: Response) -> Response {
     response
 }
 
+/// A token's answer (RFC 6749, 5.1), in IBM Cloud IAM's shape.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TokenAnswer {
+    /// An ES256 JWT.
+    access_token: String,
+    /// `Bearer`.
+    token_type: &'static str,
+    /// Seconds until it expires.
+    expires_in: i64,
+    /// When it expires (Unix seconds).
+    expiration: i64,
+    /// The scopes it carries, space-separated.
+    scope: String,
+}
+
 /// `POST /identity/token`: checks the key through the policy, for the
 /// service asked for, and answers a token for what it was allowed.
+#[utoipa::path(
+    post,
+    path = "/identity/token",
+    tag = "tokens",
+    description = "Exchanges an API key for a short-lived access token, as IBM \
+        Cloud IAM's `grant_type=urn:ibm:params:oauth:grant-type:apikey`.",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The token", body = TokenAnswer),
+        (status = 400, description = "A malformed request", body = OAuthError),
+        (status = 401, description = "The key was refused", body = OAuthError),
+    ),
+)]
 pub async fn token(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -168,13 +197,13 @@ pub async fn token(
     );
     match issued {
         Ok((access_token, claims)) => no_store(
-            Json(json!({
-                "access_token": access_token,
-                "token_type": "Bearer",
-                "expires_in": claims.exp - now.0,
-                "expiration": claims.exp,
-                "scope": claims.scope,
-            }))
+            Json(TokenAnswer {
+                access_token,
+                token_type: "Bearer",
+                expires_in: claims.exp - now.0,
+                expiration: claims.exp,
+                scope: claims.scope,
+            })
             .into_response(),
         ),
         Err(e) => {
@@ -189,6 +218,12 @@ pub async fn token(
 }
 
 /// `GET /identity/keys`: the public keys that verify tokens now.
+#[utoipa::path(
+    get,
+    path = "/identity/keys",
+    tag = "tokens",
+    responses((status = 200, description = "The keys that verify tokens now", body = JwkSet)),
+)]
 pub async fn keys(State(state): State<AppState>) -> Response {
     Json(state.shared.signing_keys().jwks(Timestamp::now())).into_response()
 }

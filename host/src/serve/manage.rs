@@ -12,19 +12,20 @@ use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::AppState;
 use super::caller::{Caller, Counted};
 use super::errors::{ApiError, ApiResult};
 use super::identity::no_store;
+use super::openapi::ErrorAnswer;
 use crate::iam::{IamId, KeyKind};
 use crate::lifecycle::{self, KeyChanges, LifecycleError, NewKey, StateChange};
 use crate::registry::{KeyRecord, Lookup, Touches};
 use crate::time::{self, Timestamp};
-use crate::views::{KeyView, issued_secret};
+use crate::views::{IssuedSecret, KeyView};
 
 /// The header a client sends to have a replica forward its write to the
 /// primary, rather than answer with a redirect it cannot follow (a page,
@@ -304,12 +305,18 @@ fn parse_when(text: Option<String>, now: Timestamp) -> Result<Option<Timestamp>,
     .transpose()
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// A new key. Only `name` is needed: the rest default to a user key of the
+/// caller's, with all of its identity's scopes, that never expires.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
     name: String,
+    /// `user`, `service-id`, `classic-infrastructure` or `service-specific`.
+    #[schema(value_type = Option<String>)]
     kind: Option<KeyKind>,
+    /// The identity the key is for (a service ID the caller owns).
     #[serde(rename = "for")]
+    #[schema(rename = "for", value_type = Option<String>)]
     for_identity: Option<IamId>,
     service: Option<String>,
     #[serde(default)]
@@ -324,6 +331,87 @@ pub struct CreateBody {
     rate_limit: Option<String>,
 }
 
+/// The answers of the key routes: a key and the registry's revision.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct KeyAnswer {
+    key: KeyView,
+    /// The registry's revision the answer was read from or written in.
+    revision: u64,
+}
+
+/// The caller's keys.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct KeyList {
+    keys: Vec<KeyView>,
+    revision: u64,
+}
+
+/// Who the caller is.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Me {
+    iam_id: String,
+    /// The caller's rights.
+    scopes: Vec<String>,
+    /// The service IDs the caller owns.
+    service_ids: Vec<OwnedServiceId>,
+    revision: u64,
+}
+
+/// A service ID the caller owns.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OwnedServiceId {
+    iam_id: String,
+    scopes: Vec<String>,
+}
+
+/// A key's uses per hour.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct UsageAnswer {
+    key_id: String,
+    /// The last day's hours, oldest first.
+    hours: Vec<HourOfUse>,
+}
+
+/// The uses of one hour.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct HourOfUse {
+    /// The hour's start (RFC 3339).
+    #[schema(value_type = String)]
+    start: Timestamp,
+    count: u64,
+}
+
+/// An action's answer: a rotation's new secret, or the key as changed.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum ActAnswer {
+    Rotated(IssuedSecret),
+    Changed(KeyAnswer),
+}
+
+/// A deletion's answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Deleted {
+    /// The deleted key's id.
+    deleted: String,
+    revision: u64,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/keys",
+    tag = "keys",
+    description = "Creates a key for the caller, or for a service ID the caller owns. \
+        The secret is in this answer only.",
+    request_body = CreateBody,
+    responses(
+        (status = 201, description = "The new key and its secret", body = IssuedSecret),
+        (status = 400, description = "The request is not valid", body = ErrorAnswer),
+        (status = 401, description = "No valid key or token", body = ErrorAnswer),
+        (status = 403, description = "The caller may not", body = ErrorAnswer),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -355,7 +443,7 @@ pub async fn create(
             Ok(created)
         })
         .await?;
-    let body = issued_secret(&record, &secret, revision, now);
+    let body = IssuedSecret::of(&record, &secret, revision, now);
     Ok(no_store((StatusCode::CREATED, Json(body)).into_response()))
 }
 
@@ -373,6 +461,17 @@ fn view(state: &AppState, key: &KeyRecord, now: Timestamp) -> KeyView {
     views(state, &[key], now).remove(0)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/keys",
+    tag = "keys",
+    description = "The keys the caller manages: its own and its service IDs'.",
+    responses(
+        (status = 200, description = "The keys", body = KeyList),
+        (status = 401, description = "No valid key or token", body = ErrorAnswer),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult {
     let checker = state.shared.checker();
     let now = Timestamp::now();
@@ -380,35 +479,61 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult {
         .keys_managed_by(&caller.user)
         .map_err(LifecycleError::from)?;
     let keys = views(&state, &managed.iter().collect::<Vec<_>>(), now);
-    Ok(Json(json!({ "keys": keys, "revision": checker.revision() })).into_response())
+    let revision = checker.revision();
+    Ok(Json(KeyList { keys, revision }).into_response())
 }
 
 /// `GET /v1/me`: who the caller is, and the service IDs they own.
+#[utoipa::path(
+    get,
+    path = "/v1/me",
+    tag = "keys",
+    responses(
+        (status = 200, description = "The caller", body = Me),
+        (status = 401, description = "No valid key or token", body = ErrorAnswer),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 pub async fn me(State(state): State<AppState>, caller: Caller) -> ApiResult {
     let checker = state.shared.checker();
     let identity = checker
         .identity(&caller.user)
         .map_err(LifecycleError::from)?;
-    let scopes: Vec<&str> = identity
+    let scopes = identity
         .as_ref()
-        .map(|identity| identity.rights().collect())
+        .map(|identity| identity.rights().map(str::to_string).collect())
         .unwrap_or_default();
-    let service_ids: Vec<Value> = checker
+    let service_ids = checker
         .service_ids_of(&caller.user)
         .map_err(LifecycleError::from)?
         .iter()
-        .map(|identity| json!({ "iam_id": identity.iam_id.as_str(), "scopes": identity.scopes }))
+        .map(|identity| OwnedServiceId {
+            iam_id: identity.iam_id.to_string(),
+            scopes: identity.scopes.clone(),
+        })
         .collect();
-    Ok(Json(json!({
-        "iam_id": caller.user.as_str(),
-        "scopes": scopes,
-        "service_ids": service_ids,
-        "revision": checker.revision(),
-    }))
+    Ok(Json(Me {
+        iam_id: caller.user.to_string(),
+        scopes,
+        service_ids,
+        revision: checker.revision(),
+    })
     .into_response())
 }
 
 /// `GET /v1/keys/{id}/usage`: the key's uses per hour over the last day.
+#[utoipa::path(
+    get,
+    path = "/v1/keys/{id}/usage",
+    tag = "keys",
+    params(("id" = String, Path, description = "The key's id")),
+    responses(
+        (status = 200, description = "The key's uses per hour", body = UsageAnswer),
+        (status = 401, description = "No valid key or token", body = ErrorAnswer),
+        (status = 404, description = "No such key of the caller's", body = ErrorAnswer),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 pub async fn usage(
     State(state): State<AppState>,
     caller: Caller,
@@ -417,19 +542,35 @@ pub async fn usage(
     let checker = state.shared.checker();
     let key = lifecycle::readable_key(&checker, &id, &caller.user)?;
     let usage = tokio::task::block_in_place(|| state.shared.usage_of(&[key.id.as_str()]));
-    let hours: Vec<Value> = usage
+    let hours = usage
         .get(&key.id)
         .copied()
         .unwrap_or_default()
         .hourly
         .window(Timestamp::now())
         .into_iter()
-        .map(|(start, count)| json!({ "start": start, "count": count }))
+        .map(|(start, count)| HourOfUse { start, count })
         .collect();
-    Ok(Json(json!({ "key_id": key.id, "hours": hours })).into_response())
+    Ok(Json(UsageAnswer {
+        key_id: key.id.clone(),
+        hours,
+    })
+    .into_response())
 }
 
 /// `GET /v1/keys/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/keys/{id}",
+    tag = "keys",
+    params(("id" = String, Path, description = "The key's id")),
+    responses(
+        (status = 200, description = "The key", body = KeyAnswer),
+        (status = 401, description = "No valid key or token", body = ErrorAnswer),
+        (status = 404, description = "No such key of the caller's", body = ErrorAnswer),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -437,11 +578,13 @@ pub async fn show(
 ) -> ApiResult {
     let checker = state.shared.checker();
     let key = lifecycle::readable_key(&checker, &id, &caller.user)?;
-    let view = view(&state, &key, Timestamp::now());
-    Ok(Json(json!({ "key": view, "revision": checker.revision() })).into_response())
+    let key = view(&state, &key, Timestamp::now());
+    let revision = checker.revision();
+    Ok(Json(KeyAnswer { key, revision }).into_response())
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The fields to change; those left out stay as they are.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateBody {
     name: Option<String>,
@@ -456,6 +599,21 @@ pub struct UpdateBody {
     rate_limit: Option<String>,
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/keys/{id}",
+    tag = "keys",
+    params(("id" = String, Path, description = "The key's id")),
+    request_body = UpdateBody,
+    responses(
+        (status = 200, description = "The key as changed", body = KeyAnswer),
+        (status = 400, description = "The request is not valid", body = ErrorAnswer),
+        (status = 401, description = "No valid key or token", body = ErrorAnswer),
+        (status = 403, description = "The caller may not (a locked key, or one wider than the caller's)", body = ErrorAnswer),
+        (status = 404, description = "No such key of the caller's", body = ErrorAnswer),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -490,17 +648,38 @@ pub async fn update(
 }
 
 fn key_response(state: &AppState, record: &KeyRecord, revision: u64, now: Timestamp) -> Response {
-    Json(json!({ "key": view(state, record, now), "revision": revision })).into_response()
+    let key = view(state, record, now);
+    Json(ActAnswer::Changed(KeyAnswer { key, revision })).into_response()
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// A rotation's options; other actions take no body.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateBody {
+    /// How long the old secret still works, as a duration (`24h`).
     grace: Option<String>,
 }
 
 /// `POST /v1/keys/{id}/{action}`: lock, unlock, disable, enable, rotate or
 /// end-grace.
+#[utoipa::path(
+    post,
+    path = "/v1/keys/{id}/{action}",
+    tag = "keys",
+    params(
+        ("id" = String, Path, description = "The key's id"),
+        ("action" = String, Path, description = "`lock`, `unlock`, `disable`, `enable`, `rotate` or `end-grace`"),
+    ),
+    request_body = RotateBody,
+    responses(
+        (status = 200, description = "The key as changed; after `rotate`, the new secret", body = ActAnswer),
+        (status = 400, description = "The request is not valid", body = ErrorAnswer),
+        (status = 401, description = "No valid key or token", body = ErrorAnswer),
+        (status = 403, description = "The caller may not", body = ErrorAnswer),
+        (status = 404, description = "No such key or action", body = ErrorAnswer),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 pub async fn act(
     State(state): State<AppState>,
     caller: Caller,
@@ -532,7 +711,9 @@ pub async fn act(
                     Ok(rotated)
                 })
                 .await?;
-            let body = Json(issued_secret(&record, &secret, revision, now));
+            let body = Json(ActAnswer::Rotated(IssuedSecret::of(
+                &record, &secret, revision, now,
+            )));
             return Ok(no_store(body.into_response()));
         }
         "end-grace" => {
@@ -565,6 +746,19 @@ pub async fn act(
     Ok(key_response(&state, &record, revision, now))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/keys/{id}",
+    tag = "keys",
+    params(("id" = String, Path, description = "The key's id")),
+    responses(
+        (status = 200, description = "The key is deleted", body = Deleted),
+        (status = 401, description = "No valid key or token", body = ErrorAnswer),
+        (status = 403, description = "The caller may not (a locked key)", body = ErrorAnswer),
+        (status = 404, description = "No such key of the caller's", body = ErrorAnswer),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
@@ -575,6 +769,9 @@ pub async fn delete(
             lifecycle::delete_key(registry, &id, user)
         })
         .await?;
-    let body: Value = json!({ "deleted": record.id, "revision": revision });
-    Ok(Json(body).into_response())
+    Ok(Json(Deleted {
+        deleted: record.id,
+        revision,
+    })
+    .into_response())
 }

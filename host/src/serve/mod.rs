@@ -12,6 +12,7 @@ mod hosts;
 mod identity;
 mod manage;
 mod metrics;
+mod openapi;
 mod snapshot;
 mod state;
 
@@ -266,6 +267,7 @@ fn router(state: AppState, options: &ServeOptions) -> Router {
         .route("/v1/snapshot", get(snapshot::snapshot))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi_json))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             options.request_timeout,
@@ -375,6 +377,9 @@ pub fn run_floor(listen: SocketAddr) -> Result<()> {
 }
 
 /// `GET /`: nothing is served here; says where things are.
+#[utoipa::path(get, path = "/", tag = "operations",
+    responses((status = 404, description = "Nothing is served here; the answer says where things are",
+        body = openapi::ErrorAnswer)))]
 async fn nothing_here() -> Response {
     let body = json!({ "error": {
         "kind": "not_found",
@@ -417,6 +422,15 @@ fn header_limit(max: usize, request: &Request) -> Option<Response> {
 /// Redis is down would stop all traffic. `snapshot` says whether the
 /// registry's snapshot is mapped from the cache folder or, with no folder
 /// that could keep it, held in memory (about 0.7 KB a key).
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Serving (perhaps degraded: shared counters out of reach)", body = Health),
+        (status = 503, description = "The policy or the registry cannot be used", body = Health),
+    ),
+)]
 async fn healthz(State(state): State<AppState>) -> Response {
     let in_force = state.shared.checker();
     let revision = in_force.revision();
@@ -436,31 +450,60 @@ async fn healthz(State(state): State<AppState>) -> Response {
         .chain(registry.iter().map(|p| format!("registry: {p}")))
         .chain(counters.iter().map(|p| format!("shared state: {p}")))
         .collect();
-    if problems.is_empty() {
-        return axum::Json(json!({
-            "status": "ok",
-            "revision": revision,
-            "policy": policy,
-            "snapshot": snapshot,
-        }))
-        .into_response();
-    }
-    let status = if refusal.is_some() || registry.is_some() {
-        StatusCode::SERVICE_UNAVAILABLE
+    let (status, health) = if problems.is_empty() {
+        (StatusCode::OK, "ok")
+    } else if refusal.is_some() {
+        (StatusCode::SERVICE_UNAVAILABLE, "policy_error")
+    } else if registry.is_some() {
+        (StatusCode::SERVICE_UNAVAILABLE, "degraded")
     } else {
-        StatusCode::OK
+        (StatusCode::OK, "degraded")
     };
-    let body = json!({
-        "status": if refusal.is_some() { "policy_error" } else { "degraded" },
-        "reason": refusal,
-        "revision": revision,
-        "policy": policy,
-        "snapshot": snapshot,
-        "problems": problems,
-    });
+    let body = Health {
+        status: health,
+        reason: refusal,
+        revision,
+        policy,
+        snapshot,
+        problems,
+    };
     (status, axum::Json(body)).into_response()
 }
 
+/// What `/healthz` answers.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Health {
+    /// `ok`, `degraded` or `policy_error`.
+    status: &'static str,
+    /// Why the policy is refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    /// The registry's revision in force.
+    revision: u64,
+    /// The policy in force.
+    policy: String,
+    /// `mapped` or `in memory`.
+    snapshot: &'static str,
+    /// What is wrong, when something is.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    problems: Vec<String>,
+}
+
+/// `GET /openapi.json`: this API's OpenAPI 3.1 document.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "This document", content_type = "application/json")))]
+async fn openapi_json() -> Response {
+    static DOCUMENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(openapi::document);
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        DOCUMENT.as_str(),
+    )
+        .into_response()
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus metrics",
+        content_type = "text/plain; version=0.0.4")))]
 async fn metrics(State(state): State<AppState>) -> Response {
     (
         [(

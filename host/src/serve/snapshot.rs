@@ -26,6 +26,7 @@ use keyhost_core::{replica_proof, snapshot};
 
 use super::AppState;
 use super::errors::ApiError;
+use super::openapi::ErrorAnswer;
 use crate::registry::{CompactRegistry, Lookup};
 use crate::replicas;
 
@@ -130,6 +131,21 @@ enum Fetcher {
     Proof { nonce: String, proof: String },
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/snapshot",
+    tag = "replicas",
+    description = "The registry in force as a snapshot (hashes and records, never a \
+        secret), for replicas and the proxy filters. Authenticated by a replica \
+        credential: `Authorization: Bearer`, or `KeyhostReplica` with a proof.",
+    params(("If-None-Match" = Option<String>, Header, description = "The entity tag held")),
+    responses(
+        (status = 200, description = "The snapshot", content_type = "application/vnd.keyhost.snapshot"),
+        (status = 304, description = "Unchanged since the entity tag sent"),
+        (status = 401, description = "No replica credential, or a wrong one", body = ErrorAnswer),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn snapshot(
     State(state): State<AppState>,
     uri: axum::http::Uri,
