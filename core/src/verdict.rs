@@ -40,6 +40,26 @@ pub enum DenyCode {
 }
 
 impl DenyCode {
+    /// Every code, in the contract's order.
+    pub const ALL: [DenyCode; 11] = [
+        DenyCode::NotFound,
+        DenyCode::Malformed,
+        DenyCode::Disabled,
+        DenyCode::Expired,
+        DenyCode::Leaked,
+        DenyCode::WrongService,
+        DenyCode::InsufficientScope,
+        DenyCode::IpNotAllowed,
+        DenyCode::RateLimited,
+        DenyCode::PolicyError,
+        DenyCode::Denied,
+    ];
+
+    /// The code a stable name (`as_str`) names.
+    pub fn from_name(name: &str) -> Option<DenyCode> {
+        DenyCode::ALL.into_iter().find(|code| code.as_str() == name)
+    }
+
     /// The stable code, as the CLI, JSON and HTTP print it.
     pub fn as_str(self) -> &'static str {
         match self {

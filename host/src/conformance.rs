@@ -5,7 +5,9 @@
 //! held to one list.
 //!
 //! The format is JSON. A case's `key`, `identity`, `request` and `config`
-//! objects are merged field by field over the file's `defaults`.
+//! objects are merged field by field over the file's `defaults`, and those
+//! over a policy's own defaults when `keyhost policy test --defaults` gives
+//! them ([`Defaults::load`]).
 
 use std::path::Path;
 
@@ -30,10 +32,57 @@ pub struct VectorFile {
     /// What the file is, for people.
     #[serde(default)]
     pub about: String,
-    /// The fields every case starts from; only the four objects are read.
+    /// The fields every case starts from.
     #[serde(default)]
-    defaults: Entry,
+    defaults: Defaults,
     cases: Vec<Entry>,
+}
+
+/// The fields every case starts from: a vector file's `defaults`, or a
+/// policy's own, laid over them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    #[serde(default)]
+    config: Map<String, Value>,
+    #[serde(default)]
+    key: Map<String, Value>,
+    #[serde(default)]
+    identity: Map<String, Value>,
+    #[serde(default)]
+    request: Map<String, Value>,
+}
+
+impl Defaults {
+    /// Reads a policy's own defaults: a file shaped like a vector file's
+    /// `defaults`, `{"defaults": {...}}`, with any of `config`, `key`,
+    /// `identity` and `request`, each holding the fields it sets.
+    pub fn load(path: &Path) -> Result<Defaults> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct OwnDefaults {
+            defaults: Defaults,
+        }
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read defaults {}", path.display()))?;
+        let own: OwnDefaults = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "defaults {} are not valid: expected {{\"defaults\": {{...}}}} with any of `config`, `key`, `identity` and `request`",
+                path.display()
+            )
+        })?;
+        Ok(own.defaults)
+    }
+
+    /// These defaults with `over`'s fields laid on top, object by object.
+    fn overlaid_with(&self, over: &Defaults) -> Defaults {
+        Defaults {
+            config: merged(&self.config, &over.config),
+            key: merged(&self.key, &over.key),
+            identity: merged(&self.identity, &over.identity),
+            request: merged(&self.request, &over.request),
+        }
+    }
 }
 
 /// A case as written, or the defaults: each object holds only the fields it
@@ -71,8 +120,8 @@ pub enum Expected {
     },
     /// The policy must deny with this code.
     Deny {
-        /// The deny code, snake_case.
-        code: String,
+        /// The deny code.
+        code: VectorCode,
         /// A part of the message.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message_contains: Option<String>,
@@ -83,6 +132,46 @@ pub enum Expected {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message_contains: Option<String>,
     },
+}
+
+/// A deny code as vectors spell it: the stable snake_case name keyhost
+/// prints (`wrong_service`). The WIT's kebab-case spelling is refused with
+/// the name to write instead, so a vector cannot fail for its spelling alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct VectorCode(pub DenyCode);
+
+impl TryFrom<String> for VectorCode {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<VectorCode, String> {
+        if let Some(code) = DenyCode::from_name(&name) {
+            return Ok(VectorCode(code));
+        }
+        if let Some(code) = DenyCode::from_name(&name.replace('-', "_")) {
+            return Err(format!(
+                "deny code {name:?} is the WIT's spelling; vectors write {:?}",
+                code.as_str()
+            ));
+        }
+        let names: Vec<&str> = DenyCode::ALL.iter().map(|code| code.as_str()).collect();
+        Err(format!(
+            "deny code {name:?} is not one of {}",
+            names.join(", ")
+        ))
+    }
+}
+
+impl From<VectorCode> for String {
+    fn from(code: VectorCode) -> String {
+        code.0.as_str().to_string()
+    }
+}
+
+impl std::fmt::Display for VectorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.as_str())
+    }
 }
 
 /// What a policy answered, in the JSON form every host prints.
@@ -123,7 +212,7 @@ impl Outcome {
                     code: want,
                     message_contains,
                 },
-            ) => code == want && mentions(message, message_contains),
+            ) => code == want.0.as_str() && mentions(message, message_contains),
             (
                 Outcome::ConfigureError { message },
                 Expected::ConfigureError { message_contains },
@@ -201,39 +290,45 @@ impl VectorFile {
     /// The cases with the defaults merged in, or the first one that is not
     /// valid, named.
     pub fn cases(&self) -> Result<Vec<Case>> {
+        self.cases_over(&Defaults::default())
+    }
+
+    /// The cases with the file's defaults, then `own`'s, merged in: the
+    /// file's cases run under a policy's own defaults (its settings, the
+    /// service it narrows to).
+    pub fn cases_over(&self, own: &Defaults) -> Result<Vec<Case>> {
+        let defaults = self.defaults.overlaid_with(own);
         self.cases
             .iter()
             .enumerate()
             .map(|(index, raw)| {
-                self.case(raw)
-                    .with_context(|| format!("case {} ({:?})", index + 1, raw.name))
+                case(&defaults, raw).with_context(|| format!("case {} ({:?})", index + 1, raw.name))
             })
             .collect()
     }
+}
 
-    fn case(&self, raw: &Entry) -> Result<Case> {
-        let defaults = &self.defaults;
-        let expect = raw.expect.clone().context("the case has no `expect`")?;
-        let config = merged(&defaults.config, &raw.config)
-            .into_iter()
-            .map(|(name, value)| match value {
-                Value::String(text) => Ok((name, text)),
-                other => bail!("config.{name} is {other}; config values are strings"),
-            })
-            .collect::<Result<_>>()?;
-        let key: VectorKey = part(&defaults.key, &raw.key, "key")?;
-        let identity: VectorIdentity = part(&defaults.identity, &raw.identity, "identity")?;
-        let request: VectorRequest = part(&defaults.request, &raw.request, "request")?;
-        Ok(Case {
-            name: raw.name.clone(),
-            rule: raw.rule.clone(),
-            config,
-            key: key.into_record()?,
-            identity: identity.into_identity()?,
-            request: request.into_request(),
-            expect,
+fn case(defaults: &Defaults, raw: &Entry) -> Result<Case> {
+    let expect = raw.expect.clone().context("the case has no `expect`")?;
+    let config = merged(&defaults.config, &raw.config)
+        .into_iter()
+        .map(|(name, value)| match value {
+            Value::String(text) => Ok((name, text)),
+            other => bail!("config.{name} is {other}; config values are strings"),
         })
-    }
+        .collect::<Result<_>>()?;
+    let key: VectorKey = part(&defaults.key, &raw.key, "key")?;
+    let identity: VectorIdentity = part(&defaults.identity, &raw.identity, "identity")?;
+    let request: VectorRequest = part(&defaults.request, &raw.request, "request")?;
+    Ok(Case {
+        name: raw.name.clone(),
+        rule: raw.rule.clone(),
+        config,
+        key: key.into_record()?,
+        identity: identity.into_identity()?,
+        request: request.into_request(),
+        expect,
+    })
 }
 
 /// Runs every case on a fresh instance of `policy`, as keyhost would:
@@ -456,7 +551,7 @@ mod tests {
         assert_eq!(
             cases[0].expect,
             Expected::Deny {
-                code: "disabled".into(),
+                code: VectorCode(DenyCode::Disabled),
                 message_contains: None,
             }
         );
@@ -475,6 +570,53 @@ mod tests {
         );
         let error = format!("{:#}", f.cases().err().unwrap());
         assert!(error.contains("disabld"), "{error}");
+    }
+
+    #[test]
+    fn a_deny_code_in_the_wits_spelling_is_refused_with_the_one_to_write() {
+        let text = format!(
+            r#"{{"contract": "{CONTRACT}", "cases": [{{"name": "n",
+                "expect": {{"decision": "deny", "code": "wrong-service"}}}}]}}"#
+        );
+        let error = serde_json::from_str::<VectorFile>(&text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("\"wrong-service\" is the WIT's spelling"),
+            "{error}"
+        );
+        assert!(error.contains("vectors write \"wrong_service\""), "{error}");
+        let text = text.replace("wrong-service", "wrong_servise");
+        let error = serde_json::from_str::<VectorFile>(&text)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("\"wrong_servise\" is not one of"), "{error}");
+        assert!(error.contains("insufficient_scope"), "{error}");
+    }
+
+    #[test]
+    fn a_policys_own_defaults_sit_between_the_files_and_each_case() {
+        let f = file(
+            r#"[{"name": "plain", "expect": {"decision": "allow"}},
+                {"name": "own", "request": {"service": "mine"}, "config": {"c": "case"},
+                 "expect": {"decision": "allow"}}]"#,
+        );
+        let own: Defaults = serde_json::from_str(
+            r#"{"config": {"c": "own", "d": "own"}, "request": {"service": "databases"}}"#,
+        )
+        .unwrap();
+        let cases = f.cases_over(&own).unwrap();
+        assert_eq!(cases[0].request.service.as_deref(), Some("databases"));
+        // The file's defaults still fill what the policy's leave out.
+        assert_eq!(cases[0].request.now, Some(Timestamp(5)));
+        assert_eq!(cases[0].key.owner.as_str(), "user:a");
+        assert_eq!(cases[1].request.service.as_deref(), Some("mine"));
+        assert_eq!(
+            cases[1].config,
+            vec![("c".into(), "case".into()), ("d".into(), "own".into())]
+        );
+        let typo = serde_json::from_str::<Defaults>(r#"{"requests": {}}"#).unwrap_err();
+        assert!(typo.to_string().contains("requests"), "{typo}");
     }
 
     #[test]
@@ -503,7 +645,7 @@ mod tests {
             r#"{"decision":"allow","info":[["k","v"]]}"#
         );
         assert!(deny.matches(&Expected::Deny {
-            code: "expired".into(),
+            code: VectorCode(DenyCode::Expired),
             message_contains: None,
         }));
         assert!(!deny.matches(&Expected::Allow { info: None }));

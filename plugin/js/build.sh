@@ -4,9 +4,9 @@
 #
 #     plugin/js/build.sh OUT.wasm [WIT_DIR]
 #
-# WIT_DIR defaults to the repository's wit/; the world is `policy`. All of
-# the engine's optional features (stdio, random, clocks, http, fetch-event)
-# are disabled: the policy needs none of them, and keyhost links no wasi:http.
+# WIT_DIR defaults to the repository's wit/. build.mjs, beside this script,
+# is the build itself; `keyhost policy new --lang js` gives a new policy
+# project a copy of it.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -23,23 +23,8 @@ wit="$(realpath -e "${2:-$root/wit}")"
 echo "js policy: building $out from $here/policy.js against $wit (componentize-js)" >&2
 mkdir -p "$(dirname "$out")"
 
-# Run from tests/foreign so that node finds its node_modules.
-(cd "$foreign" && node --input-type=module -e '
-import { writeFile } from "node:fs/promises";
-import { componentize } from "@bytecodealliance/componentize-js";
-import { _setPreopens } from "@bytecodealliance/preview2-shim/filesystem";
-
-const [sourcePath, witPath, out] = process.argv.slice(1);
-// componentize-js reads the WIT through the WASI shim, which preopens
-// nothing since preview2-shim 0.26: let it see the WIT directory.
-_setPreopens({ [witPath]: witPath });
-const { component } = await componentize({
-  sourcePath,
-  witPath,
-  worldName: "policy",
-  disableFeatures: ["stdio", "random", "clocks", "http", "fetch-event"],
-});
-await writeFile(out, component);
-' "$here/policy.js" "$wit" "$out")
+# build.mjs is read from stdin so that node resolves its imports from
+# tests/foreign's node_modules, where it runs.
+(cd "$foreign" && node --input-type=module - "$here/policy.js" "$wit" "$out" <"$here/build.mjs")
 
 echo "js policy: built $out; \`keyhost policy inspect $out\` shows its imports and whether keyhost loads it" >&2

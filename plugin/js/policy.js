@@ -1,13 +1,14 @@
 // keyhost's default policy, written in JavaScript.
 //
-// The same rules as plugin/rules (Rust), behind the same WIT contract
-// (wit/policy.wit, world `policy`, interface `validator`): state (disabled, leaked, expired), then the
-// key-kind/service table, then the source-address allow-list, then scopes.
-// It uses no npm packages, so the component holds nothing but this file.
+// The same rules as keyhost's Rust default policy, behind the same WIT
+// contract (wit/policy.wit, world `policy`, interface `validator`): state
+// (disabled, leaked, expired), then the key-kind/service table, then the
+// source-address allow-list, then scopes. It uses no npm packages, so the
+// component holds nothing but this file.
 //
-// Build it into a component with componentize-js:
-//
-//     plugin/js/build.sh OUT.wasm [WIT_DIR]
+// build.sh, beside this file, builds it into a component with
+// componentize-js (build.mjs); keyhost's book has a page on JavaScript
+// policies ("In JavaScript").
 //
 // componentize-js maps the contract to JavaScript thus: record fields are
 // camelCase, enum cases are their WIT names as strings, an option is the

@@ -1,4 +1,4 @@
-//! The command line, as clap parses it: the CLI contract of docs/design.md.
+//! The command line, as clap parses it: the CLI contract of docs/src/design.md.
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -316,13 +316,20 @@ pub enum PolicyCommand {
         file: PathBuf,
         /// The vector file, for example tests/vectors/default-policy.json.
         vectors: PathBuf,
+        /// A JSON file `{"defaults": {...}}` whose `config`, `key`,
+        /// `identity` and `request` fields are laid over the vector file's
+        /// defaults: the default vectors under a policy's own settings (each
+        /// case's own fields still win).
+        #[arg(long, value_name = "FILE")]
+        defaults: Option<PathBuf>,
     },
     /// Show or change the registry's [policy.config]: the settings the
     /// policy's `configure` gets.
     #[command(subcommand)]
     Config(PolicyConfigCommand),
-    /// Write a new policy crate to start from: the default rules, built
-    /// with wit-bindgen against keyhost's contract, with its vectors.
+    /// Write a new policy project to start from, in Rust, JavaScript or
+    /// Python: keyhost's default rules, the contract, a build with pinned
+    /// tool versions, and the default vectors.
     New {
         /// The folder to create; it must not exist.
         dir: PathBuf,
@@ -334,7 +341,24 @@ pub enum PolicyCommand {
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum PolicyLanguage {
+    /// A crate built with wit-bindgen (`cargo build --target wasm32-wasip2`).
     Rust,
+    /// A module built with componentize-js (`./build.sh`, Node.js 20+).
+    #[value(alias = "javascript")]
+    Js,
+    /// A module built with componentize-py (`./build.sh`, python3).
+    Python,
+}
+
+impl PolicyLanguage {
+    /// The language's name, as `--lang` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            PolicyLanguage::Rust => "rust",
+            PolicyLanguage::Js => "js",
+            PolicyLanguage::Python => "python",
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

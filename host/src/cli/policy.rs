@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::args::PolicyCommand;
 use super::{EXIT_DENIED, EXIT_ERROR, Report};
-use crate::conformance::{self, Expected, Outcome, VectorFile};
+use crate::conformance::{self, Defaults, Expected, Outcome, VectorFile};
 use crate::gate::{self, GateLabel};
 use crate::policy::contract::{CONTRACT, Item};
 use crate::policy::{CompiledCache, PolicyEngine, SandboxLimits};
@@ -27,7 +27,11 @@ pub fn engine() -> Result<PolicyEngine> {
 pub fn run(command: PolicyCommand, registry: &RegistryFile) -> Result<Report> {
     match command {
         PolicyCommand::Inspect { file } => inspect(&file),
-        PolicyCommand::Test { file, vectors } => test(&file, &vectors),
+        PolicyCommand::Test {
+            file,
+            vectors,
+            defaults,
+        } => test(&file, &vectors, defaults.as_deref()),
         PolicyCommand::Config(command) => super::policy_config::run(command, registry),
         PolicyCommand::New { dir, lang } => super::policy_new::run(&dir, lang),
     }
@@ -148,9 +152,15 @@ fn write_items(text: &mut String, heading: &str, items: &[Item]) {
     }
 }
 
-fn test(file: &Path, vectors: &Path) -> Result<Report> {
+fn test(file: &Path, vectors: &Path, defaults: Option<&Path>) -> Result<Report> {
     let vector_file = VectorFile::load(vectors)?;
-    let cases = vector_file.cases()?;
+    let own = defaults
+        .map(Defaults::load)
+        .transpose()?
+        .unwrap_or_default();
+    let cases = vector_file
+        .cases_over(&own)
+        .with_context(|| format!("vectors {}", vectors.display()))?;
     let policy = engine()?.load_file(file)?;
     let results = conformance::run(&policy, &cases);
     let failed = results.iter().filter(|r| !r.passed).count();
@@ -181,6 +191,7 @@ fn test(file: &Path, vectors: &Path) -> Result<Report> {
     let json = json!({
         "policy": file,
         "vectors": vectors,
+        "defaults": defaults,
         "contract": vector_file.contract,
         "passed": passed,
         "failed": failed,
