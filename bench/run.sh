@@ -199,8 +199,8 @@ gate_rows() {
 
 # The filters inside Envoy (proxy-wasm) and Traefik (http-wasm), in front of
 # nginx's `return 200`: Envoy with the filter against the same Envoy without
-# auth and against Envoy's ext_authz to keyhost serve (the README's
-# snippet), with the CPU each adds per request read from /proc (proxy,
+# auth and against Envoy's ext_authz to keyhost serve (the snippet of
+# docs/src/guides/envoy.md), with the CPU each adds per request read from /proc (proxy,
 # keyhost and upstream together, less bare Envoy's); the filter with a
 # 100k-key snapshot against a 1k-key one (both fetched live from keyhost
 # serve); Traefik with the plugin against the same Traefik without it; and

@@ -92,7 +92,7 @@ impl fmt::Display for IamId {
     }
 }
 
-/// The four kinds of API key (docs/design.md).
+/// The four kinds of API key (docs/src/design.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum KeyKind {

@@ -1,6 +1,6 @@
 //! keyhost: API keys in a TOML registry, checked by a WebAssembly policy.
 //!
-//! The design the modules follow is in `docs/design.md`. Every module:
+//! The design the modules follow is in `docs/src/design.md`. Every module:
 //!
 //! - [`key_format`]: the secret's format and checksum;
 //! - [`iam`]: IAM ids and the four kinds of key;

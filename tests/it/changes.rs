@@ -1,4 +1,4 @@
-//! Issue #15: writes that cost what they change. A registry of
+//! Writes that cost what they change. A registry of
 //! `changes_from_keys` keys or more takes a write of keys alone in its
 //! changes file (`PATH.changes.toml`), leaving the registry file as it is;
 //! every reader (check, list, serve, the snapshot handed on) sees the

@@ -4,7 +4,7 @@
 //! their ids compared with its output; secrets shown by the page are tried
 //! at `/auth`.
 //!
-//! `KEYHOST_SCREENSHOTS=1` saves the screenshots of the README into docs/.
+//! `KEYHOST_SCREENSHOTS=1` saves the screenshots of the book into docs/src/images/.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -251,7 +251,7 @@ impl Browser {
         self.text("document.documentElement.outerHTML").await
     }
 
-    /// Saves a screenshot into docs/ when KEYHOST_SCREENSHOTS=1.
+    /// Saves a screenshot into docs/src/images/ when KEYHOST_SCREENSHOTS=1.
     async fn screenshot(&self, name: &str) {
         if std::env::var("KEYHOST_SCREENSHOTS").as_deref() != Ok("1") {
             return;
@@ -260,7 +260,7 @@ impl Browser {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let png = self.client().screenshot().await.expect("a screenshot");
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../docs")
+            .join("../docs/src/images")
             .join(name);
         std::fs::write(&path, png).expect("write the screenshot");
     }

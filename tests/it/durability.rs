@@ -1,4 +1,4 @@
-//! Issue #7: concurrent writers lose nothing, and a writer killed at any
+//! Concurrent writers lose nothing, and a writer killed at any
 //! moment leaves a registry that parses and holds exactly the writes that
 //! reported success (plus, at most, the one write in flight, which may or
 //! may not have been committed when the process died).

@@ -1,7 +1,7 @@
 //! keyhost's check inside the proxies themselves: the proxy-wasm filter in
 //! a real Envoy and the http-wasm plugin in a real Traefik, each in front of
-//! a real nginx upstream, with the README's configurations. Also Envoy
-//! running the README's `ext_authz` snippet against `keyhost serve`.
+//! a real nginx upstream, with the guides' configurations. Also Envoy
+//! running the Envoy guide's `ext_authz` snippet against `keyhost serve`.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -17,16 +17,16 @@ use crate::support::nginx::Nginx;
 use crate::support::traefik::Traefik;
 use crate::support::{Sandbox, http, policy};
 
-/// The configuration the README's filter snippet carries.
-const README_CONFIG: &str = r#"'{"service": "inventory", "scope": "read", "trust_source_address": true, "registry": {"live": {"cluster": "keyhost"}}}'"#;
-/// Where the README's filter snippet loads the filter from.
-const README_WASM: &str = "/etc/envoy/keyhost.wasm";
+/// The configuration the Envoy guide's filter snippet carries.
+const GUIDE_CONFIG: &str = r#"'{"service": "inventory", "scope": "read", "trust_source_address": true, "registry": {"live": {"cluster": "keyhost"}}}'"#;
+/// Where the Envoy guide's filter snippet loads the filter from.
+const GUIDE_WASM: &str = "/etc/envoy/keyhost.wasm";
 
 fn arg(path: &Path) -> &str {
     path.to_str().expect("UTF-8 path")
 }
 
-/// The README's Envoy filter snippet with `wasm` and an inline snapshot
+/// The Envoy guide's filter snippet with `wasm` and an inline snapshot
 /// of `s`'s registry (written by `keyhost export envoy`), checking
 /// `checks` (`--service`, ...).
 fn inline_envoy(s: &Sandbox, wasm: &Path, upstream: u16, checks: &[&str]) -> Envoy {
@@ -47,8 +47,8 @@ fn inline_envoy(s: &Sandbox, wasm: &Path, upstream: u16, checks: &[&str]) -> Env
         s.dir.path(),
         "envoy-filter-snippet",
         &[
-            (README_WASM, arg(wasm)),
-            (README_CONFIG, &format!("'{config}'")),
+            (GUIDE_WASM, arg(wasm)),
+            (GUIDE_CONFIG, &format!("'{config}'")),
         ],
         upstream,
         None,
@@ -255,9 +255,9 @@ fn envoy_refuses_a_filter_configuration_it_cannot_use_and_does_not_quote_it() {
     ] {
         let config = format!("'{config}'");
         let file = dir.join("refused.yaml");
-        let mut snippet = crate::support::readme_block("envoy-filter-snippet", "yaml")
-            .replace(README_WASM, arg(&wasm))
-            .replace(README_CONFIG, &config);
+        let mut snippet = crate::support::docs::block("envoy-filter-snippet", "yaml")
+            .replace(GUIDE_WASM, arg(&wasm))
+            .replace(GUIDE_CONFIG, &config);
         snippet = snippet
             .lines()
             .map(|l| format!("          {l}\n"))
@@ -401,7 +401,7 @@ fn live() -> Live {
     }
 }
 
-/// Live mode, the README's configuration as it stands: revocation and new
+/// Live mode, the guide's configuration as it stands: revocation and new
 /// keys reach Envoy within 2 s with no restart; with keyhost serve down,
 /// or answering with a broken snapshot, Envoy decides on the last good one
 /// and says so.
@@ -419,7 +419,7 @@ fn envoy_in_live_mode_follows_the_registry_and_outlives_keyhost_serve() {
     let envoy = Envoy::start(
         s.dir.path(),
         "envoy-filter-snippet",
-        &[(README_WASM, arg(&wasm))],
+        &[(GUIDE_WASM, arg(&wasm))],
         upstream.port,
         Some(keyhost_port),
         &[("KEYHOST_REPLICA_CREDENTIAL", &credential)],
@@ -429,7 +429,7 @@ fn envoy_in_live_mode_follows_the_registry_and_outlives_keyhost_serve() {
     let bounded = Envoy::start(
         s.dir.path(),
         "envoy-filter-snippet",
-        &[(README_WASM, arg(&wasm)), (README_CONFIG, bounded_config)],
+        &[(GUIDE_WASM, arg(&wasm)), (GUIDE_CONFIG, bounded_config)],
         upstream.port,
         Some(keyhost_port),
         &[("KEYHOST_REPLICA_CREDENTIAL", &credential)],
@@ -681,7 +681,7 @@ fn a_rust_policy_built_as_a_filter_gives_its_own_decisions_in_envoy() {
     assert!(answer.body.contains("strict policy"), "{}", answer.body);
 }
 
-/// The README's ext_authz snippet, in the same Envoy, against keyhost
+/// The Envoy guide's ext_authz snippet, in the same Envoy, against keyhost
 /// serve: no deprecated field, and the decisions of `/auth`.
 #[test]
 fn envoy_runs_the_readme_ext_authz_snippet_against_keyhost_serve() {
@@ -883,7 +883,7 @@ fn traefik_with_the_plugin_decides_every_case_and_follows_the_registry() {
 }
 
 /// A policy compiled into the filter that panics takes its VM down, and
-/// Envoy (failure_policy FAIL_CLOSED, as the README gives it) refuses every
+/// Envoy (failure_policy FAIL_CLOSED, as the guide gives it) refuses every
 /// request after, rather than let one through; Envoy itself stays up.
 #[test]
 fn a_policy_that_panics_inside_envoy_fails_closed() {
@@ -975,7 +975,7 @@ fn traefik_refuses_an_inline_snapshot_with_one_flipped_byte() {
     );
 }
 
-/// The README's forwardAuth middleware in a real Traefik before a real
+/// The Traefik guide's forwardAuth middleware in a real Traefik before a real
 /// `keyhost serve`: the upstream gets keyhost's identity and none of a
 /// client's own `X-Keyhost-*` headers, in any spelling.
 #[test]
@@ -986,7 +986,7 @@ fn traefik_forward_auth_to_serve_passes_no_forged_identity_header_in_any_spellin
     let folder: PathBuf = Traefik::folder(k.s.dir.path());
     // The plugin the static configuration names is there, but unused.
     export_traefik(&k.s, &folder, &[], false);
-    let snippet = crate::support::readme_block("traefik-forwardauth-snippet", "yaml")
+    let snippet = crate::support::docs::block("traefik-forwardauth-snippet", "yaml")
         .replace("http://127.0.0.1:8080", &serve.base);
     std::fs::write(folder.join("dynamic/keyhost.yml"), snippet).unwrap();
     let traefik = Traefik::start(&folder, upstream.port);
@@ -1037,7 +1037,7 @@ fn traefik_forward_auth_to_serve_passes_no_forged_identity_header_in_any_spellin
 
 /// docs/envoy.yaml, a whole configuration, run as it stands but for its
 /// ports and the filter's path: Envoy fetches the snapshot from serve and
-/// decides as the README says.
+/// decides as the guide says.
 #[test]
 fn the_whole_envoy_configuration_in_the_docs_runs_as_it_stands() {
     let Live {

@@ -1,4 +1,4 @@
-//! Issue #11, hardening: what a user holding one valid key tries against
+//! Hardening: what a user holding one valid key tries against
 //! keyhost, through the API, the CLI and a live nginx. Each test names the
 //! attack and asserts that it fails.
 

@@ -1,4 +1,4 @@
-//! Issue #7: hostile policies and hostile input. A policy that misbehaves
+//! Hostile policies and hostile input. A policy that misbehaves
 //! fails closed and the host carries on; bad input is an error that leaves
 //! the registry byte-identical; secrets never show up where they should not.
 
@@ -149,7 +149,7 @@ fn bad_keys_on_stdin_are_errors_and_spaces_are_trimmed() {
     assert!(stderr.contains("no key"), "{stderr}");
     error_leaves_registry(&s, &["check"], b"   \n");
     error_leaves_registry(&s, &["check"], &vec![b'a'; 10_000]);
-    // Whitespace around the key is trimmed, as the README says.
+    // Whitespace around the key is trimmed, as the CLI guide says.
     let run = s.run_with(&["check"], &format!("  \t{key}  \r\n"), &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
 }

@@ -1,4 +1,4 @@
-//! Issue #2: key kinds, scopes, denials, policy swap, sandbox faults,
+//! Key kinds, scopes, denials, policy swap, sandbox faults,
 //! registry errors, secret storage and the compiled-policy cache, all
 //! through the real binary.
 

@@ -1,4 +1,4 @@
-//! Issue #3: the key lifecycle with IBM Cloud IAM's ownership rules, through
+//! The key lifecycle with IBM Cloud IAM's ownership rules, through
 //! the real binary. Every refusal exits 1 and leaves the registry unchanged.
 
 use std::collections::HashSet;

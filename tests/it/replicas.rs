@@ -1,4 +1,4 @@
-//! Issue #18: several `keyhost serve` replicas sharing rate limits and usage
+//! Several `keyhost serve` replicas sharing rate limits and usage
 //! through a real Redis, and one registry file written by one primary.
 
 use std::time::{Duration, Instant};

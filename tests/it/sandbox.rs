@@ -1,4 +1,4 @@
-//! Issue #12: the sandbox's holes. Each hostile policy is built in the
+//! The sandbox's holes. Each hostile policy is built in the
 //! tests (plugin/hostile, or a component written in WAT in
 //! tests/it/support/policy.wat) and each test asserts the fix: bounded time,
 //! bounded memory, clean reasons, live key changes, no data across callers.

@@ -1,4 +1,4 @@
-//! Issue #4: `keyhost serve` behind a real nginx, the Envoy and Traefik
+//! `keyhost serve` behind a real nginx, the Envoy and Traefik
 //! contracts, live changes, the management API, rate limits, and logs that
 //! never hold a secret.
 

@@ -1,4 +1,4 @@
-//! Issue #15: the registry's snapshot written to a file (`keyhost snapshot
+//! The registry's snapshot written to a file (`keyhost snapshot
 //! -o`) and inspected (`keyhost snapshot inspect`); the snapshot in the
 //! cache checked whole and made again when damaged, never trusted; hand
 //! edits of the TOML seen by `check` and by serve within a second; a

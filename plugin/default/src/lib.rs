@@ -1,4 +1,4 @@
-//! keyhost's default policy: the key-kind table of docs/design.md, disabled,
+//! keyhost's default policy: the key-kind table of docs/src/design.md, disabled,
 //! leaked and expired keys, scopes narrowed by the key, and IP allow-lists.
 
 use keyhost_policy_sdk::{

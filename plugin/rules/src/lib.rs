@@ -132,7 +132,7 @@ fn check_state(key: &Key<'_>, now: i64) -> Result<(), Deny> {
     }
 }
 
-/// The key-kind table of docs/design.md: which kind of key may reach which service.
+/// The key-kind table of docs/src/design.md: which kind of key may reach which service.
 fn check_service(settings: &Settings, key: &Key<'_>, service: Option<&str>) -> Result<(), Deny> {
     let classic = settings.classic_service.as_str();
     let allowed = match key.kind {

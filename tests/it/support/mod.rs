@@ -1,6 +1,7 @@
 //! Runs the real `keyhost` binary against a registry in a temporary folder.
 #![allow(dead_code)]
 
+pub mod docs;
 pub mod envoy;
 pub mod foreign;
 pub mod in_place;
@@ -383,23 +384,6 @@ pub fn decision_log(log: &Path, count: usize) -> String {
 }
 
 /// A free loopback port (closed again before it is returned).
-/// The README's fenced `lang` block after the line `<!-- marker -->`: the
-/// configuration a section gives, which the tests run word for word (but
-/// for ports and paths).
-pub fn readme_block(marker: &str, lang: &str) -> String {
-    let readme = include_str!("../../../README.md");
-    let after = readme
-        .split(&format!("<!-- {marker} -->"))
-        .nth(1)
-        .unwrap_or_else(|| panic!("the README marks a snippet {marker}"));
-    after
-        .split(&format!("```{lang}\n"))
-        .nth(1)
-        .and_then(|rest| rest.split("```").next())
-        .unwrap_or_else(|| panic!("a fenced {lang} block follows {marker}"))
-        .to_string()
-}
-
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

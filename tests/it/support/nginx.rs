@@ -1,4 +1,4 @@
-//! A real nginx running the README's `auth_request` snippet, word for word,
+//! A real nginx running the nginx guide's `auth_request` snippet, word for word,
 //! in front of a static upstream that echoes what it was given.
 
 use std::process::Command;
@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::{Sandbox, Server, free_port, http};
 
-fn nginx_binary() -> String {
+pub fn binary() -> String {
     for candidate in ["/usr/sbin/nginx", "/usr/bin/nginx"] {
         if std::path::Path::new(candidate).exists() {
             return candidate.to_string();
@@ -43,7 +43,7 @@ http {{
 fn spawn(dir: &std::path::Path, config: &str, port: u16) -> std::process::Child {
     let conf = dir.join("nginx.conf");
     std::fs::write(&conf, config).unwrap();
-    let child = Command::new(nginx_binary())
+    let child = Command::new(binary())
         .args(["-c", conf.to_str().unwrap(), "-p", dir.to_str().unwrap()])
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -60,9 +60,9 @@ fn spawn(dir: &std::path::Path, config: &str, port: u16) -> std::process::Child 
     child
 }
 
-/// The README's nginx snippet.
-pub fn readme_snippet() -> String {
-    super::readme_block("nginx-snippet", "nginx")
+/// The nginx guide's snippet (docs/src/guides/nginx.md).
+pub fn guide_snippet() -> String {
+    super::docs::block("nginx-snippet", "nginx")
 }
 
 pub struct Nginx {
@@ -85,7 +85,7 @@ impl Answer {
 }
 
 impl Nginx {
-    /// nginx with the README snippet, pointed at `keyhost`, in front of an
+    /// nginx with the nginx guide's snippet, pointed at `keyhost`, in front of an
     /// upstream that answers with the identity headers and the method and
     /// path it saw.
     pub fn start(s: &Sandbox, keyhost: &Server) -> Nginx {
@@ -93,7 +93,7 @@ impl Nginx {
         std::fs::create_dir_all(&dir).unwrap();
         let (port, upstream) = (free_port(), free_port());
         let auth = keyhost.base.trim_start_matches("http://");
-        let snippet = readme_snippet()
+        let snippet = guide_snippet()
             .replace("127.0.0.1:8080", auth)
             .replace("listen 80;", &format!("listen 127.0.0.1:{port};"))
             .replace("http://backend", &format!("http://127.0.0.1:{upstream}"));

