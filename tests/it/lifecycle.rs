@@ -205,6 +205,38 @@ fn rotation_keeps_the_old_secret_for_the_grace_period_only() {
 }
 
 #[test]
+fn rotation_keeps_the_expiry_and_no_grace_outlives_the_key() {
+    let s = Sandbox::new().with_people();
+    let (id, old) = s.create(&["--as", "user:alice", "--name", "trial", "--expires", "2s"]);
+    let expires_at = s.ok(&["show", &id])["key"]["expires_at"].clone();
+    assert!(expires_at.is_string(), "{expires_at}");
+    let rotated = s.ok(&["rotate", &id, "--as", "user:alice", "--grace", "1h"]);
+    let new = rotated["key"].as_str().unwrap().to_string();
+    let shown = &s.ok(&["show", &id])["key"];
+    assert_eq!(
+        shown["expires_at"], expires_at,
+        "a rotation keeps the expiry"
+    );
+    assert_eq!(
+        shown["rotation_grace_until"], expires_at,
+        "the old secret's grace ends with the key"
+    );
+    std::thread::sleep(Duration::from_millis(2600));
+    assert_eq!(s.decide(&new, &[]), "expired");
+    assert_eq!(s.decide(&old, &[]), "not_found");
+
+    // An expiry set after the rotation ends the grace too.
+    let (id, _) = s.create(&["--as", "user:alice", "--name", "later"]);
+    s.ok(&["rotate", &id, "--as", "user:alice", "--grace", "1h"]);
+    s.ok(&["update", &id, "--as", "user:alice", "--expires", "30m"]);
+    let shown = &s.ok(&["show", &id])["key"];
+    assert_eq!(
+        shown["rotation_grace_until"], shown["expires_at"],
+        "{shown}"
+    );
+}
+
+#[test]
 fn rotation_without_grace_stops_the_old_secret_at_once() {
     let s = Sandbox::new().with_people();
     let (id, old) = alice_key(&s);

@@ -317,6 +317,7 @@ pub fn update_key(
     }
     if let Some(expires_at) = changes.expires_at {
         key.expires_at = check_expiry(expires_at, now)?;
+        end_grace_by_expiry(key);
     }
     if let Some(allowed_ips) = changes.allowed_ips {
         key.allowed_ips = allow_list(&allowed_ips)?;
@@ -368,9 +369,21 @@ pub fn rotate_key(
             valid_until: now.plus(grace),
         });
     }
+    end_grace_by_expiry(key);
     key.leaked = false;
     key.updated_at = now;
     Ok((key.clone(), secret))
+}
+
+/// A rotated-out secret works no longer than its key: its grace ends at the
+/// key's expiry when that comes first. The key keeps its expiry through a
+/// rotation, so a rotated trial key stays a trial key.
+fn end_grace_by_expiry(key: &mut KeyRecord) {
+    if let Some(expires_at) = key.expires_at {
+        for retired in &mut key.retired {
+            retired.valid_until = retired.valid_until.min(expires_at);
+        }
+    }
 }
 
 /// Ends the grace period of a rotated-out secret now: only the current
