@@ -341,7 +341,8 @@ pub enum PolicyCommand {
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum PolicyLanguage {
-    /// A crate built with wit-bindgen (`cargo build --target wasm32-wasip2`).
+    /// A crate built with wit-bindgen (`cargo build --release --target
+    /// wasm32-wasip2`).
     Rust,
     /// A module built with componentize-js (`./build.sh`, Node.js 20+).
     #[value(alias = "javascript")]
