@@ -33,8 +33,6 @@ fn bad(field: &'static str, problem: impl Into<String>) -> BadField {
     }
 }
 
-pub use keyhost_core::text::is_unsafe_char;
-
 /// Checks a free-text value: its length in characters, unsafe characters,
 /// and anything shaped like a key (a secret pasted into the wrong field would
 /// otherwise be stored and shown).
