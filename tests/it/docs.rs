@@ -10,7 +10,8 @@ use std::process::Command;
 use clap::{CommandFactory, Parser};
 
 use crate::support::KEYHOST;
-use crate::support::docs::{self, Fence, book_pages, fences, pages, root};
+use crate::support::docs::{self, Fence, book_pages, fences, pages};
+use crate::support::root;
 
 fn read(page: &Path) -> String {
     std::fs::read_to_string(page).unwrap_or_else(|e| panic!("{}: {e}", page.display()))

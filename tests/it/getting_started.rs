@@ -6,8 +6,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::docs::{Fence, fences, root};
-use crate::support::{KEYHOST, free_port};
+use crate::support::docs::{Fence, fences};
+use crate::support::{KEYHOST, free_port, root};
 
 /// Whether `line` is what the page shows, where `…` stands for any text.
 fn matches_shown(line: &str, shown: &str) -> bool {

@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use crate::support::foreign::{foreign, root, step, tools};
+use crate::support::foreign::{foreign, step, tools};
+use crate::support::root;
 use crate::support::{Run, Sandbox, policy};
 use serde_json::Value;
 use sha2::{Digest, Sha256};

@@ -110,16 +110,10 @@ fn the_openapi_document_describes_every_route_and_no_other() {
 fn the_book_keeps_the_openapi_document_serve_answers() {
     let server = Sandbox::new().serve(&[]);
     let served = serde_json::to_string_pretty(&document(&server)).unwrap() + "\n";
-    let kept_path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/src/reference/openapi.json");
-    if std::env::var_os("KEYHOST_BLESS").is_some() {
-        std::fs::write(&kept_path, &served).unwrap();
-    }
-    let kept = std::fs::read_to_string(&kept_path).unwrap_or_default();
-    assert!(
-        kept == served,
-        "docs/src/reference/openapi.json differs from serve's /openapi.json; \
-         run this test with KEYHOST_BLESS=1 to write it again"
+    crate::support::docs::keep_in_step(
+        "docs/src/reference/openapi.json",
+        &served,
+        "serve's /openapi.json",
     );
 }
 

@@ -12,7 +12,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 
-use crate::support::foreign::{python, root};
+use crate::support::foreign::python;
+use crate::support::root;
 use crate::support::{Sandbox, Server, http};
 
 const GRANT: &str = "urn:ibm:params:oauth:grant-type:apikey";

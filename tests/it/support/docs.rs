@@ -1,15 +1,9 @@
 //! The README and the book (docs/src) as the tests read them: their pages,
 //! their fenced blocks, and the copies of generated text they keep.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-/// The repository's root.
-pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("host/ sits in the repository")
-        .to_path_buf()
-}
+use super::root;
 
 /// The book's pages under docs/src, sorted.
 pub fn book_pages() -> Vec<PathBuf> {

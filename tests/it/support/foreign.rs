@@ -1,17 +1,11 @@
 //! The Python and npm tools that `tests/foreign/setup.sh` installs, for the
 //! tests that run keyhost's output in hosts and libraries that are not its own.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// The repository's root.
-pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("host/ sits in the repository")
-        .to_path_buf()
-}
+use super::root;
 
 /// Where the tools are installed.
 pub fn foreign() -> PathBuf {

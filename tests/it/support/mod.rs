@@ -18,6 +18,14 @@ use serde_json::Value;
 
 pub const KEYHOST: &str = env!("CARGO_BIN_EXE_keyhost");
 
+/// The repository's root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ sits in the repository")
+        .to_path_buf()
+}
+
 /// A policy component built by host/build.rs, by file name.
 pub fn policy(name: &str) -> PathBuf {
     Path::new(env!("KEYHOST_POLICY_DIR")).join(name)

@@ -7,8 +7,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::foreign::{foreign, root, tools};
+use super::foreign::{foreign, tools};
 use super::free_port;
+use super::root;
 
 /// Which host.
 #[derive(Clone, Copy, Debug)]
