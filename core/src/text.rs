@@ -19,11 +19,13 @@ pub fn is_unsafe_char(c: char) -> bool {
 }
 
 /// What a field (of the registry or of a request) may not hold: the
-/// [`is_unsafe_char`] characters and the byte-order mark (U+FEFF), which
+/// [`is_unsafe_char`] characters, the byte-order mark (U+FEFF), which
 /// some decoders drop (componentize-js turns `\u{FEFF}billing` into
-/// `billing`, so a policy would judge a service the caller did not name).
+/// `billing`, so a policy would judge a service the caller did not name),
+/// and the replacement character (U+FFFD), which stands for bytes that did
+/// not decode as text (a header that is not UTF-8).
 fn is_unsafe_field_char(c: char) -> bool {
-    is_unsafe_char(c) || c == '\u{FEFF}'
+    is_unsafe_char(c) || c == '\u{FEFF}' || c == '\u{FFFD}'
 }
 
 /// The first character of `value` that a field may not hold, with its
@@ -95,6 +97,7 @@ mod tests {
     fn a_byte_order_mark_is_unsafe_wherever_it_stands() {
         assert_eq!(first_unsafe_char("\u{FEFF}billing"), Some((1, '\u{FEFF}')));
         assert_eq!(first_unsafe_char("bil\u{FEFF}ling"), Some((4, '\u{FEFF}')));
+        assert_eq!(first_unsafe_char("bill\u{FFFD}ng"), Some((5, '\u{FFFD}')));
         assert_eq!(first_unsafe_char("billing"), None);
         let problem = unsafe_char_problem("a\u{202E}b").expect("a bidi override is unsafe");
         assert!(problem.starts_with("character 2 is"), "{problem}");

@@ -23,6 +23,7 @@
 //! - [`conformance`]: the vectors every policy is held to;
 //! - [`counters`]: rate-limit windows and usage, local or shared in Redis;
 //! - [`usage`]: last use and use count per key;
+//! - [`activity`]: the report of keys and identities gone unused;
 //! - [`views`]: what people and programs are shown of keys (no secrets);
 //! - [`token`]: access tokens exchanged for keys, and their signing keys;
 //! - [`scan`]: finding leaked keys in text;
@@ -36,6 +37,7 @@
 //!   compiled in, and generated registries, for benchmarks and tests.
 #![deny(missing_docs)]
 
+pub mod activity;
 pub mod ceiling;
 pub mod check;
 pub mod cli;

@@ -1,6 +1,7 @@
-//! Last-used time, use count and uses per hour over the last day, per key,
-//! kept in a state file beside the registry (`PATH.usage.json`), so the TOML
-//! is not rewritten per request.
+//! A key's activity (IBM's `activity{last_authn, authn_count}`): its last
+//! authentication (time, service, client address), use count and uses per
+//! hour over the last day, kept in a state file beside the registry
+//! (`PATH.usage.json`), so the TOML is not rewritten per request.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,11 +12,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::time::Timestamp;
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 /// How much a key was used.
 pub struct Usage {
     /// When serve last let the key through.
     pub last_used: Option<Timestamp>,
+    /// Where that use was going and came from.
+    #[serde(flatten)]
+    pub last_authn: LastAuthn,
     /// How often it did.
     pub count: u64,
     /// Uses per hour over the last day.
@@ -23,18 +27,81 @@ pub struct Usage {
     pub hourly: Hourly,
 }
 
+/// The service and client address of a key's last use. Both are what serve
+/// decided on: a service with a control character never got that far, and
+/// the address is the one serve believes (its peer, or a trusted proxy's
+/// forwarded address).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastAuthn {
+    /// The service the request named, if it named one.
+    #[serde(
+        default,
+        rename = "last_service",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub service: Option<String>,
+    /// The client's address, if serve knew it.
+    #[serde(
+        default,
+        rename = "last_address",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub address: Option<String>,
+}
+
+impl LastAuthn {
+    /// Becomes `service` and `address`, allocating only for what changed
+    /// (one key's uses usually repeat both).
+    fn set(&mut self, service: Option<&str>, address: Option<&str>) {
+        if self.service.as_deref() != service {
+            self.service = service.map(str::to_string);
+        }
+        if self.address.as_deref() != address {
+            self.address = address.map(str::to_string);
+        }
+    }
+}
+
+/// One use of a key, as serve let it through.
+#[derive(Clone, Copy, Debug)]
+pub struct Use<'a> {
+    /// When.
+    pub at: Timestamp,
+    /// The service the request named.
+    pub service: Option<&'a str>,
+    /// The client address serve believed.
+    pub address: Option<&'a str>,
+}
+
+impl Use<'static> {
+    /// A use at `at` with no service or address known.
+    pub fn at(at: Timestamp) -> Use<'static> {
+        Use {
+            at,
+            service: None,
+            address: None,
+        }
+    }
+}
+
 impl Usage {
-    /// Counts one use at `now`.
-    pub fn add_use(&mut self, now: Timestamp) {
+    /// Counts one use.
+    pub fn add_use(&mut self, used: Use<'_>) {
         self.count += 1;
-        self.last_used = Some(self.last_used.map_or(now, |last| last.max(now)));
-        self.hourly.add(now, 1);
+        if self.last_used.is_none_or(|last| used.at >= last) {
+            self.last_used = Some(used.at);
+            self.last_authn.set(used.service, used.address);
+        }
+        self.hourly.add(used.at, 1);
     }
 
-    /// Adds uses counted elsewhere.
+    /// Adds uses counted elsewhere; the later last use wins.
     pub fn merge(&mut self, other: &Usage) {
         self.count += other.count;
-        self.last_used = self.last_used.max(other.last_used);
+        if other.last_used > self.last_used {
+            self.last_used = other.last_used;
+            self.last_authn = other.last_authn.clone();
+        }
         self.hourly.merge(&other.hourly);
     }
 }
@@ -139,14 +206,14 @@ impl UsageTracker {
         })
     }
 
-    /// Counts a use of `key_id` at `now`.
-    pub fn record(&self, key_id: &str, now: Timestamp) {
+    /// Counts a use of `key_id`.
+    pub fn record(&self, key_id: &str, used: Use<'_>) {
         let mut state = self.state.lock().expect("usage lock");
         let usage = match state.usage.get_mut(key_id) {
             Some(usage) => usage,
             None => state.usage.entry(key_id.to_string()).or_default(),
         };
-        usage.add_use(now);
+        usage.add_use(used);
         state.dirty = true;
     }
 
@@ -157,7 +224,7 @@ impl UsageTracker {
             .expect("usage lock")
             .usage
             .get(key_id)
-            .copied()
+            .cloned()
     }
 
     /// Writes the counts when they changed since the last flush.
@@ -184,9 +251,9 @@ mod hourly_tests {
     fn uses_land_in_their_hour_and_fall_out_after_a_day() {
         let start = Timestamp(1_000 * HOUR);
         let mut usage = Usage::default();
-        usage.add_use(start);
-        usage.add_use(Timestamp(start.0 + 59));
-        usage.add_use(Timestamp(start.0 + 2 * HOUR));
+        usage.add_use(Use::at(start));
+        usage.add_use(Use::at(Timestamp(start.0 + 59)));
+        usage.add_use(Use::at(Timestamp(start.0 + 2 * HOUR)));
         let window = usage.hourly.window(Timestamp(start.0 + 2 * HOUR));
         assert_eq!(window.len(), HOURS);
         assert_eq!(window[HOURS - 1], (Timestamp(start.0 + 2 * HOUR), 1));
@@ -204,14 +271,63 @@ mod hourly_tests {
     fn merging_two_windows_adds_them_hour_by_hour() {
         let start = Timestamp(2_000 * HOUR);
         let (mut a, mut b) = (Usage::default(), Usage::default());
-        a.add_use(start);
-        b.add_use(start);
-        b.add_use(Timestamp(start.0 + 5 * HOUR));
+        a.add_use(Use {
+            at: start,
+            service: Some("billing"),
+            address: Some("192.0.2.1"),
+        });
+        b.add_use(Use::at(start));
+        b.add_use(Use {
+            at: Timestamp(start.0 + 5 * HOUR),
+            service: Some("reports"),
+            address: Some("192.0.2.2"),
+        });
         a.merge(&b);
         let window = a.hourly.window(Timestamp(start.0 + 5 * HOUR));
         assert_eq!(window[HOURS - 6], (start, 2));
         assert_eq!(window[HOURS - 1].1, 1);
         assert_eq!(a.count, 3);
         assert_eq!(a.last_used, Some(Timestamp(start.0 + 5 * HOUR)));
+    }
+
+    #[test]
+    fn the_last_authentication_is_the_latest_use_wherever_it_was_counted() {
+        let start = Timestamp(3_000 * HOUR);
+        let mut usage = Usage::default();
+        usage.add_use(Use {
+            at: start,
+            service: Some("billing"),
+            address: Some("192.0.2.1"),
+        });
+        // A use counted with an earlier time (another thread's clock read)
+        // does not take the last authentication's place.
+        usage.add_use(Use {
+            service: Some("reports"),
+            ..Use::at(Timestamp(start.0 - 1))
+        });
+        assert_eq!(usage.last_authn.service.as_deref(), Some("billing"));
+        assert_eq!(usage.last_authn.address.as_deref(), Some("192.0.2.1"));
+
+        let mut later = Usage::default();
+        later.add_use(Use {
+            address: Some("2001:db8::1"),
+            ..Use::at(Timestamp(start.0 + 10))
+        });
+        let mut merged = usage.clone();
+        merged.merge(&later);
+        assert_eq!(merged.last_authn, later.last_authn);
+        let mut other_way = later.clone();
+        other_way.merge(&usage);
+        assert_eq!(other_way.last_authn, later.last_authn);
+        assert_eq!((merged.count, other_way.count), (3, 3));
+
+        // The file's form: the two fields sit beside last_used, and a file
+        // written before they existed still reads.
+        let json = serde_json::to_value(&merged).unwrap();
+        assert_eq!(json["last_address"], "2001:db8::1");
+        assert!(json.get("last_service").is_none());
+        let old: Usage =
+            serde_json::from_str(r#"{"last_used":"2026-01-01T00:00:00Z","count":4}"#).unwrap();
+        assert_eq!((old.count, old.last_authn), (4, LastAuthn::default()));
     }
 }

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::iam::KeyKind;
 use crate::key_format::Secret;
+use crate::lifecycle::EntityTag;
 use crate::registry::{Identity, KeyRecord};
 use crate::time::Timestamp;
 use crate::usage::Usage;
@@ -22,6 +23,8 @@ pub struct IdentityView {
     pub scopes: Vec<String>,
     /// When it was added (RFC 3339).
     pub created_at: String,
+    /// Its version, for `--if-match`.
+    pub entity_tag: String,
 }
 
 impl IdentityView {
@@ -33,6 +36,7 @@ impl IdentityView {
             owner: identity.owner.as_ref().map(|o| o.to_string()),
             scopes: identity.scopes.clone(),
             created_at: identity.created_at.to_string(),
+            entity_tag: EntityTag::of_identity(identity).to_string(),
         }
     }
 }
@@ -111,8 +115,15 @@ pub struct KeyView {
     pub rotation_grace_until: Option<String>,
     /// When `keyhost serve` last let the key through.
     pub last_used: Option<String>,
+    /// The service that use named, if it named one.
+    pub last_service: Option<String>,
+    /// The client address that use came from, if serve knew it.
+    pub last_address: Option<String>,
     /// How often `keyhost serve` let the key through.
     pub use_count: u64,
+    /// Its version, for `If-Match` and `--if-match` (the `ETag` of its
+    /// API answers).
+    pub entity_tag: String,
 }
 
 impl KeyView {
@@ -144,7 +155,10 @@ impl KeyView {
                 .max()
                 .map(|t| t.to_string()),
             last_used: None,
+            last_service: None,
+            last_address: None,
             use_count: 0,
+            entity_tag: EntityTag::of_key(key).to_string(),
         }
     }
 
@@ -152,6 +166,8 @@ impl KeyView {
     pub fn with_usage(mut self, usage: Option<&Usage>) -> KeyView {
         if let Some(usage) = usage {
             self.last_used = usage.last_used.map(|t| t.to_string());
+            self.last_service = usage.last_authn.service.clone();
+            self.last_address = usage.last_authn.address.clone();
             self.use_count = usage.count;
         }
         self
@@ -219,6 +235,13 @@ impl KeyView {
             self.last_used.as_deref().unwrap_or("never"),
             self.use_count
         ));
+        if self.last_service.is_some() || self.last_address.is_some() {
+            lines.push(format!(
+                "last use:    service {} from {}",
+                self.last_service.as_deref().unwrap_or("(none)"),
+                self.last_address.as_deref().unwrap_or("(unknown)")
+            ));
+        }
         if let Some(until) = &self.rotation_grace_until {
             lines.push(format!("old secret valid until: {until}"));
         }

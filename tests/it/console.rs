@@ -409,6 +409,19 @@ async fn the_table_shows_exactly_the_users_keys_and_their_service_ids_keys() {
         "10.0.0.0/8",
     ]);
     let (bob_id, _) = s.create(&["--as", "user:bob", "--name", "bob's laptop"]);
+    // The old laptop's key was made 40 days ago, as a registry from before
+    // would hold it, and never used since.
+    let registry = s.registry_text();
+    let at = registry.find(&format!("id = \"{off_id}\"")).unwrap();
+    let line = at + registry[at..].find("created_at = ").unwrap();
+    let end = line + registry[line..].find('\n').unwrap();
+    let forty_days_ago = keyhost::time::Timestamp(keyhost::time::Timestamp::now().0 - 40 * 86_400);
+    let registry = format!(
+        "{}created_at = {forty_days_ago}{}",
+        &registry[..line],
+        &registry[end..]
+    );
+    std::fs::write(s.registry(), registry).unwrap();
     let server = s.serve(&[]);
     for _ in 0..3 {
         assert_eq!(auth(&server, &alice), 200);
@@ -448,7 +461,7 @@ async fn the_table_shows_exactly_the_users_keys_and_their_service_ids_keys() {
         )
     };
     assert_eq!(browser.text(&badges(&locked_id)).await, "locked");
-    assert_eq!(browser.text(&badges(&off_id)).await, "disabled");
+    assert_eq!(browser.text(&badges(&off_id)).await, "disabled inactive");
     assert_eq!(browser.text(&badges(&alice_id)).await, "active session");
     assert!(
         browser

@@ -7,6 +7,7 @@
 
 mod support;
 
+mod activity;
 mod authoring;
 mod changes;
 mod console;
@@ -14,6 +15,7 @@ mod contract;
 mod docs;
 mod durability;
 mod engine;
+mod entity_tags;
 mod filters;
 mod fuzz_corpora;
 mod gate;

@@ -314,6 +314,11 @@ fn every_operation_answers_as_its_schema_says() {
     }
     let usage = Call::new("get", "/v1/keys/{id}/usage").path(format!("{key_path}/usage"));
     assert_eq!(call(usage.key(&alice)).0, 200);
+    let report =
+        Call::new("get", "/v1/reports/inactive").path("/v1/reports/inactive?for=1s".into());
+    assert_eq!(call(report.key(&alice)).0, 200);
+    let bad = Call::new("get", "/v1/reports/inactive").path("/v1/reports/inactive?for=soon".into());
+    assert_eq!(call(bad.key(&alice)).0, 400);
     let (_, me) = call(Call::new("get", "/v1/me").key(&alice));
     assert_eq!(me["iam_id"], "user:alice");
     let delete = Call::new("delete", "/v1/keys/{id}").path(key_path.clone());

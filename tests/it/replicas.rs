@@ -172,6 +172,69 @@ fn usage_is_merged_exactly_across_replicas() {
     );
 }
 
+#[test]
+fn the_last_use_and_the_inactive_report_are_shared_across_replicas() {
+    let s = people();
+    let redis = Redis::start(s.dir.path().join("redis"));
+    let created = Instant::now();
+    let (id, key) = s.create(&["--as", "user:ann", "--name", "worker"]);
+    let (idle, _) = s.create(&["--as", "user:ann", "--name", "idle"]);
+    let (_, reader) = s.create(&["--as", "user:ann", "--name", "reader"]);
+    let replicas = three(&s, &redis, &["--trusted-proxy", "127.0.0.1"]);
+    let used = |server: &Server, service: &str, from: &str| {
+        let status = http()
+            .get(server.url("/auth"))
+            .header("x-api-key", &key)
+            .header("x-keyhost-service", service)
+            .header("x-forwarded-for", from)
+            .call()
+            .expect("auth request")
+            .status()
+            .as_u16();
+        assert_eq!(status, 200);
+    };
+    used(&replicas[0], "storage", "198.51.100.1");
+    // Uses are stamped to the second: the later one is a second later.
+    std::thread::sleep(Duration::from_millis(1100));
+    used(&replicas[1], "billing", "198.51.100.2");
+    let last_use = Instant::now();
+    let shown = || merged_uses(&s, &id, &redis);
+    let merged = within(Duration::from_secs(5), || {
+        shown()["use_count"] == 2 && shown()["last_service"] == "billing"
+    });
+    assert!(merged.is_some(), "{}", shown());
+    assert_eq!(shown()["last_address"], "198.51.100.2");
+    // The third replica, which served none of them, shows the same.
+    let mut response = http()
+        .get(replicas[2].url(&format!("/v1/keys/{id}")))
+        .header("authorization", &format!("Bearer {reader}"))
+        .call()
+        .unwrap();
+    let body: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(body["key"]["last_service"], "billing", "{body}");
+    assert_eq!(body["key"]["last_address"], "198.51.100.2", "{body}");
+
+    // Once the keys are older than the period, the report read from Redis
+    // lists the key no replica let through, and not the one another did.
+    let period = Duration::from_secs(8);
+    // Times are whole seconds: the keys at least the period old, and the
+    // last use at least a second inside it.
+    std::thread::sleep((period + Duration::from_millis(100)).saturating_sub(created.elapsed()));
+    assert!(
+        last_use.elapsed() < period - Duration::from_secs(1),
+        "the last use is still within the period"
+    );
+    let report = s.ok(&["report", "inactive", "--for", "8s", "--state", &redis.url()]);
+    let listed: Vec<&str> = report["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|key| key["id"].as_str().unwrap())
+        .collect();
+    assert!(listed.contains(&idle.as_str()), "{report}");
+    assert!(!listed.contains(&id.as_str()), "{report}");
+}
+
 /// The sum of `id`'s uses per hour over the last day, as `GET
 /// /v1/keys/{id}/usage` on `server` shows them to `key`.
 fn hourly_total(server: &Server, key: &str, id: &str) -> Option<u64> {
@@ -369,11 +432,16 @@ fn one_primary_writes_and_every_replica_sees_a_revocation_within_two_seconds() {
 
 /// Runs the usage merge script in `redis` with one key's batch.
 fn merge_batch(redis: &Redis, batch: u32, count: u64, window: &Value) -> String {
+    merge_batch_with(redis, batch, count, window, "{}")
+}
+
+/// [`merge_batch`], with the last use's service and address as `authn`.
+fn merge_batch_with(redis: &Redis, batch: u32, count: u64, window: &Value, authn: &str) -> String {
     let script = include_str!("../../host/src/counters/merge_usage.lua");
     let output = std::process::Command::new("redis-cli")
-        .args(["-p", &redis.port.to_string(), "EVAL", script, "4"])
-        .args(["c", "l", &format!("batch:{batch}"), "h"])
-        .args(["kid_a", &count.to_string(), "1", &window.to_string()])
+        .args(["-p", &redis.port.to_string(), "EVAL", script, "5"])
+        .args(["c", "l", &format!("batch:{batch}"), "h", "a"])
+        .args(["kid_a", &count.to_string(), "1", &window.to_string(), authn])
         .output()
         .expect("run redis-cli");
     String::from_utf8_lossy(&output.stdout).trim().to_string()
@@ -430,6 +498,10 @@ fn uses_per_hour_merge_across_an_hour_boundary_and_bad_batches_write_nothing() {
     // batch is not marked as applied.
     let before = stored_window(&redis);
     let answer = merge_batch(&redis, 4, 1, &json!({ "hour": "soon", "counts": [] }));
+    assert!(answer.contains("malformed"), "{answer}");
+    assert_eq!(stored_window(&redis), before);
+    // So is a last use that is not a JSON object.
+    let answer = merge_batch_with(&redis, 4, 1, &json!({ "hour": 101, "counts": next }), "[1");
     assert!(answer.contains("malformed"), "{answer}");
     assert_eq!(stored_window(&redis), before);
     assert_eq!(

@@ -87,6 +87,40 @@ fn nginx_auth_request_in_front_of_an_upstream() {
 }
 
 #[test]
+fn a_service_or_scope_header_that_is_not_plain_text_is_refused_not_dropped() {
+    let s = Sandbox::new().with_people();
+    let (_, key) = s.create(&["--as", "user:alice", "--name", "reader", "--scope", "read"]);
+    let server = s.serve(&["--trusted-proxy", "127.0.0.1"]);
+    let status = |name: &str, value: &[u8]| {
+        let value = ureq::http::HeaderValue::from_bytes(value).expect("a header value");
+        let mut response = http()
+            .get(&server.url("/auth"))
+            .header("x-api-key", &key)
+            .header(name, value)
+            .call()
+            .unwrap();
+        let body = response.body_mut().read_to_string().unwrap_or_default();
+        (response.status().as_u16(), body)
+    };
+    // Read as absent, a scope the key lacks would be no scope at all, and
+    // the request would pass.
+    assert_eq!(status("x-keyhost-scope", b"write").0, 403);
+    for (name, value) in [
+        ("x-keyhost-scope", &b"write\xff"[..]),
+        ("x-keyhost-scope", "\u{202E}write".as_bytes()),
+        ("x-keyhost-service", &b"bill\xffing"[..]),
+        ("x-keyhost-service", "\u{FEFF}billing".as_bytes()),
+        ("x-forwarded-uri", &b"/admin\x80"[..]),
+    ] {
+        let (code, body) = status(name, value);
+        assert_eq!(code, 403, "{name}: {value:?}: {body}");
+        assert!(body.contains("\"denied\""), "{name}: {body}");
+    }
+    // Text that is UTF-8 and safe is read as it is.
+    assert_eq!(status("x-keyhost-service", "café".as_bytes()).0, 200);
+}
+
+#[test]
 fn envoy_ext_authz_http_contract() {
     let s = Sandbox::new().with_people();
     let (id, key) = s.create(&["--as", "user:alice", "--name", "mesh", "--scope", "read"]);

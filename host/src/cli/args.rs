@@ -88,6 +88,9 @@ pub enum Command {
     Update(UpdateArgs),
     /// Check a key read from stdin or KEYHOST_KEY (never from the command line).
     Check(CheckArgs),
+    /// Reports on the registry: the keys and identities gone unused.
+    #[command(subcommand)]
+    Report(ReportCommand),
     /// Find keys in files (or stdin) by prefix and checksum.
     Scan(ScanArgs),
     /// The HTTP auth service for proxies, with a management API and hot reload.
@@ -426,6 +429,10 @@ pub enum IdentityCommand {
         /// Remove every scope.
         #[arg(long, conflicts_with_all = ["add_scopes", "remove_scopes"])]
         no_scopes: bool,
+        /// Change the identity only if it is still this version: the
+        /// entity_tag `identity list --json` gave (or * for any version).
+        #[arg(long, value_name = "TAG")]
+        if_match: Option<String>,
     },
     /// List identities.
     List,
@@ -433,6 +440,10 @@ pub enum IdentityCommand {
     Remove {
         /// user:NAME or service-id:NAME.
         iam_id: IamId,
+        /// Remove the identity only if it is still this version: the
+        /// entity_tag `identity list --json` gave (or * for any version).
+        #[arg(long, value_name = "TAG")]
+        if_match: Option<String>,
     },
 }
 
@@ -490,7 +501,24 @@ pub struct KeyIdArgs {
     pub usage: UsageArgs,
 }
 
-/// Where `list` and `show` read usage from.
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// The keys and identities `keyhost serve` has not let through for a
+    /// period: a key or identity at least that old whose last use (any of
+    /// its keys', for an identity) is older, or that was never used.
+    Inactive(InactiveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InactiveArgs {
+    /// How long unused: a duration such as 720h or 90d.
+    #[arg(long = "for", value_name = "DURATION", default_value = crate::activity::DEFAULT_PERIOD)]
+    pub period: String,
+    #[command(flatten)]
+    pub usage: UsageArgs,
+}
+
+/// Where `list`, `show` and `report` read usage from.
 #[derive(Debug, Args)]
 pub struct UsageArgs {
     /// Read usage from the replicas' shared state (redis://HOST:PORT[/DB])
@@ -506,6 +534,11 @@ pub struct ActorKeyArgs {
     /// The user acting: the key's owner.
     #[arg(long = "as")]
     pub actor: IamId,
+    /// Change the key only if it is still this version: the entity_tag
+    /// `show --json` gave (or * for any version). Another writer's change
+    /// in between makes this one refused, with nothing written.
+    #[arg(long, value_name = "TAG")]
+    pub if_match: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -10,12 +10,13 @@ use serde_json::json;
 
 use super::Report;
 use super::args::{
-    ActorKeyArgs, Cli, Command, CreateArgs, IdentityCommand, InitArgs, ListArgs, RotateArgs,
-    ScanArgs, ServeArgs, UpdateArgs, UsageArgs,
+    ActorKeyArgs, Cli, Command, CreateArgs, IdentityCommand, InactiveArgs, InitArgs, ListArgs,
+    ReportCommand, RotateArgs, ScanArgs, ServeArgs, UpdateArgs, UsageArgs,
 };
+use crate::activity::{InactiveReport, Period};
 use crate::counters::{OnStateError, RedisCounters};
 use crate::key_format::{self, Secret};
-use crate::lifecycle::{self, KeyChanges, NewIdentity, NewKey, StateChange};
+use crate::lifecycle::{self, KeyChanges, NewIdentity, NewKey, Precondition, StateChange};
 use crate::registry::{KeyRecord, LeakAction, Registry, RegistryFile, Touches};
 use crate::scan::{REPLICA_CREDENTIAL, Scanner};
 use crate::serve::ServeOptions;
@@ -43,6 +44,7 @@ pub fn run(cli: Cli) -> Result<Report> {
         Command::Leak(args) => leak(file, args, now),
         Command::Update(args) => update(file, args, now),
         Command::Check(args) => super::check::check(file, args, now),
+        Command::Report(ReportCommand::Inactive(args)) => inactive(file, args, now),
         Command::Scan(args) => scan(file, args, now),
         Command::Serve(args) => serve(&cli.registry, args),
         Command::Policy(command) => super::policy::run(command, file),
@@ -122,7 +124,9 @@ fn identity(file: &RegistryFile, command: IdentityCommand, now: Timestamp) -> Re
             add_scopes,
             remove_scopes,
             no_scopes,
+            if_match: tag,
         } => {
+            let precondition = if_match(tag.as_deref())?;
             let replace = no_scopes || !scopes.is_empty();
             if !replace && add_scopes.is_empty() && remove_scopes.is_empty() {
                 anyhow::bail!(
@@ -144,7 +148,12 @@ fn identity(file: &RegistryFile, command: IdentityCommand, now: Timestamp) -> Re
                     }
                 }
                 next.retain(|scope| !remove_scopes.contains(scope));
-                Ok(lifecycle::set_identity_scopes(registry, &iam_id, next)?)
+                Ok(lifecycle::on_identity(
+                    registry,
+                    &iam_id,
+                    &precondition,
+                    |registry| lifecycle::set_identity_scopes(registry, &iam_id, next),
+                )?)
             })?;
             let view = IdentityView::of(&identity);
             let mut report = Report::new(
@@ -186,9 +195,19 @@ fn identity(file: &RegistryFile, command: IdentityCommand, now: Timestamp) -> Re
                 text,
             ))
         }
-        IdentityCommand::Remove { iam_id } => {
-            let (deleted, revision) =
-                file.update(|registry| Ok(lifecycle::remove_identity(registry, &iam_id)?))?;
+        IdentityCommand::Remove {
+            iam_id,
+            if_match: tag,
+        } => {
+            let precondition = if_match(tag.as_deref())?;
+            let (deleted, revision) = file.update(|registry| {
+                Ok(lifecycle::on_identity(
+                    registry,
+                    &iam_id,
+                    &precondition,
+                    |registry| lifecycle::remove_identity(registry, &iam_id),
+                )?)
+            })?;
             let text = format!("removed {iam_id} and {} key(s)", deleted.len());
             Ok(Report::new(
                 json!({ "removed": iam_id.to_string(), "deleted_keys": deleted, "revision": revision }),
@@ -300,6 +319,20 @@ fn list(file: &RegistryFile, args: ListArgs, now: Timestamp) -> Result<Report> {
     ))
 }
 
+fn inactive(file: &RegistryFile, args: InactiveArgs, now: Timestamp) -> Result<Report> {
+    let period = Period::parse(&args.period).map_err(|why| anyhow::anyhow!("--for: {why}"))?;
+    let registry = file.load()?;
+    let keys: Vec<&KeyRecord> = registry.keys.iter().collect();
+    let ids: Vec<&str> = keys.iter().map(|key| key.id.as_str()).collect();
+    let usage = load_usage(file, &args.usage, &ids)?;
+    let report = InactiveReport::of(&registry.identities, &keys, &usage, &period, now);
+    let text = report.text();
+    Ok(Report::new(
+        serde_json::to_value(&report).expect("a report serializes"),
+        text,
+    ))
+}
+
 fn show(file: &RegistryFile, id: &str, from: &UsageArgs, now: Timestamp) -> Result<Report> {
     let registry = file.load()?;
     let key = registry
@@ -321,22 +354,40 @@ fn key_report(verb: &str, record: &KeyRecord, revision: u64, now: Timestamp) -> 
     Report::new(json!({ "key": view, "revision": revision }), text)
 }
 
+/// A change to the key `args` names, made only if it stands as
+/// `--if-match` asks (checked under the registry's lock, in the write).
+fn key_write<T>(
+    file: &RegistryFile,
+    args: &ActorKeyArgs,
+    change: impl FnOnce(&mut Registry) -> lifecycle::Result<T>,
+) -> Result<(T, u64)> {
+    let precondition = if_match(args.if_match.as_deref())?;
+    file.update_keys(&args.actor, Touches::Key(args.id.clone()), |registry| {
+        Ok(lifecycle::on_key(
+            registry,
+            &args.id,
+            &precondition,
+            change,
+        )?)
+    })
+}
+
+/// `--if-match`, read.
+fn if_match(given: Option<&str>) -> Result<Precondition> {
+    given.map_or(Ok(Precondition::None), |text| {
+        Precondition::parse(text).map_err(|why| anyhow::anyhow!("--if-match: {why}"))
+    })
+}
+
 fn change_state(
     file: &RegistryFile,
     args: ActorKeyArgs,
     change: StateChange,
     now: Timestamp,
 ) -> Result<Report> {
-    let (record, revision) =
-        file.update_keys(&args.actor, Touches::Key(args.id.clone()), |registry| {
-            Ok(lifecycle::change_state(
-                registry,
-                &args.id,
-                &args.actor,
-                change,
-                now,
-            )?)
-        })?;
+    let (record, revision) = key_write(file, &args, |registry| {
+        lifecycle::change_state(registry, &args.id, &args.actor, change, now)
+    })?;
     let verb = match change {
         StateChange::Lock => "locked",
         StateChange::Unlock => "unlocked",
@@ -347,10 +398,9 @@ fn change_state(
 }
 
 fn end_grace(file: &RegistryFile, args: ActorKeyArgs, now: Timestamp) -> Result<Report> {
-    let (record, revision) =
-        file.update_keys(&args.actor, Touches::Key(args.id.clone()), |registry| {
-            Ok(lifecycle::end_grace(registry, &args.id, &args.actor, now)?)
-        })?;
+    let (record, revision) = key_write(file, &args, |registry| {
+        lifecycle::end_grace(registry, &args.id, &args.actor, now)
+    })?;
     Ok(key_report(
         "ended the grace period of",
         &record,
@@ -360,15 +410,9 @@ fn end_grace(file: &RegistryFile, args: ActorKeyArgs, now: Timestamp) -> Result<
 }
 
 fn leak(file: &RegistryFile, args: ActorKeyArgs, now: Timestamp) -> Result<Report> {
-    let (action, revision) =
-        file.update_keys(&args.actor, Touches::Key(args.id.clone()), |registry| {
-            Ok(lifecycle::report_leak(
-                registry,
-                &args.id,
-                &args.actor,
-                now,
-            )?)
-        })?;
+    let (action, revision) = key_write(file, &args, |registry| {
+        lifecycle::report_leak(registry, &args.id, &args.actor, now)
+    })?;
     let action = match action {
         LeakAction::None => "none",
         LeakAction::Disable => "disable",
@@ -384,10 +428,9 @@ fn leak(file: &RegistryFile, args: ActorKeyArgs, now: Timestamp) -> Result<Repor
 }
 
 fn delete(file: &RegistryFile, args: ActorKeyArgs) -> Result<Report> {
-    let (record, revision) =
-        file.update_keys(&args.actor, Touches::Key(args.id.clone()), |registry| {
-            Ok(lifecycle::delete_key(registry, &args.id, &args.actor)?)
-        })?;
+    let (record, revision) = key_write(file, &args, |registry| {
+        lifecycle::delete_key(registry, &args.id, &args.actor)
+    })?;
     Ok(Report::new(
         json!({ "deleted": record.id, "revision": revision }),
         format!("deleted {}", record.id),
@@ -400,15 +443,8 @@ fn rotate(file: &RegistryFile, args: RotateArgs, now: Timestamp) -> Result<Repor
         .as_deref()
         .map(|text| time::parse_duration(text).map_err(|e| anyhow::anyhow!("--grace: {e}")))
         .transpose()?;
-    let touches = Touches::Key(args.key.id.clone());
-    let ((record, secret), revision) = file.update_keys(&args.key.actor, touches, |registry| {
-        Ok(lifecycle::rotate_key(
-            registry,
-            &args.key.id,
-            &args.key.actor,
-            grace,
-            now,
-        )?)
+    let ((record, secret), revision) = key_write(file, &args.key, |registry| {
+        lifecycle::rotate_key(registry, &args.key.id, &args.key.actor, grace, now)
     })?;
     Ok(secret_report("rotated", &record, &secret, revision, now))
 }
@@ -439,15 +475,8 @@ fn update(file: &RegistryFile, args: UpdateArgs, now: Timestamp) -> Result<Repor
             .rate_limit
             .map(|limit| Some(limit).filter(|l| l != "none")),
     };
-    let touches = Touches::Key(args.key.id.clone());
-    let (record, revision) = file.update_keys(&args.key.actor, touches, |registry| {
-        Ok(lifecycle::update_key(
-            registry,
-            &args.key.id,
-            &args.key.actor,
-            changes,
-            now,
-        )?)
+    let (record, revision) = key_write(file, &args.key, |registry| {
+        lifecycle::update_key(registry, &args.key.id, &args.key.actor, changes, now)
     })?;
     Ok(key_report("updated", &record, revision, now))
 }

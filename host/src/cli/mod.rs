@@ -133,14 +133,11 @@ fn usage_error(error: clap::Error) -> ExitCode {
 
 /// Errors go to stderr; with `--json` they are also the one JSON object.
 fn error_report(error: &anyhow::Error) -> Report {
-    let refused = matches!(
-        error.downcast_ref::<LifecycleError>(),
-        Some(LifecycleError::Refused(_))
-    );
-    let (kind, exit) = if refused {
-        ("refused", EXIT_DENIED)
-    } else {
-        ("error", EXIT_ERROR)
+    let (kind, exit) = match error.downcast_ref::<LifecycleError>() {
+        Some(LifecycleError::Refused(_)) => ("refused", EXIT_DENIED),
+        // Another writer changed the record first: refused like a rule.
+        Some(LifecycleError::Stale { .. }) => ("stale", EXIT_DENIED),
+        _ => ("error", EXIT_ERROR),
     };
     // An id or a field may be a secret pasted in the wrong place.
     let message = key_format::redact(&format!("{error:#}"));

@@ -3,9 +3,10 @@
 -- KEYS[1]: use counts (hash); KEYS[2]: last-used times (hash);
 -- KEYS[3]: the batch's marker; KEYS[4]: uses per hour (hash of JSON
 -- windows {"hour": H, "counts": [24 numbers, oldest first]}, the last slot
--- being hour H).
+-- being hour H); KEYS[5]: the service and address of each key's last use
+-- (hash of JSON {"last_service": S, "last_address": A}, either left out).
 -- ARGV: key id, count, last-used time (unix seconds), the key's hourly
--- window as JSON, repeated.
+-- window as JSON, its last use's service and address as JSON, repeated.
 -- Returns 1 when the batch was applied now, 0 when it already had been.
 local HOURS = 24
 
@@ -25,9 +26,11 @@ end
 -- Everything is read and checked before the first write: a script that
 -- fails half-way would leave the batch half-applied and marked as done.
 local adds = {}
-for i = 1, #ARGV, 4 do
+for i = 1, #ARGV, 5 do
   local add = window(ARGV[i + 3])
-  if add == nil or tonumber(ARGV[i + 1]) == nil or tonumber(ARGV[i + 2]) == nil then
+  local authn_ok, authn = pcall(cjson.decode, ARGV[i + 4] or '')
+  if add == nil or tonumber(ARGV[i + 1]) == nil or tonumber(ARGV[i + 2]) == nil
+    or not authn_ok or type(authn) ~= 'table' then
     return redis.error_reply('keyhost: a malformed usage batch')
   end
   adds[i] = add
@@ -35,13 +38,14 @@ end
 if redis.call('SET', KEYS[3], '1', 'NX', 'EX', 86400) == false then
   return 0
 end
-for i = 1, #ARGV, 4 do
+for i = 1, #ARGV, 5 do
   local id = ARGV[i]
   redis.call('HINCRBY', KEYS[1], id, ARGV[i + 1])
   local last = tonumber(ARGV[i + 2])
   local seen = tonumber(redis.call('HGET', KEYS[2], id) or '0')
   if last > seen then
     redis.call('HSET', KEYS[2], id, last)
+    redis.call('HSET', KEYS[5], id, ARGV[i + 4])
   end
   -- Slot s of a window whose last hour is L holds hour L - (HOURS - s). The
   -- merged window ends at the later of the two last hours; hours that fall

@@ -14,8 +14,7 @@ use anyhow::Result;
 
 pub use self::redis::{OnStateError, RedisCounters};
 use crate::ratelimit::{Buckets, RateLimit};
-use crate::time::Timestamp;
-use crate::usage::{Usage, UsageTracker};
+use crate::usage::{Usage, UsageTracker, Use};
 
 /// Where rate limits and usage live.
 pub enum Counters {
@@ -53,10 +52,10 @@ impl Counters {
     }
 
     /// Counts one allowed use of `key_id`.
-    pub fn record(&self, key_id: &str, now: Timestamp) {
+    pub fn record(&self, key_id: &str, used: Use<'_>) {
         match self {
-            Counters::Local { usage, .. } => usage.record(key_id, now),
-            Counters::Redis(redis) => redis.record(key_id, now),
+            Counters::Local { usage, .. } => usage.record(key_id, used),
+            Counters::Redis(redis) => redis.record(key_id, used),
         }
     }
 

@@ -31,7 +31,7 @@ use super::Limited;
 use super::lease::{Leases, lease_size};
 use crate::ratelimit::RateLimit;
 use crate::time::Timestamp;
-use crate::usage::{Hourly, Usage};
+use crate::usage::{Hourly, Usage, Use};
 
 /// What a rate-limit decision does when Redis cannot be reached in time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,6 +146,16 @@ const MERGE_TIMEOUT: Duration = Duration::from_secs(5);
 const COUNTS: &str = "keyhost:usage:count";
 const LAST_USED: &str = "keyhost:usage:last";
 const HOURLY: &str = "keyhost:usage:hourly";
+const LAST_AUTHN: &str = "keyhost:usage:last_authn";
+
+/// Redis's answer for some keys' usage: counts, last-use times, hourly
+/// windows and last authentications, in the keys' order.
+type Fetched = (
+    Vec<Option<u64>>,
+    Vec<Option<i64>>,
+    Vec<Option<String>>,
+    Vec<Option<String>>,
+);
 
 /// A key's rate-limit window: its grants, and the uses they hold. The hash
 /// tag keeps both in one slot of a cluster.
@@ -317,8 +327,8 @@ impl RedisCounters {
         }
     }
 
-    /// Counts a use of `key_id` at `now`.
-    pub fn record(&self, key_id: &str, now: Timestamp) {
+    /// Counts a use of `key_id`.
+    pub fn record(&self, key_id: &str, used: Use<'_>) {
         let mut pending = self.pending.lock().expect("usage lock");
         let full = pending.counting.len() >= MAX_PENDING_KEYS;
         let usage = match pending.counting.get_mut(key_id) {
@@ -331,7 +341,7 @@ impl RedisCounters {
             }
             None => pending.counting.entry(key_id.to_string()).or_default(),
         };
-        usage.add_use(now);
+        usage.add_use(used);
     }
 
     /// Merges the uses counted here into Redis; with none to merge, checks
@@ -357,13 +367,15 @@ impl RedisCounters {
         invocation
             .key(LAST_USED)
             .key(format!("keyhost:batch:{}:{number}", self.replica))
-            .key(HOURLY);
+            .key(HOURLY)
+            .key(LAST_AUTHN);
         for (key_id, usage) in &batch {
             invocation
                 .arg(key_id)
                 .arg(usage.count)
                 .arg(usage.last_used.map_or(0, |t| t.0))
-                .arg(serde_json::to_string(&usage.hourly).expect("a window serializes"));
+                .arg(serde_json::to_string(&usage.hourly).expect("a window serializes"))
+                .arg(serde_json::to_string(&usage.last_authn).expect("an address serializes"));
         }
         self.run(async { invocation.invoke_async::<i64>(&mut redis).await })
             .map_err(|why| {
@@ -393,18 +405,29 @@ impl RedisCounters {
                     .cmd("HMGET")
                     .arg(HOURLY)
                     .arg(key_ids)
-                    .query_async::<(Vec<Option<u64>>, Vec<Option<i64>>, Vec<Option<String>>)>(
-                        &mut redis,
-                    )
+                    .cmd("HMGET")
+                    .arg(LAST_AUTHN)
+                    .arg(key_ids)
+                    .query_async::<Fetched>(&mut redis)
                     .await
             });
-            if let Ok((counts, lasts, hourlies)) = fetched {
-                let rows = key_ids.iter().zip(counts).zip(lasts).zip(hourlies);
-                for (((id, count), last), hourly) in rows {
+            if let Ok((counts, lasts, hourlies, authns)) = fetched {
+                let rows = key_ids
+                    .iter()
+                    .zip(counts)
+                    .zip(lasts)
+                    .zip(hourlies)
+                    .zip(authns);
+                for ((((id, count), last), hourly), authn) in rows {
                     if count.is_some() || last.is_some() {
                         let usage = Usage {
                             count: count.unwrap_or(0),
                             last_used: last.filter(|t| *t > 0).map(Timestamp),
+                            // Written by keyhost alone; one that does not
+                            // read is left out rather than failing the rest.
+                            last_authn: authn
+                                .and_then(|json| serde_json::from_str(&json).ok())
+                                .unwrap_or_default(),
                             // Redis's Lua JSON writes whole numbers as such.
                             hourly: hourly
                                 .and_then(|json| serde_json::from_str::<Hourly>(&json).ok())

@@ -40,9 +40,30 @@ pub enum LifecycleError {
     /// A value is not acceptable (a field, a kind for this identity).
     #[error("{0}")]
     Invalid(String),
+    /// The record is not the version the change asked for (`If-Match`).
+    #[error("{}", stale_message(what, id, current.as_ref()))]
+    Stale {
+        /// `key` or `identity`.
+        what: &'static str,
+        /// Its id.
+        id: String,
+        /// Its tag now; none when it no longer exists.
+        current: Option<EntityTag>,
+    },
     /// The registry in force cannot be read.
     #[error(transparent)]
     Unreadable(#[from] Unreadable),
+}
+
+fn stale_message(what: &str, id: &str, current: Option<&EntityTag>) -> String {
+    match current {
+        Some(tag) => format!(
+            "{what} {id} is not the version the change was asked for: its entity tag is now {tag}; read it again and change that version. Nothing was written"
+        ),
+        None => {
+            format!("{what} {id} does not exist, so no version of it matches. Nothing was written")
+        }
+    }
 }
 
 impl From<BadField> for LifecycleError {
@@ -69,8 +90,10 @@ pub fn unknown(what: &'static str, id: impl ToString) -> LifecycleError {
     }
 }
 
+mod entity_tag;
 mod identity;
 
+pub use entity_tag::{EntityTag, Precondition, on_identity, on_key};
 pub use identity::{NewIdentity, add_identity, remove_identity, set_identity_scopes};
 
 fn refuse<T>(message: impl Into<String>) -> Result<T> {

@@ -70,8 +70,14 @@ pub fn presented_key(headers: &HeaderMap, settings: &AuthSettings) -> Option<Str
     })
 }
 
+/// A request field from header `name`, trimmed. A value that is not
+/// visible ASCII is still read, as UTF-8 with any byte that is not
+/// becoming U+FFFD, so that the check refuses what it cannot judge
+/// (`text::first_unsafe_char`) instead of taking the field as absent: a
+/// scope taken as absent would be a request that needs no scope.
 fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
-    let value = headers.get(name)?.to_str().ok()?.trim();
+    let value = String::from_utf8_lossy(headers.get(name)?.as_bytes());
+    let value = value.trim();
     (!value.is_empty()).then(|| value.to_string())
 }
 

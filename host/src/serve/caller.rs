@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{Method, StatusCode};
+use axum::http::{Method, StatusCode, header};
 
 use super::AppState;
 use super::auth::{client_ip, deny_status, presented_key};
@@ -17,7 +17,7 @@ use super::errors::ApiError;
 use crate::ceiling::Ceiling;
 use crate::check::CheckRequest;
 use crate::iam::{IamId, KeyKind};
-use crate::lifecycle::LifecycleError;
+use crate::lifecycle::{self, LifecycleError, Precondition};
 use crate::registry::{Committed, Lookup, OlderCopy, Registry, Touches};
 use crate::verdict::{DenyCode, Verdict};
 
@@ -41,6 +41,31 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
         Caller::checked(parts, state, Counted::Yes).await
+    }
+}
+
+/// A write's `If-Match`: the version of the record it may change. Several
+/// `If-Match` lines are one list (RFC 9110, 5.3); a value that does not
+/// read is a `400`, and nothing is written.
+pub struct IfMatch(pub Precondition);
+
+impl FromRequestParts<AppState> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<IfMatch, ApiError> {
+        let mut lines = Vec::new();
+        for value in parts.headers.get_all(header::IF_MATCH) {
+            let line = value.to_str().map_err(|_| {
+                ApiError::bad_request("If-Match is not plain text; nothing was written")
+            })?;
+            lines.push(line);
+        }
+        if lines.is_empty() {
+            return Ok(IfMatch(Precondition::None));
+        }
+        Precondition::parse(&lines.join(","))
+            .map(IfMatch)
+            .map_err(|why| ApiError::bad_request(format!("If-Match: {why}; nothing was written")))
     }
 }
 
@@ -125,6 +150,29 @@ impl Caller {
             ceiling: Ceiling::of(&found.key),
             deadline,
         })
+    }
+
+    /// [`write`](Self::write) to key `id` alone, made only if the key
+    /// stands as `precondition` (the request's `If-Match`) asks: checked in
+    /// the write, under the registry's lock.
+    pub(super) async fn write_key<T: Send + 'static>(
+        &self,
+        state: &AppState,
+        id: &str,
+        precondition: Precondition,
+        change: impl FnOnce(&mut Registry, &IamId) -> Result<T, LifecycleError> + Send + 'static,
+    ) -> Result<(T, u64), ApiError> {
+        let target = id.to_string();
+        self.write(
+            state,
+            Touches::Key(id.to_string()),
+            move |registry, user| {
+                lifecycle::on_key(registry, &target, &precondition, |registry| {
+                    change(registry, user)
+                })
+            },
+        )
+        .await
     }
 
     /// Runs a registry change off the async threads (it locks and fsyncs),

@@ -112,6 +112,8 @@ impl From<anyhow::Error> for ApiError {
             (StatusCode::NOT_FOUND, "not_found")
         } else if let Some(LifecycleError::Invalid(_)) = lifecycle {
             (StatusCode::BAD_REQUEST, "bad_request")
+        } else if let Some(LifecycleError::Stale { .. }) = lifecycle {
+            (StatusCode::PRECONDITION_FAILED, "precondition_failed")
         } else if error.downcast_ref::<TooLate>().is_some() {
             (StatusCode::SERVICE_UNAVAILABLE, "timeout")
         } else if error.downcast_ref::<OlderCopy>().is_some() {

@@ -8,7 +8,8 @@
 //! answered once committed: an answer of failure means nothing was written.
 
 use axum::Json;
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -17,13 +18,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::AppState;
-use super::caller::{Caller, Counted};
+use super::caller::{Caller, Counted, IfMatch};
 use super::errors::{ApiError, ApiResult};
 use super::identity::no_store;
 use super::openapi::ErrorAnswer;
+use crate::activity::{DEFAULT_PERIOD, InactiveReport, Period};
 use crate::iam::{IamId, KeyKind};
-use crate::lifecycle::{self, KeyChanges, LifecycleError, NewKey, StateChange};
-use crate::registry::{KeyRecord, Lookup, Touches};
+use crate::lifecycle::{self, EntityTag, KeyChanges, LifecycleError, NewKey, StateChange};
+use crate::registry::{Identity, KeyRecord, Lookup, Touches};
 use crate::time::{self, Timestamp};
 use crate::views::{IssuedSecret, KeyView};
 
@@ -521,6 +523,66 @@ pub async fn me(State(state): State<AppState>, caller: Caller) -> ApiResult {
     .into_response())
 }
 
+/// The query of `GET /v1/reports/inactive`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct InactiveQuery {
+    /// How long unused: a duration such as `720h` (the default) or `90d`.
+    #[serde(rename = "for")]
+    #[param(rename = "for")]
+    period: Option<String>,
+}
+
+/// `GET /v1/reports/inactive?for=720h`: the caller's keys and identities
+/// (its own, and its service IDs') that serve has not let through for that
+/// long (720h when `for` is left out).
+#[utoipa::path(
+    get,
+    path = "/v1/reports/inactive",
+    tag = "keys",
+    params(InactiveQuery),
+    responses(
+        (status = 200, description = "What went unused", body = InactiveReport),
+        (status = 400, description = "A period that does not read, or another parameter", body = ErrorAnswer),
+        (status = 401, description = "No valid key or token", body = ErrorAnswer),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
+pub async fn inactive(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<Query<InactiveQuery>, QueryRejection>,
+) -> ApiResult {
+    let Query(query) = query.map_err(|rejection| {
+        ApiError::bad_request(format!(
+            "the query cannot be read: {}",
+            rejection.body_text()
+        ))
+    })?;
+    let text = query.period.as_deref().unwrap_or(DEFAULT_PERIOD);
+    let period = Period::parse(text).map_err(|why| ApiError::bad_request(format!("for: {why}")))?;
+    let checker = state.shared.checker();
+    let keys = checker
+        .keys_managed_by(&caller.user)
+        .map_err(LifecycleError::from)?;
+    let mut identities: Vec<Identity> = checker
+        .identity(&caller.user)
+        .map_err(LifecycleError::from)?
+        .into_iter()
+        .collect();
+    identities.extend(
+        checker
+            .service_ids_of(&caller.user)
+            .map_err(LifecycleError::from)?,
+    );
+    let keys: Vec<&KeyRecord> = keys.iter().collect();
+    let ids: Vec<&str> = keys.iter().map(|key| key.id.as_str()).collect();
+    let usage = tokio::task::block_in_place(|| state.shared.usage_of(&ids));
+    let report = InactiveReport::of(&identities, &keys, &usage, &period, Timestamp::now());
+    Ok(Json(report).into_response())
+}
+
 /// `GET /v1/keys/{id}/usage`: the key's uses per hour over the last day.
 #[utoipa::path(
     get,
@@ -544,9 +606,8 @@ pub async fn usage(
     let usage = tokio::task::block_in_place(|| state.shared.usage_of(&[key.id.as_str()]));
     let hours = usage
         .get(&key.id)
-        .copied()
+        .map(|usage| usage.hourly)
         .unwrap_or_default()
-        .hourly
         .window(Timestamp::now())
         .into_iter()
         .map(|(start, count)| HourOfUse { start, count })
@@ -565,7 +626,8 @@ pub async fn usage(
     tag = "keys",
     params(("id" = String, Path, description = "The key's id")),
     responses(
-        (status = 200, description = "The key", body = KeyAnswer),
+        (status = 200, description = "The key; `ETag` is its `entity_tag`", body = KeyAnswer,
+            headers(("ETag" = String, description = "The key's version, for `If-Match`"))),
         (status = 401, description = "No valid key or token", body = ErrorAnswer),
         (status = 404, description = "No such key of the caller's", body = ErrorAnswer),
     ),
@@ -577,10 +639,13 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> ApiResult {
     let checker = state.shared.checker();
-    let key = lifecycle::readable_key(&checker, &id, &caller.user)?;
-    let key = view(&state, &key, Timestamp::now());
+    let record = lifecycle::readable_key(&checker, &id, &caller.user)?;
+    let key = view(&state, &record, Timestamp::now());
     let revision = checker.revision();
-    Ok(Json(KeyAnswer { key, revision }).into_response())
+    Ok(tagged(
+        Json(KeyAnswer { key, revision }).into_response(),
+        &record,
+    ))
 }
 
 /// The fields to change; those left out stay as they are.
@@ -603,7 +668,10 @@ pub struct UpdateBody {
     patch,
     path = "/v1/keys/{id}",
     tag = "keys",
-    params(("id" = String, Path, description = "The key's id")),
+    params(
+        ("id" = String, Path, description = "The key's id"),
+        ("If-Match" = Option<String>, Header, description = "Change only this version of the key: its `entity_tag` (the `ETag` of a read), or `*`"),
+    ),
     request_body = UpdateBody,
     responses(
         (status = 200, description = "The key as changed", body = KeyAnswer),
@@ -611,12 +679,14 @@ pub struct UpdateBody {
         (status = 401, description = "No valid key or token", body = ErrorAnswer),
         (status = 403, description = "The caller may not (a locked key, or one wider than the caller's)", body = ErrorAnswer),
         (status = 404, description = "No such key of the caller's", body = ErrorAnswer),
+        (status = 412, description = "The key is not the version `If-Match` named; nothing was written", body = ErrorAnswer),
     ),
     security(("bearer" = []), ("api_key" = [])),
 )]
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
+    IfMatch(precondition): IfMatch,
     Path(id): Path<String>,
     Body(body): Body<UpdateBody>,
 ) -> ApiResult {
@@ -637,9 +707,10 @@ pub async fn update(
             .map(|limit| Some(limit).filter(|l| l != "none")),
     };
     let ceiling = caller.ceiling.clone();
+    let target = id.clone();
     let (record, revision) = caller
-        .write(&state, Touches::Key(id.clone()), move |registry, user| {
-            let updated = lifecycle::update_key(registry, &id, user, changes, now)?;
+        .write_key(&state, &id, precondition, move |registry, user| {
+            let updated = lifecycle::update_key(registry, &target, user, changes, now)?;
             ceiling.permits(&updated)?;
             Ok(updated)
         })
@@ -649,7 +720,19 @@ pub async fn update(
 
 fn key_response(state: &AppState, record: &KeyRecord, revision: u64, now: Timestamp) -> Response {
     let key = view(state, record, now);
-    Json(ActAnswer::Changed(KeyAnswer { key, revision })).into_response()
+    tagged(
+        Json(ActAnswer::Changed(KeyAnswer { key, revision })).into_response(),
+        record,
+    )
+}
+
+/// `response`, about `key` as it now stands, with the key's `ETag`.
+fn tagged(mut response: Response, key: &KeyRecord) -> Response {
+    let tag = EntityTag::of_key(key).header_value();
+    if let Ok(value) = header::HeaderValue::from_str(&tag) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
 }
 
 /// A rotation's options; other actions take no body.
@@ -669,6 +752,7 @@ pub struct RotateBody {
     params(
         ("id" = String, Path, description = "The key's id"),
         ("action" = String, Path, description = "`lock`, `unlock`, `disable`, `enable`, `rotate` or `end-grace`"),
+        ("If-Match" = Option<String>, Header, description = "Change only this version of the key: its `entity_tag` (the `ETag` of a read), or `*`"),
     ),
     request_body = RotateBody,
     responses(
@@ -677,12 +761,14 @@ pub struct RotateBody {
         (status = 401, description = "No valid key or token", body = ErrorAnswer),
         (status = 403, description = "The caller may not", body = ErrorAnswer),
         (status = 404, description = "No such key or action", body = ErrorAnswer),
+        (status = 412, description = "The key is not the version `If-Match` named; nothing was written", body = ErrorAnswer),
     ),
     security(("bearer" = []), ("api_key" = [])),
 )]
 pub async fn act(
     State(state): State<AppState>,
     caller: Caller,
+    IfMatch(precondition): IfMatch,
     Path((id, action)): Path<(String, String)>,
     Body(body): Body<RotateBody>,
 ) -> ApiResult {
@@ -704,9 +790,10 @@ pub async fn act(
                         .map_err(|e| ApiError::bad_request(format!("grace: {e}")))
                 })
                 .transpose()?;
+            let target = id.clone();
             let ((record, secret), revision) = caller
-                .write(&state, Touches::Key(id.clone()), move |registry, user| {
-                    let rotated = lifecycle::rotate_key(registry, &id, user, grace, now)?;
+                .write_key(&state, &id, precondition, move |registry, user| {
+                    let rotated = lifecycle::rotate_key(registry, &target, user, grace, now)?;
                     ceiling.permits(&rotated.0)?;
                     Ok(rotated)
                 })
@@ -714,12 +801,13 @@ pub async fn act(
             let body = Json(ActAnswer::Rotated(IssuedSecret::of(
                 &record, &secret, revision, now,
             )));
-            return Ok(no_store(body.into_response()));
+            return Ok(no_store(tagged(body.into_response(), &record)));
         }
         "end-grace" => {
+            let target = id.clone();
             let (record, revision) = caller
-                .write(&state, Touches::Key(id.clone()), move |registry, user| {
-                    lifecycle::end_grace(registry, &id, user, now)
+                .write_key(&state, &id, precondition, move |registry, user| {
+                    lifecycle::end_grace(registry, &target, user, now)
                 })
                 .await?;
             return Ok(key_response(&state, &record, revision, now));
@@ -734,9 +822,10 @@ pub async fn act(
             ));
         }
     };
+    let target = id.clone();
     let (record, revision) = caller
-        .write(&state, Touches::Key(id.clone()), move |registry, user| {
-            let changed = lifecycle::change_state(registry, &id, user, change, now)?;
+        .write_key(&state, &id, precondition, move |registry, user| {
+            let changed = lifecycle::change_state(registry, &target, user, change, now)?;
             if matches!(change, StateChange::Enable | StateChange::Unlock) {
                 ceiling.permits(&changed)?;
             }
@@ -750,23 +839,29 @@ pub async fn act(
     delete,
     path = "/v1/keys/{id}",
     tag = "keys",
-    params(("id" = String, Path, description = "The key's id")),
+    params(
+        ("id" = String, Path, description = "The key's id"),
+        ("If-Match" = Option<String>, Header, description = "Change only this version of the key: its `entity_tag` (the `ETag` of a read), or `*`"),
+    ),
     responses(
         (status = 200, description = "The key is deleted", body = Deleted),
         (status = 401, description = "No valid key or token", body = ErrorAnswer),
         (status = 403, description = "The caller may not (a locked key)", body = ErrorAnswer),
         (status = 404, description = "No such key of the caller's", body = ErrorAnswer),
+        (status = 412, description = "The key is not the version `If-Match` named; nothing was written", body = ErrorAnswer),
     ),
     security(("bearer" = []), ("api_key" = [])),
 )]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
+    IfMatch(precondition): IfMatch,
     Path(id): Path<String>,
 ) -> ApiResult {
+    let target = id.clone();
     let (record, revision) = caller
-        .write(&state, Touches::Key(id.clone()), move |registry, user| {
-            lifecycle::delete_key(registry, &id, user)
+        .write_key(&state, &id, precondition, move |registry, user| {
+            lifecycle::delete_key(registry, &target, user)
         })
         .await?;
     Ok(Json(Deleted {

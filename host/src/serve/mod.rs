@@ -283,6 +283,7 @@ fn router(state: AppState, options: &ServeOptions) -> Router {
         .route("/v1/keys/{id}/{action}", post(manage::act))
         .route("/v1/keys/{id}/usage", get(manage::usage))
         .route("/v1/me", get(manage::me))
+        .route("/v1/reports/inactive", get(manage::inactive))
         .layer(middleware::from_fn_with_state(
             manage::Primary::new(options.primary.clone(), state.clone()),
             manage::writes_to_primary,

@@ -46,6 +46,7 @@ pub fn document() -> String {
         super::manage::act,
         super::manage::usage,
         super::manage::me,
+        super::manage::inactive,
         super::snapshot::snapshot,
         super::healthz,
         super::metrics,

@@ -21,6 +21,7 @@ use crate::registry::{RegistryFile, Written};
 use crate::side_files::RegistryStamp;
 use crate::time::Timestamp;
 use crate::token::{self, SigningKeys};
+use crate::usage::Use;
 use crate::verdict::{DenyCode, Verdict};
 
 /// Where the policy comes from.
@@ -258,7 +259,14 @@ impl Shared {
                         key: Some(key.clone()),
                     };
                 }
-                None => self.counters.record(&key.key_id, Timestamp::now()),
+                None => self.counters.record(
+                    &key.key_id,
+                    Use {
+                        at: Timestamp::now(),
+                        service: request.service.as_deref(),
+                        address: request.source_ip.as_deref(),
+                    },
+                ),
             }
         }
         self.record(request, &verdict, started);

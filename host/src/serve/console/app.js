@@ -24,6 +24,8 @@ let sessionKeyId = null;
 let session = 0;
 let me = null;
 let keys = [];
+/** The ids of the keys the inactive report lists. */
+let inactive = new Set();
 let selectedId = null;
 // Each render of the details panel gets a number; slow answers for an
 // older one are dropped.
@@ -294,8 +296,15 @@ function showConsole() {
 async function loadKeys() {
   const table = byId('keys-table');
   table.setAttribute('aria-busy', 'true');
-  const answer = await api('GET', 'v1/keys');
+  // The report only marks keys: the table shows without it.
+  const [answer, report] = await Promise.all([
+    api('GET', 'v1/keys'),
+    // Over its default period, 720h: the page's requests carry no query,
+    // so nothing of a session ever rides in an address.
+    api('GET', 'v1/reports/inactive').catch(() => null),
+  ]);
   keys = Array.isArray(answer.keys) ? answer.keys : [];
+  inactive = new Set((report && Array.isArray(report.keys) ? report.keys : []).map((k) => k.id));
   renderKeys();
   table.dataset.revision = String(answer.revision ?? '');
   table.setAttribute('aria-busy', 'false');
@@ -322,6 +331,7 @@ function badges(key) {
   }
   if (key.rotation_grace_until) list.push(['grace', 'Old secret in grace']);
   if (!list.length) list.push(['active', 'Active']);
+  if (inactive.has(key.id)) list.push(['inactive', 'Unused for 30 days']);
   if (key.id === sessionKeyId) list.push(['session', 'Logged in with it']);
   return el('ul', { class: 'badges' },
     list.map(([kind, label]) => el('li', { class: `badge badge-${kind}`, dataset: { badge: kind }, text: label })));
@@ -417,6 +427,9 @@ function renderDetails(id, focus) {
     ['Last used', when(key.last_used, 'never')],
     ['Uses', String(key.use_count ?? 0)],
   ];
+  if (key.last_service || key.last_address) {
+    facts.push(['Last used for', `${key.last_service || 'no service'} from ${key.last_address || 'an unknown address'}`]);
+  }
 
   const graceInput = el('input', {
     id: 'rotate-grace', type: 'text', value: '24h', 'aria-describedby': 'rotate-grace-hint',
