@@ -93,8 +93,20 @@ fn find_hashed<'l, L: Lookup + ?Sized>(
     presented: &str,
     hash: Option<&[u8; 32]>,
 ) -> Result<Result<Option<Found<'l>>, Verdict>> {
-    // The format and checksum come first, so a typo costs no lookup.
+    // The format and checksum come first, so a typo costs no lookup. A
+    // secret made elsewhere and imported has neither: one of that shape is
+    // looked up by its hash alone, and is malformed if nothing has it.
     if let Err(malformed) = key_format::parse(lookup.prefix(), presented) {
+        let imported = match key_format::imported_shape(presented) {
+            Ok(()) => match hash {
+                Some(hash) => lookup.find(hash)?,
+                None => lookup.find(&key_format::hash(presented))?,
+            },
+            Err(_) => None,
+        };
+        if imported.is_some() {
+            return Ok(Ok(imported));
+        }
         return Ok(Err(Verdict::deny(
             DenyCode::Malformed,
             malformed.to_string(),
@@ -257,6 +269,51 @@ fn unsafe_field(request: &CheckRequest) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A registry with no keys that notes every hash it is asked for.
+    struct Asked(std::cell::RefCell<Vec<[u8; 32]>>);
+
+    impl Lookup for Asked {
+        fn prefix(&self) -> &str {
+            "kh"
+        }
+        fn revision(&self) -> u64 {
+            1
+        }
+        fn policy_config(&self) -> Vec<(String, String)> {
+            Vec::new()
+        }
+        fn find(&self, hash: &[u8; 32]) -> Result<Option<Found<'_>>> {
+            self.0.borrow_mut().push(*hash);
+            Ok(None)
+        }
+        fn find_by_id(&self, _: &str) -> Result<Option<Found<'_>>> {
+            Ok(None)
+        }
+    }
+
+    #[test]
+    fn a_secret_made_elsewhere_is_looked_up_by_hash_and_junk_is_not() {
+        let imported = "AKIAexample-first-secret-0001";
+        for (presented, looked_up) in [
+            (imported, true),
+            ("short", false),
+            ("with a space in it, long enough", false),
+            (&*"x".repeat(300), false),
+        ] {
+            let asked = Asked(Default::default());
+            let found = find(&asked, presented).unwrap();
+            let Err(Verdict::Deny { code, .. }) = found else {
+                panic!("{presented:?} was found in an empty registry");
+            };
+            assert_eq!(code, DenyCode::Malformed, "{presented:?}");
+            let hashes = asked.0.into_inner();
+            assert_eq!(!hashes.is_empty(), looked_up, "{presented:?}");
+            if looked_up {
+                assert_eq!(hashes, [key_format::hash(presented)]);
+            }
+        }
+    }
 
     #[test]
     fn every_request_field_is_checked_for_unsafe_characters() {

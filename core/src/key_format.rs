@@ -219,6 +219,33 @@ fn redact_plain(text: &str) -> String {
     TOKEN.replace_all(&keys, "<redacted token>").into_owned()
 }
 
+/// How long a secret made elsewhere and imported may be, in bytes: long
+/// enough to be worth guessing at no more than a keyhost key, short enough
+/// that junk in a key header is not hashed.
+pub const IMPORTED_LEN: std::ops::RangeInclusive<usize> = 16..=256;
+
+/// Whether `presented` could be a secret made elsewhere and imported
+/// (`keyhost import`): [`IMPORTED_LEN`] bytes of printable ASCII without
+/// spaces. Such a key carries no keyhost checksum, so the check finds it by
+/// its hash alone.
+pub fn imported_shape(presented: &str) -> Result<(), String> {
+    if !IMPORTED_LEN.contains(&presented.len()) {
+        return Err(format!(
+            "a secret is {} to {} characters long; this one has {}",
+            IMPORTED_LEN.start(),
+            IMPORTED_LEN.end(),
+            presented.len()
+        ));
+    }
+    match presented.bytes().position(|b| !b.is_ascii_graphic()) {
+        Some(at) => Err(format!(
+            "character {} of the secret is not printable ASCII (a space, a control character or beyond ASCII)",
+            at + 1
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The SHA-256 of a presented secret: the only form a registry stores.
 pub fn hash(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()

@@ -27,6 +27,7 @@
 //! - [`views`]: what people and programs are shown of keys (no secrets);
 //! - [`token`]: access tokens exchanged for keys, and their signing keys;
 //! - [`scan`]: finding leaked keys in text;
+//! - [`import`]: reading keys made elsewhere (CSV, JSON) for `keyhost import`;
 //! - [`serve`]: the HTTP service;
 //! - [`demo`]: the walk-through `keyhost demo` prints;
 //! - [`gate`]: `keyhost gate build`, the check as a wasi:http component;
@@ -48,6 +49,7 @@ pub mod durable;
 pub mod export;
 pub mod fields;
 pub mod gate;
+pub mod import;
 pub mod lifecycle;
 #[cfg(feature = "bench-support")]
 pub mod native;

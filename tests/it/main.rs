@@ -22,6 +22,7 @@ mod gate;
 mod getting_started;
 mod hardening;
 mod hostile;
+mod import;
 mod kinds;
 mod languages;
 mod lifecycle;

@@ -88,6 +88,10 @@ pub enum Command {
     Update(UpdateArgs),
     /// Check a key read from stdin or KEYHOST_KEY (never from the command line).
     Check(CheckArgs),
+    /// Import keys made elsewhere, from a CSV (AWS API Gateway's columns) or
+    /// JSON (Unkey's migration shape) file of secrets or their SHA-256.
+    /// Nothing is written unless every row is good (or --skip-bad).
+    Import(ImportArgs),
     /// Reports on the registry: the keys and identities gone unused.
     #[command(subcommand)]
     Report(ReportCommand),
@@ -499,6 +503,25 @@ pub struct KeyIdArgs {
     pub id: String,
     #[command(flatten)]
     pub usage: UsageArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The user importing: the keys' owner, or the owner of the service ID.
+    #[arg(long = "as")]
+    pub actor: IamId,
+    /// The service ID the keys are for (the user's own by default).
+    #[arg(long = "for")]
+    pub for_identity: Option<IamId>,
+    /// The file; - for stdin. It holds secrets: delete it once imported.
+    pub file: PathBuf,
+    /// The file's form (by default, its extension's: .csv or .json).
+    #[arg(long, value_enum)]
+    pub format: Option<crate::import::Format>,
+    /// Import the good rows and say which were skipped, instead of
+    /// importing nothing when a row is bad.
+    #[arg(long)]
+    pub skip_bad: bool,
 }
 
 #[derive(Debug, Subcommand)]

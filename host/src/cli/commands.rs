@@ -10,13 +10,15 @@ use serde_json::json;
 
 use super::Report;
 use super::args::{
-    ActorKeyArgs, Cli, Command, CreateArgs, IdentityCommand, InactiveArgs, InitArgs, ListArgs,
-    ReportCommand, RotateArgs, ScanArgs, ServeArgs, UpdateArgs, UsageArgs,
+    ActorKeyArgs, Cli, Command, CreateArgs, IdentityCommand, ImportArgs, InactiveArgs, InitArgs,
+    ListArgs, ReportCommand, RotateArgs, ScanArgs, ServeArgs, UpdateArgs, UsageArgs,
 };
 use crate::activity::{InactiveReport, Period};
 use crate::counters::{OnStateError, RedisCounters};
+use crate::import;
 use crate::key_format::{self, Secret};
 use crate::lifecycle::{self, KeyChanges, NewIdentity, NewKey, Precondition, StateChange};
+use crate::progress::Progress;
 use crate::registry::{KeyRecord, LeakAction, Registry, RegistryFile, Touches};
 use crate::scan::{REPLICA_CREDENTIAL, Scanner};
 use crate::serve::ServeOptions;
@@ -45,6 +47,7 @@ pub fn run(cli: Cli) -> Result<Report> {
         Command::Update(args) => update(file, args, now),
         Command::Check(args) => super::check::check(file, args, now),
         Command::Report(ReportCommand::Inactive(args)) => inactive(file, args, now),
+        Command::Import(args) => import(file, args, now),
         Command::Scan(args) => scan(file, args, now),
         Command::Serve(args) => serve(&cli.registry, args),
         Command::Policy(command) => super::policy::run(command, file),
@@ -317,6 +320,88 @@ fn list(file: &RegistryFile, args: ListArgs, now: Timestamp) -> Result<Report> {
         json!({ "keys": views, "revision": registry.revision }),
         text,
     ))
+}
+
+fn import(file: &RegistryFile, args: ImportArgs, now: Timestamp) -> Result<Report> {
+    let path = args.file.display().to_string();
+    let format = args
+        .format
+        .or_else(|| import::Format::of_path(&args.file))
+        .ok_or_else(|| {
+            anyhow::anyhow!("{path}: give --format csv or --format json (the name does not end in .csv or .json)")
+        })?;
+    let text = if path == "-" {
+        std::io::read_to_string(std::io::stdin()).context("cannot read stdin")?
+    } else {
+        std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {path}"))?
+    };
+    let (rows, mut skipped) =
+        import::read(&text, format, now).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+    if !skipped.is_empty() && !args.skip_bad {
+        let listed: Vec<String> = skipped.iter().map(|bad| format!("  {bad}")).collect();
+        anyhow::bail!(
+            "{path}: {} of its rows cannot be imported, so none was (--skip-bad imports the others):\n{}",
+            skipped.len(),
+            listed.join("\n")
+        );
+    }
+    let plaintext = rows.iter().any(|row| row.plaintext);
+    let mut imported = Vec::new();
+    let mut revision = None;
+    if !rows.is_empty() {
+        let progress = Progress::keys("importing keys", rows.len());
+        let (refused, written) = file.update(|registry| {
+            let mut refused = Vec::new();
+            for (done, row) in rows.into_iter().enumerate() {
+                let new = NewKey {
+                    for_identity: args.for_identity.clone(),
+                    name: row.name,
+                    description: row.description,
+                    scopes: row.scopes,
+                    expires_at: row.expires_at,
+                    ..NewKey::default()
+                };
+                match lifecycle::import_key(registry, &args.actor, new, row.hash, row.enabled, now)
+                {
+                    Ok(record) => imported.push((row.at, record)),
+                    Err(why) if args.skip_bad => refused.push(import::Bad {
+                        at: row.at,
+                        reason: why.to_string(),
+                    }),
+                    Err(why) => {
+                        return Err(anyhow::Error::from(why)
+                            .context(format!("{path}, {}: nothing was imported", row.at)));
+                    }
+                }
+                progress.set(done + 1);
+            }
+            Ok(refused)
+        })?;
+        progress.finish();
+        skipped.extend(refused);
+        revision = Some(written);
+    }
+    let mut lines = vec![format!("imported {} keys from {path}", imported.len())];
+    lines.extend(
+        imported.iter().map(|(at, record)| {
+            format!("  {at}: {} {} ({})", record.id, record.name, record.owner)
+        }),
+    );
+    lines.extend(skipped.iter().map(|bad| format!("skipped {bad}")));
+    let imported: Vec<_> = imported
+        .iter()
+        .map(|(at, record)| json!({ "at": at, "id": record.id, "name": record.name, "owner": record.owner }))
+        .collect();
+    let mut report = Report::new(
+        json!({ "imported": imported, "skipped": skipped, "revision": revision }),
+        lines.join("\n"),
+    );
+    if plaintext {
+        report = report.with_note(format!(
+            "{path} holds the secrets themselves: delete it now that keyhost keeps their hashes"
+        ));
+    }
+    Ok(report)
 }
 
 fn inactive(file: &RegistryFile, args: InactiveArgs, now: Timestamp) -> Result<Report> {

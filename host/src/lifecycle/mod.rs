@@ -133,6 +133,55 @@ pub fn create_key(
     new: NewKey,
     now: Timestamp,
 ) -> Result<(KeyRecord, Secret)> {
+    add_key(registry, actor, new, now, |prefix, kind| {
+        let secret = key_format::generate(prefix, kind);
+        (KeyHash::of(secret.expose()), secret)
+    })
+}
+
+/// Adds a key whose secret was made elsewhere and is known here by its
+/// SHA-256 alone (`keyhost import`), under the rules [`create_key`] meets.
+/// A hash the registry already holds, for a key or a rotated-out secret,
+/// is refused: one secret names one key.
+pub fn import_key(
+    registry: &mut Registry,
+    actor: &IamId,
+    new: NewKey,
+    hash: KeyHash,
+    enabled: bool,
+    now: Timestamp,
+) -> Result<KeyRecord> {
+    // The rules every new key meets come first, so that only someone who
+    // may add this key learns that its secret is already taken.
+    let (mut record, ()) = add_key(registry, actor, new, now, |_, _| (hash, ()))?;
+    let (added, others) = registry.keys.split_last_mut().expect("the key just added");
+    let taken = others
+        .iter()
+        .find(|key| key.hash == hash || key.retired.iter().any(|old| old.hash == hash));
+    if let Some(key) = taken {
+        let message = format!(
+            "this secret is already {}'s (key {}): one secret names one key",
+            key.owner, key.id
+        );
+        registry.keys.pop();
+        return Err(LifecycleError::Invalid(message));
+    }
+    if !enabled {
+        record.disabled = true;
+        added.disabled = true;
+    }
+    Ok(record)
+}
+
+/// The rules every new key meets, then the key, added with the hash
+/// `secret` gives for its kind (and whatever else `secret` makes).
+fn add_key<T>(
+    registry: &mut Registry,
+    actor: &IamId,
+    new: NewKey,
+    now: Timestamp,
+    secret: impl FnOnce(&str, KeyKind) -> (KeyHash, T),
+) -> Result<(KeyRecord, T)> {
     require_user(registry, actor)?;
     let target = new.for_identity.clone().unwrap_or_else(|| actor.clone());
     let identity = registry
@@ -181,7 +230,7 @@ pub fn create_key(
         ));
     }
     let expires_at = check_expiry(new.expires_at, now)?;
-    let secret = key_format::generate(&registry.prefix, kind);
+    let (hash, made) = secret(&registry.prefix, kind);
     let record = KeyRecord {
         id: new_key_id(),
         name: fields::name(&new.name)?,
@@ -191,7 +240,7 @@ pub fn create_key(
         description: fields::description(&new.description)?,
         scopes,
         allowed_ips: allow_list(&new.allowed_ips)?,
-        hash: KeyHash::of(secret.expose()),
+        hash,
         created_at: now,
         updated_at: now,
         expires_at,
@@ -202,7 +251,7 @@ pub fn create_key(
         retired: Vec::new(),
     };
     registry.keys.push(record.clone());
-    Ok((record, secret))
+    Ok((record, made))
 }
 
 /// The changes `update` may make; `None` leaves a field as it is.
