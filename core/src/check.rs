@@ -259,7 +259,7 @@ fn unsafe_field(request: &CheckRequest) -> Option<String> {
             ]
         }));
     for (name, value) in fields {
-        if let Some(problem) = text::unsafe_char_problem(value) {
+        if let Some(problem) = text::unsafe_request_char_problem(value) {
             return Some(format!("the request's {name}: {problem}"));
         }
     }

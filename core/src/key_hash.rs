@@ -14,6 +14,12 @@ impl KeyHash {
     pub fn of(secret: &str) -> KeyHash {
         KeyHash(crate::key_format::hash(secret))
     }
+
+    /// Whether `self` and `other` are the same hash, compared in constant
+    /// time: how long it takes says nothing of where they differ.
+    pub fn same_as(&self, other: &KeyHash) -> bool {
+        bool::from(subtle::ConstantTimeEq::ct_eq(&self.0[..], &other.0[..]))
+    }
 }
 
 impl fmt::Display for KeyHash {

@@ -75,6 +75,10 @@ impl Tables {
     }
 }
 /// What a check needs besides the keys, and where the snapshot came from.
+/// Nothing a check does not need goes here: the filters read it, and one
+/// more field (a registry setting) changed the plugin's code enough that
+/// Traefik 3.7.15's wazero trapped opening it on this machine (as with
+/// `hash_into`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Header {
     /// What the snapshot was made from, in the writer's words (the host

@@ -19,13 +19,20 @@ pub fn is_unsafe_char(c: char) -> bool {
 }
 
 /// What a field (of the registry or of a request) may not hold: the
-/// [`is_unsafe_char`] characters, the byte-order mark (U+FEFF), which
+/// [`is_unsafe_char`] characters and the byte-order mark (U+FEFF), which
 /// some decoders drop (componentize-js turns `\u{FEFF}billing` into
-/// `billing`, so a policy would judge a service the caller did not name),
-/// and the replacement character (U+FFFD), which stands for bytes that did
-/// not decode as text (a header that is not UTF-8).
+/// `billing`, so a policy would judge a service the caller did not name).
 fn is_unsafe_field_char(c: char) -> bool {
-    is_unsafe_char(c) || c == '\u{FEFF}' || c == '\u{FFFD}'
+    is_unsafe_char(c) || c == '\u{FEFF}'
+}
+
+/// What a request's field may not hold either: the replacement character
+/// (U+FFFD), which stands for bytes that did not decode as text (a header
+/// that is not UTF-8), so that the policy never judges a field the caller
+/// did not send. (A registry's fields may hold it: text written before
+/// keeps loading.)
+fn is_unsafe_request_char(c: char) -> bool {
+    is_unsafe_field_char(c) || c == '\u{FFFD}'
 }
 
 /// The first character of `value` that a field may not hold, with its
@@ -41,7 +48,22 @@ pub fn first_unsafe_char(value: &str) -> Option<(usize, char)> {
 /// Why `value` cannot be used, when it holds an unsafe character: which
 /// character, where, and what is refused.
 pub fn unsafe_char_problem(value: &str) -> Option<String> {
-    first_unsafe_char(value).map(|(at, c)| {
+    describe(first_unsafe_char(value))
+}
+
+/// [`unsafe_char_problem`] for a request's field, which may not hold
+/// U+FFFD either.
+pub fn unsafe_request_char_problem(value: &str) -> Option<String> {
+    let found = value
+        .chars()
+        .enumerate()
+        .find(|(_, c)| is_unsafe_request_char(*c))
+        .map(|(at, c)| (at + 1, c));
+    describe(found)
+}
+
+fn describe(found: Option<(usize, char)>) -> Option<String> {
+    found.map(|(at, c)| {
         format!(
             "character {at} is {c:?} (U+{:04X}); control characters, byte-order marks and bidirectional controls are not allowed",
             c as u32
@@ -97,7 +119,12 @@ mod tests {
     fn a_byte_order_mark_is_unsafe_wherever_it_stands() {
         assert_eq!(first_unsafe_char("\u{FEFF}billing"), Some((1, '\u{FEFF}')));
         assert_eq!(first_unsafe_char("bil\u{FEFF}ling"), Some((4, '\u{FEFF}')));
-        assert_eq!(first_unsafe_char("bill\u{FFFD}ng"), Some((5, '\u{FFFD}')));
+        assert_eq!(first_unsafe_char("bill\u{FFFD}ng"), None);
+        assert!(
+            unsafe_request_char_problem("bill\u{FFFD}ng")
+                .unwrap()
+                .starts_with("character 5")
+        );
         assert_eq!(first_unsafe_char("billing"), None);
         let problem = unsafe_char_problem("a\u{202E}b").expect("a bidi override is unsafe");
         assert!(problem.starts_with("character 2 is"), "{problem}");

@@ -151,6 +151,11 @@ impl Fields {
             (Some(_), Some(_)) => return Err(bad("it gives both a secret and a hash: give one")),
             (Some(secret), None) => {
                 key_format::imported_shape(&secret).map_err(|why| bad(&why))?;
+                if crate::token::looks_like_token(&secret) {
+                    return Err(bad(
+                        "its secret is shaped like an access token (a JWS), which keyhost reads as a token: it could never be checked as a key",
+                    ));
+                }
                 (KeyHash::of(&secret), true)
             }
             (None, Some(hash)) => (hash, false),
@@ -188,11 +193,13 @@ fn read_csv(text: &str, now: Timestamp) -> Result<Vec<Result<Row, Bad>>, Unreada
         .iter()
         .map(|header| header.to_ascii_lowercase())
         .collect();
-    for header in &headers {
+    for (at, header) in headers.iter().enumerate() {
         let known = CSV_COLUMNS.split(", ").any(|column| column == header);
         if !known && header != "usageplanids" {
+            // Not quoted: a file without a header line has a key there.
             return Err(Unreadable(format!(
-                "line 1 names a column {header:?} that keyhost does not import; the columns are {CSV_COLUMNS} (and AWS's usageplanIds, which is ignored: rate limits are set with keyhost update --rate-limit)"
+                "line 1, column {}, names a column keyhost does not import (line 1 is the header); the columns are {CSV_COLUMNS} (and AWS's usageplanIds, which is ignored: rate limits are set with keyhost update --rate-limit)",
+                at + 1
             )));
         }
     }
@@ -428,25 +435,28 @@ fn json_hash(value: &Value) -> Result<KeyHash, String> {
                     base64_hash(text).ok_or_else(|| "its value is not base64 of a SHA-256".into())
                 }
                 Some("sha256_hex") | None => hash_text(text),
-                Some(other) => Err(format!(
-                    "its variant {other:?} is not sha256_base64 or sha256_hex"
-                )),
+                Some(_) => Err("its variant is not sha256_base64 or sha256_hex".into()),
             }
         }
         _ => Err("not a string or {value, variant}".into()),
     }
 }
 
+// The reasons below never quote the cell: a column out of place may hold
+// a secret.
+
 fn flag(text: &str) -> Result<bool, String> {
     match text.to_ascii_lowercase().as_str() {
         "true" | "yes" | "1" => Ok(true),
         "false" | "no" | "0" => Ok(false),
-        _ => Err(format!("{text:?} is not true or false")),
+        _ => Err("it is not true or false".into()),
     }
 }
 
 fn expiry(text: &str, now: Timestamp) -> Result<Timestamp, String> {
-    let at = time::parse_when(text, now)?;
+    let at = time::parse_when(text, now).map_err(|_| {
+        "it is neither a duration (30s, 24h, 90d) nor an RFC 3339 time before 10000".to_string()
+    })?;
     if at <= now {
         return Err("it has already passed".into());
     }
@@ -536,7 +546,10 @@ mod tests {
         let unknown = read("name,key,owner\n", Format::Csv, NOW)
             .err()
             .expect("refused");
-        assert!(unknown.to_string().contains("\"owner\""), "{unknown}");
+        assert!(unknown.to_string().contains("column 3"), "{unknown}");
+        let headless = format!("laptop,{SECRET}\n");
+        let unknown = read(&headless, Format::Csv, NOW).err().expect("refused");
+        assert!(!unknown.to_string().contains("AKIA"), "{unknown}");
         assert!(read("{", Format::Json, NOW).is_err());
         assert!(read(r#"{"other": []}"#, Format::Json, NOW).is_err());
         let (_, bad) = read(

@@ -49,17 +49,39 @@ pub struct LastAuthn {
     pub address: Option<String>,
 }
 
+/// The longest service kept, in characters (a service field's bound).
+const MAX_SERVICE_CHARS: usize = 128;
+
 impl LastAuthn {
     /// Becomes `service` and `address`, allocating only for what changed
-    /// (one key's uses usually repeat both).
+    /// (one key's uses usually repeat both). A service is kept redacted of
+    /// anything shaped like a key and cut to [`MAX_SERVICE_CHARS`]; an
+    /// address only if it is one, in canonical form.
     fn set(&mut self, service: Option<&str>, address: Option<&str>) {
-        if self.service.as_deref() != service {
-            self.service = service.map(str::to_string);
+        let service = service.map(kept_service);
+        if self.service.as_deref() != service.as_deref() {
+            self.service = service.map(std::borrow::Cow::into_owned);
         }
         if self.address.as_deref() != address {
-            self.address = address.map(str::to_string);
+            self.address = address
+                .and_then(|text| text.parse::<std::net::IpAddr>().ok())
+                .map(|ip| ip.to_string());
         }
     }
+}
+
+/// `service` as an activity record keeps it.
+fn kept_service(service: &str) -> std::borrow::Cow<'_, str> {
+    let plain = !service.contains(['_', '%']) && !service.contains("eyJ");
+    if plain && service.len() <= MAX_SERVICE_CHARS {
+        return service.into();
+    }
+    let redacted = crate::key_format::redact(service);
+    redacted
+        .chars()
+        .take(MAX_SERVICE_CHARS)
+        .collect::<String>()
+        .into()
 }
 
 /// One use of a key, as serve let it through.
@@ -320,6 +342,26 @@ mod hourly_tests {
         other_way.merge(&usage);
         assert_eq!(other_way.last_authn, later.last_authn);
         assert_eq!((merged.count, other_way.count), (3, 3));
+
+        // A service shaped like a key is kept redacted, a long one cut, and
+        // an address that is not one is not kept.
+        let mut odd = Usage::default();
+        odd.add_use(Use {
+            service: Some(&"s".repeat(500)),
+            address: Some("not an address"),
+            ..Use::at(start)
+        });
+        assert_eq!(odd.last_authn.service.as_ref().map(String::len), Some(128));
+        assert_eq!(odd.last_authn.address, None);
+        let secret = crate::key_format::generate("kh", crate::iam::KeyKind::User);
+        odd.add_use(Use {
+            service: Some(secret.expose()),
+            address: Some("2001:DB8::1"),
+            ..Use::at(Timestamp(start.0 + 1))
+        });
+        let kept = odd.last_authn.service.clone().unwrap();
+        assert!(!kept.contains(secret.expose()), "{kept}");
+        assert_eq!(odd.last_authn.address.as_deref(), Some("2001:db8::1"));
 
         // The file's form: the two fields sit beside last_used, and a file
         // written before they existed still reads.

@@ -553,6 +553,48 @@ async fn a_key_created_in_the_page_shows_its_secret_once_and_the_secret_works() 
     browser.quit().await;
 }
 
+/// Locks key `id` from its panel, and waits until the table shows it.
+async fn lock_in_the_page(browser: &Browser, id: &str) {
+    browser.manage(id).await;
+    browser.click("#lock-toggle").await;
+    browser
+        .wait(
+            &format!(
+                "document.querySelector(\"#keys-table tr[data-key-id='{id}'] [data-badge=locked]\")"
+            ),
+            "the key locked",
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn the_console_names_the_version_it_changes_where_the_registry_requires_it() {
+    let s = Sandbox::bare();
+    s.ok(&["init", "--require-if-match"]);
+    let s = s.with_people();
+    let (_, alice) = s.create(&["--as", "user:alice", "--name", "laptop"]);
+    let (id, _) = s.create(&["--as", "user:alice", "--name", "production"]);
+    let server = s.serve(&[]);
+    let browser = Browser::start().await;
+    browser.open(&server).await;
+    browser.login(&alice).await;
+
+    lock_in_the_page(&browser, &id).await;
+    assert_eq!(s.ok(&["show", &id])["key"]["locked"], true);
+    // Changed elsewhere after the page read it, the key is not changed
+    // from the page's stale version: the page says so.
+    s.ok(&["leak", &id, "--as", "user:alice"]);
+    browser.click("#lock-toggle").await;
+    browser
+        .wait(
+            "document.querySelector('#messages .message-error')",
+            "the refusal of a stale change",
+        )
+        .await;
+    assert_eq!(s.ok(&["show", &id])["key"]["locked"], true);
+    browser.quit().await;
+}
+
 #[tokio::test]
 async fn a_locked_key_cannot_be_deleted_and_the_page_says_why() {
     let s = Sandbox::new().with_people();
@@ -563,16 +605,7 @@ async fn a_locked_key_cannot_be_deleted_and_the_page_says_why() {
     browser.open(&server).await;
     browser.login(&alice).await;
 
-    browser.manage(&id).await;
-    browser.click("#lock-toggle").await;
-    browser
-        .wait(
-            &format!(
-                "document.querySelector(\"#keys-table tr[data-key-id='{id}'] [data-badge=locked]\")"
-            ),
-            "the key locked",
-        )
-        .await;
+    lock_in_the_page(&browser, &id).await;
     assert_eq!(
         browser
             .text("document.getElementById('lock-toggle').textContent")

@@ -350,3 +350,55 @@ fn the_cli_shows_tags_and_refuses_a_change_on_a_stale_one() {
     );
     s.refused(&["identity", "remove", "user:alice", "--if-match", &alice_tag]);
 }
+
+#[test]
+fn a_registry_that_requires_if_match_refuses_an_api_change_without_it() {
+    let s = Sandbox::bare();
+    s.ok(&["init", "--require-if-match"]);
+    let s = s.with_people();
+    assert!(s.registry_text().contains("require_if_match = true"));
+    let (_, alice) = s.create(&["--as", "user:alice", "--name", "admin"]);
+    let (target, _) = s.create(&["--as", "user:alice", "--name", "target"]);
+    let server = s.serve(&[]);
+    let path = format!("/v1/keys/{target}");
+    let (_, _, me) = call(&server, "GET", "/v1/me", &alice, None, None);
+    assert_eq!(me["require_if_match"], true, "{me}");
+
+    let before = std::fs::read(s.registry()).unwrap();
+    for (method, route) in [
+        ("PATCH", path.clone()),
+        ("POST", format!("{path}/disable")),
+        ("POST", format!("{path}/rotate")),
+        ("DELETE", path.clone()),
+    ] {
+        let (status, _, answer) = call(&server, method, &route, &alice, None, Some(json!({})));
+        assert_eq!(status, 428, "{method} {route}: {answer}");
+        assert_eq!(answer["error"]["kind"], "precondition_required");
+        assert!(answer.get("key").is_none(), "no secret without If-Match");
+    }
+    assert!(std::fs::read(s.registry()).unwrap() == before);
+
+    // With it, the change is made; creating a key names no version and
+    // needs none; the CLI, the registry's owner, is not held to it.
+    let (_, _, read) = call(&server, "GET", &path, &alice, None, None);
+    let tag = read["key"]["entity_tag"].as_str().unwrap().to_string();
+    let (status, _, _) = call(
+        &server,
+        "POST",
+        &format!("{path}/disable"),
+        &alice,
+        Some(&tag),
+        None,
+    );
+    assert_eq!(status, 200);
+    let (status, _, _) = call(
+        &server,
+        "POST",
+        "/v1/keys",
+        &alice,
+        None,
+        Some(json!({ "name": "new" })),
+    );
+    assert_eq!(status, 201);
+    s.ok(&["enable", &target, "--as", "user:alice"]);
+}

@@ -319,6 +319,9 @@ fn every_operation_answers_as_its_schema_says() {
     assert_eq!(call(report.key(&alice)).0, 200);
     let bad = Call::new("get", "/v1/reports/inactive").path("/v1/reports/inactive?for=soon".into());
     assert_eq!(call(bad.key(&alice)).0, 400);
+    // This serve takes no GitHub alerts (no --github-keys).
+    let leaks = Call::new("post", "/v1/leaks/github").json(json!([]));
+    assert_eq!(call(leaks).0, 404);
     let (_, me) = call(Call::new("get", "/v1/me").key(&alice));
     assert_eq!(me["iam_id"], "user:alice");
     let delete = Call::new("delete", "/v1/keys/{id}").path(key_path.clone());

@@ -509,3 +509,44 @@ fn uses_per_hour_merge_across_an_hour_boundary_and_bad_batches_write_nothing() {
         "1"
     );
 }
+
+#[test]
+fn a_write_forwarded_to_the_primary_keeps_its_if_match_and_answers_its_etag() {
+    let s = people();
+    let redis = Redis::start(s.dir.path().join("redis"));
+    let (_, admin) = s.create(&["--as", "user:ann", "--name", "admin"]);
+    let (target, _) = s.create(&["--as", "user:ann", "--name", "target"]);
+    let replicas = three(&s, &redis, &[]);
+    let replica = &replicas[1];
+    let patch = |if_match: &str, description: &str| {
+        let mut response = http()
+            .patch(replica.url(&format!("/v1/keys/{target}")))
+            .header("authorization", &format!("Bearer {admin}"))
+            .header("keyhost-forward", "primary")
+            .header("if-match", if_match)
+            .send_json(json!({ "description": description }))
+            .unwrap();
+        let etag = response
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
+        let body: Value =
+            serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+        (response.status().as_u16(), etag, body)
+    };
+    let tag = s.ok(&["show", &target])["key"]["entity_tag"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, etag, body) = patch(&format!("\"{tag}\""), "first");
+    assert_eq!(status, 200, "{body}");
+    let new_tag = body["key"]["entity_tag"].as_str().unwrap();
+    assert_eq!(etag, Some(format!("\"{new_tag}\"")));
+    // The version the first write replaced is stale at the primary too.
+    let before = std::fs::read(s.registry()).unwrap();
+    let (status, _, body) = patch(&format!("\"{tag}\""), "lost");
+    assert_eq!(status, 412, "{body}");
+    assert!(std::fs::read(s.registry()).unwrap() == before);
+    assert_eq!(s.ok(&["show", &target])["key"]["description"], "first");
+}

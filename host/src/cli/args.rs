@@ -92,6 +92,11 @@ pub enum Command {
     /// JSON (Unkey's migration shape) file of secrets or their SHA-256.
     /// Nothing is written unless every row is good (or --skip-bad).
     Import(ImportArgs),
+    /// The registry's rules over every identity's keys (as IBM Cloud's
+    /// account settings): who may create keys, their longest lifetime, a
+    /// required expiry, the addresses every key is used from.
+    #[command(subcommand)]
+    Rules(RulesCommand),
     /// Reports on the registry: the keys and identities gone unused.
     #[command(subcommand)]
     Report(ReportCommand),
@@ -396,6 +401,11 @@ pub struct InitArgs {
     /// The most keys one identity may hold.
     #[arg(long, default_value_t = crate::registry::DEFAULT_MAX_KEYS_PER_IDENTITY)]
     pub max_keys_per_identity: u32,
+    /// Refuse (428) a change to a key through the management API that does
+    /// not say which version it changes (If-Match); the CLI's own changes
+    /// take --if-match as they like.
+    #[arg(long)]
+    pub require_if_match: bool,
     /// From how many keys on a write of keys alone (create, rotate,
     /// disable, delete...) goes to the changes file beside the registry
     /// rather than rewrite it whole.
@@ -503,6 +513,49 @@ pub struct KeyIdArgs {
     pub id: String,
     #[command(flatten)]
     pub usage: UsageArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Print the rules in force.
+    Show,
+    /// Set a rule: create_keys USER..., max_key_lifetime DURATION,
+    /// require_expiry true|false, allowed_ips CIDR..., require_if_match
+    /// true|false. A rule holds for every key written from then on; setting
+    /// allowed_ips gives it to every key that has no addresses of its own,
+    /// and is refused while a key's own addresses reach outside it.
+    Set {
+        /// The rule.
+        rule: RuleName,
+        /// Its value (several for create_keys and allowed_ips).
+        #[arg(required = true)]
+        values: Vec<String>,
+    },
+    /// Lift a rule. Keys keep what it gave them (their addresses).
+    Unset {
+        /// The rule.
+        rule: RuleName,
+    },
+}
+
+/// The rules, by their names in `[rules]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RuleName {
+    /// Only these users may create keys.
+    #[value(name = "create_keys")]
+    CreateKeys,
+    /// The longest a key may live.
+    #[value(name = "max_key_lifetime")]
+    MaxKeyLifetime,
+    /// Every key must expire.
+    #[value(name = "require_expiry")]
+    RequireExpiry,
+    /// The addresses every key is used from.
+    #[value(name = "allowed_ips")]
+    AllowedIps,
+    /// API changes must send If-Match.
+    #[value(name = "require_if_match")]
+    RequireIfMatch,
 }
 
 #[derive(Debug, Args)]
@@ -717,6 +770,12 @@ pub struct ServeArgs {
     /// name unless this is given. /auth answers whatever the Host.
     #[arg(long = "allowed-host", value_name = "NAME")]
     pub allowed_hosts: Vec<String>,
+    /// GitHub's secret scanning key set, saved as its API gives it
+    /// (GET https://api.github.com/meta/public_keys/secret_scanning), read
+    /// at each alert: POST /v1/leaks/github takes GitHub's alerts signed
+    /// with a current key of it. Without it, no alert is taken.
+    #[arg(long, value_name = "FILE")]
+    pub github_keys: Option<PathBuf>,
 }
 
 /// `keyhost token ...`.

@@ -11,10 +11,12 @@ use serde_json::json;
 use super::Report;
 use super::args::{
     ActorKeyArgs, Cli, Command, CreateArgs, IdentityCommand, ImportArgs, InactiveArgs, InitArgs,
-    ListArgs, ReportCommand, RotateArgs, ScanArgs, ServeArgs, UpdateArgs, UsageArgs,
+    ListArgs, ReportCommand, RotateArgs, RuleName, RulesCommand, ScanArgs, ServeArgs, UpdateArgs,
+    UsageArgs,
 };
 use crate::activity::{InactiveReport, Period};
 use crate::counters::{OnStateError, RedisCounters};
+use crate::iam::IamId;
 use crate::import;
 use crate::key_format::{self, Secret};
 use crate::lifecycle::{self, KeyChanges, NewIdentity, NewKey, Precondition, StateChange};
@@ -48,6 +50,7 @@ pub fn run(cli: Cli) -> Result<Report> {
         Command::Check(args) => super::check::check(file, args, now),
         Command::Report(ReportCommand::Inactive(args)) => inactive(file, args, now),
         Command::Import(args) => import(file, args, now),
+        Command::Rules(command) => rules(file, command, now),
         Command::Scan(args) => scan(file, args, now),
         Command::Serve(args) => serve(&cli.registry, args),
         Command::Policy(command) => super::policy::run(command, file),
@@ -79,6 +82,7 @@ fn serve(registry: &Path, args: ServeArgs) -> Result<Report> {
     options.on_state_error = args.on_state_error;
     options.primary = args.primary;
     options.token_ttl = args.token_ttl;
+    options.github_keys = args.github_keys;
     // A wrong --allowed-host is said before anything starts.
     options.allowed_hosts = crate::serve::AllowedHosts::new(args.listen, &args.allowed_hosts)
         .map_err(anyhow::Error::msg)?;
@@ -91,6 +95,7 @@ fn init(file: &RegistryFile, args: InitArgs) -> Result<Report> {
     let mut registry = Registry::new(&args.prefix);
     registry.action_when_leaked = args.action_when_leaked;
     registry.max_keys_per_identity = args.max_keys_per_identity;
+    registry.rules.require_if_match = args.require_if_match;
     registry.changes_from_keys = args.changes_from_keys;
     file.create(&registry)?;
     let path = file.path().display().to_string();
@@ -320,6 +325,116 @@ fn list(file: &RegistryFile, args: ListArgs, now: Timestamp) -> Result<Report> {
         json!({ "keys": views, "revision": registry.revision }),
         text,
     ))
+}
+
+fn rules(file: &RegistryFile, command: RulesCommand, now: Timestamp) -> Result<Report> {
+    let (registry, given) = match command {
+        RulesCommand::Show => (file.load()?, Vec::new()),
+        RulesCommand::Set { rule, values } => {
+            let change = rule_change(rule, Some(&values))?;
+            let (given, _) =
+                file.update(|registry| Ok(lifecycle::set_rule(registry, change, now)?))?;
+            (file.load()?, given)
+        }
+        RulesCommand::Unset { rule } => {
+            let change = rule_change(rule, None)?;
+            file.update(|registry| Ok(lifecycle::set_rule(registry, change, now)?))?;
+            (file.load()?, Vec::new())
+        }
+    };
+    let rules = &registry.rules;
+    let or_none = |set: bool, shown: String| if set { shown } else { "(none)".to_string() };
+    let mut lines = vec![
+        format!(
+            "create_keys:      {}",
+            rules
+                .create_keys
+                .as_ref()
+                .map_or("(any user)".to_string(), |users| {
+                    users
+                        .iter()
+                        .map(IamId::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+        ),
+        format!(
+            "max_key_lifetime: {}",
+            or_none(
+                rules.max_key_lifetime.is_some(),
+                json!(rules.max_key_lifetime)
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            )
+        ),
+        format!("require_expiry:   {}", rules.require_expiry),
+        format!(
+            "allowed_ips:      {}",
+            or_none(!rules.allowed_ips.is_empty(), rules.allowed_ips.join(", "))
+        ),
+        format!("require_if_match: {}", rules.require_if_match),
+    ];
+    if !given.is_empty() {
+        lines.push(format!(
+            "gave the allowed addresses to {} key(s) that had none",
+            given.len()
+        ));
+    }
+    Ok(Report::new(
+        json!({ "rules": rules, "keys_given_addresses": given, "revision": registry.revision }),
+        lines.join("\n"),
+    ))
+}
+
+/// The change `rule set` (with `values`) or `rule unset` (without) makes.
+fn rule_change(rule: RuleName, values: Option<&[String]>) -> Result<lifecycle::RuleChange> {
+    use lifecycle::RuleChange;
+    let one = |values: &[String]| -> Result<String> {
+        match values {
+            [value] => Ok(value.clone()),
+            _ => anyhow::bail!("{} takes one value", rule_name(rule)),
+        }
+    };
+    let flag = |values: &[String]| -> Result<bool> {
+        match one(values)?.as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            other => anyhow::bail!("{}: {other:?} is not true or false", rule_name(rule)),
+        }
+    };
+    Ok(match (rule, values) {
+        (RuleName::CreateKeys, Some(values)) => RuleChange::CreateKeys(Some(
+            values
+                .iter()
+                .map(|user| {
+                    user.parse::<IamId>()
+                        .map_err(|e| anyhow::anyhow!("create_keys: {e}"))
+                })
+                .collect::<Result<_>>()?,
+        )),
+        (RuleName::CreateKeys, None) => RuleChange::CreateKeys(None),
+        (RuleName::MaxKeyLifetime, Some(values)) => RuleChange::MaxKeyLifetime(Some(
+            crate::registry::Lifetime::parse(&one(values)?)
+                .map_err(|e| anyhow::anyhow!("max_key_lifetime: {e}"))?,
+        )),
+        (RuleName::MaxKeyLifetime, None) => RuleChange::MaxKeyLifetime(None),
+        (RuleName::RequireExpiry, values) => {
+            RuleChange::RequireExpiry(values.map(flag).transpose()?.unwrap_or(false))
+        }
+        (RuleName::RequireIfMatch, values) => {
+            RuleChange::RequireIfMatch(values.map(flag).transpose()?.unwrap_or(false))
+        }
+        (RuleName::AllowedIps, values) => {
+            RuleChange::AllowedIps(values.map(<[String]>::to_vec).unwrap_or_default())
+        }
+    })
+}
+
+fn rule_name(rule: RuleName) -> String {
+    use clap::ValueEnum;
+    rule.to_possible_value()
+        .map_or_else(String::new, |value| value.get_name().to_string())
 }
 
 fn import(file: &RegistryFile, args: ImportArgs, now: Timestamp) -> Result<Report> {

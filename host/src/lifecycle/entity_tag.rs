@@ -11,20 +11,26 @@ use sha2::{Digest, Sha256};
 
 use super::{LifecycleError, Result};
 use crate::iam::IamId;
-use crate::registry::{Identity, KeyRecord, Registry};
+use crate::registry::{Identity, KeyHash, KeyRecord, Registry};
 
 /// A record's tag: the first 12 bytes of the SHA-256 of the record as
-/// stored, in hex. Made from the record alone, so every replica of a
-/// registry gives the same tag, and a record that changes and changes back
-/// is the same version again. (A key's record holds its secret's hash;
-/// a digest of it tells nothing of the hash.)
+/// stored, in hex, but for a key's secret hashes. Made from the record
+/// alone, so every replica of a registry gives the same tag, and a record
+/// that changes and changes back is the same version again. The hashes are
+/// left out so that a tag is no test of a guessed secret (an imported one
+/// may be weak); a rotation still changes the tag, by the times it sets.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EntityTag(String);
 
 impl EntityTag {
     /// The tag of `key` as it stands.
     pub fn of_key(key: &KeyRecord) -> EntityTag {
-        EntityTag::of(key)
+        let mut shown = key.clone();
+        shown.hash = KeyHash([0; 32]);
+        for retired in &mut shown.retired {
+            retired.hash = KeyHash([0; 32]);
+        }
+        EntityTag::of(&shown)
     }
 
     /// The tag of `identity` as it stands.

@@ -17,7 +17,8 @@ use crate::key_format::{self, Secret};
 use crate::net::normalize_cidrs;
 use crate::ratelimit::RateLimit;
 use crate::registry::{
-    CompactRegistry, Identity, KeyHash, KeyRecord, LeakAction, Registry, RetiredSecret, Unreadable,
+    CompactRegistry, Identity, KeyHash, KeyRecord, LeakAction, Lifetime, Registry, RetiredSecret,
+    Rules, Unreadable,
 };
 use crate::time::Timestamp;
 
@@ -50,6 +51,12 @@ pub enum LifecycleError {
         /// Its tag now; none when it no longer exists.
         current: Option<EntityTag>,
     },
+    /// The registry requires `If-Match` on every change through the API,
+    /// and this one had none.
+    #[error(
+        "this registry takes a change to key {0} only with If-Match: read the key and send its entity_tag (or *). Nothing was written"
+    )]
+    PreconditionRequired(String),
     /// The registry in force cannot be read.
     #[error(transparent)]
     Unreadable(#[from] Unreadable),
@@ -155,9 +162,9 @@ pub fn import_key(
     // may add this key learns that its secret is already taken.
     let (mut record, ()) = add_key(registry, actor, new, now, |_, _| (hash, ()))?;
     let (added, others) = registry.keys.split_last_mut().expect("the key just added");
-    let taken = others
-        .iter()
-        .find(|key| key.hash == hash || key.retired.iter().any(|old| old.hash == hash));
+    let taken = others.iter().find(|key| {
+        key.hash.same_as(&hash) || key.retired.iter().any(|old| old.hash.same_as(&hash))
+    });
     if let Some(key) = taken {
         let message = format!(
             "this secret is already {}'s (key {}): one secret names one key",
@@ -183,6 +190,10 @@ fn add_key<T>(
     secret: impl FnOnce(&str, KeyKind) -> (KeyHash, T),
 ) -> Result<(KeyRecord, T)> {
     require_user(registry, actor)?;
+    registry
+        .rules
+        .check_creator(actor)
+        .map_err(LifecycleError::Refused)?;
     let target = new.for_identity.clone().unwrap_or_else(|| actor.clone());
     let identity = registry
         .identity(&target)
@@ -230,6 +241,14 @@ fn add_key<T>(
         ));
     }
     let expires_at = check_expiry(new.expires_at, now)?;
+    registry
+        .rules
+        .check_expiry(expires_at, now)
+        .map_err(LifecycleError::Refused)?;
+    let allowed_ips = registry
+        .rules
+        .narrow(allow_list(&new.allowed_ips)?)
+        .map_err(LifecycleError::Refused)?;
     let (hash, made) = secret(&registry.prefix, kind);
     let record = KeyRecord {
         id: new_key_id(),
@@ -239,7 +258,7 @@ fn add_key<T>(
         service,
         description: fields::description(&new.description)?,
         scopes,
-        allowed_ips: allow_list(&new.allowed_ips)?,
+        allowed_ips,
         hash,
         created_at: now,
         updated_at: now,
@@ -376,6 +395,7 @@ pub fn update_key(
         .identity(&owner)
         .expect("checked by owned_key")
         .clone();
+    let rules = registry.rules.clone();
     let key = registry.key_mut(id).expect("checked by owned_key");
     refuse_if_locked(key, "update")?;
     if let Some(name) = changes.name {
@@ -388,11 +408,17 @@ pub fn update_key(
         key.scopes = narrowed_scopes(&identity, scopes)?;
     }
     if let Some(expires_at) = changes.expires_at {
-        key.expires_at = check_expiry(expires_at, now)?;
+        let expires_at = check_expiry(expires_at, now)?;
+        rules
+            .check_expiry(expires_at, now)
+            .map_err(LifecycleError::Refused)?;
+        key.expires_at = expires_at;
         end_grace_by_expiry(key);
     }
     if let Some(allowed_ips) = changes.allowed_ips {
-        key.allowed_ips = allow_list(&allowed_ips)?;
+        key.allowed_ips = rules
+            .narrow(allow_list(&allowed_ips)?)
+            .map_err(LifecycleError::Refused)?;
     }
     if let Some(rate_limit) = changes.rate_limit {
         key.rate_limit = check_rate_limit(rate_limit)?;
@@ -473,6 +499,27 @@ pub fn end_grace(
     Ok(key.clone())
 }
 
+/// A rotated-out secret of key `id`, found exposed, stops now; the key's
+/// current secret is not the one that was seen, so the key is not marked.
+/// Whether that secret was still in its grace period.
+pub fn end_leaked_retired_secret(
+    registry: &mut Registry,
+    id: &str,
+    hash: &KeyHash,
+    now: Timestamp,
+) -> Result<bool> {
+    let key = registry.key_mut(id).ok_or_else(|| unknown("key id", id))?;
+    let before = key.retired.len();
+    // One past its grace already works no more: it is left as it is.
+    key.retired
+        .retain(|old| !(old.hash.same_as(hash) && old.valid_until > now));
+    let ended = key.retired.len() != before;
+    if ended {
+        key.updated_at = now;
+    }
+    Ok(ended)
+}
+
 /// The owner of key `id` reports it leaked by hand: it is marked as
 /// `scan --mark-leaked` would mark it. A locked key can be reported too: a
 /// lock guards against mistakes, not against the secret being out.
@@ -486,11 +533,98 @@ pub fn report_leak(
     mark_leaked(registry, id, now)
 }
 
+/// A change of the registry's `[rules]`.
+pub enum RuleChange {
+    /// Who may create keys; anyone with `None`.
+    CreateKeys(Option<Vec<IamId>>),
+    /// The longest a key may live; no bound with `None`.
+    MaxKeyLifetime(Option<Lifetime>),
+    /// Whether every key must expire.
+    RequireExpiry(bool),
+    /// The addresses every key is used from; anywhere when empty.
+    AllowedIps(Vec<String>),
+    /// Whether API changes must send `If-Match`.
+    RequireIfMatch(bool),
+}
+
+/// Changes a rule (the registry's owner's: the CLI). Returns the ids of
+/// the keys it gave addresses to. Users named by `create_keys` must exist;
+/// `allowed_ips` is refused while a key's own addresses reach outside it
+/// (naming such keys), and gives itself to every key with none.
+pub fn set_rule(
+    registry: &mut Registry,
+    change: RuleChange,
+    now: Timestamp,
+) -> Result<Vec<String>> {
+    let mut given = Vec::new();
+    match change {
+        RuleChange::CreateKeys(users) => {
+            for user in users.iter().flatten() {
+                require_user(registry, user)?;
+            }
+            registry.rules.create_keys = users;
+        }
+        RuleChange::MaxKeyLifetime(max) => registry.rules.max_key_lifetime = max,
+        RuleChange::RequireExpiry(on) => registry.rules.require_expiry = on,
+        RuleChange::RequireIfMatch(on) => registry.rules.require_if_match = on,
+        RuleChange::AllowedIps(entries) => {
+            fields::bounded_list("allowed IPs", entries.len())?;
+            let entries = normalize_cidrs(&entries)
+                .map_err(|e| LifecycleError::Invalid(format!("allowed_ips: {e}")))?;
+            let rules = Rules {
+                allowed_ips: entries.clone(),
+                ..Rules::default()
+            };
+            let outside: Vec<&str> = registry
+                .keys
+                .iter()
+                .filter(|key| {
+                    !key.allowed_ips.is_empty() && rules.narrow(key.allowed_ips.clone()).is_err()
+                })
+                .map(|key| key.id.as_str())
+                .collect();
+            if !outside.is_empty() {
+                let shown: Vec<&str> = outside.iter().take(10).copied().collect();
+                return refuse(format!(
+                    "{} keys may be used from addresses outside {}, so the rule would not hold for them: narrow their addresses first ({}{})",
+                    outside.len(),
+                    entries.join(", "),
+                    shown.join(", "),
+                    if outside.len() > shown.len() {
+                        ", ..."
+                    } else {
+                        ""
+                    }
+                ));
+            }
+            if !entries.is_empty() {
+                for key in registry
+                    .keys
+                    .iter_mut()
+                    .filter(|key| key.allowed_ips.is_empty())
+                {
+                    key.allowed_ips = entries.clone();
+                    key.updated_at = now;
+                    given.push(key.id.clone());
+                }
+            }
+            registry.rules.allowed_ips = entries;
+        }
+    }
+    Ok(given)
+}
+
 /// Marks a key as leaked and applies the registry's `action_when_leaked`.
 /// Returns the action taken.
 pub fn mark_leaked(registry: &mut Registry, id: &str, now: Timestamp) -> Result<LeakAction> {
     let action = registry.action_when_leaked;
     let key = registry.key_mut(id).ok_or_else(|| unknown("key id", id))?;
+    // Marked before and the action already taken: a second report (a
+    // replayed alert, a second scan) changes nothing, its tag included.
+    if key.leaked && (action == LeakAction::None || (action == LeakAction::Disable && key.disabled))
+    {
+        return Ok(action);
+    }
     key.leaked = true;
     key.disabled |= action == LeakAction::Disable;
     key.updated_at = now;

@@ -47,7 +47,7 @@ pub enum Written {
     /// Its snapshot, made by the commit: the file keeps snapshots.
     Snapshot(Box<CompactRegistry>),
     /// The registry itself, written whole.
-    Registry(Registry),
+    Registry(Box<Registry>),
 }
 
 /// What a write of keys alone reads and changes: the keys of one identity
@@ -235,6 +235,16 @@ impl RegistryFile {
             .map(|registry| (registry, stamp)))
     }
 
+    /// The registry's `[rules]`, read from the head of its file (the whole
+    /// file only when its head cannot be read alone). The snapshot a check
+    /// reads does not carry them: no check needs them.
+    pub fn rules(&self) -> Result<super::Rules> {
+        match self.read_head()? {
+            Some((head, _)) => Ok(head.rules),
+            None => Ok(self.load()?.rules),
+        }
+    }
+
     /// Creates a new registry; refuses to replace an existing file.
     pub fn create(&self, registry: &Registry) -> Result<()> {
         let _lock = self.lock(None)?;
@@ -366,7 +376,7 @@ impl RegistryFile {
                 &self.path,
                 Some(cache_dir),
             ))),
-            None => Written::Registry(registry),
+            None => Written::Registry(Box::new(registry)),
         };
         Ok(Committed {
             value,

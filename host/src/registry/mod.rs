@@ -8,6 +8,7 @@ mod file;
 mod index;
 mod loaded;
 mod lookup;
+mod rules;
 mod split;
 mod validate;
 
@@ -24,6 +25,7 @@ pub use file::{Committed, Missing, OlderCopy, RegistryFile, TooLate, Touches, Wr
 pub use index::{KeyIndex, Matched};
 pub use loaded::LoadedRegistry;
 pub use lookup::{Found, Lent, Lookup, open_for_check};
+pub use rules::{Lifetime, Rules};
 
 /// The registry format this build writes. Version 2 may have a changes
 /// file beside it (registry/changes.rs); builds that read only version 1
@@ -63,6 +65,9 @@ pub struct Registry {
         skip_serializing_if = "is_default_changes_from"
     )]
     pub changes_from_keys: u32,
+    /// Rules over every identity's keys (`[rules]`).
+    #[serde(default, skip_serializing_if = "Rules::is_empty")]
+    pub rules: Rules,
     /// Settings passed to the policy's `configure`.
     #[serde(default, skip_serializing_if = "PolicySection::is_empty")]
     pub policy: PolicySection,
@@ -160,6 +165,7 @@ impl Registry {
             action_when_leaked: LeakAction::default(),
             max_keys_per_identity: DEFAULT_MAX_KEYS_PER_IDENTITY,
             changes_from_keys: changes::DEFAULT_CHANGES_FROM_KEYS,
+            rules: Rules::default(),
             policy: PolicySection::default(),
             identities: Vec::new(),
             keys: Vec::new(),

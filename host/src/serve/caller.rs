@@ -18,7 +18,7 @@ use crate::ceiling::Ceiling;
 use crate::check::CheckRequest;
 use crate::iam::{IamId, KeyKind};
 use crate::lifecycle::{self, LifecycleError, Precondition};
-use crate::registry::{Committed, Lookup, OlderCopy, Registry, Touches};
+use crate::registry::{Committed, Lookup, OlderCopy, Registry, RegistryFile, Touches};
 use crate::verdict::{DenyCode, Verdict};
 
 /// The service a key must be valid for to use the management API.
@@ -167,9 +167,15 @@ impl Caller {
             state,
             Touches::Key(id.to_string()),
             move |registry, user| {
-                lifecycle::on_key(registry, &target, &precondition, |registry| {
+                // The rules of the change come first, as for a stale tag.
+                let required = precondition.is_none() && registry.rules.require_if_match;
+                let value = lifecycle::on_key(registry, &target, &precondition, |registry| {
                     change(registry, user)
-                })
+                })?;
+                if required {
+                    return Err(LifecycleError::PreconditionRequired(target));
+                }
+                Ok(value)
             },
         )
         .await
@@ -184,42 +190,67 @@ impl Caller {
         touches: Touches,
         change: impl FnOnce(&mut Registry, &IamId) -> Result<T, LifecycleError> + Send + 'static,
     ) -> Result<(T, u64), ApiError> {
-        let shared = state.shared.clone();
-        let user = self.user.clone();
-        let deadline = self.deadline;
-        // The task runs to its end even if this request is dropped, so its
-        // outcome, commit or not, is what the answer says.
-        let result = tokio::task::spawn_blocking(move || {
-            let _in_flight = shared.start_write();
-            let in_force = shared.checker().revision();
-            let committed =
-                shared
-                    .registry_file
-                    .commit_keys(Some(deadline), &user, touches, |registry| {
-                        // An older copy put in place of the registry is refused as
-                        // a reload would refuse it: a change made to it would bring
-                        // back what was revoked since, and never be in force.
-                        if registry.revision < in_force {
-                            return Err(OlderCopy {
-                                found: registry.revision,
-                                in_force,
-                            }
-                            .into());
-                        }
-                        Ok(change(registry, &user)?)
-                    })?;
-            let Committed {
-                value,
-                revision,
-                written,
-                base,
-                stamp,
-            } = committed;
-            shared.take_committed(written, &base, stamp);
-            Ok::<_, anyhow::Error>((value, revision))
-        })
-        .await
-        .map_err(|e| ApiError::from(anyhow::anyhow!("the write task failed: {e}")))?;
-        Ok(result?)
+        write_keys(state, self.deadline, self.user.clone(), touches, change).await
     }
+}
+
+/// A write of keys alone made as `actor`, which reads and changes what
+/// `touches` says, committed by `deadline` or not at all, and live at once.
+/// A caller's writes are made so; so is a change no caller's key makes (a
+/// leak GitHub reports), as the key's manager.
+pub(super) async fn write_keys<T: Send + 'static>(
+    state: &AppState,
+    deadline: Instant,
+    actor: IamId,
+    touches: Touches,
+    change: impl FnOnce(&mut Registry, &IamId) -> Result<T, LifecycleError> + Send + 'static,
+) -> Result<(T, u64), ApiError> {
+    commit_in_force(state, move |file, in_force| {
+        file.commit_keys(Some(deadline), &actor, touches, |registry| {
+            not_older(registry, in_force)?;
+            Ok(change(registry, &actor)?)
+        })
+    })
+    .await
+}
+
+/// Runs `commit` (a write of the registry file, given the revision in
+/// force) off the async threads, and puts what it committed in force. The
+/// task runs to its end even if the request is dropped, so its outcome,
+/// commit or not, is what the answer says.
+async fn commit_in_force<T: Send + 'static>(
+    state: &AppState,
+    commit: impl FnOnce(&RegistryFile, u64) -> anyhow::Result<Committed<T>> + Send + 'static,
+) -> Result<(T, u64), ApiError> {
+    let shared = state.shared.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let _in_flight = shared.start_write();
+        let in_force = shared.checker().revision();
+        let Committed {
+            value,
+            revision,
+            written,
+            base,
+            stamp,
+        } = commit(&shared.registry_file, in_force)?;
+        shared.take_committed(written, &base, stamp);
+        Ok::<_, anyhow::Error>((value, revision))
+    })
+    .await
+    .map_err(|e| ApiError::from(anyhow::anyhow!("the write task failed: {e}")))?;
+    Ok(result?)
+}
+
+/// An older copy put in place of the registry is refused as a reload would
+/// refuse it: a change made to it would bring back what was revoked since,
+/// and never be in force.
+fn not_older(registry: &Registry, in_force: u64) -> anyhow::Result<()> {
+    if registry.revision < in_force {
+        return Err(OlderCopy {
+            found: registry.revision,
+            in_force,
+        }
+        .into());
+    }
+    Ok(())
 }

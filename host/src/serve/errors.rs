@@ -114,6 +114,8 @@ impl From<anyhow::Error> for ApiError {
             (StatusCode::BAD_REQUEST, "bad_request")
         } else if let Some(LifecycleError::Stale { .. }) = lifecycle {
             (StatusCode::PRECONDITION_FAILED, "precondition_failed")
+        } else if let Some(LifecycleError::PreconditionRequired(_)) = lifecycle {
+            (StatusCode::PRECONDITION_REQUIRED, "precondition_required")
         } else if error.downcast_ref::<TooLate>().is_some() {
             (StatusCode::SERVICE_UNAVAILABLE, "timeout")
         } else if error.downcast_ref::<OlderCopy>().is_some() {

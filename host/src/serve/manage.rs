@@ -155,6 +155,11 @@ async fn forward_to_primary(primary: &Primary, request: Request, target: &str) -
         .uri(target);
     // What the write needs, and nothing a client could use to speak for
     // someone else: the address is the one this replica checked.
+    // Every If-Match line goes too: without it, a write made on one
+    // version would be made on whatever version the primary holds.
+    for value in parts.headers.get_all(header::IF_MATCH) {
+        forwarded = forwarded.header(header::IF_MATCH, value);
+    }
     for name in [header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT] {
         if let Some(value) = parts.headers.get(&name) {
             forwarded = forwarded.header(name, value);
@@ -218,6 +223,7 @@ async fn forward_to_primary(primary: &Primary, request: Request, target: &str) -
         header::PRAGMA,
         header::RETRY_AFTER,
         header::WWW_AUTHENTICATE,
+        header::ETAG,
     ] {
         if let Some(value) = answer_parts.headers.get(&name) {
             response.headers_mut().insert(name, value.clone());
@@ -356,6 +362,8 @@ pub struct Me {
     scopes: Vec<String>,
     /// The service IDs the caller owns.
     service_ids: Vec<OwnedServiceId>,
+    /// Whether every change to a key must send `If-Match`.
+    require_if_match: bool,
     revision: u64,
 }
 
@@ -497,6 +505,11 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult {
     security(("bearer" = []), ("api_key" = [])),
 )]
 pub async fn me(State(state): State<AppState>, caller: Caller) -> ApiResult {
+    let file = state.shared.clone();
+    let require_if_match = tokio::task::spawn_blocking(move || file.registry_file.rules())
+        .await
+        .map_err(|e| ApiError::from(anyhow::anyhow!("reading the rules failed: {e}")))??
+        .require_if_match;
     let checker = state.shared.checker();
     let identity = checker
         .identity(&caller.user)
@@ -518,6 +531,7 @@ pub async fn me(State(state): State<AppState>, caller: Caller) -> ApiResult {
         iam_id: caller.user.to_string(),
         scopes,
         service_ids,
+        require_if_match,
         revision: checker.revision(),
     })
     .into_response())
@@ -680,6 +694,7 @@ pub struct UpdateBody {
         (status = 403, description = "The caller may not (a locked key, or one wider than the caller's)", body = ErrorAnswer),
         (status = 404, description = "No such key of the caller's", body = ErrorAnswer),
         (status = 412, description = "The key is not the version `If-Match` named; nothing was written", body = ErrorAnswer),
+        (status = 428, description = "The registry requires `If-Match` (`require_if_match`) and none was sent; nothing was written", body = ErrorAnswer),
     ),
     security(("bearer" = []), ("api_key" = [])),
 )]
@@ -762,6 +777,7 @@ pub struct RotateBody {
         (status = 403, description = "The caller may not", body = ErrorAnswer),
         (status = 404, description = "No such key or action", body = ErrorAnswer),
         (status = 412, description = "The key is not the version `If-Match` named; nothing was written", body = ErrorAnswer),
+        (status = 428, description = "The registry requires `If-Match` (`require_if_match`) and none was sent; nothing was written", body = ErrorAnswer),
     ),
     security(("bearer" = []), ("api_key" = [])),
 )]
@@ -849,6 +865,7 @@ pub async fn act(
         (status = 403, description = "The caller may not (a locked key)", body = ErrorAnswer),
         (status = 404, description = "No such key of the caller's", body = ErrorAnswer),
         (status = 412, description = "The key is not the version `If-Match` named; nothing was written", body = ErrorAnswer),
+        (status = 428, description = "The registry requires `If-Match` (`require_if_match`) and none was sent; nothing was written", body = ErrorAnswer),
     ),
     security(("bearer" = []), ("api_key" = [])),
 )]

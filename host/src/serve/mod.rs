@@ -10,6 +10,7 @@ mod decision_log;
 mod errors;
 mod hosts;
 mod identity;
+mod leaks;
 mod manage;
 mod metrics;
 mod openapi;
@@ -87,6 +88,9 @@ pub struct ServeOptions {
     pub token_ttl: Duration,
     /// The `Host` names answered.
     pub allowed_hosts: AllowedHosts,
+    /// GitHub's published secret scanning key set (a JSON file), which
+    /// `POST /v1/leaks/github` checks alerts against; none takes no alerts.
+    pub github_keys: Option<PathBuf>,
 }
 
 impl ServeOptions {
@@ -110,6 +114,7 @@ impl ServeOptions {
             primary: None,
             token_ttl: crate::token::DEFAULT_TTL,
             allowed_hosts: AllowedHosts::local_to(listen),
+            github_keys: None,
         }
     }
 }
@@ -124,6 +129,8 @@ pub struct AppState {
     /// How long a request may take (management writes keep to it themselves).
     request_timeout: Duration,
     max_body_bytes: usize,
+    /// GitHub's published key set, for its secret scanning alerts.
+    github_keys: Option<Arc<std::path::Path>>,
 }
 
 impl AppState {
@@ -234,6 +241,7 @@ async fn serve(shared: Arc<Shared>, options: ServeOptions) -> Result<()> {
         auth: Arc::new(options.auth.clone()),
         request_timeout: options.request_timeout,
         max_body_bytes: options.max_body_bytes,
+        github_keys: options.github_keys.as_deref().map(Arc::from),
     };
     let app = router(state, &options);
     connections::serve(
@@ -284,6 +292,9 @@ fn router(state: AppState, options: &ServeOptions) -> Router {
         .route("/v1/keys/{id}/usage", get(manage::usage))
         .route("/v1/me", get(manage::me))
         .route("/v1/reports/inactive", get(manage::inactive))
+        // An alert of a thousand tokens is larger than any other body: the
+        // handler reads it to its own limit.
+        .route("/v1/leaks/github", post(leaks::github))
         .layer(middleware::from_fn_with_state(
             manage::Primary::new(options.primary.clone(), state.clone()),
             manage::writes_to_primary,

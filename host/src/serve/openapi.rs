@@ -47,6 +47,7 @@ pub fn document() -> String {
         super::manage::usage,
         super::manage::me,
         super::manage::inactive,
+        super::leaks::github,
         super::snapshot::snapshot,
         super::healthz,
         super::metrics,

@@ -155,11 +155,15 @@ async function send(path, init) {
   return body;
 }
 
-/** Calls the management API with the access token. */
-async function api(method, path, body) {
+/**
+ * Calls the management API with the access token. A change to `key` names
+ * the version the page shows when the registry requires it (If-Match).
+ */
+async function api(method, path, body, key) {
   if (!token) throw new ApiError(401, 'you are not logged in', true);
   const asked = session;
   const headers = { Accept: 'application/json', Authorization: `Bearer ${token}` };
+  if (key && me && me.require_if_match) headers['If-Match'] = `"${key.entity_tag}"`;
   // On a replica, a write is forwarded to the primary rather than
   // redirected there: a page cannot follow a redirect to another origin.
   if (method !== 'GET') headers['Keyhost-Forward'] = 'primary';
@@ -501,7 +505,7 @@ async function act(key, action) {
     'end-grace': 'no longer accepts its old secret',
   }[action];
   try {
-    await api('POST', keyPath(key.id, action));
+    await api('POST', keyPath(key.id, action), undefined, key);
     say(`The key “${key.name}” is ${done}.`, 'success');
     await loadKeys();
     byId('details-title')?.focus();
@@ -512,7 +516,7 @@ async function act(key, action) {
 
 async function remove(key) {
   try {
-    await api('DELETE', keyPath(key.id));
+    await api('DELETE', keyPath(key.id), undefined, key);
     say(`The key “${key.name}” was deleted.`, 'success');
     selectedId = null;
     await loadKeys();
@@ -529,7 +533,7 @@ async function remove(key) {
 
 async function rotate(key, grace, trigger) {
   try {
-    const answer = await api('POST', keyPath(key.id, 'rotate'), grace ? { grace } : {});
+    const answer = await api('POST', keyPath(key.id, 'rotate'), grace ? { grace } : {}, key);
     const until = answer.record && answer.record.rotation_grace_until;
     say(until
       ? `The key “${key.name}” has a new secret; the old one works until ${until}.`
