@@ -328,21 +328,22 @@ fn list(file: &RegistryFile, args: ListArgs, now: Timestamp) -> Result<Report> {
 }
 
 fn rules(file: &RegistryFile, command: RulesCommand, now: Timestamp) -> Result<Report> {
-    let (registry, given) = match command {
-        RulesCommand::Show => (file.load()?, Vec::new()),
-        RulesCommand::Set { rule, values } => {
-            let change = rule_change(rule, Some(&values))?;
-            let (given, _) =
-                file.update(|registry| Ok(lifecycle::set_rule(registry, change, now)?))?;
-            (file.load()?, given)
-        }
-        RulesCommand::Unset { rule } => {
-            let change = rule_change(rule, None)?;
-            file.update(|registry| Ok(lifecycle::set_rule(registry, change, now)?))?;
-            (file.load()?, Vec::new())
-        }
+    // A change hands back the rules it made, with no second read.
+    let set = |change| {
+        file.update(|registry| {
+            let given = lifecycle::set_rule(registry, change, now)?;
+            Ok((registry.rules.clone(), given))
+        })
     };
-    let rules = &registry.rules;
+    let ((rules, given), revision) = match command {
+        RulesCommand::Show => {
+            let registry = file.load()?;
+            ((registry.rules, Vec::new()), registry.revision)
+        }
+        RulesCommand::Set { rule, values } => set(rule_change(rule, Some(&values))?)?,
+        RulesCommand::Unset { rule } => set(rule_change(rule, None)?)?,
+    };
+    let rules = &rules;
     let or_none = |set: bool, shown: String| if set { shown } else { "(none)".to_string() };
     let mut lines = vec![
         format!(
@@ -382,7 +383,7 @@ fn rules(file: &RegistryFile, command: RulesCommand, now: Timestamp) -> Result<R
         ));
     }
     Ok(Report::new(
-        json!({ "rules": rules, "keys_given_addresses": given, "revision": registry.revision }),
+        json!({ "rules": rules, "keys_given_addresses": given, "revision": revision }),
         lines.join("\n"),
     ))
 }

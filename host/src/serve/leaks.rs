@@ -202,6 +202,11 @@ pub async fn github(State(state): State<AppState>, headers: HeaderMap, body: Bod
     // write it (so an alert costs what it changes, at any registry size),
     // deciding afresh under the registry's lock: a key rotated in between
     // keeps its new secret unmarked.
+    // Every token is named by its hash in the answer: made once.
+    let hashes: Vec<KeyHash> = tokens
+        .iter()
+        .map(|token| KeyHash::of(&token.token))
+        .collect();
     let checker = state.shared.checker();
     let mut found: BTreeMap<String, Sighted> = BTreeMap::new();
     let mut settled = Vec::new();
@@ -215,7 +220,7 @@ pub async fn github(State(state): State<AppState>, headers: HeaderMap, body: Bod
         let Some(identity) = key.identity.as_deref() else {
             continue;
         };
-        let hash = KeyHash::of(&token.token);
+        let hash = hashes[at];
         // Its current secret, and marked before: the action was taken then,
         // and a replay writes nothing.
         if key.key.leaked && key.key.hash.same_as(&hash) {
@@ -277,9 +282,10 @@ pub async fn github(State(state): State<AppState>, headers: HeaderMap, body: Bod
     }
     let labels: Vec<TokenLabel> = tokens
         .iter()
+        .zip(hashes)
         .zip(true_positive)
-        .map(|(token, real)| TokenLabel {
-            token_hash: hex::encode(crate::key_format::hash(&token.token)),
+        .map(|((token, hash), real)| TokenLabel {
+            token_hash: hash.to_string(),
             token_type: token.token_type.clone(),
             label: if real {
                 "true_positive"
